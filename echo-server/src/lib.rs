@@ -1,0 +1,1 @@
+//! ricochet's instrumented echo server.

@@ -1,0 +1,187 @@
+//! Serde types of the `LoadTest` spec, exactly as a user writes them.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a load test runs: target, traffic, scenarios and the thresholds that gate it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ricochet.dev",
+    version = "v1alpha1",
+    kind = "LoadTest",
+    namespaced,
+    shortname = "lt"
+)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadTestSpec {
+    /// The system under test; omitted: an embedded echo-server on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// GA baseline and multiplier from which scenario rates derive (`share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+    /// Scenarios run in parallel, each with its own executor.
+    pub scenarios: Vec<ScenarioSpec>,
+    /// k6-style thresholds: metric expression (with optional `{tag:value}` filter) to
+    /// a list of conditions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, Vec<ThresholdSpec>>,
+}
+
+/// The system under test.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Target {
+    /// Base URL, e.g. `http://echo-server.observability.svc:8080`.
+    pub url: String,
+    /// Use HTTP/2 (prior knowledge for `http://`) instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+    /// Upper bound of open connections per scenario (HTTP/1.1 keep-alive pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Per-request timeout, e.g. `30s` (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Traffic as a multiple of the GA baseline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Traffic {
+    /// Requests per second the service carries at general availability.
+    pub ga_baseline_rps: f64,
+    /// Multiple of the baseline to run at (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+}
+
+/// How a scenario schedules iterations (k6 executor names).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    /// Open model: a fixed arrival rate.
+    ConstantArrivalRate,
+    /// Open model: an arrival rate that follows `stages`.
+    RampingArrivalRate,
+    /// Closed model: a fixed number of virtual users looping.
+    ConstantVus,
+    /// Closed model: a number of virtual users that follows `stages`.
+    RampingVus,
+}
+
+/// One scenario of a load test.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScenarioSpec {
+    /// Unique name, used as the `scenario` tag.
+    pub name: String,
+    /// The executor.
+    pub executor: ExecutorKind,
+    /// Fraction of the total rate (`traffic.gaBaselineRps x multiplier`), arrival-rate executors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// Absolute arrival rate in iterations per second, arrival-rate executors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Rate at the start of a `ramping-arrival-rate` scenario, or VUs at the start of `ramping-vus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_rate: Option<f64>,
+    /// Number of virtual users for VU executors (start value for `ramping-vus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vus: Option<u32>,
+    /// Stages of ramping executors: target rate (or VUs) reached linearly over duration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    /// Duration of constant executors, e.g. `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Offset from the start of the run at which this scenario begins (default 0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// Time granted to in-flight iterations after the scenario ends (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_stop: Option<String>,
+    /// Bound on concurrent iterations; beyond it iterations count as `dropped_iterations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Extra tags attached to every sample of this scenario.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Requests, picked per iteration by weight.
+    pub requests: Vec<RequestSpec>,
+}
+
+/// One stage of a ramping executor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Stage {
+    /// Rate (arrival-rate) or VUs (ramping-vus) reached at the end of the stage.
+    pub target: f64,
+    /// How long the stage lasts, e.g. `30s`.
+    pub duration: String,
+    /// Optional phase name (e.g. `ramp-up`, `steady`) that thresholds can be scoped to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One request of a scenario.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestSpec {
+    /// Name, used as the `name` tag.
+    pub name: String,
+    /// HTTP method (default GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Path and query, appended to the target URL.
+    pub path: String,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Inline request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Path of a file whose contents are the body (relative to the scenario file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<String>,
+    /// Relative weight when a scenario has several requests (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// A streamed response: time to first and last byte are recorded.
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// One threshold condition: a k6 expression, or the expression with options.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum ThresholdSpec {
+    /// `"p(99)<800ms"`.
+    Expression(String),
+    /// The expression with abort and scoping options.
+    Detailed(ThresholdDetail),
+}
+
+/// A threshold with options.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ThresholdDetail {
+    /// The k6 expression, e.g. `rate<0.003`.
+    pub threshold: String,
+    /// Stop the run as soon as the threshold fails.
+    #[serde(default)]
+    pub abort_on_fail: bool,
+    /// Do not evaluate for abort before this much of the run has passed, e.g. `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_abort_eval: Option<String>,
+    /// Judge every tumbling window of this length (e.g. `1m`); fails if any window fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Judge only samples scheduled during the stages with this name (e.g. `steady`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+}

@@ -1,0 +1,10 @@
+//! ricochet's load generator.
+//!
+//! `loadgen run scenario.yaml` turns a `LoadTest` document into a validated [`plan::Plan`],
+//! drives it open-model (latency measured from each request's scheduled instant), judges
+//! k6-style [`thresholds`] and exits 0 (passed), 1 (a threshold failed), 2 (invalid
+//! input) or 3 (the run could not be carried out).
+
+pub mod cli;
+pub mod plan;
+pub mod thresholds;

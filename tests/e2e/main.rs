@@ -1,0 +1,1 @@
+//! End-to-end tests across ricochet's crates (one test binary, a module per topic).
