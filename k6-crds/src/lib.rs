@@ -8,3 +8,9 @@
 mod spec;
 
 pub use spec::*;
+
+/// The `apiVersion` of a `LoadTest` document.
+pub const API_VERSION: &str = "ricochet.dev/v1alpha1";
+
+/// The `kind` of a `LoadTest` document.
+pub const KIND: &str = "LoadTest";

@@ -157,7 +157,11 @@ pub struct RequestSpec {
 }
 
 /// One threshold condition: a k6 expression, or the expression with options.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+///
+/// Deserialized by hand rather than `#[serde(untagged)]`, so that a mistake inside the
+/// detailed form (an unknown field, a missing `threshold`) is reported as such, with its
+/// position, instead of "data did not match any variant".
+#[derive(Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum ThresholdSpec {
     /// `"p(99)<800ms"`.
@@ -184,4 +188,34 @@ pub struct ThresholdDetail {
     /// Judge only samples scheduled during the stages with this name (e.g. `steady`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ThresholdSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ThresholdSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a threshold expression such as \"p(99)<800ms\", or a map with `threshold`, `abortOnFail`, `delayAbortEval`, `window`, `phase`",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ThresholdSpec::Expression(v.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                ThresholdDetail::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ThresholdSpec::Detailed)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
 }

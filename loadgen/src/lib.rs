@@ -6,5 +6,10 @@
 //! input) or 3 (the run could not be carried out).
 
 pub mod cli;
+pub mod duration;
+pub mod load;
 pub mod plan;
 pub mod thresholds;
+
+pub use load::load_plan;
+pub use plan::{Overrides, Plan, PlanError};

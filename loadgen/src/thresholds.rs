@@ -74,3 +74,410 @@ pub enum Scope {
     /// Only samples scheduled during the stages with this phase name.
     Phase(String),
 }
+
+/// The kind of a metric, which decides the aggregations and units its thresholds may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonic sum (requests, bytes): `count`, `rate` (per second); limits take no unit.
+    Counter,
+    /// A fraction of true samples (failed requests): `rate`, a fraction between 0 and 1.
+    Rate,
+    /// A distribution of durations: `p(N)`, `avg`, `med`, `min`, `max`; limits in `ms` by default.
+    Trend,
+}
+
+impl MetricKind {
+    /// The k6 word for the kind, as used in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Rate => "rate",
+            MetricKind::Trend => "trend",
+        }
+    }
+
+    /// The aggregations a threshold on a metric of this kind may use, for error messages.
+    pub fn valid_aggregations(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "`count` or `rate`",
+            MetricKind::Rate => "`rate`",
+            MetricKind::Trend => "`p(N)`, `avg`, `med`, `min` or `max`",
+        }
+    }
+
+    fn allows(self, aggregation: Aggregation) -> bool {
+        match self {
+            MetricKind::Counter => matches!(aggregation, Aggregation::Count | Aggregation::Rate),
+            MetricKind::Rate => matches!(aggregation, Aggregation::Rate),
+            MetricKind::Trend => matches!(
+                aggregation,
+                Aggregation::Percentile(_)
+                    | Aggregation::Avg
+                    | Aggregation::Med
+                    | Aggregation::Min
+                    | Aggregation::Max
+            ),
+        }
+    }
+}
+
+/// Every metric a threshold may name, with its kind: the one table to extend.
+pub const METRICS: &[(&str, MetricKind)] = &[
+    ("http_reqs", MetricKind::Counter),
+    ("http_req_duration", MetricKind::Trend),
+    ("http_req_waiting", MetricKind::Trend),
+    ("http_stream_duration", MetricKind::Trend),
+    ("http_req_failed", MetricKind::Rate),
+    ("iterations", MetricKind::Counter),
+    ("dropped_iterations", MetricKind::Counter),
+    ("data_sent", MetricKind::Counter),
+    ("data_received", MetricKind::Counter),
+];
+
+/// The kind of a known metric, `None` for a name not in [`METRICS`].
+pub fn metric_kind(name: &str) -> Option<MetricKind> {
+    METRICS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, kind)| *kind)
+}
+
+fn known_metrics() -> String {
+    METRICS
+        .iter()
+        .map(|(name, _)| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Comparison {
+    /// The operator as written: `<`, `<=`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+            Comparison::Eq => "==",
+            Comparison::Ne => "!=",
+        }
+    }
+
+    /// Whether `value <op> limit` holds.
+    pub fn holds(self, value: f64, limit: f64) -> bool {
+        match self {
+            Comparison::Lt => value < limit,
+            Comparison::Le => value <= limit,
+            Comparison::Gt => value > limit,
+            Comparison::Ge => value >= limit,
+            Comparison::Eq => value == limit,
+            Comparison::Ne => value != limit,
+        }
+    }
+}
+
+impl Threshold {
+    /// The kind of the threshold's metric.
+    pub fn metric_kind(&self) -> Option<MetricKind> {
+        metric_kind(&self.metric)
+    }
+}
+
+/// The part of a threshold entry an error is about, so it can be located in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdField {
+    /// The metric key, `http_req_duration{scenario:api}`.
+    Key,
+    /// The condition, `p(99)<800ms` (the string, or `threshold` of the detailed form).
+    Condition,
+    /// `delayAbortEval`.
+    DelayAbortEval,
+    /// `window`.
+    Window,
+    /// `phase`.
+    Phase,
+}
+
+/// A threshold entry that cannot be parsed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ThresholdError {
+    /// Which part of the entry is wrong.
+    pub field: ThresholdField,
+    /// One sentence: what is wrong and what is valid.
+    pub message: String,
+}
+
+/// What a threshold may refer to in its plan: scenario names (tag filters) and phase names.
+#[derive(Clone, Debug, Default)]
+pub struct ThresholdContext {
+    /// Names of the plan's scenarios.
+    pub scenarios: Vec<String>,
+    /// Stage names of the plan's ramping scenarios.
+    pub phases: Vec<String>,
+}
+
+fn fail(field: ThresholdField, message: String) -> ThresholdError {
+    ThresholdError { field, message }
+}
+
+fn backticked(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses a threshold key, `metric` or `metric{tag:value,tag2:value}`, into metric and filter.
+pub fn parse_key(
+    key: &str,
+    ctx: &ThresholdContext,
+) -> Result<(String, MetricKind, BTreeMap<String, String>), ThresholdError> {
+    let (metric, filter_text) = match key.find('{') {
+        Some(open) => (&key[..open], Some(&key[open..])),
+        None => (key, None),
+    };
+    let metric = metric.trim();
+    let Some(kind) = metric_kind(metric) else {
+        return Err(fail(
+            ThresholdField::Key,
+            format!(
+                "unknown metric `{metric}`, expected one of {}",
+                known_metrics()
+            ),
+        ));
+    };
+    let mut filter = BTreeMap::new();
+    if let Some(text) = filter_text {
+        let bad = || {
+            fail(
+                ThresholdField::Key,
+                format!(
+                    "bad tag filter `{text}`, expected `{{tag:value}}` or `{{tag:value,tag2:value}}`"
+                ),
+            )
+        };
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .ok_or_else(bad)?;
+        if inner.trim().is_empty() {
+            return Err(bad());
+        }
+        for pair in inner.split(',') {
+            let (tag, value) = pair.split_once(':').ok_or_else(bad)?;
+            let (tag, value) = (tag.trim(), value.trim());
+            let tag_ok = tag
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if !tag_ok || value.is_empty() || value.contains(['{', '}']) {
+                return Err(bad());
+            }
+            if filter.insert(tag.to_owned(), value.to_owned()).is_some() {
+                return Err(fail(
+                    ThresholdField::Key,
+                    format!("tag `{tag}` appears twice in the filter `{text}`"),
+                ));
+            }
+        }
+        if let Some(scenario) = filter.get("scenario")
+            && !ctx.scenarios.iter().any(|s| s == scenario)
+        {
+            return Err(fail(
+                ThresholdField::Key,
+                format!(
+                    "no scenario is named `{scenario}`, expected one of {}",
+                    backticked(&ctx.scenarios)
+                ),
+            ));
+        }
+    }
+    Ok((metric.to_owned(), kind, filter))
+}
+
+/// Parses a condition such as `p(99)<800ms`, `rate<0.003` or `count>=100` for a metric of
+/// `kind`: the aggregation, comparison and limit (milliseconds for trends).
+pub fn parse_condition(
+    metric: &str,
+    kind: MetricKind,
+    condition: &str,
+) -> Result<(Aggregation, Comparison, f64), ThresholdError> {
+    let bad = |why: String| fail(ThresholdField::Condition, why);
+    let syntax = || {
+        bad(format!(
+            "`{condition}` is not a threshold condition, expected `AGGREGATION OP VALUE` such as `p(99)<800ms` or `rate<0.01` (OP is one of `<`, `<=`, `>`, `>=`, `==`, `!=`)"
+        ))
+    };
+    let op_at = condition.find(['<', '>', '=', '!']).ok_or_else(syntax)?;
+    let aggregation_text = condition[..op_at].trim();
+    let rest = &condition[op_at..];
+    let (comparison, value_text) = [
+        ("<=", Comparison::Le),
+        (">=", Comparison::Ge),
+        ("===", Comparison::Eq),
+        ("==", Comparison::Eq),
+        ("!=", Comparison::Ne),
+        ("<", Comparison::Lt),
+        (">", Comparison::Gt),
+    ]
+    .iter()
+    .find_map(|(op, cmp)| rest.strip_prefix(op).map(|v| (*cmp, v.trim())))
+    .ok_or_else(syntax)?;
+
+    let aggregation = match aggregation_text {
+        "avg" => Aggregation::Avg,
+        "med" => Aggregation::Med,
+        "min" => Aggregation::Min,
+        "max" => Aggregation::Max,
+        "count" => Aggregation::Count,
+        "rate" => Aggregation::Rate,
+        other => {
+            let n = other
+                .strip_prefix("p(")
+                .and_then(|t| t.strip_suffix(')'))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "unknown aggregation `{other}` in `{condition}`, expected {} for `{metric}` (a {})",
+                        kind.valid_aggregations(),
+                        kind.as_str()
+                    ))
+                })?;
+            match n.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Aggregation::Percentile(p),
+                _ => {
+                    return Err(bad(format!(
+                        "bad percentile `{other}` in `{condition}`, expected `p(N)` with N between 0 and 100, e.g. `p(99)` or `p(99.9)`"
+                    )));
+                }
+            }
+        }
+    };
+    if !kind.allows(aggregation) {
+        return Err(bad(format!(
+            "`{aggregation_text}` does not apply to `{metric}` (a {}), expected {}",
+            kind.as_str(),
+            kind.valid_aggregations()
+        )));
+    }
+
+    let split = value_text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
+        .unwrap_or(value_text.len());
+    let (number_text, unit) = value_text.split_at(split);
+    let number: f64 = number_text
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(syntax)?;
+    if number < 0.0 {
+        return Err(bad(format!(
+            "the limit in `{condition}` is negative; limits are numbers >= 0"
+        )));
+    }
+    let limit = match kind {
+        MetricKind::Trend => {
+            let ms_per_unit = match unit {
+                "" | "ms" => 1.0,
+                "us" | "µs" => 1e-3,
+                "s" => 1e3,
+                "m" => 60e3,
+                _ => {
+                    return Err(bad(format!(
+                        "unknown unit `{unit}` in `{condition}`, expected `us`, `ms`, `s` or `m` (no unit means `ms`)"
+                    )));
+                }
+            };
+            number * ms_per_unit
+        }
+        MetricKind::Counter | MetricKind::Rate if !unit.is_empty() => {
+            return Err(bad(format!(
+                "`{condition}` has the unit `{unit}`, but `{metric}` is a {} and its limits take no unit",
+                kind.as_str()
+            )));
+        }
+        MetricKind::Rate if number > 1.0 => {
+            return Err(bad(format!(
+                "the rate limit in `{condition}` is above 1; `rate` of `{metric}` is a fraction between 0 and 1, e.g. `rate<0.01` for 1%"
+            )));
+        }
+        MetricKind::Counter | MetricKind::Rate => number,
+    };
+    Ok((aggregation, comparison, limit))
+}
+
+/// Parses one threshold entry (`key` and its `index`-th condition) into a [`Threshold`].
+pub fn parse_threshold(
+    key: &str,
+    spec: &ricochet_crds::ThresholdSpec,
+    ctx: &ThresholdContext,
+) -> Result<Threshold, ThresholdError> {
+    use ricochet_crds::ThresholdSpec;
+
+    let (metric, kind, filter) = parse_key(key, ctx)?;
+    let (expression, detail) = match spec {
+        ThresholdSpec::Expression(e) => (e.as_str(), None),
+        ThresholdSpec::Detailed(d) => (d.threshold.as_str(), Some(d)),
+    };
+    let (aggregation, comparison, limit) = parse_condition(&metric, kind, expression)?;
+    let duration = |field: ThresholdField, text: &str| {
+        crate::duration::parse_duration(text).map_err(|e| fail(field, e.to_string()))
+    };
+    let mut threshold = Threshold {
+        key: key.to_owned(),
+        metric,
+        filter,
+        expression: expression.to_owned(),
+        aggregation,
+        comparison,
+        limit,
+        abort_on_fail: false,
+        delay_abort_eval: Duration::ZERO,
+        scope: Scope::Run,
+    };
+    if let Some(detail) = detail {
+        threshold.abort_on_fail = detail.abort_on_fail;
+        if let Some(text) = &detail.delay_abort_eval {
+            threshold.delay_abort_eval = duration(ThresholdField::DelayAbortEval, text)?;
+        }
+        match (&detail.window, &detail.phase) {
+            (Some(_), Some(_)) => {
+                return Err(fail(
+                    ThresholdField::Phase,
+                    "`window` and `phase` cannot both be set; a threshold judges either every window of the run or one phase".to_owned(),
+                ));
+            }
+            (Some(text), None) => {
+                let window = duration(ThresholdField::Window, text)?;
+                if window.is_zero() {
+                    return Err(fail(
+                        ThresholdField::Window,
+                        "`window` must be longer than 0s, e.g. `1m`".to_owned(),
+                    ));
+                }
+                threshold.scope = Scope::Window(window);
+            }
+            (None, Some(phase)) => {
+                if !ctx.phases.iter().any(|p| p == phase) {
+                    return Err(fail(
+                        ThresholdField::Phase,
+                        format!(
+                            "no stage is named `{phase}`, expected one of the stage names: {}",
+                            backticked(&ctx.phases)
+                        ),
+                    ));
+                }
+                threshold.scope = Scope::Phase(phase.clone());
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(threshold)
+}
