@@ -1,1 +1,515 @@
-//! ricochet's instrumented echo server.
+//! ricochet's instrumented echo server: the reference workload whose every request yields
+//! one server span (continuing the caller's W3C `traceparent`), one JSON log line carrying
+//! the same trace id, and RED metrics with that trace id as exemplar.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), echo_server::Error> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|source| {
+//!     echo_server::Error::LocalAddr { what: "main", source }
+//! })?;
+//! let server = echo_server::start(echo_server::Config::default(), listener).await?;
+//! println!("serving on http://{}", server.local_addr());
+//! server.shutdown().await
+//! # }
+//! ```
+
+pub mod chaos;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod routes;
+pub mod telemetry;
+
+mod admin;
+mod serve;
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Either;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::{Body, Frame, SizeHint};
+use opentelemetry::KeyValue;
+use opentelemetry::logs::Severity;
+use opentelemetry::trace::{SpanKind, Status};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::chaos::{Chaos, ChaosSpec};
+pub use crate::config::{
+    Cli, Config, Env, LogFormat, OtlpConfig, OtlpProtocol, ProcessEnv, RequestLog, SharedWriter,
+};
+pub use crate::error::{Error, Result};
+use crate::log::{LogSink, RequestRecord};
+use crate::metrics::Metrics;
+use crate::routes::Route;
+use crate::telemetry::{SpanStart, Telemetry};
+
+/// Response body type of the server.
+pub type ResponseBody = Either<http_body_util::Full<Bytes>, GuardedBody>;
+
+/// Shared state of a running server.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration it runs on.
+    pub config: Config,
+    /// Spans and OTLP logs.
+    pub telemetry: Telemetry,
+    /// RED metrics.
+    pub metrics: Metrics,
+    /// Runtime faults.
+    pub chaos: Chaos,
+    /// Request log writer, when the log is on.
+    pub log: Option<LogSink>,
+    /// Set once shutdown began (`/readyz` answers 503).
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the state: telemetry pipelines (inside a Tokio runtime) and the request-log
+    /// writer.
+    pub fn new(config: Config) -> Result<Arc<Self>> {
+        let telemetry = Telemetry::new(&config.service_name, &config.telemetry)?;
+        let log = if config.telemetry.enabled {
+            LogSink::start(&config.request_log)?
+        } else {
+            None
+        };
+        let seed = config.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        Ok(Arc::new(Self {
+            chaos: Chaos::new(seed),
+            telemetry,
+            metrics: Metrics::default(),
+            log,
+            draining: AtomicBool::new(false),
+            config,
+        }))
+    }
+}
+
+/// Handles one request of the public listener: routing, chaos, and the span, log line and
+/// metrics of the request. Usable without a socket (tests call it directly).
+pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let start_time = SystemTime::now();
+    let route = Route::resolve(req.uri().path());
+    let method = routes::method_label(req.method());
+    let span = state.telemetry.start_server_span(req.headers(), start_time);
+    let meta = span.as_ref().map(|_| RequestMeta::of(&req));
+    let tenant = tenant_of(req.headers());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            format!(
+                "{:016x}",
+                u64::from_be_bytes(state.telemetry.new_span_id().to_bytes())
+            )
+        });
+
+    let mut outcome = routes::dispatch(&state, route, req, span.as_ref()).await;
+    let verdict = state.chaos.on_response(
+        route.as_str(),
+        route.is_workload(),
+        outcome.response.status().as_u16(),
+    );
+    if let Some(s) = verdict.error_status {
+        let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        outcome.response = routes::error(status, "error injected by chaos");
+    }
+    if let Some(d) = verdict.delay {
+        tokio::time::sleep(d).await;
+    }
+    let (mut parts, body) = outcome.response.into_parts();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        parts.headers.insert("x-request-id", v);
+    }
+    if let Some(s) = &span
+        && let Ok(v) = HeaderValue::from_str(&s.traceparent())
+    {
+        parts.headers.insert("traceparent", v);
+    }
+    let done = Completion {
+        state: state.clone(),
+        route,
+        method,
+        status: parts.status.as_u16(),
+        tenant,
+        request_id,
+        span,
+        meta,
+        started,
+        children: outcome.children,
+    };
+    let body = match body {
+        Either::Left(full) => {
+            done.finish();
+            Either::Left(full)
+        }
+        Either::Right(stream) => Either::Right(GuardedBody {
+            inner: stream,
+            done: Some(done),
+        }),
+    };
+    Response::from_parts(parts, body)
+}
+
+fn tenant_of(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-tenant-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or_else(|| telemetry::tenant_from_baggage(headers))
+}
+
+#[derive(Debug)]
+struct RequestMeta {
+    path: String,
+    query: Option<String>,
+    user_agent: Option<String>,
+    version: &'static str,
+    scheme: &'static str,
+}
+
+impl RequestMeta {
+    fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            user_agent: req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            version: match req.version() {
+                http::Version::HTTP_2 => "2",
+                http::Version::HTTP_10 => "1.0",
+                _ => "1.1",
+            },
+            scheme: "http",
+        }
+    }
+}
+
+/// Everything needed to account for a request once its response is complete.
+#[derive(Debug)]
+struct Completion {
+    state: Arc<AppState>,
+    route: Route,
+    method: &'static str,
+    status: u16,
+    tenant: Option<String>,
+    request_id: String,
+    span: Option<SpanStart>,
+    meta: Option<RequestMeta>,
+    started: Instant,
+    children: Vec<opentelemetry_sdk::trace::SpanData>,
+}
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+fn hex_id(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+}
+
+impl Completion {
+    fn finish(self) {
+        let duration = self.started.elapsed();
+        let st = &self.state;
+        let (route, status) = (self.route.as_str(), self.status);
+        let dropped = self.span.is_some()
+            && st
+                .chaos
+                .drop_telemetry(route, self.route.is_workload(), status);
+        st.metrics.record(
+            route,
+            self.method,
+            status,
+            self.tenant.as_deref(),
+            duration,
+            self.span.as_ref().map(|s| (s.trace_id, s.span_id)),
+        );
+        let (Some(span), Some(meta)) = (&self.span, &self.meta) else {
+            return;
+        };
+        if dropped {
+            st.telemetry.count_chaos_drop();
+            return;
+        }
+        let end = SystemTime::now();
+        let (mut tid, mut sid) = ([0u8; 32], [0u8; 16]);
+        hex_id(&span.trace_id.to_bytes(), &mut tid);
+        hex_id(&span.span_id.to_bytes(), &mut sid);
+        let trace_id = std::str::from_utf8(&tid).unwrap_or_default();
+        let span_id = std::str::from_utf8(&sid).unwrap_or_default();
+        let (level, severity) = match status {
+            500.. => ("error", Severity::Error),
+            400..=499 => ("warn", Severity::Warn),
+            _ => ("info", Severity::Info),
+        };
+        let duration_ms = duration.as_secs_f64() * 1e3;
+        if let Some(sink) = &st.log {
+            let ts = humantime::format_rfc3339_millis(end).to_string();
+            let record = RequestRecord {
+                ts: &ts,
+                level,
+                msg: "request completed",
+                service: &st.config.service_name,
+                trace_id,
+                span_id,
+                tenant_id: self.tenant.as_deref(),
+                request_id: &self.request_id,
+                method: self.method,
+                route,
+                path: &meta.path,
+                status,
+                duration_ms,
+            };
+            LINE.with_borrow_mut(|buf| {
+                buf.clear();
+                record.write_line(st.config.log_format, buf);
+                sink.append(buf);
+            });
+        }
+        if !st.telemetry.exporting() {
+            return;
+        }
+        let tenant = self.tenant.clone();
+        st.telemetry
+            .emit_log(span, severity, "request completed", |rec| {
+                use opentelemetry::logs::LogRecord as _;
+                rec.add_attribute("service", st.config.service_name.clone());
+                rec.add_attribute("request_id", self.request_id.clone());
+                rec.add_attribute("method", self.method);
+                rec.add_attribute("route", route);
+                rec.add_attribute("status", i64::from(status));
+                rec.add_attribute("duration_ms", duration_ms);
+                if let Some(t) = tenant {
+                    rec.add_attribute("tenant_id", t);
+                }
+            });
+        let mut attrs = Vec::with_capacity(10);
+        attrs.push(KeyValue::new("http.request.method", self.method));
+        attrs.push(KeyValue::new("http.route", route));
+        attrs.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        attrs.push(KeyValue::new("url.path", meta.path.clone()));
+        attrs.push(KeyValue::new("url.scheme", meta.scheme));
+        attrs.push(KeyValue::new("network.protocol.version", meta.version));
+        if let Some(q) = &meta.query {
+            attrs.push(KeyValue::new("url.query", q.clone()));
+        }
+        if let Some(ua) = &meta.user_agent {
+            attrs.push(KeyValue::new("user_agent.original", ua.clone()));
+        }
+        if let Some(t) = &self.tenant {
+            attrs.push(KeyValue::new("tenant.id", t.clone()));
+        }
+        attrs.push(KeyValue::new("request.id", self.request_id.clone()));
+        let status_code = if status >= 500 {
+            Status::error(format!("HTTP {status}"))
+        } else {
+            Status::Unset
+        };
+        let name: Cow<'static, str> = match self.route {
+            Route::Unmatched => Cow::Borrowed(self.method),
+            _ => Cow::Owned(format!("{} {route}", self.method)),
+        };
+        let data = st.telemetry.span_data(
+            span,
+            span.span_id,
+            span.parent_span_id,
+            span.parent_span_id != opentelemetry::trace::SpanId::INVALID,
+            SpanKind::Server,
+            name,
+            span.start,
+            end,
+            attrs,
+            status_code,
+        );
+        for child in self.children {
+            st.telemetry.emit_span(child);
+        }
+        st.telemetry.emit_span(data);
+    }
+}
+
+/// A streaming body that accounts for its request (span, log, metrics) when the stream
+/// ends or is dropped.
+pub struct GuardedBody {
+    inner: UnsyncBoxBody<Bytes, std::convert::Infallible>,
+    done: Option<Completion>,
+}
+
+impl std::fmt::Debug for GuardedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuardedBody")
+    }
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r
+            && let Some(d) = self.done.take()
+        {
+            d.finish();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for GuardedBody {
+    fn drop(&mut self) {
+        if let Some(d) = self.done.take() {
+            d.finish();
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<AppState>,
+    local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts serving on `listener` (and on the admin address of `config`, if any).
+pub async fn start(config: Config, listener: TcpListener) -> Result<Server> {
+    let local_addr = listener.local_addr().map_err(|source| Error::LocalAddr {
+        what: "main",
+        source,
+    })?;
+    let admin_listener = match config.admin_listen {
+        None => None,
+        Some(addr) => {
+            if config.admin_token.is_none() {
+                return Err(Error::AdminTokenMissing { addr });
+            }
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        what: "admin",
+                        addr,
+                        source,
+                    })?,
+            )
+        }
+    };
+    let admin_addr = match &admin_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| Error::LocalAddr {
+            what: "admin",
+            source,
+        })?),
+        None => None,
+    };
+    let state = AppState::new(config)?;
+    let cancel = CancellationToken::new();
+    let mut tasks = vec![tokio::spawn(serve::accept_loop(
+        listener,
+        state.clone(),
+        cancel.clone(),
+        serve::Kind::Public,
+    ))];
+    if let Some(l) = admin_listener {
+        tasks.push(tokio::spawn(serve::accept_loop(
+            l,
+            state.clone(),
+            cancel.clone(),
+            serve::Kind::Admin,
+        )));
+    }
+    Ok(Server {
+        state,
+        local_addr,
+        admin_addr,
+        cancel,
+        tasks,
+    })
+}
+
+impl Server {
+    /// Address of the public listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Address of the admin listener, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The shared state (metrics, telemetry counters, chaos).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded by `limits.grace`), then
+    /// flushes and shuts down traces, then logs, then the request log.
+    pub async fn shutdown(self) -> Result<()> {
+        self.state.draining.store(true, Ordering::Release);
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let st = &self.state;
+        let timeout = st.config.telemetry.export_timeout * 2 + std::time::Duration::from_secs(1);
+        let result = st.telemetry.shutdown(timeout).await;
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(l) = &state.log {
+                l.close();
+            }
+        })
+        .await;
+        result
+    }
+}

@@ -1,0 +1,365 @@
+//! RED metrics: a request-duration histogram plus request and error counters, labelled by
+//! route, method, status (code and class) and tenant, with the latest trace per bucket kept
+//! as exemplar. Hand-written rather than prometheus-client because the server must speak
+//! both OpenMetrics (with exemplar timestamps and a `span_id` label, the shape Prometheus
+//! 2.42 scrapes) and the classic Prometheus text format; the hot path is a read lock plus
+//! atomics.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{SpanId, TraceId};
+
+use crate::chaos::StatusClass;
+
+/// Upper bounds of the duration buckets, in seconds (the OTel HTTP semconv advice).
+pub const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+const BUCKET_LABELS: [&str; 15] = [
+    "0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0",
+    "7.5", "10.0", "+Inf",
+];
+
+/// Distinct tenants tracked before further ones are folded into `other`.
+pub const MAX_TENANTS: usize = 100;
+
+/// Content type of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text exposition.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Debug, Clone, Copy)]
+struct Exemplar {
+    trace_id: TraceId,
+    span_id: SpanId,
+    value: f64,
+    unix_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    buckets: [AtomicU64; 15],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+    exemplars: [Mutex<Option<Exemplar>>; 15],
+}
+
+type Outer = (&'static str, &'static str, u16);
+type ByTenant = HashMap<Arc<str>, Arc<Series>>;
+
+/// The RED metrics registry.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    series: RwLock<HashMap<Outer, ByTenant>>,
+    tenants: RwLock<HashMap<Arc<str>, ()>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Formats as Prometheus and OpenMetrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, with exemplars.
+    OpenMetrics,
+    /// Prometheus text 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// OpenMetrics when `accept` lists `application/openmetrics-text`.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::Prometheus,
+        }
+    }
+
+    /// The content type to answer with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Self::Prometheus => PROMETHEUS_CONTENT_TYPE,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn record(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        tenant: Option<&str>,
+        duration: Duration,
+        exemplar: Option<(TraceId, SpanId)>,
+    ) {
+        let tenant = tenant.unwrap_or("none");
+        let key = (route, method, status);
+        let series = {
+            let map = read(&self.series);
+            map.get(&key).and_then(|m| m.get(tenant)).cloned()
+        };
+        let series = match series {
+            Some(s) => s,
+            None => self.insert(key, tenant),
+        };
+        let secs = duration.as_secs_f64();
+        let idx = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        series.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        series.count.fetch_add(1, Ordering::Relaxed);
+        series.sum_nanos.fetch_add(
+            duration.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+        if let Some((trace_id, span_id)) = exemplar {
+            let unix_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let mut slot = series.exemplars[idx]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *slot = Some(Exemplar {
+                trace_id,
+                span_id,
+                value: secs,
+                unix_ms,
+            });
+        }
+    }
+
+    fn insert(&self, key: Outer, tenant: &str) -> Arc<Series> {
+        let tenant: Arc<str> = {
+            let known = read(&self.tenants)
+                .get_key_value(tenant)
+                .map(|(k, _)| k.clone());
+            match known {
+                Some(t) => t,
+                None => {
+                    let mut tenants = write(&self.tenants);
+                    if tenants.len() >= MAX_TENANTS || tenant.len() > 64 {
+                        Arc::from("other")
+                    } else {
+                        let t: Arc<str> = Arc::from(tenant);
+                        tenants.insert(t.clone(), ());
+                        t
+                    }
+                }
+            }
+        };
+        let mut map = write(&self.series);
+        map.entry(key)
+            .or_default()
+            .entry(tenant)
+            .or_default()
+            .clone()
+    }
+
+    /// Total requests recorded (all series).
+    pub fn total_requests(&self) -> u64 {
+        read(&self.series)
+            .values()
+            .flat_map(|m| m.values())
+            .map(|s| s.count.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Renders the exposition.
+    pub fn render(&self, format: Format) -> String {
+        let mut rows: Vec<(Outer, Arc<str>, Arc<Series>)> = read(&self.series)
+            .iter()
+            .flat_map(|(k, m)| m.iter().map(move |(t, s)| (*k, t.clone(), s.clone())))
+            .collect();
+        rows.sort_by(|a, b| (a.0, &*a.1).cmp(&(b.0, &*b.1)));
+        let om = format == Format::OpenMetrics;
+        let mut out = String::with_capacity(4096 + rows.len() * 2048);
+        let name = "http_server_request_duration_seconds";
+        if om {
+            let _ = writeln!(
+                out,
+                "# TYPE {name} histogram\n# UNIT {name} seconds\n# HELP {name} Duration of HTTP server requests."
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "# HELP {name} Duration of HTTP server requests.\n# TYPE {name} histogram"
+            );
+        }
+        for ((route, method, status), tenant, s) in &rows {
+            let labels = labels(method, route, *status, tenant);
+            let mut cum = 0u64;
+            for (i, le) in BUCKET_LABELS.iter().enumerate() {
+                cum += s.buckets[i].load(Ordering::Relaxed);
+                let _ = write!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cum}");
+                if om {
+                    let ex = *s.exemplars[i].lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(e) = ex {
+                        let _ = write!(
+                            out,
+                            " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {}.{:03}",
+                            e.trace_id,
+                            e.span_id,
+                            e.value,
+                            e.unix_ms / 1000,
+                            e.unix_ms % 1000
+                        );
+                    }
+                }
+                out.push('\n');
+            }
+            let sum = s.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "{name}_count{{{labels}}} {cum}\n{name}_sum{{{labels}}} {sum}"
+            );
+        }
+        for (family, help, errors_only) in [
+            (
+                "http_server_requests",
+                "HTTP server requests served.",
+                false,
+            ),
+            (
+                "http_server_errors",
+                "HTTP server requests answered with a 5xx status.",
+                true,
+            ),
+        ] {
+            if om {
+                let _ = writeln!(out, "# TYPE {family} counter\n# HELP {family} {help}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# HELP {family}_total {help}\n# TYPE {family}_total counter"
+                );
+            }
+            for ((route, method, status), tenant, s) in &rows {
+                if errors_only && *status < 500 {
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "{family}_total{{{}}} {}",
+                    labels(method, route, *status, tenant),
+                    s.count.load(Ordering::Relaxed)
+                );
+            }
+        }
+        if om {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+fn labels(method: &str, route: &str, status: u16, tenant: &str) -> String {
+    format!(
+        "http_request_method=\"{method}\",http_route=\"{}\",http_response_status_code=\"{status}\",http_response_status_class=\"{}\",tenant_id=\"{}\"",
+        escape(route),
+        StatusClass::of(status).as_str(),
+        escape(tenant)
+    )
+}
+
+fn escape(v: &str) -> String {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.to_owned();
+    }
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_has_exemplar_and_eof() {
+        let m = Metrics::default();
+        let t = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let s = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        m.record(
+            "/api/{*path}",
+            "GET",
+            200,
+            Some("team-a"),
+            Duration::from_millis(12),
+            Some((t, s)),
+        );
+        m.record(
+            "/api/{*path}",
+            "GET",
+            503,
+            None,
+            Duration::from_millis(40),
+            None,
+        );
+        let om = m.render(Format::OpenMetrics);
+        assert!(om.ends_with("# EOF\n"));
+        let line = om
+            .lines()
+            .find(|l| l.contains("le=\"0.025\"") && l.contains("team-a"))
+            .unwrap();
+        assert!(
+            line.ends_with(&format!(
+                "1 # {{trace_id=\"{t}\",span_id=\"{s}\"}} 0.012 {}",
+                line.rsplit(' ').next().unwrap()
+            )),
+            "{line}"
+        );
+        assert!(om.contains("http_server_requests_total{"));
+        assert!(om.contains("# TYPE http_server_requests counter"));
+        assert_eq!(om.matches("http_server_errors_total{").count(), 1);
+        let prom = m.render(Format::Prometheus);
+        assert!(
+            !prom.contains("# {")
+                && !prom.contains("# EOF")
+                && prom.contains("# TYPE http_server_requests_total counter")
+        );
+        assert_eq!(m.total_requests(), 2);
+    }
+
+    #[test]
+    fn negotiation_follows_the_prometheus_accept_header() {
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
+    }
+
+    #[test]
+    fn tenant_cardinality_is_bounded() {
+        let m = Metrics::default();
+        for i in 0..(MAX_TENANTS + 20) {
+            m.record(
+                "/echo",
+                "GET",
+                200,
+                Some(&format!("t{i}")),
+                Duration::from_millis(1),
+                None,
+            );
+        }
+        let out = m.render(Format::Prometheus);
+        assert_eq!(
+            out.matches("http_server_requests_total{").count(),
+            MAX_TENANTS + 1
+        );
+        assert!(out.contains("tenant_id=\"other\""));
+    }
+}
