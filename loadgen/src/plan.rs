@@ -1072,3 +1072,382 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::Document;
+
+    const BASE: &str = "\
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: t}
+spec:
+  traffic: {gaBaselineRps: 100}
+  scenarios:
+    - name: api
+      executor: constant-arrival-rate
+      share: 0.5
+      duration: 10s
+      requests:
+        - {name: a, path: /x}
+";
+
+    fn plan_of(yaml: &str, overrides: &Overrides) -> Result<Plan, PlanError> {
+        Document::parse(Path::new("x.yaml"), yaml)?.plan(overrides)
+    }
+
+    fn error_of(yaml: &str) -> String {
+        match plan_of(yaml, &Overrides::default()) {
+            Ok(plan) => panic!("expected an error, got a plan: {plan:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn with(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        BASE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_base_document_is_valid_and_shares_the_tripled_baseline() {
+        let plan = plan_of(BASE, &Overrides::default()).unwrap();
+        assert_eq!(plan.name, "t");
+        assert_eq!(plan.target, TargetPlan::Embedded);
+        assert_eq!(plan.multiplier, Some(3.0));
+        let s = &plan.scenarios[0];
+        assert_eq!(
+            s.executor,
+            Executor::ConstantArrivalRate {
+                rate: 150.0,
+                duration: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(s.graceful_stop, DEFAULT_GRACEFUL_STOP);
+        assert_eq!(s.max_in_flight.get(), 300);
+        assert_eq!(s.requests[0].method, http::Method::GET);
+        assert_eq!(s.requests[0].weight.get(), 1);
+        assert_eq!(plan.duration(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn each_user_error_is_one_located_sentence() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                with("share: 0.5", "sahre: 0.5"),
+                "x.yaml:9:7: spec.scenarios[0]: unknown field `sahre`, expected one of `name`, `executor`, `share`, `rate`, `startRate`, `vus`, `stages`, `duration`, `startTime`, `gracefulStop`, `maxInFlight`, `tags`, `requests`",
+            ),
+            (
+                with("share: 0.5", "share: -0.5"),
+                "x.yaml:9:7: spec.scenarios[0].share: must be a fraction > 0 and <= 1 of the total rate, got -0.5",
+            ),
+            (
+                with("share: 0.5", "rate: -5"),
+                "x.yaml:9:7: spec.scenarios[0].rate: must be a finite number > 0 (iterations per second), got -5",
+            ),
+            (
+                with("share: 0.5", "rate: .nan"),
+                "x.yaml:9:7: spec.scenarios[0].rate: must be a finite number > 0 (iterations per second), got NaN",
+            ),
+            (
+                with("  traffic: {gaBaselineRps: 100}\n", ""),
+                "x.yaml:8:7: spec.scenarios[0].share: a `share` needs `spec.traffic.gaBaselineRps` to take a share of; add `traffic: {gaBaselineRps: N}` or give an absolute `rate`",
+            ),
+            (
+                with("share: 0.5", "share: 0.5\n      vus: 10"),
+                "x.yaml:10:7: spec.scenarios[0].vus: `vus` does not apply to executor `constant-arrival-rate`, whose fields are `rate` or `share`, and `duration`",
+            ),
+            (
+                with("      duration: 10s\n", ""),
+                "x.yaml:7:7: spec.scenarios[0]: executor `constant-arrival-rate` needs a `duration`, e.g. `duration: 5m`",
+            ),
+            (
+                with("duration: 10s", "duration: 5 minutes"),
+                "x.yaml:10:7: spec.scenarios[0].duration: `5 minutes` is not a duration; expected a number and a unit (`us`, `ms`, `s`, `m` or `h`), e.g. `30s`, `1m30s` or `500ms`",
+            ),
+            (
+                with(
+                    "executor: constant-arrival-rate\n      share: 0.5\n      duration: 10s",
+                    "executor: ramping-arrival-rate\n      share: 0.5",
+                ),
+                "x.yaml:7:7: spec.scenarios[0]: executor `ramping-arrival-rate` needs `stages`, e.g. `stages: [{target: 100, duration: 30s, name: ramp-up}, {target: 100, duration: 5m, name: steady}]`",
+            ),
+            (
+                with(
+                    "executor: constant-arrival-rate",
+                    "executor: constant-arival-rate",
+                ),
+                "x.yaml:8:17: spec.scenarios[0].executor: unknown value `constant-arival-rate`, expected one of `constant-arrival-rate`, `ramping-arrival-rate`, `constant-vus`, `ramping-vus`",
+            ),
+            (
+                with(
+                    "        - {name: a, path: /x}\n",
+                    "        - {name: a, path: /x}\n    - name: api\n      executor: constant-arrival-rate\n      share: 0.1\n      duration: 1s\n      requests: [{name: a, path: /x}]\n",
+                ),
+                "x.yaml:13:7: spec.scenarios[1].name: duplicate scenario name `api` (spec.scenarios[0] has it too); scenario names must be unique",
+            ),
+            (
+                with(
+                    "        - {name: a, path: /x}\n",
+                    "        - {name: a, path: /x}\n    - name: chat\n      executor: constant-arrival-rate\n      share: 0.6\n      duration: 1s\n      requests: [{name: a, path: /x}]\n",
+                ),
+                "x.yaml:15:7: spec.scenarios[1].share: the shares add up to 1.1 by this scenario; together they must be at most 1",
+            ),
+            (
+                with(
+                    "      requests:\n        - {name: a, path: /x}\n",
+                    "      requests: []\n",
+                ),
+                "x.yaml:11:7: spec.scenarios[0].requests: needs at least one request, e.g. `[{name: orders, method: GET, path: /api/orders}]`",
+            ),
+            (
+                with("{name: a, path: /x}", "{name: a, method: FETCH, path: /x}"),
+                "x.yaml:12:21: spec.scenarios[0].requests[0].method: unknown HTTP method `FETCH`, expected one of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`",
+            ),
+            (
+                with("path: /x", "path: api/orders"),
+                "x.yaml:12:21: spec.scenarios[0].requests[0].path: `api/orders` is not a request path, expected a path starting with `/`, e.g. `/api/orders?delay=10ms`",
+            ),
+            (
+                with("path: /x", "path: /x, bodyFile: missing.json"),
+                "x.yaml:12:31: spec.scenarios[0].requests[0].bodyFile: cannot read `missing.json` (resolved to `missing.json`): No such file or directory (os error 2); paths are relative to the scenario file",
+            ),
+            (
+                with("path: /x", "path: /x, weight: 0"),
+                "x.yaml:12:31: spec.scenarios[0].requests[0].weight: must be at least 1 (a relative weight), got 0; remove the request to not send it",
+            ),
+            (
+                with("path: /x", "path: /x, headers: {\"x tenant\": a}"),
+                "x.yaml:12:41: spec.scenarios[0].requests[0].headers.x tenant: `x tenant` is not a valid header name, expected letters, digits and `-`, e.g. `x-tenant-id`",
+            ),
+            (
+                with("path: /x", "path: /x, weight: -1"),
+                "x.yaml:12:39: spec.scenarios[0].requests[0].weight: `-1` is not valid here, expected a whole number >= 0",
+            ),
+            (
+                with("share: 0.5", "share: [0.5"),
+                "x.yaml:10:15: YAML syntax error: illegal placement of ':' indicator",
+            ),
+            (
+                with(
+                    "apiVersion: ricochet.dev/v1alpha1",
+                    "apiVersion: k6.io/v1alpha1",
+                ),
+                "x.yaml:1:1: apiVersion: `k6.io/v1alpha1` is not supported, expected `ricochet.dev/v1alpha1`",
+            ),
+            (
+                with("kind: LoadTest", "kind: TestRun"),
+                "x.yaml:2:1: kind: `TestRun` is not supported, expected `LoadTest`",
+            ),
+            (
+                with(
+                    "  traffic: {gaBaselineRps: 100}",
+                    "  traffic: {gaBaselineRps: 0}",
+                ),
+                "x.yaml:5:13: spec.traffic.gaBaselineRps: must be a finite number > 0 (requests per second at GA), got 0",
+            ),
+            (
+                with(
+                    "  traffic: {gaBaselineRps: 100}",
+                    "  target: {url: \"https://x:1\"}\n  traffic: {gaBaselineRps: 100}",
+                ),
+                "x.yaml:5:12: spec.target.url: `https://x:1` is not a usable target URL, expected `http://HOST[:PORT][/PREFIX]`, e.g. `http://echo-server.observability.svc:8080` (omit `target` for the embedded echo-server)",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(yaml, want)| error_of(yaml) != *want)
+            .map(|(yaml, want)| format!("for:\n{yaml}\n want: {want}\n  got: {}", error_of(yaml)))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    }
+
+    #[test]
+    fn threshold_errors_point_at_the_key_or_the_condition() {
+        let doc = |thresholds: &str| format!("{BASE}  thresholds:\n{thresholds}");
+        let cases = [
+            (
+                "    http_req_duraton: [\"p(99)<800ms\"]\n",
+                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `data_sent`, `data_received`",
+            ),
+            (
+                "    http_req_duration: [\"p(99)<800ms\", \"p(95)<2 seconds\"]\n",
+                "x.yaml:14:40: spec.thresholds.http_req_duration[1]: unknown unit `seconds` in `p(95)<2 seconds`, expected `us`, `ms`, `s` or `m` (no unit means `ms`)",
+            ),
+            (
+                "    http_req_duration{scenario:nope}: [\"p(99)<800ms\"]\n",
+                "x.yaml:14:5: spec.thresholds.http_req_duration{scenario:nope}: no scenario is named `nope`, expected one of `api`",
+            ),
+            (
+                "    http_req_failed:\n      - {threshold: \"rate<0.01\", phase: steady}\n",
+                "x.yaml:15:34: spec.thresholds.http_req_failed[0].phase: no stage is named `steady`, expected one of the stage names: none",
+            ),
+            (
+                "    http_req_failed:\n      - {threshold: \"rate<0.01\", abortOnFial: true}\n",
+                "x.yaml:15:34: spec.thresholds.http_req_failed[0]: unknown field `abortOnFial`, expected one of `threshold`, `abortOnFail`, `delayAbortEval`, `window`, `phase`",
+            ),
+            (
+                "    http_req_failed: []\n",
+                "x.yaml:14:5: spec.thresholds.http_req_failed: has no conditions, expected a list such as `[\"p(99)<800ms\"]`",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(t, want)| error_of(&doc(t)) != *want)
+            .map(|(t, want)| format!("for:\n{t}\n want: {want}\n  got: {}", error_of(&doc(t))))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    }
+
+    #[test]
+    fn flag_overrides_are_checked_and_applied() {
+        let multiplied = Overrides {
+            multiplier: Some(1.0),
+            ..Overrides::default()
+        };
+        let plan = plan_of(BASE, &multiplied).unwrap();
+        assert_eq!(plan.scenarios[0].executor.peak_rate(), Some(50.0));
+
+        let zero = Overrides {
+            multiplier: Some(0.0),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            plan_of(BASE, &zero).unwrap_err().to_string(),
+            "--multiplier: must be a finite number > 0, got 0"
+        );
+        let absolute =
+            with("  traffic: {gaBaselineRps: 100}\n", "").replace("share: 0.5", "rate: 10");
+        assert_eq!(
+            plan_of(&absolute, &multiplied).unwrap_err().to_string(),
+            "x.yaml: --multiplier: the scenario has no `spec.traffic`, so no rate derives from a multiplier; add `traffic: {gaBaselineRps: N}` and `share`s, or drop the flag"
+        );
+
+        let target = with(
+            "  traffic:",
+            "  target: {url: \"http://svc:8080\"}\n  traffic:",
+        );
+        let plan = plan_of(&target, &Overrides::default()).unwrap();
+        let TargetPlan::Url(url) = &plan.target else {
+            panic!("expected a URL target")
+        };
+        assert_eq!(url.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(url.max_connections.get(), DEFAULT_MAX_CONNECTIONS);
+        let embedded = Overrides {
+            embedded: true,
+            ..Overrides::default()
+        };
+        assert_eq!(
+            plan_of(&target, &embedded).unwrap().target,
+            TargetPlan::Embedded
+        );
+    }
+
+    const RAMP: &str = "\
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: ramp}
+spec:
+  traffic: {gaBaselineRps: 100, multiplier: 2}
+  scenarios:
+    - name: api
+      executor: ramping-arrival-rate
+      share: 0.5
+      startTime: 10s
+      stages:
+        - {name: ramp-up, target: 1, duration: 20s}
+        - {name: steady, target: 1, duration: 30s}
+        - {name: steady, target: 1, duration: 30s}
+        - {target: 0, duration: 20s}
+      requests: [{name: a, path: /x}]
+  thresholds:
+    http_req_duration: [{threshold: \"p(99)<800ms\", phase: steady}]
+";
+
+    #[test]
+    fn ramping_stages_with_a_share_are_fractions_and_give_named_phases() {
+        let plan = plan_of(RAMP, &Overrides::default()).unwrap();
+        let s = &plan.scenarios[0];
+        assert_eq!(s.executor.peak_rate(), Some(100.0));
+        assert_eq!(s.executor.stages()[0].target, 100.0);
+        assert_eq!(s.end(), Duration::from_secs(110));
+        assert_eq!(plan.duration(), Duration::from_secs(110));
+        assert_eq!(plan.max_duration(), Duration::from_secs(140));
+        let secs = Duration::from_secs;
+        assert_eq!(
+            s.phases(),
+            vec![
+                Phase {
+                    name: "ramp-up".into(),
+                    start: secs(10),
+                    end: secs(30)
+                },
+                Phase {
+                    name: "steady".into(),
+                    start: secs(30),
+                    end: secs(90)
+                },
+            ]
+        );
+        assert_eq!(
+            plan.thresholds[0].scope,
+            crate::thresholds::Scope::Phase("steady".into())
+        );
+    }
+
+    #[test]
+    fn a_duration_override_scales_stages_and_start_time_proportionally() {
+        let quick = Overrides {
+            duration: Some(Duration::from_secs(10)),
+            ..Overrides::default()
+        };
+        let plan = plan_of(RAMP, &quick).unwrap();
+        let s = &plan.scenarios[0];
+        assert_eq!(s.duration(), Duration::from_secs(10));
+        assert_eq!(s.start_time, Duration::from_secs(1));
+        assert_eq!(s.executor.stages()[0].duration, Duration::from_secs(2));
+        assert_eq!(
+            s.phases()[1].end - s.phases()[1].start,
+            Duration::from_secs(6)
+        );
+
+        let plan = plan_of(BASE, &quick).unwrap();
+        assert_eq!(plan.scenarios[0].duration(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn vu_executors_take_vus_and_bound_in_flight_by_them() {
+        let yaml = BASE
+            .replace("constant-arrival-rate", "constant-vus")
+            .replace("share: 0.5", "vus: 7");
+        let plan = plan_of(&yaml, &Overrides::default()).unwrap();
+        assert_eq!(plan.scenarios[0].max_in_flight.get(), 7);
+        let yaml = BASE.replace("constant-arrival-rate", "constant-vus");
+        assert_eq!(
+            error_of(&yaml),
+            "x.yaml:9:7: spec.scenarios[0].share: `share` does not apply to executor `constant-vus`, whose fields are `vus` and `duration`"
+        );
+    }
+
+    #[test]
+    fn every_file_under_scenarios_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let plan = crate::load::load_plan(&path, &Overrides::default());
+                assert!(plan.is_ok(), "{}", plan.unwrap_err());
+                seen += 1;
+            }
+        }
+        assert!(
+            seen >= 2,
+            "found {seen} scenario files in {}",
+            dir.display()
+        );
+    }
+}

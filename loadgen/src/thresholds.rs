@@ -372,6 +372,7 @@ pub fn parse_condition(
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
         .unwrap_or(value_text.len());
     let (number_text, unit) = value_text.split_at(split);
+    let unit = unit.trim();
     let number: f64 = number_text
         .parse()
         .ok()
@@ -480,4 +481,256 @@ pub fn parse_threshold(
         }
     }
     Ok(threshold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ricochet_crds::{ThresholdDetail, ThresholdSpec};
+
+    fn ctx() -> ThresholdContext {
+        ThresholdContext {
+            scenarios: vec!["api".into(), "chat".into()],
+            phases: vec!["ramp-up".into(), "steady".into()],
+        }
+    }
+
+    #[test]
+    fn k6_conditions_parse_with_units_in_milliseconds() {
+        use Aggregation as A;
+        use Comparison as C;
+        let cases = [
+            (
+                "http_req_duration",
+                "p(99)<800ms",
+                A::Percentile(99.0),
+                C::Lt,
+                800.0,
+            ),
+            (
+                "http_req_duration",
+                "p(99.9) <= 1.5s",
+                A::Percentile(99.9),
+                C::Le,
+                1500.0,
+            ),
+            ("http_req_duration", "avg<200", A::Avg, C::Lt, 200.0),
+            ("http_req_waiting", "med>250us", A::Med, C::Gt, 0.25),
+            ("http_stream_duration", "max>=1m", A::Max, C::Ge, 60_000.0),
+            ("http_stream_duration", "min==0", A::Min, C::Eq, 0.0),
+            ("http_req_failed", "rate<0.003", A::Rate, C::Lt, 0.003),
+            ("http_reqs", "count>100", A::Count, C::Gt, 100.0),
+            ("http_reqs", "rate!=0", A::Rate, C::Ne, 0.0),
+            ("dropped_iterations", "count===0", A::Count, C::Eq, 0.0),
+            ("data_received", "count>1e6", A::Count, C::Gt, 1e6),
+        ];
+        for (metric, condition, aggregation, comparison, limit) in cases {
+            let kind = metric_kind(metric).unwrap();
+            assert_eq!(
+                parse_condition(metric, kind, condition),
+                Ok((aggregation, comparison, limit)),
+                "{metric}: {condition}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_conditions_say_what_is_valid() {
+        let cases = [
+            (
+                "http_req_duration",
+                "p(99)<800 millis",
+                "unknown unit `millis` in `p(99)<800 millis`, expected `us`, `ms`, `s` or `m` (no unit means `ms`)",
+            ),
+            (
+                "http_req_duration",
+                "p(99)<-5ms",
+                "the limit in `p(99)<-5ms` is negative; limits are numbers >= 0",
+            ),
+            (
+                "http_req_duration",
+                "p(101)<5ms",
+                "bad percentile `p(101)` in `p(101)<5ms`, expected `p(N)` with N between 0 and 100, e.g. `p(99)` or `p(99.9)`",
+            ),
+            (
+                "http_req_duration",
+                "rate<0.1",
+                "`rate` does not apply to `http_req_duration` (a trend), expected `p(N)`, `avg`, `med`, `min` or `max`",
+            ),
+            (
+                "http_req_duration",
+                "p99<800ms",
+                "unknown aggregation `p99` in `p99<800ms`, expected `p(N)`, `avg`, `med`, `min` or `max` for `http_req_duration` (a trend)",
+            ),
+            (
+                "http_req_duration",
+                "p(99)800ms",
+                "`p(99)800ms` is not a threshold condition, expected `AGGREGATION OP VALUE` such as `p(99)<800ms` or `rate<0.01` (OP is one of `<`, `<=`, `>`, `>=`, `==`, `!=`)",
+            ),
+            (
+                "http_req_duration",
+                "p(99)<",
+                "`p(99)<` is not a threshold condition, expected `AGGREGATION OP VALUE` such as `p(99)<800ms` or `rate<0.01` (OP is one of `<`, `<=`, `>`, `>=`, `==`, `!=`)",
+            ),
+            (
+                "http_req_failed",
+                "rate<1%",
+                "`rate<1%` has the unit `%`, but `http_req_failed` is a rate and its limits take no unit",
+            ),
+            (
+                "http_req_failed",
+                "rate<3",
+                "the rate limit in `rate<3` is above 1; `rate` of `http_req_failed` is a fraction between 0 and 1, e.g. `rate<0.01` for 1%",
+            ),
+            (
+                "http_req_failed",
+                "rate<-0.1",
+                "the limit in `rate<-0.1` is negative; limits are numbers >= 0",
+            ),
+            (
+                "http_req_failed",
+                "count<10",
+                "`count` does not apply to `http_req_failed` (a rate), expected `rate`",
+            ),
+            (
+                "http_reqs",
+                "count>10s",
+                "`count>10s` has the unit `s`, but `http_reqs` is a counter and its limits take no unit",
+            ),
+            (
+                "http_reqs",
+                "avg>10",
+                "`avg` does not apply to `http_reqs` (a counter), expected `count` or `rate`",
+            ),
+        ];
+        for (metric, condition, want) in cases {
+            let kind = metric_kind(metric).unwrap();
+            let err = parse_condition(metric, kind, condition).unwrap_err();
+            assert_eq!(err.field, ThresholdField::Condition);
+            assert_eq!(err.message, want, "{metric}: {condition}");
+        }
+    }
+
+    #[test]
+    fn keys_carry_known_metrics_and_well_formed_tag_filters() {
+        let (metric, kind, filter) =
+            parse_key("http_req_duration{scenario:api, name:list-orders}", &ctx()).unwrap();
+        assert_eq!(metric, "http_req_duration");
+        assert_eq!(kind, MetricKind::Trend);
+        assert_eq!(filter.get("scenario").map(String::as_str), Some("api"));
+        assert_eq!(filter.get("name").map(String::as_str), Some("list-orders"));
+
+        let bad = |key: &str| {
+            format!(
+                "bad tag filter `{key}`, expected `{{tag:value}}` or `{{tag:value,tag2:value}}`"
+            )
+        };
+        let cases = [
+            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `data_sent`, `data_received`".to_owned()),
+            ("http_reqs{}", bad("{}")),
+            ("http_reqs{scenario}", bad("{scenario}")),
+            ("http_reqs{scenario:}", bad("{scenario:}")),
+            ("http_reqs{:api}", bad("{:api}")),
+            ("http_reqs{scenario:api", bad("{scenario:api")),
+            ("http_reqs{scenario:api}x", bad("{scenario:api}x")),
+            ("http_reqs{status:200,status:500}", "tag `status` appears twice in the filter `{status:200,status:500}`".to_owned()),
+            ("http_reqs{scenario:web}", "no scenario is named `web`, expected one of `api`, `chat`".to_owned()),
+        ];
+        for (key, want) in cases {
+            let err = parse_key(key, &ctx()).unwrap_err();
+            assert_eq!(err.field, ThresholdField::Key);
+            assert_eq!(err.message, want, "{key}");
+        }
+    }
+
+    fn detail(threshold: &str) -> ThresholdDetail {
+        ThresholdDetail {
+            threshold: threshold.into(),
+            abort_on_fail: false,
+            delay_abort_eval: None,
+            window: None,
+            phase: None,
+        }
+    }
+
+    #[test]
+    fn options_set_abort_and_scope() {
+        let spec = ThresholdSpec::Detailed(ThresholdDetail {
+            abort_on_fail: true,
+            delay_abort_eval: Some("30s".into()),
+            window: Some("1m".into()),
+            ..detail("rate<0.003")
+        });
+        let t = parse_threshold("http_req_failed", &spec, &ctx()).unwrap();
+        assert!(t.abort_on_fail);
+        assert_eq!(t.delay_abort_eval, Duration::from_secs(30));
+        assert_eq!(t.scope, Scope::Window(Duration::from_secs(60)));
+        assert_eq!(t.expression, "rate<0.003");
+
+        let phase = ThresholdSpec::Detailed(ThresholdDetail {
+            phase: Some("steady".into()),
+            ..detail("p(99)<800ms")
+        });
+        let t = parse_threshold("http_req_duration{scenario:api}", &phase, &ctx()).unwrap();
+        assert_eq!(t.scope, Scope::Phase("steady".into()));
+        assert_eq!(t.metric_kind(), Some(MetricKind::Trend));
+
+        let cases = [
+            (
+                ThresholdDetail {
+                    phase: Some("warm".into()),
+                    ..detail("rate<0.1")
+                },
+                ThresholdField::Phase,
+                "no stage is named `warm`, expected one of the stage names: `ramp-up`, `steady`",
+            ),
+            (
+                ThresholdDetail {
+                    window: Some("1 minute".into()),
+                    ..detail("rate<0.1")
+                },
+                ThresholdField::Window,
+                "`1 minute` is not a duration; expected a number and a unit (`us`, `ms`, `s`, `m` or `h`), e.g. `30s`, `1m30s` or `500ms`",
+            ),
+            (
+                ThresholdDetail {
+                    window: Some("0s".into()),
+                    ..detail("rate<0.1")
+                },
+                ThresholdField::Window,
+                "`window` must be longer than 0s, e.g. `1m`",
+            ),
+            (
+                ThresholdDetail {
+                    window: Some("1m".into()),
+                    phase: Some("steady".into()),
+                    ..detail("rate<0.1")
+                },
+                ThresholdField::Phase,
+                "`window` and `phase` cannot both be set; a threshold judges either every window of the run or one phase",
+            ),
+            (
+                ThresholdDetail {
+                    delay_abort_eval: Some("soon".into()),
+                    ..detail("rate<0.1")
+                },
+                ThresholdField::DelayAbortEval,
+                "`soon` is not a duration; expected a number and a unit (`us`, `ms`, `s`, `m` or `h`), e.g. `30s`, `1m30s` or `500ms`",
+            ),
+        ];
+        for (d, field, want) in cases {
+            let err = parse_threshold("http_req_failed", &ThresholdSpec::Detailed(d), &ctx())
+                .unwrap_err();
+            assert_eq!((err.field, err.message.as_str()), (field, want));
+        }
+    }
+
+    #[test]
+    fn comparisons_hold_as_written() {
+        assert!(Comparison::Lt.holds(1.0, 2.0));
+        assert!(!Comparison::Lt.holds(2.0, 2.0));
+        assert!(Comparison::Le.holds(2.0, 2.0));
+        assert!(Comparison::Ne.holds(1.0, 2.0));
+        assert_eq!(Comparison::Ge.as_str(), ">=");
+    }
 }
