@@ -87,10 +87,11 @@ pub struct ScenarioSpec {
     /// Absolute arrival rate in iterations per second, arrival-rate executors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
-    /// Rate at the start of a `ramping-arrival-rate` scenario, or VUs at the start of `ramping-vus`.
+    /// Rate at the start of a `ramping-arrival-rate` scenario (default 0); a fraction of the
+    /// scenario's rate when it has `share` or `rate`. (`ramping-vus` starts from `vus`.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_rate: Option<f64>,
-    /// Number of virtual users for VU executors (start value for `ramping-vus`).
+    /// Number of virtual users of `constant-vus`; VUs at the start of `ramping-vus` (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vus: Option<u32>,
     /// Stages of ramping executors: target rate (or VUs) reached linearly over duration.
@@ -119,7 +120,8 @@ pub struct ScenarioSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Stage {
-    /// Rate (arrival-rate) or VUs (ramping-vus) reached at the end of the stage.
+    /// Rate (`ramping-arrival-rate`) or VUs (`ramping-vus`) reached linearly by the end of the
+    /// stage; a fraction of the scenario's rate (1 = full) when the scenario has `share` or `rate`.
     pub target: f64,
     /// How long the stage lasts, e.g. `30s`.
     pub duration: String,
@@ -157,11 +159,12 @@ pub struct RequestSpec {
 }
 
 /// One threshold condition: a k6 expression, or the expression with options.
-///
-/// Deserialized by hand rather than `#[serde(untagged)]`, so that a mistake inside the
-/// detailed form (an unknown field, a missing `threshold`) is reported as such, with its
-/// position, instead of "data did not match any variant".
-#[derive(Serialize, Clone, Debug, PartialEq, JsonSchema)]
+// Deserialized by hand rather than `#[serde(untagged)]`, so that a mistake inside the
+// detailed form (an unknown field, a missing `threshold`) is reported as such, with its
+// position, instead of "data did not match any variant". Its schema is written by hand
+// too: a Kubernetes structural schema cannot say "string or object", so the API server
+// accepts any value here and `loadgen` validates it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum ThresholdSpec {
     /// `"p(99)<800ms"`.
@@ -188,6 +191,19 @@ pub struct ThresholdDetail {
     /// Judge only samples scheduled during the stages with this name (e.g. `steady`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+}
+
+impl JsonSchema for ThresholdSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ThresholdSpec".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A k6 condition such as `p(99)<800ms`, or a map with `threshold` and the options `abortOnFail`, `delayAbortEval`, `window`, `phase`.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for ThresholdSpec {
