@@ -306,6 +306,15 @@ fn yaml_error_message(e: &serde_saphyr::Error, text: &str, position: Option<Posi
         E::Unexpected { expected, .. } if expected.contains("mapping") => {
             "expected a mapping of fields (`key: value` lines or `{key: value}`)".to_owned()
         }
+        E::Eof { .. } if text.trim().is_empty() => {
+            "the file is empty, expected a LoadTest document (`apiVersion`, `kind`, `metadata`, `spec`)".to_owned()
+        }
+        E::MultipleDocuments { .. } => {
+            "the file holds more than one YAML document (`---`); a scenario file holds one LoadTest".to_owned()
+        }
+        E::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("`{key}` is written twice; each field may appear once")
+        }
         other => DefaultMessageFormatter.format_message(other).into_owned(),
     }
 }

@@ -600,7 +600,13 @@ impl Checker<'_> {
                 .collect(),
         };
         let mut thresholds = Vec::new();
-        for (key, conditions) in &spec.thresholds {
+        // In the order written when the file is known (the spec's map is sorted by key).
+        let mut keys: Vec<(&String, &Vec<ricochet_crds::ThresholdSpec>)> =
+            spec.thresholds.iter().collect();
+        if let Some(locate) = self.locate {
+            keys.sort_by_key(|(key, _)| locate.locate(&format!("spec.thresholds.{key}")));
+        }
+        for (key, conditions) in keys {
             let path = format!("spec.thresholds.{key}");
             if conditions.is_empty() {
                 return Err(self.err(
@@ -1300,6 +1306,46 @@ spec:
             .map(|(t, want)| format!("for:\n{t}\n want: {want}\n  got: {}", error_of(&doc(t))))
             .collect();
         assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    }
+
+    #[test]
+    fn thresholds_keep_the_order_they_were_written_in() {
+        let yaml = format!(
+            "{BASE}  thresholds:\n    http_reqs: [count>1]\n    http_req_failed: [rate<0.1]\n    data_sent: [count>0]\n"
+        );
+        let plan = plan_of(&yaml, &Overrides::default()).unwrap();
+        let keys: Vec<&str> = plan.thresholds.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["http_reqs", "http_req_failed", "data_sent"]);
+    }
+
+    #[test]
+    fn document_level_mistakes_are_plain_sentences() {
+        let cases = [
+            (
+                "",
+                "x.yaml:1:1: the file is empty, expected a LoadTest document (`apiVersion`, `kind`, `metadata`, `spec`)",
+            ),
+            (
+                "kind: LoadTest\nkind: LoadTest\n",
+                "x.yaml:2:1: `kind` is written twice; each field may appear once",
+            ),
+            (
+                "- a\n",
+                "x.yaml:1:1: expected a mapping of fields (`key: value` lines or `{key: value}`)",
+            ),
+            (
+                "apiVersion: ricochet.dev/v1alpha1\nkind: LoadTest\n",
+                "x.yaml:2:1: missing field `spec`",
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(error_of(yaml), want, "for:\n{yaml}");
+        }
+        let two = format!("{BASE}---\n{BASE}");
+        assert_eq!(
+            error_of(&two),
+            "x.yaml:14:1: the file holds more than one YAML document (`---`); a scenario file holds one LoadTest"
+        );
     }
 
     #[test]
