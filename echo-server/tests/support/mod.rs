@@ -1,0 +1,264 @@
+//! Test support: a minimal OTLP/gRPC receiver (the real protocol, via the tonic services of
+//! opentelemetry-proto), a captured request log, an HTTP client and polling helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// How long polls wait; raise with ECHO_TEST_PATIENCE_SECS on a slow machine.
+pub fn patience() -> Duration {
+    let secs = std::env::var("ECHO_TEST_PATIENCE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    Duration::from_secs(secs)
+}
+
+/// Polls `f` until it returns `Some`, or panics after [`patience`].
+pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the receiver got.
+#[derive(Default, Debug)]
+pub struct Received {
+    pub spans: Vec<Span>,
+    pub logs: Vec<LogRecord>,
+    pub service_names: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct Store(Arc<Mutex<Received>>);
+
+#[tonic::async_trait]
+impl TraceService for Store {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut r = self.0.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            if let Some(res) = &rs.resource {
+                for kv in &res.attributes {
+                    if kv.key == "service.name" {
+                        r.service_names.push(format!("{:?}", kv.value));
+                    }
+                }
+            }
+            for ss in rs.scope_spans {
+                r.spans.extend(ss.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Store {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut r = self.0.lock().unwrap();
+        for rl in request.into_inner().resource_logs {
+            for sl in rl.scope_logs {
+                r.logs.extend(sl.log_records);
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// An OTLP/gRPC receiver on 127.0.0.1:0.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    store: Store,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let store = Store::default();
+        let (t, l) = (store.clone(), store.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(t))
+                .add_service(LogsServiceServer::new(l))
+                .serve_with_incoming(tokio_stream_incoming(listener))
+                .await
+                .unwrap();
+        });
+        Self { addr, store }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&Received) -> T) -> T {
+        f(&self.store.0.lock().unwrap())
+    }
+
+    pub fn server_spans_of(&self, trace_id: &str) -> Vec<Span> {
+        self.with(|r| {
+            r.spans
+                .iter()
+                .filter(|s| hex(&s.trace_id) == trace_id && s.kind == 2)
+                .cloned()
+                .collect()
+        })
+    }
+
+    pub fn logs_of(&self, trace_id: &str) -> Vec<LogRecord> {
+        self.with(|r| {
+            r.logs
+                .iter()
+                .filter(|l| hex(&l.trace_id) == trace_id)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+fn tokio_stream_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A request log captured in memory.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn writer(&self) -> echo_server::SharedWriter {
+        self.0.clone()
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let raw = self.0.lock().unwrap().clone();
+        String::from_utf8(raw)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect()
+    }
+}
+
+/// Starts a server with `config` on 127.0.0.1:0.
+pub async fn serve(config: echo_server::Config) -> echo_server::Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_server::start(config, listener).await.unwrap()
+}
+
+/// A config exporting to `endpoint` quickly, logging into `log`.
+pub fn config(endpoint: Option<String>, log: &Captured) -> echo_server::Config {
+    let mut c = echo_server::Config {
+        request_log: echo_server::RequestLog::Writer(log.writer()),
+        seed: Some(42),
+        ..Default::default()
+    };
+    c.telemetry.otlp = endpoint.map(|endpoint| echo_server::OtlpConfig {
+        endpoint,
+        protocol: echo_server::OtlpProtocol::Grpc,
+    });
+    c.telemetry.export_interval = Duration::from_millis(50);
+    c.telemetry.export_timeout = Duration::from_secs(2);
+    c
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+pub async fn send(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Reply {
+    let resp = tokio::time::timeout(patience(), client.request(req))
+        .await
+        .expect("request timed out")
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut b = http::Request::get(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(client, b.body(Full::new(Bytes::new())).unwrap()).await
+}
