@@ -138,4 +138,17 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_whole_millisecond_duration_round_trips(ms in 0_u64..1_000_000_000) {
+            let d = Duration::from_millis(ms);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "\\PC{0,12}") {
+            let _ = parse_duration(&text);
+        }
+    }
 }
