@@ -24,6 +24,9 @@ pub enum Command {
     /// Check a LoadTest file without running it: exit 0 and a one-line summary, or exit 2
     /// and the error (file:line:column: field: what is wrong and what is valid).
     Validate(ValidateArgs),
+    /// Run a LoadTest: exit 0 (thresholds passed), 1 (a threshold failed), 2 (invalid
+    /// input) or 3 (the run could not be carried out); `--out DIR` writes summary.json.
+    Run(crate::run::RunArgs),
 }
 
 /// Arguments of `loadgen validate`.
@@ -81,6 +84,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     match cli.command {
         Command::Validate(args) => validate(&args),
+        Command::Run(args) => crate::run::run_command(&args),
     }
 }
 

@@ -11,5 +11,22 @@ pub mod load;
 pub mod plan;
 pub mod thresholds;
 
+// The run side: schedules, hot loop, measurements, thresholds judged, summary.
+pub mod aggregate;
+pub mod client;
+pub mod embedded;
+pub mod evaluate;
+pub mod progress;
+pub mod run;
+pub mod schedule;
+pub mod stats;
+pub mod summary;
+pub mod testing;
+pub mod worker;
+
+// Telemetry round trip: backend verifiers and the embedded OTLP sink.
+pub mod sink;
+pub mod verify;
+
 pub use load::load_plan;
 pub use plan::{Overrides, Plan, PlanError};

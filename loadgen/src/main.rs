@@ -1,3 +1,5 @@
+//! The `loadgen` binary: a thin shell over [`loadgen::cli::main`].
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,0 +1,600 @@
+//! The HTTP client of the hot loop: hyper's connection API over a bounded keep-alive pool
+//! (HTTP/1.1), or one multiplexed connection (HTTP/2 prior knowledge).
+//!
+//! Every request carries a fresh W3C `traceparent` (sampled) and an `X-Request-Id`.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::plan::{RequestPlan, TargetUrl};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Why a target URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Only `http://` is spoken.
+    #[error("target {url}: only http:// targets are supported (got scheme `{scheme}`)")]
+    Scheme {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// No host in the URL.
+    #[error("target {url}: the URL has no host")]
+    NoHost {
+        /// The URL.
+        url: String,
+    },
+    /// DNS or address parsing failed.
+    #[error("cannot reach target {url}: {reason}")]
+    Resolve {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The probe connection failed.
+    #[error("cannot reach target {url}: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why, e.g. `connection refused`.
+        reason: String,
+    },
+}
+
+/// A resolved target: address, `Host` header, path prefix.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The URL as given.
+    pub url: String,
+    addr: SocketAddr,
+    authority: HeaderValue,
+    scheme_authority: String,
+    prefix: String,
+    http2: bool,
+    max_connections: usize,
+    timeout: Duration,
+}
+
+impl Target {
+    /// Resolves `url`'s host (once; the run then talks to that address).
+    pub async fn resolve(target: &TargetUrl) -> Result<Self, TargetError> {
+        let url = target.base.to_string().trim_end_matches('/').to_owned();
+        let scheme = target.base.scheme_str().unwrap_or("http");
+        if scheme != "http" {
+            return Err(TargetError::Scheme {
+                url,
+                scheme: scheme.to_owned(),
+            });
+        }
+        let Some(authority) = target.base.authority() else {
+            return Err(TargetError::NoHost { url });
+        };
+        let host_port = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let addr = match tokio::net::lookup_host(&host_port).await {
+            Ok(mut addrs) => addrs.next().ok_or_else(|| TargetError::Resolve {
+                url: url.clone(),
+                reason: format!("`{host_port}` resolves to no address"),
+            })?,
+            Err(e) => {
+                return Err(TargetError::Resolve {
+                    url,
+                    reason: describe_io(&e),
+                });
+            }
+        };
+        let authority_value = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| TargetError::NoHost { url: url.clone() })?;
+        Ok(Self {
+            scheme_authority: format!("http://{}", authority.as_str()),
+            prefix: target.base.path().trim_end_matches('/').to_owned(),
+            url,
+            addr,
+            authority: authority_value,
+            http2: target.http2,
+            max_connections: usize::try_from(target.max_connections.get()).unwrap_or(1),
+            timeout: target.timeout,
+        })
+    }
+
+    /// A loopback target at `addr` (the embedded echo-server).
+    pub fn loopback(addr: SocketAddr, max_connections: usize, timeout: Duration) -> Self {
+        let authority = addr.to_string();
+        Self {
+            url: format!("http://{authority}"),
+            scheme_authority: format!("http://{authority}"),
+            authority: HeaderValue::from_str(&authority)
+                .unwrap_or(HeaderValue::from_static("localhost")),
+            prefix: String::new(),
+            addr,
+            http2: false,
+            max_connections: max_connections.max(1),
+            timeout,
+        }
+    }
+
+    /// Opens and closes one connection, so an unreachable target fails fast and clearly.
+    pub async fn probe(&self) -> Result<(), TargetError> {
+        let wait = self.timeout.min(Duration::from_secs(5));
+        match tokio::time::timeout(wait, TcpStream::connect(self.addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(TargetError::Unreachable {
+                url: self.url.clone(),
+                reason: describe_io(&e),
+            }),
+            Err(_) => Err(TargetError::Unreachable {
+                url: self.url.clone(),
+                reason: format!(
+                    "connection timed out after {}",
+                    humantime::format_duration(wait)
+                ),
+            }),
+        }
+    }
+
+    /// A request ready to be sent many times.
+    pub fn prepare(&self, r: &RequestPlan) -> Result<Prepared, http::Error> {
+        let path = if r.path_and_query.starts_with('/') {
+            format!("{}{}", self.prefix, r.path_and_query)
+        } else {
+            format!("{}/{}", self.prefix, r.path_and_query)
+        };
+        let uri: Uri = if self.http2 {
+            format!("{}{path}", self.scheme_authority).parse()?
+        } else {
+            path.parse()?
+        };
+        let mut headers = r.headers.clone();
+        if !self.http2 {
+            headers.insert(HOST, self.authority.clone());
+        }
+        if !r.body.is_empty() || r.method == Method::POST || r.method == Method::PUT {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(r.body.len()));
+        }
+        let header_bytes: usize = headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        // Request line, headers, the two per-request headers, blank line, body.
+        let approx = r.method.as_str().len()
+            + path.len()
+            + 12
+            + header_bytes
+            + (13 + 55 + 4)
+            + (12 + 32 + 4)
+            + 2
+            + r.body.len();
+        Ok(Prepared {
+            method: r.method.clone(),
+            uri,
+            headers,
+            body: r.body.clone(),
+            stream: r.stream,
+            approx_sent: approx as u64,
+        })
+    }
+}
+
+/// One request, prepared once per scenario.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    /// Streamed: first byte is the first body chunk, and stream duration is recorded.
+    pub stream: bool,
+    approx_sent: u64,
+}
+
+/// A completed exchange.
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange {
+    /// HTTP status.
+    pub status: u16,
+    /// Handed to the connection.
+    pub sent: Instant,
+    /// First byte (response head; first body chunk when streamed).
+    pub first_byte: Instant,
+    /// Last byte.
+    pub end: Instant,
+    /// Request bytes, approximate wire size.
+    pub bytes_sent: u64,
+    /// Response bytes, approximate wire size.
+    pub bytes_received: u64,
+}
+
+/// Why an exchange produced no complete response.
+#[derive(Clone, Debug)]
+pub enum FailureKind {
+    /// No connection could be opened.
+    Connect(String),
+    /// The per-request timeout elapsed.
+    Timeout,
+    /// The connection broke mid-exchange.
+    Transport(String),
+}
+
+/// A failed exchange.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// Handed to the connection (or the attempt began).
+    pub sent: Instant,
+    /// When the failure was seen.
+    pub end: Instant,
+    /// Request bytes sent, approximate.
+    pub bytes_sent: u64,
+}
+
+/// When the request was handed to a connection, settable from inside a `Send` future.
+#[derive(Debug)]
+struct SentAt {
+    base: Instant,
+    offset_ns: AtomicU64,
+}
+
+impl SentAt {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            offset_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, at: Instant) {
+        let ns =
+            u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        self.offset_ns.store(ns, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Instant {
+        self.base + Duration::from_nanos(self.offset_ns.load(Ordering::Relaxed))
+    }
+}
+
+type H1 = http1::SendRequest<Full<Bytes>>;
+type H2 = http2::SendRequest<Full<Bytes>>;
+
+/// A client of one target with a bounded pool of keep-alive connections.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: Target,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<H1>>,
+    h2: tokio::sync::Mutex<Option<H2>>,
+}
+
+impl Client {
+    /// A client with at most `target.max_connections` open connections.
+    pub fn new(target: Target) -> Self {
+        let permits = Arc::new(Semaphore::new(target.max_connections));
+        Self {
+            inner: Arc::new(Inner {
+                target,
+                permits,
+                idle: Mutex::new(Vec::new()),
+                h2: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    /// Sends `req` and reads the whole response, within the target's timeout.
+    pub async fn send(&self, req: &Prepared) -> Result<Exchange, Failure> {
+        let sent = SentAt::new();
+        match tokio::time::timeout(self.inner.target.timeout, self.exchange(req, &sent)).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure {
+                kind: FailureKind::Timeout,
+                sent: sent.get(),
+                end: Instant::now(),
+                bytes_sent: req.approx_sent,
+            }),
+        }
+    }
+
+    fn build(&self, req: &Prepared) -> Request<Full<Bytes>> {
+        let mut r = Request::new(Full::new(req.body.clone()));
+        *r.method_mut() = req.method.clone();
+        *r.uri_mut() = req.uri.clone();
+        let mut headers = req.headers.clone();
+        let (traceparent, request_id) = trace_headers();
+        headers.insert(TRACEPARENT, traceparent);
+        headers.insert(REQUEST_ID, request_id);
+        *r.headers_mut() = headers;
+        if self.inner.target.http2 {
+            *r.version_mut() = http::Version::HTTP_2;
+        }
+        r
+    }
+
+    async fn exchange(&self, req: &Prepared, sent: &SentAt) -> Result<Exchange, Failure> {
+        let fail = |kind, sent: Instant| Failure {
+            kind,
+            sent,
+            end: Instant::now(),
+            bytes_sent: req.approx_sent,
+        };
+        if self.inner.target.http2 {
+            let mut sender = self.h2_sender().await.map_err(|k| fail(k, sent.get()))?;
+            let t = Instant::now();
+            sent.set(t);
+            let resp = sender
+                .send_request(self.build(req))
+                .await
+                .map_err(|e| fail(FailureKind::Transport(e.to_string()), t))?;
+            return read_response(resp, req, t).await.map_err(|k| fail(k, t));
+        }
+        let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
+            return Err(fail(
+                FailureKind::Transport("client closed".into()),
+                sent.get(),
+            ));
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (mut sender, reused) = match self.checkout() {
+                Some(s) => (s, true),
+                None => (
+                    self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
+                    false,
+                ),
+            };
+            if sender.ready().await.is_err() {
+                if reused && attempts < 3 {
+                    continue;
+                }
+                return Err(fail(
+                    FailureKind::Transport("connection closed".into()),
+                    sent.get(),
+                ));
+            }
+            let t = Instant::now();
+            sent.set(t);
+            match sender.send_request(self.build(req)).await {
+                Ok(resp) => {
+                    let result = read_response(resp, req, t).await.map_err(|k| fail(k, t));
+                    if result.is_ok() && !sender.is_closed() {
+                        self.checkin(sender);
+                    }
+                    return result;
+                }
+                // A kept-alive connection the server closed meanwhile: retry on another.
+                Err(e)
+                    if reused && attempts < 3 && (e.is_canceled() || e.is_incomplete_message()) => {
+                }
+                Err(e) => return Err(fail(FailureKind::Transport(e.to_string()), t)),
+            }
+        }
+    }
+
+    fn checkout(&self) -> Option<H1> {
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, s: H1) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(s);
+    }
+
+    async fn tcp(&self) -> Result<TokioIo<TcpStream>, FailureKind> {
+        let stream = TcpStream::connect(self.inner.target.addr)
+            .await
+            .map_err(|e| FailureKind::Connect(describe_io(&e)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn connect_h1(&self) -> Result<H1, FailureKind> {
+        let io = self.tcp().await?;
+        let (sender, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| FailureKind::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn h2_sender(&self) -> Result<H2, FailureKind> {
+        let mut slot = self.inner.h2.lock().await;
+        if let Some(s) = slot.as_ref()
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let io = self.tcp().await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| FailureKind::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+async fn read_response(
+    resp: http::Response<hyper::body::Incoming>,
+    req: &Prepared,
+    sent: Instant,
+) -> Result<Exchange, FailureKind> {
+    let head = Instant::now();
+    let (parts, mut body) = resp.into_parts();
+    let mut received: u64 = 17 + 2;
+    for (k, v) in &parts.headers {
+        received += (k.as_str().len() + v.len() + 4) as u64;
+    }
+    let mut first_byte = (!req.stream).then_some(head);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| FailureKind::Transport(e.to_string()))?;
+        if let Some(data) = frame.data_ref() {
+            received += data.len() as u64;
+            if first_byte.is_none() && !data.is_empty() {
+                first_byte = Some(Instant::now());
+            }
+        }
+    }
+    let end = Instant::now();
+    Ok(Exchange {
+        status: parts.status.as_u16(),
+        sent,
+        first_byte: first_byte.unwrap_or(end),
+        end,
+        bytes_sent: req.approx_sent,
+        bytes_received: received,
+    })
+}
+
+/// One short phrase for an I/O error: `connection refused`, `connection timed out`, ...
+pub fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".into(),
+        ErrorKind::TimedOut => "connection timed out".into(),
+        ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        ErrorKind::AddrNotAvailable => "address not available".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    std::collections::hash_map::RandomState::new().hash_one(nanos) | 1
+}
+
+/// A fast thread-local pseudo-random `u64` (SplitMix64); not for cryptography.
+pub fn random_u64() -> u64 {
+    RNG.with(|c| {
+        let mut z = c.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        c.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+fn nonzero_random() -> u64 {
+    loop {
+        let v = random_u64();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn put_hex(out: &mut [u8], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (4 * (n - 1 - i))) & 0xf) as usize];
+    }
+}
+
+/// A fresh sampled W3C `traceparent` and an `X-Request-Id`.
+pub fn trace_headers() -> (HeaderValue, HeaderValue) {
+    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    put_hex(&mut tp[3..19], nonzero_random());
+    put_hex(&mut tp[19..35], random_u64());
+    put_hex(&mut tp[36..52], nonzero_random());
+    let mut id = [0u8; 32];
+    put_hex(&mut id[..16], random_u64());
+    put_hex(&mut id[16..], random_u64());
+    (
+        HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("")),
+        HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_sampled_with_nonzero_ids() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let (tp, id) = trace_headers();
+            let tp = tp.to_str().map(str::to_owned).unwrap_or_default();
+            let parts: Vec<&str> = tp.split('-').collect();
+            assert_eq!(parts.len(), 4, "{tp}");
+            assert_eq!(parts[0], "00");
+            assert_eq!(parts[1].len(), 32);
+            assert_eq!(parts[2].len(), 16);
+            assert_eq!(parts[3], "01");
+            assert_ne!(parts[1], "0".repeat(32));
+            assert_ne!(parts[2], "0".repeat(16));
+            assert!(
+                tp.bytes()
+                    .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+            assert!(seen.insert(parts[1].to_owned()));
+            assert_eq!(id.len(), 32);
+        }
+    }
+
+    #[test]
+    fn io_errors_read_as_short_phrases() {
+        let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(describe_io(&e), "connection refused");
+    }
+}

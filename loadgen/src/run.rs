@@ -1,0 +1,536 @@
+//! `loadgen run`: starts the target (embedded) or probes it, runs every scenario in
+//! parallel, collects once per tick, judges thresholds live (abortOnFail) and at the end,
+//! and writes `summary.json` on every exit path once the run started.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+use ricochet_reports::model::{Outcome, Summary, Verdict};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregate::Aggregator;
+use crate::cli::OverrideArgs;
+use crate::client::{Client, Target, TargetError};
+use crate::embedded::{Embedded, EmbeddedError};
+use crate::plan::{Plan, TargetPlan};
+use crate::progress::{Progress, Snapshot};
+use crate::schedule::{RateProfile, VuProfile};
+use crate::stats::Recorder;
+use crate::summary::{RunFacts, build, threshold_result};
+use crate::thresholds::Scope;
+use crate::worker::{ScenarioCtx, run_arrivals, run_vus};
+
+/// Arguments of `loadgen run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The LoadTest YAML file, e.g. scenarios/smoke.yaml.
+    pub scenario: PathBuf,
+    /// Write `summary.json` (and the other reports) into this directory, on every exit
+    /// path once the run has started.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Overrides of the document.
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// No live progress and no summary table (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// How to run, beside the plan.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Directory for `summary.json`.
+    pub out: Option<PathBuf>,
+    /// No progress output.
+    pub quiet: bool,
+    /// Collection interval (live thresholds, progress).
+    pub tick: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            out: None,
+            quiet: true,
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// A threshold with `abortOnFail` failed.
+    ThresholdAbort,
+    /// The target could not be reached.
+    TargetFailure,
+}
+
+/// Stops a run from outside (signals) or inside (abortOnFail, target failure).
+#[derive(Debug, Default)]
+pub struct Stopper {
+    /// Stop scheduling new iterations; in-flight ones get `gracefulStop`.
+    pub token: CancellationToken,
+    /// Interrupt in-flight iterations too.
+    pub hard: CancellationToken,
+    reason: Mutex<Option<(StopKind, String)>>,
+}
+
+impl Stopper {
+    /// A stopper that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops scheduling; the first reason given is kept.
+    pub fn stop(&self, kind: StopKind, reason: impl Into<String>) {
+        let mut r = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.is_none() {
+            *r = Some((kind, reason.into()));
+        }
+        self.token.cancel();
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn reason(&self) -> Option<(StopKind, String)> {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The target URL is not usable.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The embedded echo-server failed to start.
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    /// A request could not be built.
+    #[error("scenario `{scenario}`, request `{request}`: {source}")]
+    Request {
+        /// Scenario name.
+        scenario: String,
+        /// Request name.
+        request: String,
+        /// What was wrong.
+        source: http::Error,
+    },
+}
+
+impl RunError {
+    /// The exit code: 2 for input the plan should have rejected, 3 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Target(TargetError::Scheme { .. } | TargetError::NoHost { .. })
+            | RunError::Request { .. } => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// A finished (or failed) run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The summary, as written to `summary.json`.
+    pub summary: Summary,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// A one-sentence error for stderr (target failure, write failure), if any.
+    pub message: Option<String>,
+    /// Where `summary.json` was written.
+    pub written: Option<PathBuf>,
+}
+
+/// Runs `plan`. Errors are returned only when the run could not start; once it has
+/// started, every outcome is a [`RunReport`] and `summary.json` is written.
+pub async fn execute(
+    plan: &Plan,
+    opts: &RunOptions,
+    stopper: Arc<Stopper>,
+) -> Result<RunReport, RunError> {
+    let started_at = SystemTime::now();
+    let (target, embedded) = match &plan.target {
+        TargetPlan::Embedded => {
+            let e = Embedded::start().await?;
+            let t = Target::loopback(e.addr(), 256, crate::plan::DEFAULT_TIMEOUT);
+            (t, Some(e))
+        }
+        TargetPlan::Url(u) => match Target::resolve(u).await {
+            Ok(t) => (t, None),
+            Err(e @ TargetError::Resolve { .. }) => {
+                let url = u.base.to_string();
+                return Ok(failed_start(plan, opts, started_at, &url, e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if let Err(e) = target.probe().await {
+        if let Some(e) = embedded {
+            e.stop().await;
+        }
+        return Ok(failed_start(
+            plan,
+            opts,
+            started_at,
+            &target.url,
+            e.to_string(),
+        ));
+    }
+    let mut prepared = Vec::with_capacity(plan.scenarios.len());
+    for sc in &plan.scenarios {
+        let mut reqs = Vec::with_capacity(sc.requests.len());
+        for r in &sc.requests {
+            reqs.push(target.prepare(r).map_err(|source| RunError::Request {
+                scenario: sc.name.clone(),
+                request: r.name.clone(),
+                source,
+            })?);
+        }
+        prepared.push(reqs);
+    }
+
+    let run_start = Instant::now();
+    let recorder = Arc::new(Recorder::new(run_start));
+    let mut set = JoinSet::new();
+    let mut rate_profiles = Vec::new();
+    for ((i, sc), reqs) in plan.scenarios.iter().enumerate().zip(prepared) {
+        let mut ctx = ScenarioCtx::new(
+            u16::try_from(i).unwrap_or(u16::MAX),
+            sc.clone(),
+            Client::new(target.clone()),
+            reqs,
+            recorder.clone(),
+            run_start + sc.start_time,
+        );
+        ctx.hard_stop = stopper.hard.child_token();
+        let ctx = Arc::new(ctx);
+        let stop = stopper.token.clone();
+        if let Some(p) = RateProfile::of(&sc.executor) {
+            rate_profiles.push((sc.start_time.as_secs_f64(), p.clone()));
+            set.spawn(run_arrivals(ctx, p, stop));
+        } else if let Some(v) = VuProfile::of(&sc.executor) {
+            set.spawn(async move {
+                run_vus(ctx, v, stop).await;
+                Ok(())
+            });
+        }
+    }
+
+    let mut agg = Aggregator::new(plan);
+    let mut progress = Progress::new(opts.quiet, plan.duration());
+    let tick = opts.tick.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval_at((run_start + tick).into(), tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = (run_start, 0u64);
+    let mut infra_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    let msg = format!("cannot start a dispatcher thread: {e}");
+                    infra_error.get_or_insert(msg.clone());
+                    stopper.stop(StopKind::TargetFailure, msg);
+                }
+                Some(Err(e)) => {
+                    let msg = format!("a scenario task failed: {e}");
+                    infra_error.get_or_insert(msg.clone());
+                    stopper.stop(StopKind::TargetFailure, msg);
+                }
+            },
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let elapsed = now.saturating_duration_since(run_start);
+                let sec = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
+                agg.absorb(recorder.drain(), sec.saturating_sub(1));
+                check_aborts(plan, &agg, elapsed, &stopper);
+                let (responses, connect_errors, first) = recorder.reachability();
+                if responses == 0 && (connect_errors >= 20 || (connect_errors > 0 && elapsed >= Duration::from_secs(3))) {
+                    stopper.stop(
+                        StopKind::TargetFailure,
+                        format!("cannot reach target {}: {}", target.url, first.unwrap_or_default()),
+                    );
+                }
+                let (requests, errors, dropped) = agg.counts();
+                let dt = now.saturating_duration_since(last.0).as_secs_f64().max(1e-3);
+                let t = elapsed.as_secs_f64();
+                let planned: f64 = rate_profiles.iter().map(|(start, p)| p.planned_between(t - 1.0 - start, t - start)).sum();
+                progress.update(&Snapshot {
+                    elapsed,
+                    planned: plan.duration(),
+                    requests,
+                    achieved_rps: requests.saturating_sub(last.1) as f64 / dt,
+                    target_rps: (!rate_profiles.is_empty()).then_some(planned),
+                    errors,
+                    dropped,
+                    p99_ms: agg.p99_so_far(),
+                });
+                last = (now, requests);
+            }
+        }
+    }
+    progress.finish();
+    let elapsed = run_start.elapsed();
+    agg.absorb(recorder.drain(), 0);
+    let last_sec = u32::try_from(elapsed.as_secs_f64().ceil() as u64)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(1);
+    agg.finish(last_sec);
+    if let Some(e) = embedded {
+        e.stop().await;
+    }
+
+    let secs = elapsed.as_secs_f64();
+    let results: Vec<_> = plan
+        .thresholds
+        .iter()
+        .enumerate()
+        .map(|(i, th)| threshold_result(th, agg.judge_threshold(i, secs)))
+        .collect();
+    let any_failed = results.iter().any(|r| r.verdict != Verdict::Pass);
+    let (responses, connect_errors, first) = recorder.reachability();
+    let stop = stopper.reason();
+    let mut message = None;
+    let (outcome, exit_code) = if let Some(e) = infra_error {
+        message = Some(e);
+        (Outcome::Error, 3)
+    } else if responses == 0 && connect_errors > 0 {
+        message = Some(format!(
+            "cannot reach target {}: {}",
+            target.url,
+            first.unwrap_or_default()
+        ));
+        (Outcome::Error, 3)
+    } else {
+        match &stop {
+            Some((StopKind::TargetFailure, reason)) => {
+                message = Some(reason.clone());
+                (Outcome::Error, 3)
+            }
+            Some((StopKind::Interrupted, reason)) => {
+                message = Some(reason.clone());
+                (Outcome::Error, 3)
+            }
+            _ if any_failed => (Outcome::Failed, 1),
+            _ => (Outcome::Passed, 0),
+        }
+    };
+    let facts = RunFacts {
+        target: target.url.clone(),
+        embedded: plan.target == TargetPlan::Embedded,
+        started_at,
+        ended_at: SystemTime::now(),
+        duration_secs: secs,
+        outcome,
+        exit_code,
+        stop_reason: stop.map(|s| s.1).or_else(|| message.clone()),
+    };
+    let summary = build(plan, &facts, &agg, results);
+    Ok(finish_report(
+        summary,
+        exit_code,
+        message,
+        opts.out.as_deref(),
+    ))
+}
+
+/// Judges `abortOnFail` thresholds past their `delayAbortEval`.
+fn check_aborts(plan: &Plan, agg: &Aggregator, elapsed: Duration, stopper: &Stopper) {
+    for (i, th) in plan.thresholds.iter().enumerate() {
+        if !th.abort_on_fail || elapsed < th.delay_abort_eval || stopper.token.is_cancelled() {
+            continue;
+        }
+        let failed = match th.scope {
+            Scope::Window(_) => agg.window_failed(i),
+            _ => agg.judge_threshold(i, elapsed.as_secs_f64()).verdict == Verdict::Fail,
+        };
+        if failed {
+            stopper.stop(
+                StopKind::ThresholdAbort,
+                format!(
+                    "threshold `{}: {}` failed at {:.1}s; run aborted (abortOnFail)",
+                    th.key,
+                    th.expression,
+                    elapsed.as_secs_f64()
+                ),
+            );
+        }
+    }
+}
+
+/// The report of a run whose target could not be reached at the start.
+fn failed_start(
+    plan: &Plan,
+    opts: &RunOptions,
+    started_at: SystemTime,
+    url: &str,
+    message: String,
+) -> RunReport {
+    let mut agg = Aggregator::new(plan);
+    agg.finish(0);
+    let results = plan
+        .thresholds
+        .iter()
+        .map(|th| {
+            threshold_result(
+                th,
+                crate::evaluate::Judgement {
+                    observed: None,
+                    verdict: Verdict::Unknown,
+                    reason: Some(format!("the run did not start: {message}")),
+                },
+            )
+        })
+        .collect();
+    let facts = RunFacts {
+        target: url.trim_end_matches('/').to_owned(),
+        embedded: false,
+        started_at,
+        ended_at: SystemTime::now(),
+        duration_secs: 0.0,
+        outcome: Outcome::Error,
+        exit_code: 3,
+        stop_reason: Some(message.clone()),
+    };
+    let mut summary = build(plan, &facts, &agg, results);
+    summary.time_series.clear();
+    for s in &mut summary.scenarios {
+        s.time_series.clear();
+    }
+    finish_report(summary, 3, Some(message), opts.out.as_deref())
+}
+
+fn finish_report(
+    summary: Summary,
+    mut exit_code: u8,
+    mut message: Option<String>,
+    out: Option<&Path>,
+) -> RunReport {
+    let mut written = None;
+    if let Some(dir) = out {
+        match write_summary(&summary, dir) {
+            Ok(p) => written = Some(p),
+            Err(e) => {
+                message = Some(match message {
+                    Some(m) => format!("{m}; {e}"),
+                    None => e,
+                });
+                exit_code = 3;
+            }
+        }
+    }
+    RunReport {
+        summary,
+        exit_code,
+        message,
+        written,
+    }
+}
+
+/// Writes `dir/summary.json` (creating `dir`).
+pub fn write_summary(summary: &Summary, dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the --out directory {}: {e}", dir.display()))?;
+    let path = dir.join("summary.json");
+    let mut json = serde_json::to_string_pretty(summary)
+        .map_err(|e| format!("cannot serialize the summary: {e}"))?;
+    json.push('\n');
+    std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+async fn listen_signals(stopper: Arc<Stopper>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut seen = 0;
+    loop {
+        let name = tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if r.is_err() {
+                    return;
+                }
+                "SIGINT"
+            }
+            () = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => "SIGTERM",
+        };
+        seen += 1;
+        if seen == 1 {
+            stopper.stop(
+                StopKind::Interrupted,
+                format!("interrupted by {name}: stopped scheduling and drained in-flight requests"),
+            );
+        } else {
+            stopper.hard.cancel();
+        }
+    }
+}
+
+/// `loadgen run`: loads the plan, runs it, prints the summary, returns the exit code.
+pub fn run_command(args: &RunArgs) -> ExitCode {
+    let plan = match crate::load::load_plan(&args.scenario, &args.overrides.overrides()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let opts = RunOptions {
+        out: args.out.clone(),
+        quiet: args.quiet,
+        tick: Duration::from_secs(1),
+    };
+    let result = runtime.block_on(async {
+        let stopper = Arc::new(Stopper::new());
+        let signals = tokio::spawn(listen_signals(stopper.clone()));
+        let r = execute(&plan, &opts, stopper).await;
+        signals.abort();
+        r
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(report) => {
+            if !args.quiet {
+                print!("{}", render_text(&report.summary));
+            }
+            if let Some(m) = &report.message {
+                eprintln!("{m}");
+            }
+            ExitCode::from(report.exit_code)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The end-of-run table.
+pub fn render_text(summary: &Summary) -> String {
+    ricochet_reports::text::render(summary, false)
+}

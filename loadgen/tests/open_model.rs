@@ -1,0 +1,266 @@
+//! Open-model load tests, in-process, against loopback servers. One test at a time.
+//! Tolerances hold on a busy 2-core machine: counts are exact by construction of the
+//! schedule (issued + dropped = planned), latencies are compared with generous margins.
+
+mod support;
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use loadgen::plan::Executor;
+use loadgen::testing::{plan_with, scenario, stage, target, threshold};
+use loadgen::thresholds::{Aggregation, Comparison};
+use ricochet_reports::model::{Summary, Verdict};
+
+fn metric<'a>(s: &'a Summary, key: &str) -> &'a ricochet_reports::model::MetricSummary {
+    s.metrics
+        .get(key)
+        .unwrap_or_else(|| panic!("metric {key} missing: {:?}", s.metrics.keys()))
+}
+
+#[test]
+fn constant_arrival_rate_2000_per_second_for_10s_issues_20000_requests() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        let mut sc = scenario("api", 2000.0, "/api/x");
+        sc.executor = Executor::ConstantArrivalRate {
+            rate: 2000.0,
+            duration: Duration::from_secs(10),
+        };
+        sc.graceful_stop = Duration::from_secs(30);
+        let plan = plan_with(vec![sc]);
+        let report = support::run(&plan).await;
+        let s = &report.summary;
+        let reqs = metric(s, "http_reqs").count;
+        let dropped = s.dropped_iterations;
+        let interrupted = metric(s, "interrupted_iterations").count;
+        // The schedule emits exactly 20 000 instants; each is either sent (and completes,
+        // or is cut off after gracefulStop) or counted as dropped.
+        assert_eq!(
+            reqs + dropped + interrupted,
+            20_000,
+            "reqs {reqs} dropped {dropped}, series {:?}, stop {:?}",
+            s.time_series,
+            s.run.stop_reason
+        );
+        assert!((19_800..=20_200).contains(&reqs), "reqs {reqs}");
+        assert_eq!(metric(s, "http_req_failed").passes, Some(0));
+        assert_eq!(report.exit_code, 0);
+        let planned: f64 = s.time_series.iter().filter_map(|p| p.target_rps).sum();
+        assert!((planned - 20_000.0).abs() < 1.0, "planned {planned}");
+    });
+}
+
+#[test]
+fn ramping_arrival_rate_follows_its_stages() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        let mut sc = scenario("ramp", 1.0, "/api/x");
+        sc.executor = Executor::RampingArrivalRate {
+            start_rate: 50.0,
+            stages: vec![
+                stage(400.0, 4, Some("up")),
+                stage(400.0, 3, Some("steady")),
+                stage(100.0, 2, None),
+            ],
+        };
+        let mut plan = plan_with(vec![sc]);
+        let mut steady = threshold("http_reqs", &[], Aggregation::Count, Comparison::Gt, 1000.0);
+        steady.scope = loadgen::thresholds::Scope::Phase("steady".into());
+        plan.thresholds.push(steady);
+        let report = support::run(&plan).await;
+        let s = &report.summary;
+        // Integral: (50+400)/2*4 + 400*3 + (400+100)/2*2 = 900 + 1200 + 500 = 2600.
+        let reqs = metric(s, "http_reqs").count;
+        assert_eq!(reqs + s.dropped_iterations, 2600);
+        let series = &s.scenarios[0].time_series;
+        let mut checked = 0;
+        for p in series.iter().take(9) {
+            let target = p.target_rps.expect("open model has a target per second");
+            let tol = (target * 0.15).max(20.0);
+            assert!(
+                (p.requests as f64 - target).abs() <= tol,
+                "second {}: {} requests vs {target:.1} planned (series {series:?})",
+                p.t,
+                p.requests
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 9);
+        // The steady phase holds 1200 planned arrivals.
+        assert_eq!(
+            s.thresholds[0].verdict,
+            Verdict::Pass,
+            "{:?}",
+            s.thresholds[0]
+        );
+        assert_eq!(s.thresholds[0].observed, Some(1200.0));
+        assert_eq!(s.scenarios[0].phases.len(), 2);
+    });
+}
+
+#[test]
+fn max_in_flight_drops_iterations_and_does_not_understate_latency() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        let addr = support::server_with(|_| Duration::from_millis(200)).await;
+        let mut sc = scenario("api", 1000.0, "/slow");
+        sc.executor = Executor::ConstantArrivalRate {
+            rate: 1000.0,
+            duration: Duration::from_secs(3),
+        };
+        sc.max_in_flight = NonZeroU32::new(10).expect("10");
+        let mut plan = plan_with(vec![sc]);
+        plan.target = target(&format!("http://{addr}"));
+        plan.thresholds.push(threshold(
+            "dropped_iterations",
+            &[],
+            Aggregation::Count,
+            Comparison::Eq,
+            0.0,
+        ));
+        let report = support::run(&plan).await;
+        let s = &report.summary;
+        let reqs = metric(s, "http_reqs").count;
+        assert_eq!(reqs + s.dropped_iterations, 3000);
+        // 10 in flight x 200 ms → about 50 completions per second; the rest is dropped.
+        assert!(
+            s.dropped_iterations >= 2500,
+            "dropped {}",
+            s.dropped_iterations
+        );
+        assert_eq!(metric(s, "dropped_iterations").count, s.dropped_iterations);
+        let d = metric(s, "http_req_duration").trend.expect("trend");
+        assert!(d.min >= 199.0 && d.med >= 199.0, "{d:?}");
+        assert_eq!(report.exit_code, 1, "count==0 on dropped_iterations fails");
+        assert!(s.time_series.iter().any(|p| p.dropped > 0));
+    });
+}
+
+#[test]
+fn a_stalling_target_shows_as_latency_where_a_closed_loop_hides_it() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        // Stalls for 1 s once per 10 s (seconds 5..6 of every 10), like a GC pause: every
+        // request arriving in the stall is answered at its end.
+        let addr = support::server_with(|t| {
+            let in_period = t.as_secs_f64() % 10.0;
+            if (5.0..6.0).contains(&in_period) {
+                Duration::from_secs_f64(6.0 - in_period)
+            } else {
+                Duration::ZERO
+            }
+        })
+        .await;
+        let mut open = scenario("open", 200.0, "/x");
+        open.executor = Executor::ConstantArrivalRate {
+            rate: 200.0,
+            duration: Duration::from_secs(10),
+        };
+        let mut plan = plan_with(vec![open]);
+        plan.target = target(&format!("http://{addr}"));
+        let mut p99 = threshold(
+            "http_req_duration",
+            &[],
+            Aggregation::Percentile(99.0),
+            Comparison::Lt,
+            500.0,
+        );
+        p99.expression = "p(99)<500ms".into();
+        plan.thresholds.push(p99.clone());
+        let report = support::run(&plan).await;
+        let s = &report.summary;
+        let d = metric(s, "http_req_duration").trend.expect("trend");
+        assert!(
+            d.p99 >= 500.0,
+            "open model p99 {} ms must expose the 1 s stall",
+            d.p99
+        );
+        assert_eq!(s.thresholds[0].verdict, Verdict::Fail);
+        assert_eq!(report.exit_code, 1);
+
+        // The same target measured closed-loop (one VU): the stall delays one request,
+        // and the p99 hides it. (Why open model is the default.)
+        let addr = support::server_with(|t| {
+            let in_period = t.as_secs_f64() % 10.0;
+            if (5.0..6.0).contains(&in_period) {
+                Duration::from_secs_f64(6.0 - in_period)
+            } else {
+                Duration::from_millis(2)
+            }
+        })
+        .await;
+        let mut closed = scenario("closed", 1.0, "/x");
+        closed.executor = Executor::ConstantVus {
+            vus: NonZeroU32::MIN,
+            duration: Duration::from_secs(10),
+        };
+        let mut plan = plan_with(vec![closed]);
+        plan.target = target(&format!("http://{addr}"));
+        let report = support::run(&plan).await;
+        let d = metric(&report.summary, "http_req_duration")
+            .trend
+            .expect("trend");
+        assert!(d.p99 < 500.0, "closed loop p99 {} ms", d.p99);
+        assert!(
+            d.max >= 500.0,
+            "the stalled request itself was seen: max {}",
+            d.max
+        );
+    });
+}
+
+#[test]
+fn windowed_threshold_judges_every_window_and_names_the_failing_one() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        // Slow (120 ms) only during seconds 2..3 of the run.
+        let addr = support::server_with(|t| {
+            if (2.0..3.0).contains(&t.as_secs_f64()) {
+                Duration::from_millis(120)
+            } else {
+                Duration::ZERO
+            }
+        })
+        .await;
+        let mut sc = scenario("api", 100.0, "/x");
+        sc.executor = Executor::ConstantArrivalRate {
+            rate: 100.0,
+            duration: Duration::from_secs(5),
+        };
+        let mut plan = plan_with(vec![sc]);
+        plan.target = target(&format!("http://{addr}"));
+        let mut whole = threshold(
+            "http_req_duration",
+            &[("scenario", "api")],
+            Aggregation::Percentile(50.0),
+            Comparison::Lt,
+            100.0,
+        );
+        whole.expression = "p(50)<100ms".into();
+        let mut windowed = whole.clone();
+        windowed.scope = loadgen::thresholds::Scope::Window(Duration::from_secs(1));
+        plan.thresholds = vec![whole, windowed];
+        let report = support::run(&plan).await;
+        let s = &report.summary;
+        assert_eq!(
+            s.thresholds[0].verdict,
+            Verdict::Pass,
+            "{:?}",
+            s.thresholds[0]
+        );
+        assert_eq!(
+            s.thresholds[1].verdict,
+            Verdict::Fail,
+            "{:?}",
+            s.thresholds[1]
+        );
+        let reason = s.thresholds[1].reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("window 3") || reason.contains("window 4"),
+            "{reason}"
+        );
+        assert!(s.thresholds[1].observed.is_some_and(|o| o >= 100.0));
+        assert_eq!(s.thresholds[1].window_secs, Some(1.0));
+    });
+}
