@@ -1,0 +1,358 @@
+//! Polling with exponential backoff, from each request's completion until its telemetry is
+//! found (complete) or its settle timeout has passed.
+//!
+//! Each sample is first asked about at `completed + initial_interval`, then after
+//! intervals growing by `factor` up to `max_interval`, and once more exactly at
+//! `completed + settle_timeout`. Samples whose polls fall due together are asked about in
+//! one [`Verifier::check`] call (up to [`Verifier::max_batch`]). The final outcome is the
+//! last answer's: a sample answered unknown at its deadline stays unknown even if an
+//! earlier poll said missing, so "could not ask" is never reported as "not found". A trace
+//! found with fewer spans than expected keeps being polled until complete or the deadline.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Outcome, Sample, Verifier};
+
+/// When to poll and when to give up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollPolicy {
+    /// First poll this long after completion; also the first backoff interval.
+    pub initial_interval: Duration,
+    /// Backoff ceiling.
+    pub max_interval: Duration,
+    /// Backoff growth factor (≥ 1).
+    pub factor: f64,
+    /// Give up (missing or unknown) this long after completion: `telemetry.settleTimeout`.
+    pub settle_timeout: Duration,
+    /// Most samples pending at once; a sample arriving beyond that is settled unknown.
+    pub max_pending: usize,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            initial_interval: Duration::from_millis(250),
+            max_interval: Duration::from_secs(5),
+            factor: 2.0,
+            settle_timeout: Duration::from_secs(30),
+            max_pending: 100_000,
+        }
+    }
+}
+
+/// The settled verdict on one sample.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The sample.
+    pub sample: Sample,
+    /// The final outcome (for a trace that was found but never complete: `Found` with its
+    /// last span count, and `complete == Some(false)`).
+    pub outcome: Outcome,
+    /// `first_seen − completed` when found.
+    pub ingest_latency: Option<Duration>,
+    /// For traces: whether the span count reached the expected one.
+    pub complete: Option<bool>,
+    /// Questions asked about it.
+    pub polls: u32,
+}
+
+struct Pending {
+    sample: Sample,
+    deadline: Instant,
+    interval: Duration,
+    polls: u32,
+    first_seen: Option<Instant>,
+}
+
+/// Polls every sample received on `rx` until settled, calling `on_verified` once per
+/// sample and `on_query` with each backend query's duration. Returns when `rx` is closed
+/// and nothing is pending, or when `cancel` fires (pending samples then settle as
+/// unknown).
+pub async fn run<F, Q>(
+    verifier: Arc<dyn Verifier>,
+    mut rx: mpsc::Receiver<Sample>,
+    policy: PollPolicy,
+    cancel: CancellationToken,
+    mut on_verified: F,
+    mut on_query: Q,
+) where
+    F: FnMut(Verified) + Send,
+    Q: FnMut(Duration) + Send,
+{
+    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut seq = 0u64;
+    let mut open = true;
+    let batch = verifier.max_batch().max(1);
+    let factor = if policy.factor.is_finite() && policy.factor >= 1.0 {
+        policy.factor
+    } else {
+        2.0
+    };
+    loop {
+        if !open && pending.is_empty() {
+            return;
+        }
+        let next_due = heap.peek().map(|Reverse((t, _))| *t);
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                let reason = format!("verification by {} cancelled before the sample settled", verifier.name());
+                for (_, p) in pending.drain() {
+                    let outcome = Outcome::unknown(reason.clone());
+                    on_verified(Verified { sample: p.sample, outcome, ingest_latency: None, complete: None, polls: p.polls });
+                }
+                return;
+            }
+            msg = rx.recv(), if open => match msg {
+                None => open = false,
+                Some(sample) if pending.len() >= policy.max_pending => {
+                    let outcome = Outcome::unknown(format!(
+                        "{} pending samples already (max_pending): this one was not verified", policy.max_pending
+                    ));
+                    on_verified(Verified { sample, outcome, ingest_latency: None, complete: None, polls: 0 });
+                }
+                Some(sample) => {
+                    let first = sample.completed + policy.initial_interval;
+                    let deadline = sample.completed + policy.settle_timeout;
+                    heap.push(Reverse((first.min(deadline), seq)));
+                    pending.insert(seq, Pending { sample, deadline, interval: policy.initial_interval, polls: 0, first_seen: None });
+                    seq += 1;
+                }
+            },
+            () = sleep_until_opt(next_due) => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while due.len() < batch {
+                    match heap.peek() {
+                        Some(Reverse((t, id))) if *t <= now => {
+                            due.push(*id);
+                            heap.pop();
+                        }
+                        _ => break,
+                    }
+                }
+                let samples: Vec<Sample> = due.iter().filter_map(|id| pending.get(id).map(|p| p.sample.clone())).collect();
+                let check = verifier.check(&samples).await;
+                for d in &check.query_durations {
+                    on_query(*d);
+                }
+                let answered = Instant::now();
+                let mut outcomes = check.outcomes.into_iter();
+                for id in due {
+                    let outcome = outcomes.next().unwrap_or_else(|| {
+                        Outcome::unknown(format!("{} returned fewer outcomes than samples asked", verifier.name()))
+                    });
+                    let Some(mut p) = pending.remove(&id) else { continue };
+                    p.polls += 1;
+                    let expected = p.sample.expected_spans;
+                    let last_poll = answered >= p.deadline;
+                    match outcome {
+                        Outcome::Found { first_seen, spans, recorded_at } => {
+                            let first = *p.first_seen.get_or_insert(first_seen);
+                            let complete = spans.map(|n| n >= expected);
+                            if complete == Some(false) && !last_poll {
+                                reschedule(&mut heap, &mut pending, id, p, answered, &policy, factor);
+                                continue;
+                            }
+                            let ingest_latency = Some(first.saturating_duration_since(p.sample.completed));
+                            let outcome = Outcome::Found { first_seen: first, spans, recorded_at };
+                            on_verified(Verified { sample: p.sample, outcome, ingest_latency, complete, polls: p.polls });
+                        }
+                        other if last_poll => {
+                            on_verified(Verified { sample: p.sample, outcome: other, ingest_latency: None, complete: None, polls: p.polls });
+                        }
+                        _ => reschedule(&mut heap, &mut pending, id, p, answered, &policy, factor),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reschedule(
+    heap: &mut BinaryHeap<Reverse<(Instant, u64)>>,
+    pending: &mut HashMap<u64, Pending>,
+    id: u64,
+    mut p: Pending,
+    now: Instant,
+    policy: &PollPolicy,
+    factor: f64,
+) {
+    let next = (now + p.interval).min(p.deadline).max(now);
+    p.interval = p.interval.mul_f64(factor).min(policy.max_interval);
+    heap.push(Reverse((next, id)));
+    pending.insert(id, p);
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Verifies a fixed set of samples to the end; the results in no particular order, plus
+/// every query's duration. For tests and one-shot checks.
+pub async fn verify_all(
+    verifier: Arc<dyn Verifier>,
+    samples: Vec<Sample>,
+    policy: PollPolicy,
+) -> (Vec<Verified>, Vec<Duration>) {
+    let (tx, rx) = mpsc::channel(samples.len().max(1));
+    for s in samples {
+        // Capacity equals the number of samples, so this cannot fail.
+        let _ = tx.try_send(s);
+    }
+    drop(tx);
+    let mut out = Vec::new();
+    let mut queries = Vec::new();
+    run(
+        verifier,
+        rx,
+        policy,
+        CancellationToken::new(),
+        |v| out.push(v),
+        |d| queries.push(d),
+    )
+    .await;
+    (out, queries)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::super::{BoxFuture, Check, Signal, TraceId};
+    use super::*;
+
+    /// Answers from a script per call: missing twice, then found with 1 span, then 3.
+    #[derive(Debug)]
+    struct Scripted {
+        calls: Mutex<u32>,
+        unknown: bool,
+    }
+
+    impl Verifier for Scripted {
+        fn signal(&self) -> Signal {
+            Signal::Traces
+        }
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn check<'a>(&'a self, samples: &'a [Sample]) -> BoxFuture<'a, Check> {
+            Box::pin(async move {
+                let n = {
+                    let mut c = self.calls.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                let o = if self.unknown {
+                    if n == 1 {
+                        Outcome::Missing
+                    } else {
+                        Outcome::unknown("backend down")
+                    }
+                } else {
+                    match n {
+                        1 | 2 => Outcome::Missing,
+                        3 => Outcome::Found {
+                            first_seen: Instant::now(),
+                            spans: Some(1),
+                            recorded_at: None,
+                        },
+                        _ => Outcome::Found {
+                            first_seen: Instant::now(),
+                            spans: Some(3),
+                            recorded_at: None,
+                        },
+                    }
+                };
+                Check {
+                    outcomes: vec![o; samples.len()],
+                    query_durations: vec![Duration::from_millis(1)],
+                }
+            })
+        }
+    }
+
+    fn fast() -> PollPolicy {
+        PollPolicy {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(40),
+            settle_timeout: Duration::from_millis(400),
+            ..PollPolicy::default()
+        }
+    }
+
+    fn sample(spans: usize) -> Sample {
+        Sample {
+            expected_spans: spans,
+            ..Sample::now(TraceId([7; 16]))
+        }
+    }
+
+    #[tokio::test]
+    async fn polls_until_the_trace_is_complete_and_keeps_the_first_sighting() {
+        let v = Arc::new(Scripted {
+            calls: Mutex::new(0),
+            unknown: false,
+        });
+        let (out, queries) = verify_all(v, vec![sample(3)], fast()).await;
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].polls, 4);
+        assert_eq!(out[0].complete, Some(true));
+        assert!(matches!(
+            out[0].outcome,
+            Outcome::Found { spans: Some(3), .. }
+        ));
+        assert_eq!(queries.len(), 4);
+        // First seen at the third poll: >= 10 + 10 + 20 ms after completion.
+        assert!(out[0].ingest_latency.unwrap() >= Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_last_answer_is_never_reported_as_missing() {
+        let v = Arc::new(Scripted {
+            calls: Mutex::new(0),
+            unknown: true,
+        });
+        let (out, _) = verify_all(v, vec![sample(1)], fast()).await;
+        assert_eq!(out[0].outcome, Outcome::unknown("backend down"));
+    }
+
+    #[tokio::test]
+    async fn cancelling_settles_pending_samples_as_unknown() {
+        let v: Arc<dyn Verifier> = Arc::new(Scripted {
+            calls: Mutex::new(0),
+            unknown: true,
+        });
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(sample(1)).unwrap();
+        let cancel = CancellationToken::new();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o2 = out.clone();
+        let task = tokio::spawn(run(
+            v,
+            rx,
+            fast(),
+            cancel.clone(),
+            move |x| o2.lock().unwrap().push(x),
+            |_| {},
+        ));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let out = out.lock().unwrap();
+        assert!(
+            matches!(&out[0].outcome, Outcome::Unknown { reason } if reason.contains("cancelled"))
+        );
+        drop(tx);
+    }
+}

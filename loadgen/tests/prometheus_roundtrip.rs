@@ -1,0 +1,224 @@
+//! The metrics round trip against a real Prometheus (Debian's `prometheus` package, which
+//! `scripts/test.sh` installs when absent): the test starts `/usr/bin/prometheus` on a free
+//! loopback port with exemplar storage, a temp config and data dir, scraping every second
+//! an OpenMetrics exposition served on 127.0.0.1 (the recorded echo-server exposition of
+//! `shared/fixtures/backends/openmetrics-echo-metrics.txt`: three requests, one exemplar
+//! each). loadgen's Prometheus client must then find the three exemplar trace ids and the
+//! request total of 3, polling with a patience of `RICOCHET_TEST_PATIENCE_SECS` (default
+//! 30 s). Without prometheus installed the test fails; it is never skipped.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use loadgen::verify::prometheus::{ExemplarVerifier, PrometheusClient, REQUESTS_TOTAL_QUERY};
+use loadgen::verify::{
+    Endpoint, HttpBackend, Outcome, PollPolicy, RateLimiter, Sample, TraceId, Verifier, poll,
+};
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// (trace id, exemplar timestamp in ms) of the recorded exposition.
+const EXEMPLARS: [(&str, u128); 3] = [
+    ("4bf92f3577b34da6a3ce929d0e0e4736", 1_795_266_279_715),
+    ("0af7651916cd43dd8448eb211c80319c", 1_795_266_280_732),
+    ("5b8efff798038103d269b633813fc60c", 1_795_266_281_759),
+];
+
+fn patience() -> Duration {
+    let secs = std::env::var("RICOCHET_TEST_PATIENCE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+fn prometheus_binary() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("prometheus"))
+        .find(|p| p.is_file());
+    let found =
+        on_path.or_else(|| Some(PathBuf::from("/usr/bin/prometheus")).filter(|p| p.is_file()));
+    found.unwrap_or_else(|| {
+        panic!(
+            "prometheus is not installed, so the metrics round trip cannot run: run scripts/test.sh \
+             (it installs Debian's `prometheus` package when absent) or `apt-get install -y prometheus`"
+        )
+    })
+}
+
+/// Serves `body` as OpenMetrics on every path; returns the address.
+async fn serve_exposition(body: Bytes) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |_req: http::Request<hyper::body::Incoming>| {
+                        let mut r = Response::new(Full::new(body.clone()));
+                        r.headers_mut()
+                            .insert("content-type", http::HeaderValue::from_static(OPENMETRICS));
+                        async move { Ok::<_, Infallible>(r) }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A Prometheus process, killed on drop.
+struct Prometheus {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn start_prometheus(target: SocketAddr) -> Prometheus {
+    let bin = prometheus_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: echo-server\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.path().join("prometheus.log");
+    let child = Command::new(&bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--enable-feature=exemplar-storage")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+        _dir: dir,
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_exemplars_and_counters_that_loadgen_finds() {
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/backends/openmetrics-echo-metrics.txt"))
+        .expect("the recorded exposition shared/fixtures/backends/openmetrics-echo-metrics.txt (shared/ beside the checkout)");
+    let target = serve_exposition(body.into()).await;
+    let mut prom = start_prometheus(target);
+    let deadline = Instant::now() + patience();
+
+    let backend = || {
+        HttpBackend::new(
+            "prometheus",
+            &Endpoint::new(&prom.url).unwrap(),
+            RateLimiter::per_second(20.0).unwrap(),
+        )
+        .unwrap()
+    };
+    let client = PrometheusClient::new(backend());
+
+    // Counters: the server-side request total reaches 3 within the patience.
+    let total = loop {
+        if let Ok(Some(exit)) = prom.child.try_wait() {
+            panic!("prometheus exited ({exit}) early:\n{}", tail(&prom.log));
+        }
+        match client.total(REQUESTS_TOTAL_QUERY).await {
+            Ok(Some(t)) => break t,
+            Ok(None) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            other => panic!(
+                "no request total from prometheus within {:?}: {other:?}\n{}",
+                patience(),
+                tail(&prom.log)
+            ),
+        }
+    };
+    assert_eq!(total, 3.0, "the exposition counts 3 requests");
+    let up = client.total("up{job=\"echo-server\"}").await.unwrap();
+    assert_eq!(up, Some(1.0));
+
+    // Exemplars: the three trace ids, through the same poller the engine uses. The samples'
+    // completion times are the recorded ones, so the query window covers the exemplars.
+    let samples: Vec<Sample> = EXEMPLARS
+        .iter()
+        .map(|(id, ms)| Sample {
+            completed_at: UNIX_EPOCH + Duration::from_millis(*ms as u64),
+            ..Sample::now(id.parse::<TraceId>().unwrap())
+        })
+        .collect();
+    let v: Arc<dyn Verifier> = Arc::new(ExemplarVerifier::new(backend()));
+    let policy = PollPolicy {
+        initial_interval: Duration::from_millis(200),
+        max_interval: Duration::from_secs(1),
+        settle_timeout: deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(2)),
+        ..PollPolicy::default()
+    };
+    let (out, queries) = poll::verify_all(v, samples, policy).await;
+    assert!(!queries.is_empty());
+    for (id, ms) in EXEMPLARS {
+        let got = out
+            .iter()
+            .find(|v| v.sample.trace_id.to_hex() == id)
+            .unwrap();
+        match &got.outcome {
+            Outcome::Found {
+                recorded_at: Some(at),
+                ..
+            } => {
+                assert_eq!(
+                    at.duration_since(UNIX_EPOCH).unwrap().as_millis(),
+                    ms,
+                    "exemplar timestamp of {id}"
+                );
+            }
+            other => panic!("exemplar {id}: {other:?}\n{}", tail(&prom.log)),
+        }
+    }
+}
