@@ -283,6 +283,11 @@ pub struct SignalSummary {
     /// Ingest latency (first seen minus request completion), ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_latency: Option<TrendStats>,
+    /// Percentile spectrum of the ingest latency (HDR plot), ms; optional, added in
+    /// schema version 1 without a bump. When empty, renderers plot `ingestLatency`'s
+    /// percentiles instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingest_percentiles: Vec<PercentilePoint>,
 }
 
 /// A fault applied during the run.

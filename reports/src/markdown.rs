@@ -1,0 +1,254 @@
+//! Markdown report, ready to paste into an issue or pull request (GitHub-flavoured tables).
+
+use std::fmt::Write as _;
+
+use crate::escape::markdown as md;
+use crate::model::{Outcome, Summary, Verdict};
+use crate::text::{metric_value, verdict_sentence};
+use crate::units::{self, Measure, ms, per_sec, percent};
+
+/// Renders the run as Markdown: verdict first, then thresholds, latency percentiles per
+/// scenario, the telemetry round trip, the chaos timeline and run metadata.
+///
+/// Every string from the summary is escaped so it cannot break a table or inject HTML.
+pub fn render(summary: &Summary) -> String {
+    let mut out = String::new();
+    let mark = match summary.run.outcome {
+        Outcome::Passed => "✅ PASSED",
+        Outcome::Failed => "❌ FAILED",
+        Outcome::Error => "💥 ERROR",
+    };
+    let _ = writeln!(out, "## {mark}: {}\n", md(&summary.run.name));
+    let _ = writeln!(
+        out,
+        "{} (exit code {}).\n",
+        capitalise(&md(&verdict_sentence(summary))),
+        summary.run.exit_code
+    );
+    thresholds(&mut out, summary);
+    latency(&mut out, summary);
+    telemetry(&mut out, summary);
+    chaos(&mut out, summary);
+    metadata(&mut out, summary);
+    out
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn thresholds(out: &mut String, summary: &Summary) {
+    out.push_str("### Thresholds\n\n");
+    if summary.thresholds.is_empty() {
+        out.push_str("No thresholds were defined.\n\n");
+        return;
+    }
+    out.push_str("| | Metric | Condition | Observed | Limit | Note |\n");
+    out.push_str("|---|---|---|---:|---:|---|\n");
+    for t in &summary.thresholds {
+        let mark = match t.verdict {
+            Verdict::Pass => "✅ pass",
+            Verdict::Fail => "❌ fail",
+            Verdict::Unknown => "❔ unknown",
+        };
+        let mut note = Vec::new();
+        if let Some(phase) = &t.phase {
+            note.push(format!("phase {}", md(phase)));
+        }
+        if let Some(w) = t.window_secs {
+            note.push(format!("window {}", units::secs(w)));
+        }
+        if let Some(reason) = &t.reason {
+            note.push(md(reason));
+        }
+        if t.abort_on_fail {
+            note.push("abortOnFail".to_owned());
+        }
+        let _ = writeln!(
+            out,
+            "| {mark} | `{}` | `{}` | {} | {} | {} |",
+            code(&t.metric),
+            code(&t.expression),
+            units::observed(t),
+            Measure::of(&t.expression).format(t.limit),
+            note.join("; ")
+        );
+    }
+    out.push('\n');
+}
+
+/// Text for inside a code span in a table cell: backticks and pipes cannot be
+/// backslash-escaped in code spans everywhere, so they are replaced.
+fn code(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '`' => '\'',
+            '|' => '¦',
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+fn latency(out: &mut String, summary: &Summary) {
+    out.push_str("### Latency (`http_req_duration`, from the scheduled start)\n\n");
+    out.push_str("| Scenario | Executor | Target | Requests | Errors | avg | p50 | p90 | p95 | p99 | max |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut rows: Vec<(String, Option<&str>, String, String)> = summary
+        .scenarios
+        .iter()
+        .map(|s| {
+            let target = match (s.target_rps, s.vus) {
+                (Some(rps), _) => per_sec(rps),
+                (None, Some(vus)) => format!("{vus} VUs"),
+                (None, None) => "—".to_owned(),
+            };
+            (md(&s.name), Some(s.name.as_str()), md(&s.executor), target)
+        })
+        .collect();
+    rows.push((
+        "**all**".to_owned(),
+        None,
+        String::new(),
+        summary.run.target_rps.map_or("—".to_owned(), per_sec),
+    ));
+    for (label, scenario, executor, target) in rows {
+        let requests = units::metric(summary, "http_reqs", scenario)
+            .map_or("—".to_owned(), |m| m.count.to_string());
+        let errors = units::metric(summary, "http_req_failed", scenario)
+            .map_or("—".to_owned(), |m| percent(m.rate));
+        let cells = match units::duration_trend(summary, scenario) {
+            Some(t) => [t.avg, t.med, t.p90, t.p95, t.p99, t.max]
+                .map(ms)
+                .join(" | "),
+            None => ["—"; 6].join(" | "),
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {executor} | {target} | {requests} | {errors} | {cells} |"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nDropped iterations (maxInFlight reached): **{}**.\n",
+        summary.dropped_iterations
+    );
+    let others: Vec<_> = summary
+        .metrics
+        .iter()
+        .filter(|(name, _)| {
+            !name.starts_with("http_req_duration")
+                && !name.starts_with("http_reqs")
+                && !name.starts_with("http_req_failed")
+        })
+        .collect();
+    if !others.is_empty() {
+        out.push_str("<details><summary>Other metrics</summary>\n\n");
+        out.push_str("| Metric | Value |\n|---|---|\n");
+        for (name, m) in others {
+            let _ = writeln!(out, "| `{}` | {} |", code(name), metric_value(m));
+        }
+        out.push_str("\n</details>\n\n");
+    }
+}
+
+fn telemetry(out: &mut String, summary: &Summary) {
+    let Some(telemetry) = &summary.telemetry else {
+        return;
+    };
+    out.push_str("### Telemetry round trip\n\n");
+    out.push_str("| Signal | Backend | Sampled | Found | Missing | Incomplete | Unknown | Ingest p50 | p95 | p99 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for s in &telemetry.signals {
+        let ingest = match s.ingest_latency {
+            Some(t) => [t.med, t.p95, t.p99].map(ms).join(" | "),
+            None => ["—"; 3].join(" | "),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {ingest} |",
+            md(&s.signal),
+            md(&s.backend),
+            s.sampled,
+            s.found,
+            s.missing,
+            s.incomplete,
+            s.unknown
+        );
+    }
+    out.push('\n');
+}
+
+fn chaos(out: &mut String, summary: &Summary) {
+    if summary.chaos.is_empty() {
+        return;
+    }
+    out.push_str("### Chaos timeline\n\n| From | To | Duration | Fault |\n|---:|---:|---:|---|\n");
+    for c in &summary.chaos {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | `{}` |",
+            units::secs(c.start_secs),
+            units::secs(c.end_secs),
+            units::secs(c.end_secs - c.start_secs),
+            code(&c.fault)
+        );
+    }
+    out.push('\n');
+}
+
+fn metadata(out: &mut String, summary: &Summary) {
+    let run = &summary.run;
+    out.push_str("<details><summary>Run metadata</summary>\n\n| | |\n|---|---|\n");
+    let mut rows: Vec<(&str, String)> = vec![("LoadTest", md(&run.name))];
+    if let Some(source) = &run.source {
+        rows.push(("Scenario file", format!("`{}`", code(source))));
+    }
+    rows.push((
+        "Target",
+        format!(
+            "`{}`{}",
+            code(&run.target),
+            if run.embedded {
+                " (embedded echo-server)"
+            } else {
+                ""
+            }
+        ),
+    ));
+    if let Some(rps) = run.target_rps {
+        rows.push(("Target rate", per_sec(rps)));
+    }
+    if let Some(m) = run.multiplier {
+        rows.push(("GA multiplier", format!("{m}×")));
+    }
+    if let Some(reqs) = units::metric(summary, "http_reqs", None) {
+        rows.push(("Achieved rate", per_sec(reqs.rate)));
+    }
+    for s in &summary.scenarios {
+        rows.push((
+            "Scenario",
+            format!(
+                "{} — {}, starts at {}, runs {}",
+                md(&s.name),
+                md(&s.executor),
+                units::secs(s.start_secs),
+                units::secs(s.duration_secs)
+            ),
+        ));
+    }
+    rows.push(("Started", md(&run.started_at)));
+    rows.push(("Ended", md(&run.ended_at)));
+    rows.push(("Duration", units::secs(run.duration_secs)));
+    rows.push(("loadgen", md(&run.loadgen_version)));
+    rows.push(("Schema version", summary.schema_version.to_string()));
+    for (k, v) in rows {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    out.push_str("\n</details>\n");
+}

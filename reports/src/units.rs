@@ -1,0 +1,185 @@
+//! Human formatting of the summary's numbers (ms, fractions, rates), shared by renderers.
+
+use crate::model::{Summary, ThresholdResult, TrendStats};
+
+/// A latency in ms, k6 style: `350µs`, `12.34ms`, `1.21s`.
+pub(crate) fn ms(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_owned();
+    }
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else if a >= 1.0 || a == 0.0 {
+        format!("{v:.2}ms")
+    } else {
+        format!("{:.0}µs", v * 1000.0)
+    }
+}
+
+/// A latency in ms for an axis label, short: `0.5ms`, `12ms`, `480ms`, `1.5s`.
+pub(crate) fn ms_axis(v: f64) -> String {
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
+    };
+    if v.abs() >= 1000.0 {
+        format!("{}s", trim(format!("{:.2}", v / 1000.0)))
+    } else if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.0}ms")
+    } else {
+        format!("{}ms", trim(format!("{v:.2}")))
+    }
+}
+
+/// A fraction (0..=1) as a percentage: `0.12%`.
+pub(crate) fn percent(fraction: f64) -> String {
+    if !fraction.is_finite() {
+        return "n/a".to_owned();
+    }
+    let p = fraction * 100.0;
+    if p != 0.0 && p.abs() < 0.01 {
+        format!("{p:.4}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// A rate per second: `1151.9/s`.
+pub(crate) fn per_sec(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1}/s")
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// Seconds as `1h02m03s`, `4m05s`, `12s` or `1.5s`.
+pub(crate) fn secs(v: f64) -> String {
+    if !v.is_finite() || v < 0.0 {
+        return "n/a".to_owned();
+    }
+    if v < 60.0 {
+        return if v.fract() == 0.0 {
+            format!("{v:.0}s")
+        } else {
+            format!("{v:.1}s")
+        };
+    }
+    let total = v.round() as u64;
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else {
+        format!("{m}m{s:02}s")
+    }
+}
+
+/// How a threshold's observed value and limit are measured, from its expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Measure {
+    /// `rate<0.003`: a fraction.
+    Fraction,
+    /// `count<10`: a count.
+    Count,
+    /// `p(99)<800ms`, `avg<…`: a duration in ms.
+    Millis,
+}
+
+impl Measure {
+    /// Classifies a k6 threshold expression by its aggregation.
+    pub(crate) fn of(expression: &str) -> Measure {
+        let e = expression.trim_start();
+        if e.starts_with("rate") {
+            Measure::Fraction
+        } else if e.starts_with("count") {
+            Measure::Count
+        } else {
+            Measure::Millis
+        }
+    }
+
+    /// Formats a value measured this way.
+    pub(crate) fn format(self, v: f64) -> String {
+        match self {
+            Measure::Fraction => percent(v),
+            Measure::Count => format!("{v:.0}"),
+            Measure::Millis => ms(v),
+        }
+    }
+}
+
+/// The observed value of a threshold, formatted, or `—` when there is none.
+pub(crate) fn observed(t: &ThresholdResult) -> String {
+    match t.observed {
+        Some(v) => Measure::of(&t.expression).format(v),
+        None => "—".to_owned(),
+    }
+}
+
+/// `http_req_duration{scenario:NAME}`.
+pub(crate) fn scoped(metric: &str, scenario: &str) -> String {
+    format!("{metric}{{scenario:{scenario}}}")
+}
+
+/// The `http_req_duration` trend of a scenario, or of the whole run when `scenario` is None.
+pub(crate) fn duration_trend(summary: &Summary, scenario: Option<&str>) -> Option<TrendStats> {
+    let key = match scenario {
+        Some(s) => scoped("http_req_duration", s),
+        None => "http_req_duration".to_owned(),
+    };
+    summary.metrics.get(&key).and_then(|m| m.trend)
+}
+
+/// The value of `metric` (whole run or one scenario), if present.
+pub(crate) fn metric<'a>(
+    summary: &'a Summary,
+    name: &str,
+    scenario: Option<&str>,
+) -> Option<&'a crate::model::MetricSummary> {
+    let key = match scenario {
+        Some(s) => scoped(name, s),
+        None => name.to_owned(),
+    };
+    summary.metrics.get(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_k6() {
+        assert_eq!(ms(0.35), "350µs");
+        assert_eq!(ms(12.345), "12.35ms");
+        assert_eq!(ms(1210.0), "1.21s");
+        assert_eq!(ms(0.0), "0.00ms");
+        assert_eq!(ms_axis(500.0), "500ms");
+        assert_eq!(ms_axis(2500.0), "2.5s");
+        assert_eq!(ms_axis(0.25), "0.25ms");
+    }
+
+    #[test]
+    fn fractions_keep_small_values_visible() {
+        assert_eq!(percent(0.0012), "0.12%");
+        assert_eq!(percent(0.000_01), "0.0010%");
+        assert_eq!(percent(0.0), "0.00%");
+    }
+
+    #[test]
+    fn seconds_read_as_clock_durations() {
+        assert_eq!(secs(12.0), "12s");
+        assert_eq!(secs(125.0), "2m05s");
+        assert_eq!(secs(3725.0), "1h02m05s");
+    }
+
+    #[test]
+    fn threshold_measure_follows_the_aggregation() {
+        assert_eq!(Measure::of("rate<0.003"), Measure::Fraction);
+        assert_eq!(Measure::of("count<10"), Measure::Count);
+        assert_eq!(Measure::of("p(99)<800ms"), Measure::Millis);
+    }
+}

@@ -1,0 +1,158 @@
+//! HTML: structure snapshot, self-containment, escaping.
+
+use std::fmt::Write as _;
+
+use ricochet_reports::html;
+
+use crate::{fixture, hostile};
+
+/// The opening tags named `tag` (`<figure ...>`), each up to its `>`.
+fn open_tags<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
+    let needle = format!("<{tag}");
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find(&needle) {
+        let after = &rest[i + needle.len()..];
+        if after.starts_with([' ', '>']) {
+            let end = after.find('>').unwrap();
+            out.push(&rest[i..i + needle.len() + end + 1]);
+        }
+        rest = after;
+    }
+    out
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!(" {name}=\"");
+    let i = tag.find(&needle)? + needle.len();
+    let len = tag[i..].find('"')?;
+    Some(&tag[i..i + len])
+}
+
+/// A readable outline of the page: sections, figures (with their SVG count), table rows.
+fn outline(page: &str) -> String {
+    let mut out = String::new();
+    for s in open_tags(page, "section") {
+        let _ = writeln!(out, "section #{}", attr(s, "id").unwrap());
+    }
+    let figures: Vec<&str> = page.split("<figure ").skip(1).collect();
+    for f in figures {
+        let open = &f[..f.find('>').unwrap()];
+        let body = &f[..f.find("</figure>").unwrap()];
+        let _ = writeln!(
+            out,
+            "figure #{} chart={} scenario={:?} signal={:?} svg={} polylines={}",
+            attr(&format!(" {open}"), "id").unwrap(),
+            attr(&format!(" {open}"), "data-chart").unwrap(),
+            attr(&format!(" {open}"), "data-scenario"),
+            attr(&format!(" {open}"), "data-signal"),
+            body.matches("<svg").count(),
+            body.matches("<polyline").count() > 0,
+        );
+    }
+    let table = &page[page.find("<table class=\"thresholds\">").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for row in table.split("<tr class=\"").skip(1) {
+        let class = &row[..row.find('"').unwrap()];
+        let metric = &row[row.find("<code>").unwrap() + 6..row.find("</code>").unwrap()];
+        let _ = writeln!(out, "threshold row class={class} metric={metric}");
+    }
+    out
+}
+
+#[test]
+fn html_structure_matches_the_snapshot() {
+    insta::assert_snapshot!(
+        "html_outline",
+        outline(&html::render(&fixture::realistic()))
+    );
+}
+
+#[test]
+fn html_has_one_chart_per_series_kind_scenario_and_signal() {
+    let summary = fixture::realistic();
+    let page = html::render(&summary);
+    let figures = open_tags(&page, "figure");
+    let count = |kind: &str| {
+        figures
+            .iter()
+            .filter(|f| attr(f, "data-chart") == Some(kind))
+            .count()
+    };
+    assert_eq!(count("request-rate"), 1);
+    assert_eq!(count("error-rate"), 1);
+    assert_eq!(count("latency-over-time"), 1);
+    assert_eq!(count("latency-distribution"), summary.scenarios.len());
+    // metrics has no ingest latency, so two of three signals are plotted.
+    assert_eq!(count("ingest-distribution"), 2);
+    assert_eq!(page.matches("<svg").count(), figures.len());
+    assert!(!page.contains("class=\"chart-error\""));
+    let rows = open_tags(&page, "tr");
+    let class = |c: &str| rows.iter().filter(|r| attr(r, "class") == Some(c)).count();
+    // Thresholds: 4 pass, 1 fail, 1 unknown; signals: logs pass, traces lost some, metrics unknown.
+    assert_eq!((class("pass"), class("fail"), class("unknown")), (5, 2, 2));
+}
+
+/// Every way a page could make the browser fetch something.
+fn remote_references(page: &str) -> Vec<String> {
+    let lower = page.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for pattern in [
+        "src=",
+        "href=",
+        "url(",
+        "@import",
+        "srcset=",
+        "xlink:href",
+        "<link",
+        "<script",
+        "<iframe",
+        "<object",
+        "<embed",
+    ] {
+        for (i, _) in lower.match_indices(pattern) {
+            found.push(lower[i..(i + 80).min(lower.len())].to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn html_is_self_contained_with_no_resource_references() {
+    for summary in [fixture::realistic(), hostile(), fixture::large(200, 4)] {
+        let page = html::render(&summary);
+        let refs = remote_references(&page);
+        assert!(refs.is_empty(), "resource references: {refs:#?}");
+        for (i, _) in page.match_indices("http") {
+            // URLs only appear as text the user supplied (target, backends), escaped in cells.
+            let before = &page[i.saturating_sub(12)..i];
+            assert!(
+                !before.contains('='),
+                "URL in an attribute: {}",
+                &page[i.saturating_sub(40)..i + 40]
+            );
+        }
+        assert!(page.contains("Content-Security-Policy\" content=\"default-src 'none'"));
+    }
+}
+
+#[test]
+fn html_escapes_every_user_string() {
+    let summary = hostile();
+    let page = html::render(&summary);
+    assert!(!page.contains("<script>"));
+    assert!(!page.contains("</td><script"));
+    assert!(page.contains("chat&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
+    // Inside the SVG chart titles too (plotters escapes text content).
+    assert!(!page.contains('\u{1b}') || !page.contains("\u{1b}[31m</"));
+    assert_eq!(open_tags(&page, "figure").len(), 3 + 2 + 2);
+}
+
+#[test]
+fn html_of_a_long_run_says_charts_are_downsampled() {
+    let page = html::render(&fixture::large(3600, 2));
+    assert!(page.contains("class=\"note downsampled\""));
+    assert!(page.contains("The 3600 one-second points are downsampled to 600 buckets of 6 s"));
+    let short = html::render(&fixture::realistic());
+    assert!(!short.contains("downsampled"));
+}
