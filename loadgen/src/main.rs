@@ -1,5 +1,3 @@
-//! `loadgen`: runs LoadTest scenarios and exits with a gate code (see the `loadgen` library).
-
 //! The `loadgen` binary: a thin shell over [`loadgen::cli::main`].
 
 use std::process::ExitCode;
