@@ -157,8 +157,7 @@ impl Aggregator {
                 target_rps: self.planned(i, sec),
                 ..overall
             };
-            for (k, s) in stats.series.iter().filter(|(k, _)| k.scenario == idx) {
-                let _ = k;
+            for (_, s) in stats.series.iter().filter(|(k, _)| k.scenario == idx) {
                 p.requests += s.requests;
                 p.errors += s.failed;
                 merge_hist(&mut h, &s.duration);

@@ -439,16 +439,14 @@ fn finish_report(
     }
 }
 
-/// Writes `dir/summary.json` (creating `dir`).
+/// Writes `dir/summary.json` and the other reports (`report.md`, `report.html`,
+/// `junit.xml`), creating `dir`; returns the path of `summary.json`.
 pub fn write_summary(summary: &Summary, dir: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the --out directory {}: {e}", dir.display()))?;
-    let path = dir.join("summary.json");
-    let mut json = serde_json::to_string_pretty(summary)
-        .map_err(|e| format!("cannot serialize the summary: {e}"))?;
-    json.push('\n');
-    std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
+    let written = ricochet_reports::write_all(summary, dir).map_err(|e| e.to_string())?;
+    Ok(written
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| dir.join("summary.json")))
 }
 
 async fn listen_signals(stopper: Arc<Stopper>) {

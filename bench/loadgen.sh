@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# loadgen vs wrk on one client core, and loadgen's open-model accuracy at 20 000 req/s.
+#
+# Target: echo-server (release, --telemetry off, stdout to /dev/null) pinned to core 0;
+# client pinned to core 1. Prints every figure and the ratios; exits 0 even when a
+# target is missed (it is a measurement, not a test). Needs: wrk, taskset, python3,
+# /usr/bin/time. Usage: bench/loadgen.sh [RUNS=3] [SECS=10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+SECS=${2:-10}
+FIXED_RATE=${FIXED_RATE:-20000}
+FIXED_SECS=${FIXED_SECS:-30}
+PORT=${PORT:-18080}
+URL="http://127.0.0.1:$PORT"
+PATH_Q="/api/bench"
+
+command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+cargo build --release -q -p loadgen -p echo-server
+BIN=target/release
+WORK=$(mktemp -d)
+trap 'kill "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+taskset -c 0 "$BIN/echo-server" --listen "127.0.0.1:$PORT" --telemetry off >/dev/null 2>&1 &
+SERVER=$!
+for _ in $(seq 50); do curl -fs "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+cat >"$WORK/vus.yaml" <<YAML
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: bench-vus}
+spec:
+  target: {url: "$URL", maxConnections: 64}
+  scenarios:
+    - name: max
+      executor: constant-vus
+      vus: 64
+      duration: ${SECS}s
+      gracefulStop: 2s
+      requests: [{name: x, method: GET, path: "$PATH_Q"}]
+YAML
+cat >"$WORK/fixed.yaml" <<YAML
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: bench-fixed}
+spec:
+  target: {url: "$URL", maxConnections: 256}
+  scenarios:
+    - name: fixed
+      executor: constant-arrival-rate
+      rate: $FIXED_RATE
+      duration: ${FIXED_SECS}s
+      gracefulStop: 5s
+      requests: [{name: x, method: GET, path: "$PATH_Q"}]
+YAML
+
+# cpu seconds (user+sys) of a command, via /usr/bin/time
+timed() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@"; awk '{print $1+$2}' "$WORK/time"; }
+
+py() { python3 -c "$@"; }
+RATIOS=(); CPURATIOS=()
+for i in $(seq "$RUNS"); do
+  WCPU=$(timed taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "$URL$PATH_Q" >"$WORK/wrk.txt")
+  WREQ=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+  WRPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+  rm -rf "$WORK/out"
+  LCPU=$(timed taskset -c 1 "$BIN/loadgen" run "$WORK/vus.yaml" --quiet --out "$WORK/out" || true)
+  read -r LREQ LRPS < <(py "import json;s=json.load(open('$WORK/out/summary.json'));n=s['metrics']['http_reqs']['count'];print(n, n/$SECS)")
+  R=$(py "print(round($LRPS/$WRPS,3))")
+  C=$(py "print(round(($LCPU/$LREQ)/($WCPU/$WREQ),3))")
+  RATIOS+=("$R"); CPURATIOS+=("$C")
+  echo "run $i: wrk ${WRPS} req/s (${WREQ} reqs, ${WCPU}s cpu) | loadgen $(printf %.0f "$LRPS") req/s (${LREQ} reqs, ${LCPU}s cpu) | rate ratio $R | cpu/req ratio $C"
+done
+MED=$(py "import statistics;print(statistics.median([$(IFS=,; echo "${RATIOS[*]}")]))")
+CMED=$(py "import statistics;print(statistics.median([$(IFS=,; echo "${CPURATIOS[*]}")]))")
+echo "median rate ratio loadgen/wrk: $MED (target >= 0.9)"
+echo "median cpu-per-request ratio loadgen/wrk: $CMED (target <= 1.15)"
+
+# Fixed rate: achieved vs planned, scheduling lag, RSS at 10 s and at the end.
+rm -rf "$WORK/out"
+taskset -c 1 "$BIN/loadgen" run "$WORK/fixed.yaml" --quiet --out "$WORK/out" &
+LG=$!
+sleep 10; RSS10=$(awk '/VmRSS/ {print $2}' /proc/$LG/status)
+sleep $((FIXED_SECS - 11)); RSS30=$(awk '/VmRSS/ {print $2}' /proc/$LG/status)
+wait $LG || true
+py "
+import json
+s=json.load(open('$WORK/out/summary.json'))
+m=s['metrics']; planned=$FIXED_RATE*$FIXED_SECS
+n=m['http_reqs']['count']; d=s['droppedIterations']
+lag=m['http_req_schedule_lag']['trend']; dur=m['http_req_duration']['trend']
+print(f'fixed {$FIXED_RATE}/s x {$FIXED_SECS}s: planned {planned}, completed {n} ({100*n/planned:.3f} %), dropped {d}, failed {m[\"http_req_failed\"][\"passes\"]}')
+print(f'  achieved rate {n/$FIXED_SECS:.1f} req/s (target within 0.1 %: {abs(n-planned)/planned <= 0.001})')
+print(f'  schedule lag p50 {lag[\"med\"]:.3f} ms p99 {lag[\"p99\"]:.3f} ms max {lag[\"max\"]:.3f} ms (target p99 < 1 ms: {lag[\"p99\"] < 1.0})')
+print(f'  http_req_duration p50 {dur[\"med\"]:.3f} ms p99 {dur[\"p99\"]:.3f} ms')
+"
+echo "  RSS at 10 s: $((RSS10 / 1024)) MiB, at $((FIXED_SECS - 1)) s: $((RSS30 / 1024)) MiB (target < 100 MiB, not growing)"
