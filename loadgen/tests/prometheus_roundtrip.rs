@@ -222,3 +222,115 @@ async fn prometheus_scrapes_exemplars_and_counters_that_loadgen_finds() {
         }
     }
 }
+
+/// The full loop the embedded default runs, with a real Prometheus in the metrics leg: the
+/// real echo-server exports traces and logs over OTLP/HTTP to the embedded sink and is
+/// scraped by Prometheus; three requests with known trace ids (one per duration bucket,
+/// so each keeps its exemplar until the scrape) are then found as traces and logs in the
+/// sink and as exemplars in Prometheus, and the server-side `/api` request total equals
+/// what was sent.
+#[tokio::test]
+async fn echo_server_telemetry_reaches_the_sink_and_prometheus() {
+    use echo_server::config::{OtlpConfig, OtlpProtocol};
+    use loadgen::sink::Sink;
+    use loadgen::verify::Signal;
+
+    let sink = Sink::start(10_000).await.unwrap();
+    let mut config = echo_server::Config::default();
+    config.telemetry.otlp = Some(OtlpConfig {
+        endpoint: sink.http_endpoint(),
+        protocol: OtlpProtocol::HttpProtobuf,
+    });
+    config.telemetry.export_interval = Duration::from_millis(100);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = echo_server::start(config, listener).await.unwrap();
+    let mut prom = start_prometheus(server.local_addr());
+    let deadline = Instant::now() + patience();
+
+    let http = reqwest::Client::new();
+    let sent: [(&str, &str); 3] = [
+        ("1a2b3c4d5e6f708192a3b4c5d6e7f801", "0ms"),
+        ("0b2b3c4d5e6f708192a3b4c5d6e7f802", "15ms"),
+        ("2c2b3c4d5e6f708192a3b4c5d6e7f803", "40ms"),
+    ];
+    let mut samples = Vec::new();
+    for (tid, delay) in sent {
+        let resp = http
+            .get(format!(
+                "http://{}/api/orders?delay={delay}",
+                server.local_addr()
+            ))
+            .header("traceparent", format!("00-{tid}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await;
+        samples.push(Sample::now(tid.parse::<TraceId>().unwrap()));
+    }
+
+    // Counters: the /api total Prometheus scraped agrees with what was sent.
+    let client = PrometheusClient::new(
+        HttpBackend::new(
+            "prometheus",
+            &Endpoint::new(&prom.url).unwrap(),
+            RateLimiter::unlimited(),
+        )
+        .unwrap(),
+    );
+    let query = "sum(http_server_request_duration_seconds_count{http_route=\"/api/{*path}\"})";
+    loop {
+        if let Ok(Some(exit)) = prom.child.try_wait() {
+            panic!("prometheus exited ({exit}) early:\n{}", tail(&prom.log));
+        }
+        match client.total(query).await {
+            Ok(Some(t)) if t == sent.len() as f64 => break,
+            other if Instant::now() >= deadline => {
+                panic!(
+                    "the /api total never reached {} within {:?}: {other:?}\n{}",
+                    sent.len(),
+                    patience(),
+                    tail(&prom.log)
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+
+    let policy = PollPolicy {
+        initial_interval: Duration::from_millis(200),
+        max_interval: Duration::from_secs(1),
+        settle_timeout: deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(3)),
+        ..PollPolicy::default()
+    };
+    let verifiers: [Arc<dyn Verifier>; 3] = [
+        Arc::new(sink.verifier(Signal::Traces)),
+        Arc::new(sink.verifier(Signal::Logs)),
+        Arc::new(ExemplarVerifier::new(
+            HttpBackend::new(
+                "prometheus",
+                &Endpoint::new(&prom.url).unwrap(),
+                RateLimiter::unlimited(),
+            )
+            .unwrap(),
+        )),
+    ];
+    for v in verifiers {
+        let name = format!("{:?} via {}", v.signal(), v.name());
+        let (out, _) = poll::verify_all(v, samples.clone(), policy.clone()).await;
+        for got in out {
+            assert!(
+                got.outcome.is_found(),
+                "{name}: {} not found: {:?}\n{}",
+                got.sample.trace_id,
+                got.outcome,
+                tail(&prom.log)
+            );
+            assert!(got.ingest_latency.is_some());
+        }
+    }
+    server.shutdown().await.unwrap();
+    sink.shutdown().await;
+}

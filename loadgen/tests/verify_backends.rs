@@ -211,10 +211,19 @@ fn assert_outcome(case: &str, got: &Outcome, want: &Want) {
     }
 }
 
+/// (fixture, trace id asked, tenant, api, protobuf, expected)
+type TempoCase = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    TraceApi,
+    bool,
+    Want,
+);
+
 #[tokio::test]
 async fn tempo_recorded_answers_map_to_found_missing_and_unknown() {
-    // (fixture, trace id asked, tenant, api, protobuf, expected)
-    let cases: &[(&str, &str, Option<&str>, TraceApi, bool, Want)] = &[
+    let cases: &[TempoCase] = &[
         (
             "tempo-2.2.4-trace-by-id.json",
             T1,

@@ -36,7 +36,6 @@ fn id(s: &str) -> TraceId {
 }
 
 fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 

@@ -2,18 +2,26 @@
 //! from env or file, TLS with a custom CA, a per-request timeout, the shared
 //! [`RateLimiter`], and `429 Too Many Requests` handling that honours `Retry-After`.
 //!
-//! The client is reqwest (already in the dependency tree through opentelemetry-otlp) with
-//! rustls on the `ring` provider: TLS and a custom CA without building aws-lc.
+//! The client is hyper-util's pooled client (HTTP/1.1 and HTTP/2) over hyper-rustls, with
+//! rustls on an explicit `ring` provider (no process-global default is installed), the
+//! system's root certificates plus the endpoint's CA file.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
-use reqwest::Url;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use url::Url;
 
 use super::{RateLimiter, Result, VerifyError};
 
@@ -206,7 +214,8 @@ pub struct Unavailable {
 #[derive(Debug)]
 pub struct HttpBackend {
     name: &'static str,
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    timeout: Duration,
     base: Url,
     tenant: Option<HeaderValue>,
     tenant_text: Option<String>,
@@ -219,44 +228,26 @@ pub struct HttpBackend {
 /// The ceiling on one `Retry-After` wait; a longer one is capped.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-static RING: Once = Once::new();
+/// Largest answer body read; a larger one is unknown ("answer too large").
+pub const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 impl HttpBackend {
     /// Builds the client: reads the CA file, prepares headers.
     pub fn new(name: &'static str, endpoint: &Endpoint, limiter: RateLimiter) -> Result<Self> {
-        // reqwest is built without a default crypto provider; install ring once. An
-        // `Err` only means another provider was installed first, which is fine.
-        RING.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let mut builder = reqwest::Client::builder()
-            .timeout(endpoint.timeout)
-            .connect_timeout(endpoint.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("ricochet-loadgen/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(8);
-        if let Some(path) = &endpoint.ca_file {
-            let pem = std::fs::read(path).map_err(|source| VerifyError::File {
-                what: "CA",
-                path: path.clone(),
-                source,
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| VerifyError::Ca {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(VerifyError::Ca {
-                    path: path.clone(),
-                    reason: "no CERTIFICATE block".into(),
-                });
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| VerifyError::Client {
-            backend: name,
-            reason: e.to_string(),
-        })?;
+        let tls = tls_config(name, endpoint)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(endpoint.timeout.min(Duration::from_secs(5))));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(8)
+            .build(https);
         let tenant = match &endpoint.tenant {
             Some(t) => Some(
                 HeaderValue::from_str(t).map_err(|_| VerifyError::Tenant { tenant: t.clone() })?,
@@ -266,6 +257,7 @@ impl HttpBackend {
         Ok(Self {
             name,
             client,
+            timeout: endpoint.timeout,
             base: endpoint.base.clone(),
             tenant,
             tenant_text: endpoint.tenant.clone(),
@@ -388,7 +380,10 @@ impl HttpBackend {
     }
 
     async fn send(&self, url: Url, accept: &str) -> Result<RawAnswer, String> {
-        let mut req = self.client.get(url);
+        let mut req = http::Request::get(url.as_str()).header(
+            http::header::USER_AGENT,
+            concat!("ricochet-loadgen/", env!("CARGO_PKG_VERSION")),
+        );
         if let Ok(v) = HeaderValue::from_str(accept) {
             req = req.header(ACCEPT, v);
         }
@@ -398,56 +393,117 @@ impl HttpBackend {
         if let Some(a) = &self.auth {
             req = req.header(AUTHORIZATION, a.clone());
         }
+        let req = req
+            .body(Empty::new())
+            .map_err(|e| format!("{}: cannot build the request: {e}", self.name))?;
         let start = Instant::now();
-        let resp = req.send().await.map_err(|e| self.transport_reason(&e))?;
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = resp.bytes().await.map_err(|e| self.transport_reason(&e))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| self.transport_reason(&e, e.is_connect()))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| self.transport_reason(e.as_ref(), false))?
+                .to_bytes();
+            Ok::<_, String>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                format!(
+                    "{} at {}: timed out after {:?}",
+                    self.name,
+                    self.base_for_display(),
+                    self.timeout
+                )
+            })??;
         let received = Instant::now();
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
         Ok(RawAnswer {
-            status,
-            content_type,
+            status: parts.status,
+            content_type: header(CONTENT_TYPE).map(str::to_owned),
+            retry_after: header(RETRY_AFTER).and_then(parse_retry_after),
             body,
             took: received - start,
             received,
-            retry_after,
         })
     }
 
-    fn transport_reason(&self, e: &reqwest::Error) -> String {
-        // `without_url`-style: the URL is printed from the sanitised base only.
-        let mut msg = String::new();
-        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    fn transport_reason(&self, e: &(dyn std::error::Error + 'static), connect: bool) -> String {
+        // The innermost cause says most ("Connection refused (os error 111)"); the URL is
+        // printed from the sanitised base only.
+        let mut msg = e.to_string();
+        let mut src = e.source();
         while let Some(s) = src {
             msg = s.to_string();
             src = s.source();
         }
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
+        let kind = if connect {
             "could not connect"
         } else {
             "request failed"
         };
-        if msg.is_empty() {
-            format!("{} at {}: {kind}", self.name, self.base_for_display())
-        } else {
-            format!(
-                "{} at {}: {kind}: {msg}",
-                self.name,
-                self.base_for_display()
-            )
+        format!(
+            "{} at {}: {kind}: {msg}",
+            self.name,
+            self.base_for_display()
+        )
+    }
+}
+
+/// rustls on ring: the system roots (for `https` bases) plus the endpoint's CA file.
+fn tls_config(name: &'static str, endpoint: &Endpoint) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    if endpoint.base.scheme() == "https" {
+        // Unreadable system certs are skipped; a custom CA still works without them.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
         }
     }
+    if let Some(path) = &endpoint.ca_file {
+        let pem = std::fs::read(path).map_err(|source| VerifyError::File {
+            what: "CA",
+            path: path.clone(),
+            source,
+        })?;
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| VerifyError::Ca {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            roots.add(cert).map_err(|e| VerifyError::Ca {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(VerifyError::Ca {
+                path: path.clone(),
+                reason: "no CERTIFICATE block".into(),
+            });
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| VerifyError::Client {
+            backend: name,
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 struct RawAnswer {
