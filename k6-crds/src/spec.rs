@@ -2,9 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::cluster::{CleanupPolicy, ConcurrencyPolicy, Parallelism, RunnerTemplate};
+use crate::run::Verdict;
 
 /// What a load test runs: target, traffic, scenarios and the thresholds that gate it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -13,7 +17,13 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "LoadTest",
     namespaced,
-    shortname = "lt"
+    shortname = "lt",
+    status = "LoadTestStatus",
+    printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
+    printcolumn = r#"{"name":"Parallelism","type":"string","jsonPath":".spec.parallelism"}"#,
+    printcolumn = r#"{"name":"Last run","type":"string","jsonPath":".status.lastRun"}"#,
+    printcolumn = r#"{"name":"Last verdict","type":"string","jsonPath":".status.lastVerdict"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoadTestSpec {
@@ -29,6 +39,56 @@ pub struct LoadTestSpec {
     /// a list of conditions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub thresholds: BTreeMap<String, Vec<ThresholdSpec>>,
+
+    // In cluster only (`loadgen operator`); `loadgen run` ignores these.
+    /// Runner pods sharing each run, every rate split exactly between them (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<Parallelism>,
+    /// With `parallelism: auto`: the most iterations per second one runner is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate_per_runner: Option<f64>,
+    /// Cron schedule (5 fields, UTC, as a CronJob's) on which `LoadTestRun`s are created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// What happens when a scheduled run is due while the previous one still runs (default `Forbid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// Passed scheduled runs kept (default 3); older ones are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_runs_history_limit: Option<u32>,
+    /// Failed scheduled runs kept (default 1); older ones are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_runs_history_limit: Option<u32>,
+    /// Stop creating scheduled runs (running ones continue).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// Overrides of the runner pods (image, resources, placement, env from Secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerTemplate>,
+    /// What is kept after a run (keep on failure, TTL after finish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<CleanupPolicy>,
+}
+
+/// What the operator last did with a `LoadTest`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTestStatus {
+    /// When the schedule last created (or, under `Forbid`, skipped) a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// Name of the most recent run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    /// Verdict of the most recent finished run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verdict: Option<Verdict>,
+    /// Runs of this LoadTest still in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<String>,
+    /// Why the schedule cannot be followed, e.g. an invalid cron expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The system under test.
