@@ -739,3 +739,90 @@ async fn the_shared_rate_limiter_paces_all_verifiers_together() {
     assert!(span >= Duration::from_millis(240), "{span:?}");
     assert!(start.elapsed() >= Duration::from_millis(240));
 }
+
+/// Serves the Tempo trace fixture over TLS with a certificate for 127.0.0.1 issued by a
+/// throwaway CA; returns the address and the CA's PEM.
+async fn tls_stub() -> (SocketAddr, String) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ricochet test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let body = Canned::fixture("tempo-2.2.4-trace-by-id.json").body;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |_req: http::Request<hyper::body::Incoming>| {
+                        let mut r = Response::new(Full::new(body.clone()));
+                        r.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        async move { Ok::<_, Infallible>(r) }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, ca.pem())
+}
+
+#[tokio::test]
+async fn tls_backends_are_trusted_through_a_custom_ca_file_only() {
+    let (addr, ca_pem) = tls_stub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let url = format!("https://{addr}");
+
+    let trusted = TraceVerifier::tempo(backend(
+        "tempo",
+        Endpoint::new(&url).unwrap().with_ca_file(&ca_file),
+    ));
+    assert_outcome(
+        "custom CA",
+        &ask(&trusted, &[T1]).await[0],
+        &Want::Found(Some(3)),
+    );
+
+    // Without the CA the certificate is not trusted: unknown with the reason, not missing.
+    let untrusted = TraceVerifier::tempo(backend("tempo", Endpoint::new(&url).unwrap()));
+    assert_outcome(
+        "no CA",
+        &ask(&untrusted, &[T1]).await[0],
+        &Want::Unknown(&["could not connect", "certificate"]),
+    );
+}

@@ -220,3 +220,76 @@ async fn the_poller_measures_ingest_latency_from_the_receive_instant() {
     assert_eq!(t2.outcome, Outcome::Missing);
     sink.shutdown().await;
 }
+
+/// Many traces at once: 20 000 single-span traces exported over gRPC in batches of 200
+/// while the poller verifies each sample against the sink, all through the public API.
+/// Every one must be found; the achieved rate is printed (no timing assertion; the
+/// benchmark figure comes from a release build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_traces_are_received_and_all_verified() {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    const N: u32 = 20_000;
+    const BATCH: u32 = 200;
+    let sink = Sink::start(50_000).await.unwrap();
+    let v: Arc<dyn Verifier> = Arc::new(sink.verifier(Signal::Traces));
+    let (tx, rx) = tokio::sync::mpsc::channel(N as usize);
+    let found = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let f2 = found.clone();
+    let policy = PollPolicy {
+        initial_interval: Duration::from_millis(5),
+        max_interval: Duration::from_millis(100),
+        settle_timeout: Duration::from_secs(20),
+        ..PollPolicy::default()
+    };
+    let start = std::time::Instant::now();
+    let verify = tokio::spawn(poll::run(
+        v,
+        rx,
+        policy,
+        tokio_util::sync::CancellationToken::new(),
+        move |x| {
+            if x.outcome.is_found() {
+                f2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+        |_| {},
+    ));
+    let mut client = TraceServiceClient::connect(sink.grpc_endpoint())
+        .await
+        .unwrap();
+    for b in 0..N / BATCH {
+        let mut spans = Vec::new();
+        for i in 0..BATCH {
+            let mut tid = [0u8; 16];
+            tid[..4].copy_from_slice(&(b * BATCH + i + 1).to_be_bytes());
+            tid[15] = 1;
+            spans.push(Span {
+                trace_id: tid.to_vec(),
+                span_id: vec![1; 8],
+                name: "s".into(),
+                ..Default::default()
+            });
+            tx.send(Sample::now(TraceId(tid))).await.unwrap();
+        }
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        client.export(req).await.unwrap();
+    }
+    drop(tx);
+    verify.await.unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(found.load(std::sync::atomic::Ordering::Relaxed), N);
+    assert_eq!(sink.stats().traces_evicted, 0);
+    println!(
+        "sink + poller: {N} traces received and verified in {elapsed:?} ({:.0}/s)",
+        f64::from(N) / elapsed.as_secs_f64()
+    );
+    sink.shutdown().await;
+}
