@@ -24,6 +24,9 @@
 //! - [`poll`]: polls samples with exponential backoff from each request's completion until
 //!   found or [`PollPolicy::settle_timeout`], in batches, and hands back one
 //!   [`poll::Verified`] per sample plus each backend query's duration.
+//! - [`Tally`]: folds settled samples into the `telemetry_<signal>_*` metrics (counters,
+//!   ingest-latency and query-duration HdrHistograms); missing rates fail closed
+//!   ([`Rate::Unknown`]) while any sample could not be checked.
 //!
 //! # Ingest latency and its resolution
 //!
@@ -50,9 +53,9 @@
 //! 2. **Bounded store.** [`poll::run`] owns the pending samples: at most
 //!    [`PollPolicy::max_pending`] (oldest beyond that are settled as unknown with a reason,
 //!    never missing). A settled sample leaves the store at once; only its
-//!    [`poll::Verified`] goes to the caller's closure, which folds it into HdrHistograms
-//!    (`telemetry_<signal>_ingest_latency`, `telemetry_<signal>_query_duration`) and
-//!    counters (`_missing`, `_incomplete`, `_unknown`). Nothing is kept per request.
+//!    [`poll::Verified`] goes to the caller's closure, which folds it into a [`Tally`]
+//!    (HdrHistograms `telemetry_<signal>_ingest_latency`, `telemetry_<signal>_query_duration`;
+//!    counters `_missing`, `_incomplete`, `_unknown`). Nothing is kept per request.
 //! 3. **Concurrency with the load.** One `tokio::spawn(poll::run(..))` per verifier runs
 //!    beside the workers for the whole run, all sharing one [`RateLimiter`]. When the load
 //!    ends the engine drops the senders; `run` keeps polling what is pending until each
@@ -79,6 +82,7 @@ pub mod http;
 pub mod loki;
 pub mod poll;
 pub mod prometheus;
+pub mod tally;
 pub mod tempo;
 
 use std::fmt;
@@ -90,6 +94,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use http::{Auth, Endpoint, HttpBackend, Secret};
 pub use poll::{PollPolicy, Verified};
+pub use tally::{Rate, Tally};
 
 /// A boxed `Send` future, so [`Verifier`] stays dyn-compatible.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
