@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::charts::{self, Bucket};
-use crate::escape::xml as esc;
+use crate::escape::{self, xml as esc};
 use crate::model::{Outcome, Summary, Verdict};
 use crate::text::{metric_value, verdict_sentence};
 use crate::units::{self, Measure, ms, per_sec, percent};
@@ -271,7 +271,11 @@ fn latency(out: &mut String, summary: &Summary) {
     );
     out.push_str("<h3>Latency distribution per scenario</h3>\n<div class=\"grid\">\n");
     for (i, s) in summary.scenarios.iter().enumerate() {
-        let title = format!("{}: http_req_duration percentiles", s.name);
+        // plotters escapes markup in SVG text; control characters are replaced here.
+        let title = format!(
+            "{}: http_req_duration percentiles",
+            escape::terminal(&s.name)
+        );
         figure(
             out,
             &format!("chart-latency-distribution-{i}"),

@@ -13,8 +13,8 @@ use ricochet_reports::model::*;
 /// chaos window from 60 s to 90 s; one threshold fails, one is unknown.
 pub fn realistic() -> Summary {
     let scenarios = vec![
-        scenario("api", 960.0, 120, 12.0, 1.0),
-        scenario("chat", 240.0, 120, 380.0, 0.25),
+        scenario("api", 960.0, 120, 12.0, 1.0, (60.0, 90.0)),
+        scenario("chat", 240.0, 120, 380.0, 0.25, (60.0, 90.0)),
     ];
     let time_series = merge(&scenarios);
     let mut metrics = BTreeMap::new();
@@ -240,12 +240,14 @@ pub fn large(secs: u32, scenarios: u32) -> Summary {
     let mut s = realistic();
     s.scenarios = (0..scenarios)
         .map(|i| {
+            let chaos = (f64::from(secs) * 0.25, f64::from(secs) * 0.30);
             let mut sc = scenario(
                 &format!("scenario-{i:02}"),
                 100.0 + f64::from(i) * 20.0,
                 secs,
                 10.0 + f64::from(i) * 7.0,
                 1.0,
+                chaos,
             );
             sc.phases = vec![Phase {
                 name: "steady".to_owned(),
@@ -275,6 +277,13 @@ pub fn large(secs: u32, scenarios: u32) -> Summary {
         .into_iter()
         .filter(|(k, _)| !k.contains("{scenario:"))
         .collect();
+    let reqs: u64 = s.time_series.iter().map(|p| p.requests).sum();
+    let errs: u64 = s.time_series.iter().map(|p| p.errors).sum();
+    s.metrics
+        .insert("http_reqs".to_owned(), counter(reqs, f64::from(secs)));
+    s.metrics
+        .insert("http_req_failed".to_owned(), rate(reqs, errs));
+    s.run.target_rps = Some(s.scenarios.iter().filter_map(|x| x.target_rps).sum());
     for sc in &s.scenarios {
         let reqs: u64 = sc.time_series.iter().map(|p| p.requests).sum();
         let errs: u64 = sc.time_series.iter().map(|p| p.errors).sum();
@@ -316,7 +325,14 @@ fn ingest_traces() -> TrendStats {
 
 /// One scenario at `rps` for `secs` seconds; latency scales with `base_ms`; the chaos
 /// window (60–90 s in the realistic run) adds errors and latency.
-fn scenario(name: &str, rps: f64, secs: u32, base_ms: f64, ramp_weight: f64) -> ScenarioSummary {
+fn scenario(
+    name: &str,
+    rps: f64,
+    secs: u32,
+    base_ms: f64,
+    ramp_weight: f64,
+    chaos: (f64, f64),
+) -> ScenarioSummary {
     let spectrum = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0];
     let latency_percentiles = spectrum
         .iter()
@@ -325,7 +341,7 @@ fn scenario(name: &str, rps: f64, secs: u32, base_ms: f64, ramp_weight: f64) -> 
             pp(p, round2(base_ms * (0.5 + 0.5 * tail + 0.35 * tail * tail)))
         })
         .collect();
-    let chaos = |t: f64| (60.0..90.0).contains(&t);
+    let chaos = |t: f64| (chaos.0..chaos.1).contains(&t);
     let time_series = (0..secs)
         .map(|i| {
             let t = f64::from(i);
