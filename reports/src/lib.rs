@@ -35,6 +35,11 @@
 //! # Ok::<(), ricochet_reports::Error>(())
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
