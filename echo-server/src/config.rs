@@ -157,7 +157,8 @@ pub struct TelemetryConfig {
     pub otlp: Option<OtlpConfig>,
     /// Extra resource attributes (from `OTEL_RESOURCE_ATTRIBUTES`).
     pub resource_attributes: Vec<(String, String)>,
-    /// How often queued spans and logs are exported.
+    /// How often queued spans and logs are exported (the queues must hold what arrives in
+    /// one interval).
     pub export_interval: Duration,
     /// Timeout of one export call.
     pub export_timeout: Duration,
@@ -173,7 +174,7 @@ impl Default for TelemetryConfig {
             enabled: true,
             otlp: None,
             resource_attributes: Vec::new(),
-            export_interval: Duration::from_millis(500),
+            export_interval: Duration::from_millis(200),
             export_timeout: Duration::from_secs(5),
             max_batch: 512,
             queue_capacity: 16_384,

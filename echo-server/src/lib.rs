@@ -38,9 +38,9 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Either;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Frame, SizeHint};
-use opentelemetry::KeyValue;
 use opentelemetry::logs::Severity;
 use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::{KeyValue, StringValue};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -120,12 +120,10 @@ where
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
+        .map(Arc::<str>::from)
         .unwrap_or_else(|| {
-            format!(
-                "{:016x}",
-                u64::from_be_bytes(state.telemetry.new_span_id().to_bytes())
-            )
+            let id = u64::from_be_bytes(state.telemetry.new_span_id().to_bytes());
+            format!("{id:016x}").into()
         });
 
     let mut outcome = routes::dispatch(&state, route, req, span.as_ref()).await;
@@ -175,13 +173,36 @@ where
     Response::from_parts(parts, body)
 }
 
-fn tenant_of(headers: &http::HeaderMap) -> Option<String> {
+fn tenant_of(headers: &http::HeaderMap) -> Option<Arc<str>> {
     headers
         .get("x-tenant-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-        .or_else(|| telemetry::tenant_from_baggage(headers))
+        .map(Arc::from)
+        .or_else(|| telemetry::tenant_from_baggage(headers).map(Arc::from))
+}
+
+/// `"{method} {route}"`, interned: at most (10 method labels x 8 routes) names exist.
+fn span_name(method: &'static str, route: &'static str) -> &'static str {
+    static NAMES: std::sync::RwLock<Vec<(&'static str, &'static str, &'static str)>> =
+        std::sync::RwLock::new(Vec::new());
+    let found = NAMES
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(m, r, _)| std::ptr::eq(*m, method) && std::ptr::eq(*r, route))
+        .map(|(_, _, n)| *n);
+    if let Some(n) = found {
+        return n;
+    }
+    let mut names = NAMES.write().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, n)) = names.iter().find(|(m, r, _)| *m == method && *r == route) {
+        return n;
+    }
+    // Bounded: method labels and routes are fixed sets of static strings.
+    let name: &'static str = Box::leak(format!("{method} {route}").into_boxed_str());
+    names.push((method, route, name));
+    name
 }
 
 #[derive(Debug)]
@@ -220,8 +241,8 @@ struct Completion {
     route: Route,
     method: &'static str,
     status: u16,
-    tenant: Option<String>,
-    request_id: String,
+    tenant: Option<Arc<str>>,
+    request_id: Arc<str>,
     span: Option<SpanStart>,
     meta: Option<RequestMeta>,
     started: Instant,
@@ -241,7 +262,7 @@ fn hex_id(bytes: &[u8], out: &mut [u8]) {
 }
 
 impl Completion {
-    fn finish(self) {
+    fn finish(mut self) {
         let duration = self.started.elapsed();
         let st = &self.state;
         let (route, status) = (self.route.as_str(), self.status);
@@ -257,9 +278,10 @@ impl Completion {
             duration,
             self.span.as_ref().map(|s| (s.trace_id, s.span_id)),
         );
-        let (Some(span), Some(meta)) = (&self.span, &self.meta) else {
+        let (Some(span), Some(meta)) = (self.span.take(), self.meta.take()) else {
             return;
         };
+        let span = &span;
         if dropped {
             st.telemetry.count_chaos_drop();
             return;
@@ -306,14 +328,14 @@ impl Completion {
         st.telemetry
             .emit_log(span, severity, "request completed", |rec| {
                 use opentelemetry::logs::LogRecord as _;
-                rec.add_attribute("service", st.config.service_name.clone());
-                rec.add_attribute("request_id", self.request_id.clone());
+                // service.name is on the resource.
+                rec.add_attribute("request_id", StringValue::from(self.request_id.clone()));
                 rec.add_attribute("method", self.method);
                 rec.add_attribute("route", route);
                 rec.add_attribute("status", i64::from(status));
                 rec.add_attribute("duration_ms", duration_ms);
                 if let Some(t) = tenant {
-                    rec.add_attribute("tenant_id", t);
+                    rec.add_attribute("tenant_id", StringValue::from(t));
                 }
             });
         let mut attrs = Vec::with_capacity(10);
@@ -323,19 +345,22 @@ impl Completion {
             "http.response.status_code",
             i64::from(status),
         ));
-        attrs.push(KeyValue::new("url.path", meta.path.clone()));
+        attrs.push(KeyValue::new("url.path", meta.path));
         attrs.push(KeyValue::new("url.scheme", meta.scheme));
         attrs.push(KeyValue::new("network.protocol.version", meta.version));
-        if let Some(q) = &meta.query {
-            attrs.push(KeyValue::new("url.query", q.clone()));
+        if let Some(q) = meta.query {
+            attrs.push(KeyValue::new("url.query", q));
         }
-        if let Some(ua) = &meta.user_agent {
-            attrs.push(KeyValue::new("user_agent.original", ua.clone()));
+        if let Some(ua) = meta.user_agent {
+            attrs.push(KeyValue::new("user_agent.original", ua));
         }
-        if let Some(t) = &self.tenant {
-            attrs.push(KeyValue::new("tenant.id", t.clone()));
+        if let Some(t) = self.tenant {
+            attrs.push(KeyValue::new("tenant.id", StringValue::from(t)));
         }
-        attrs.push(KeyValue::new("request.id", self.request_id.clone()));
+        attrs.push(KeyValue::new(
+            "request.id",
+            StringValue::from(self.request_id),
+        ));
         let status_code = if status >= 500 {
             Status::error(format!("HTTP {status}"))
         } else {
@@ -343,7 +368,7 @@ impl Completion {
         };
         let name: Cow<'static, str> = match self.route {
             Route::Unmatched => Cow::Borrowed(self.method),
-            _ => Cow::Owned(format!("{} {route}", self.method)),
+            _ => Cow::Borrowed(span_name(self.method, route)),
         };
         let data = st.telemetry.span_data(
             span,

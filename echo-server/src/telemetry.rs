@@ -522,7 +522,7 @@ impl Telemetry {
     }
 
     /// Flushes and shuts down the trace pipeline, then the log pipeline; every failure is
-    /// reported.
+    /// reported, including exports that failed or were dropped earlier in the run.
     pub async fn shutdown(&self, timeout: Duration) -> Result<()> {
         let workers = std::mem::take(&mut *lock(&self.workers));
         let mut failures = Vec::new();
@@ -546,6 +546,17 @@ impl Telemetry {
                         w.signal
                     ));
                 }
+            }
+        }
+        for (signal, stats) in [("traces", &self.span_stats), ("logs", &self.log_stats)] {
+            let snap = stats.snapshot();
+            if snap.failed + snap.dropped > 0 {
+                failures.push(format!(
+                    "{signal}: {} items failed to export and {} were dropped during the run (last error: {})",
+                    snap.failed,
+                    snap.dropped,
+                    snap.last_error.as_deref().unwrap_or("none")
+                ));
             }
         }
         if failures.is_empty() {
@@ -619,16 +630,15 @@ async fn span_worker<E: SpanExporter>(
     let mut buf: Vec<SpanData> = Vec::with_capacity(max_batch);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The worker wakes on its tick (and on control messages) only, never per span: a
+    // wake-up per request costs more than the export itself at high rates.
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                while !buf.is_empty() {
-                    let _ = exporter.export(take_batch(&mut buf, max_batch)).await;
+                while let Ok(span) = rx.try_recv() {
+                    buf.push(span);
                 }
-            }
-            n = rx.recv_many(&mut buf, max_batch) => {
-                if n == 0 { break; }
-                while buf.len() >= max_batch {
+                while !buf.is_empty() {
                     let _ = exporter.export(take_batch(&mut buf, max_batch)).await;
                 }
             }
@@ -700,10 +710,9 @@ async fn log_worker<E: LogExporter>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => { let _ = export(&exporter, &scope, &stats, &mut buf, max_batch).await; }
-            n = rx.recv_many(&mut buf, max_batch) => {
-                if n == 0 { break; }
-                if buf.len() >= max_batch { let _ = export(&exporter, &scope, &stats, &mut buf, max_batch).await; }
+            _ = tick.tick() => {
+                while let Ok(r) = rx.try_recv() { buf.push(r); }
+                let _ = export(&exporter, &scope, &stats, &mut buf, max_batch).await;
             }
             cmd = ctl.recv() => {
                 if matches!(cmd, Some(Ctl::Shutdown(_)) | None) { rx.close(); }
