@@ -27,6 +27,11 @@ pub enum Command {
     /// Run a LoadTest: exit 0 (thresholds passed), 1 (a threshold failed), 2 (invalid
     /// input) or 3 (the run could not be carried out); `--out DIR` writes summary.json.
     Run(crate::run::RunArgs),
+    /// Run the Kubernetes operator: reconcile LoadTestRuns over runner pods, create runs on
+    /// LoadTest schedules (in cluster; see deploy/README.md).
+    Operator(crate::operator::cli::OperatorArgs),
+    /// Print the CustomResourceDefinitions (LoadTest, LoadTestRun) as YAML, for `kubectl apply -f -`.
+    Crd,
 }
 
 /// Arguments of `loadgen validate`.
@@ -85,6 +90,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => crate::run::run_command(&args),
+        Command::Operator(args) => crate::operator::cli::operator_command(&args),
+        Command::Crd => crate::operator::cli::crd_command(),
     }
 }
 

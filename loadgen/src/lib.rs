@@ -28,5 +28,8 @@ pub mod worker;
 pub mod sink;
 pub mod verify;
 
+// In cluster: `loadgen operator` (LoadTestRun controller, schedules, exact merges).
+pub mod operator;
+
 pub use load::load_plan;
 pub use plan::{Overrides, Plan, PlanError};

@@ -1,0 +1,302 @@
+//! The Kubernetes objects a run owns: its runner Jobs and its ConfigMaps.
+//!
+//! Every object carries the run's controller owner reference (`blockOwnerDeletion`), so
+//! deleting the run — the operator deletes with foreground propagation — deletes its Jobs,
+//! their pods and its ConfigMaps.
+//!
+//! **Start barrier.** A runner pod starts, then polls (every second) for the ConfigMap
+//! `<run>-start`. The operator writes it only when every runner pod of the run is
+//! `Running`, with `startAt` = now + a lead (default 10 s) longer than the polling
+//! interval, so all runners begin generating load at the same instant, not whenever
+//! each pod happened to be scheduled.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+use ricochet_crds::{LoadTest, LoadTestRun, LoadTestSpec, RunnerTemplate};
+
+use super::{Error, OperatorConfig};
+
+/// Label: the run an object belongs to.
+pub const LABEL_RUN: &str = "ricochet.dev/run";
+/// Label: the runner index of a Job, pod or result ConfigMap.
+pub const LABEL_RUNNER_INDEX: &str = "ricochet.dev/runner-index";
+/// Label: the `LoadTest` a scheduled run was created from.
+pub const LABEL_LOAD_TEST: &str = "ricochet.dev/load-test";
+/// Label: what a ConfigMap holds (`spec`, `start`, `result`, `report`).
+pub const LABEL_PART: &str = "ricochet.dev/part";
+/// Field manager of the operator's server-side applies.
+pub const MANAGER: &str = "ricochet-operator";
+/// Where the runner specs are mounted in a runner pod.
+pub const SPEC_DIR: &str = "/etc/ricochet/spec";
+/// Key of the whole resolved spec in `<run>-spec`.
+pub const WHOLE_SPEC_KEY: &str = "loadtest.yaml";
+/// Key of a runner's partial result in `<run>-result-<i>`.
+pub const PARTIAL_KEY: &str = "partial.json";
+/// Key of the start instant (RFC 3339) in `<run>-start`.
+pub const START_AT_KEY: &str = "startAt";
+
+/// Name of runner `i`'s Job.
+pub fn job_name(run: &str, i: u32) -> String {
+    format!("{run}-runner-{i}")
+}
+
+/// Name of the ConfigMap holding the runner specs.
+pub fn spec_config_map_name(run: &str) -> String {
+    format!("{run}-spec")
+}
+
+/// Name of the start-barrier ConfigMap.
+pub fn start_config_map_name(run: &str) -> String {
+    format!("{run}-start")
+}
+
+/// Name of runner `i`'s partial-result ConfigMap (written by the runner).
+pub fn result_config_map_name(run: &str, i: u32) -> String {
+    format!("{run}-result-{i}")
+}
+
+/// Name of the report ConfigMap.
+pub fn report_config_map_name(run: &str) -> String {
+    format!("{run}-report")
+}
+
+/// Label selector of everything of `run` with `part`.
+pub fn selector(run: &str, part: Option<&str>) -> String {
+    match part {
+        Some(p) => format!("{LABEL_RUN}={run},{LABEL_PART}={p}"),
+        None => format!("{LABEL_RUN}={run}"),
+    }
+}
+
+fn owner(run: &LoadTestRun) -> Result<OwnerReference, Error> {
+    let mut owner = run
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::MissingField(run.name_any(), "metadata.uid"))?;
+    // Foreground deletion of the run waits for its Jobs (and their pods) to be gone.
+    owner.block_owner_deletion = Some(true);
+    Ok(owner)
+}
+
+fn meta(
+    run: &LoadTestRun,
+    name: String,
+    part: &str,
+    extra: &[(&str, String)],
+) -> Result<ObjectMeta, Error> {
+    let mut labels = BTreeMap::from([
+        (LABEL_RUN.to_owned(), run.name_any()),
+        (LABEL_PART.to_owned(), part.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            MANAGER.to_owned(),
+        ),
+    ]);
+    for (k, v) in extra {
+        labels.insert((*k).to_owned(), v.clone());
+    }
+    Ok(ObjectMeta {
+        name: Some(name),
+        namespace: run.namespace(),
+        labels: Some(labels),
+        owner_references: Some(vec![owner(run)?]),
+        ..ObjectMeta::default()
+    })
+}
+
+/// `<run>-spec`: the whole resolved spec and each runner's part as a `LoadTest` document.
+pub fn spec_config_map(
+    run: &LoadTestRun,
+    whole: &LoadTestSpec,
+    runners: &[LoadTestSpec],
+) -> Result<ConfigMap, Error> {
+    let name = run.name_any();
+    let render = |doc_name: String, spec: &LoadTestSpec| {
+        let lt = LoadTest::new(&doc_name, spec.clone());
+        serde_saphyr::to_string(&lt).map_err(|e| Error::Render(doc_name, e.to_string()))
+    };
+    let mut data = BTreeMap::new();
+    data.insert(WHOLE_SPEC_KEY.to_owned(), render(name.clone(), whole)?);
+    for (i, spec) in runners.iter().enumerate() {
+        data.insert(
+            format!("runner-{i}.yaml"),
+            render(job_name(&name, i as u32), spec)?,
+        );
+    }
+    Ok(ConfigMap {
+        metadata: meta(run, spec_config_map_name(&name), "spec", &[])?,
+        data: Some(data),
+        ..ConfigMap::default()
+    })
+}
+
+/// `<run>-start`: the released barrier.
+pub fn start_config_map(run: &LoadTestRun, start_at: Timestamp) -> Result<ConfigMap, Error> {
+    Ok(ConfigMap {
+        metadata: meta(run, start_config_map_name(&run.name_any()), "start", &[])?,
+        data: Some(BTreeMap::from([(
+            START_AT_KEY.to_owned(),
+            start_at.to_string(),
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
+/// `<run>-report`: the reports, kept after the pods are gone.
+pub fn report_config_map(
+    run: &LoadTestRun,
+    files: BTreeMap<String, String>,
+) -> Result<ConfigMap, Error> {
+    Ok(ConfigMap {
+        metadata: meta(run, report_config_map_name(&run.name_any()), "report", &[])?,
+        data: Some(files),
+        ..ConfigMap::default()
+    })
+}
+
+/// Runner `i` of `n`: one pod, never restarted (a failed runner fails the run rather than
+/// silently re-running half of its load), its spec mounted read-only, a read-only root
+/// filesystem, non-root.
+pub fn runner_job(
+    run: &LoadTestRun,
+    i: u32,
+    n: u32,
+    template: Option<&RunnerTemplate>,
+    config: &OperatorConfig,
+) -> Result<Job, Error> {
+    let name = run.name_any();
+    let uid = run
+        .uid()
+        .ok_or_else(|| Error::MissingField(name.clone(), "metadata.uid"))?;
+    let index = [(LABEL_RUNNER_INDEX, i.to_string())];
+    let metadata = meta(run, job_name(&name, i), "runner", &index)?;
+    let template = template.cloned().unwrap_or_default();
+    let mut env = vec![
+        EnvVar {
+            name: "POD_NAMESPACE".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: "RICOCHET_RUN_UID".into(),
+            value: Some(uid),
+            ..EnvVar::default()
+        },
+    ];
+    env.extend(template.env.iter().cloned());
+    let args = vec![
+        "runner".to_owned(),
+        "--spec".to_owned(),
+        format!("{SPEC_DIR}/runner-{i}.yaml"),
+        "--run".to_owned(),
+        name.clone(),
+        "--index".to_owned(),
+        i.to_string(),
+        "--runners".to_owned(),
+        n.to_string(),
+        "--start-config-map".to_owned(),
+        start_config_map_name(&name),
+        "--result-config-map".to_owned(),
+        result_config_map_name(&name, i),
+    ];
+    let container = Container {
+        name: "runner".into(),
+        image: Some(
+            template
+                .image
+                .clone()
+                .unwrap_or_else(|| config.runner_image.clone()),
+        ),
+        image_pull_policy: template.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(env),
+        env_from: (!template.env_from.is_empty()).then(|| template.env_from.clone()),
+        resources: template.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "spec".into(),
+                mount_path: SPEC_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let pod_labels = metadata.labels.clone();
+    Ok(Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            completions: Some(1),
+            parallelism: Some(1),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: pod_labels,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(
+                        template
+                            .service_account_name
+                            .clone()
+                            .unwrap_or_else(|| config.runner_service_account.clone()),
+                    ),
+                    node_selector: (!template.node_selector.is_empty())
+                        .then(|| template.node_selector.clone()),
+                    tolerations: (!template.tolerations.is_empty())
+                        .then(|| template.tolerations.clone()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "spec".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: spec_config_map_name(&name),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Volume::default()
+                        },
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    })
+}
