@@ -1,7 +1,7 @@
 //! The embedded OTLP sink: an OTLP receiver on loopback (gRPC and HTTP/protobuf, traces and
 //! logs) that remembers, in bounded memory, which trace ids it received, how many spans or
 //! log records each, and when it first saw each; it answers the same
-//! [`Verifier`](crate::verify::Verifier) interface as the real backends, so
+//! [`Verifier`] interface as the real backends, so
 //! `loadgen run` verifies the full loop with nothing installed.
 //!
 //! Memory: at most `capacity` trace ids per signal; the oldest id is evicted first and

@@ -293,3 +293,26 @@ async fn twenty_thousand_traces_are_received_and_all_verified() {
     );
     sink.shutdown().await;
 }
+
+#[tokio::test]
+async fn otlp_json_over_http_is_accepted_too() {
+    let sink = Sink::start(1000).await.unwrap();
+    // The recorded OTLP/JSON rendering of T1's root span (hex ids, integer kind).
+    let resp = post(
+        format!("{}/v1/traces", sink.http_endpoint()),
+        "application/json",
+        fixture("pushed-otlp-trace-4bf92f35-root.json"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let got = sink
+        .verifier(Signal::Traces)
+        .check(&[Sample::now(id(T1))])
+        .await
+        .outcomes;
+    assert!(
+        matches!(got[0], Outcome::Found { spans: Some(1), .. }),
+        "{got:?}"
+    );
+    sink.shutdown().await;
+}

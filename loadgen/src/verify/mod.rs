@@ -24,6 +24,9 @@
 //! - [`poll`]: polls samples with exponential backoff from each request's completion until
 //!   found or [`PollPolicy::settle_timeout`], in batches, and hands back one
 //!   [`poll::Verified`] per sample plus each backend query's duration.
+//! - [`pipeline::Pipeline`]: what the engine holds during a run: one polling task per
+//!   verifier, non-blocking [`pipeline::Pipeline::submit`] from the workers, live
+//!   snapshots, final tallies.
 //! - [`Tally`]: folds settled samples into the `telemetry_<signal>_*` metrics (counters,
 //!   ingest-latency and query-duration HdrHistograms); missing rates fail closed
 //!   ([`Rate::Unknown`]) while any sample could not be checked.
@@ -45,22 +48,28 @@
 //! 1. **Sampling in the hot loop.** When a sampled request completes, the worker builds a
 //!    [`Sample`] (trace id it injected in `traceparent`, request id, tenant, scenario,
 //!    scheduled instant, completion instant and wall time, expected span count: 1 for a
-//!    plain request, the count `/storm` reports) and `try_send`s it into a bounded
-//!    `tokio::sync::mpsc` channel, one per verifier (or one fan-out task). A full channel
-//!    counts the sample as `dropped` (never blocks the hot loop, never grows memory); the
-//!    sampler (`telemetry.sample.rate` / `perSecond`) keeps the rate well below the
-//!    channel's drain rate.
+//!    plain request, the count `/storm` reports) and calls
+//!    [`pipeline::Pipeline::submit`], a `try_send` into one bounded channel per verifier.
+//!    A full channel counts the sample as dropped ([`pipeline::Pipeline::dropped`]): it
+//!    never blocks the hot loop and never grows memory. The sampler
+//!    (`telemetry.sample.rate` / `perSecond`) keeps the rate well below the drain rate,
+//!    which the shared query budget sets for per-id backends (Tempo, Jaeger).
 //! 2. **Bounded store.** [`poll::run`] owns the pending samples: at most
-//!    [`PollPolicy::max_pending`] (oldest beyond that are settled as unknown with a reason,
-//!    never missing). A settled sample leaves the store at once; only its
-//!    [`poll::Verified`] goes to the caller's closure, which folds it into a [`Tally`]
-//!    (HdrHistograms `telemetry_<signal>_ingest_latency`, `telemetry_<signal>_query_duration`;
-//!    counters `_missing`, `_incomplete`, `_unknown`). Nothing is kept per request.
-//! 3. **Concurrency with the load.** One `tokio::spawn(poll::run(..))` per verifier runs
-//!    beside the workers for the whole run, all sharing one [`RateLimiter`]. When the load
-//!    ends the engine drops the senders; `run` keeps polling what is pending until each
-//!    sample is found or its `settle_timeout` has passed, then returns. Cancelling the
-//!    token settles what remains as unknown (`"verification cancelled"`).
+//!    [`PollPolicy::max_pending`]; a sample arriving beyond that is settled at once as
+//!    unknown with a reason, never missing. A settled sample leaves the store at once;
+//!    only its [`poll::Verified`] goes to the caller's closure, which folds it into a
+//!    [`Tally`] (HdrHistograms `telemetry_<signal>_ingest_latency`,
+//!    `telemetry_<signal>_query_duration`; counters `_missing`, `_incomplete`, `_unknown`).
+//!    Nothing is kept per request.
+//! 3. **Concurrency with the load.** [`pipeline::Pipeline::start`] spawns one
+//!    [`poll::run`] per verifier, beside the workers for the whole run, all sharing one
+//!    [`RateLimiter`]; [`pipeline::Pipeline::snapshot`] serves progress ticks and
+//!    `abortOnFail`. When the load ends the engine calls
+//!    [`pipeline::Pipeline::finish`]: the channels close, and each task keeps polling what
+//!    is pending until found or its `settle_timeout` has passed. Cancelling the token
+//!    (Ctrl-C) settles what remains as unknown ("cancelled before the sample settled").
+//!
+//! Lower-level use, one verifier driven directly:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), loadgen::verify::VerifyError> {
@@ -80,6 +89,7 @@
 
 pub mod http;
 pub mod loki;
+pub mod pipeline;
 pub mod poll;
 pub mod prometheus;
 pub mod tally;
@@ -245,7 +255,8 @@ pub struct Sample {
     pub trace_id: TraceId,
     /// The request id loadgen sent (`x-request-id`).
     pub request_id: Arc<str>,
-    /// The tenant the request ran as, if any.
+    /// The tenant the request ran as, if any. Informational (reports, per-tenant
+    /// breakdowns): backends are queried with their endpoint's `X-Scope-OrgID`.
     pub tenant: Option<Arc<str>>,
     /// Scenario name.
     pub scenario: Arc<str>,
