@@ -74,6 +74,11 @@ struct Pending {
 /// sample and `on_query` with each backend query's duration. Returns when `rx` is closed
 /// and nothing is pending, or when `cancel` fires (pending samples then settle as
 /// unknown).
+///
+/// Each turn first takes what has arrived (up to [`DRAIN_PER_TURN`] samples, without
+/// waiting), then asks about one batch of due samples, and only waits when neither has
+/// work: a steady stream of samples cannot starve the polls, and slow polls cannot stop
+/// the channel from draining for longer than one check.
 pub async fn run<F, Q>(
     verifier: Arc<dyn Verifier>,
     mut rx: mpsc::Receiver<Sample>,
@@ -85,110 +90,212 @@ pub async fn run<F, Q>(
     F: FnMut(Verified) + Send,
     Q: FnMut(Duration) + Send,
 {
-    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut seq = 0u64;
-    let mut open = true;
-    let batch = verifier.max_batch().max(1);
-    let factor = if policy.factor.is_finite() && policy.factor >= 1.0 {
-        policy.factor
-    } else {
-        2.0
+    let mut st = State {
+        heap: BinaryHeap::new(),
+        pending: HashMap::new(),
+        seq: 0,
+        factor: if policy.factor.is_finite() && policy.factor >= 1.0 {
+            policy.factor
+        } else {
+            2.0
+        },
+        policy,
     };
+    let batch = verifier.max_batch().max(1);
+    let mut open = true;
     loop {
-        if !open && pending.is_empty() {
+        if cancel.is_cancelled() {
+            st.cancel_all(verifier.name(), &mut on_verified);
             return;
         }
-        let next_due = heap.peek().map(|Reverse((t, _))| *t);
+        for _ in 0..DRAIN_PER_TURN {
+            match rx.try_recv() {
+                Ok(sample) => st.admit(sample, &mut on_verified),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let due = st.take_due(batch);
+        if !due.is_empty() {
+            let samples: Vec<Sample> = due
+                .iter()
+                .filter_map(|id| st.pending.get(id).map(|p| p.sample.clone()))
+                .collect();
+            let check = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    st.cancel_all(verifier.name(), &mut on_verified);
+                    return;
+                }
+                c = verifier.check(&samples) => c,
+            };
+            for d in &check.query_durations {
+                on_query(*d);
+            }
+            st.settle(verifier.name(), due, check.outcomes, &mut on_verified);
+            continue;
+        }
+        if !open && st.pending.is_empty() {
+            return;
+        }
+        let next_due = st.heap.peek().map(|Reverse((t, _))| *t);
         tokio::select! {
             biased;
-            () = cancel.cancelled() => {
-                let reason = format!("verification by {} cancelled before the sample settled", verifier.name());
-                for (_, p) in pending.drain() {
-                    let outcome = Outcome::unknown(reason.clone());
-                    on_verified(Verified { sample: p.sample, outcome, ingest_latency: None, complete: None, polls: p.polls });
-                }
-                return;
-            }
+            () = cancel.cancelled() => {}
             msg = rx.recv(), if open => match msg {
+                Some(sample) => st.admit(sample, &mut on_verified),
                 None => open = false,
-                Some(sample) if pending.len() >= policy.max_pending => {
-                    let outcome = Outcome::unknown(format!(
-                        "{} pending samples already (max_pending): this one was not verified", policy.max_pending
-                    ));
-                    on_verified(Verified { sample, outcome, ingest_latency: None, complete: None, polls: 0 });
-                }
-                Some(sample) => {
-                    let first = sample.completed + policy.initial_interval;
-                    let deadline = sample.completed + policy.settle_timeout;
-                    heap.push(Reverse((first.min(deadline), seq)));
-                    pending.insert(seq, Pending { sample, deadline, interval: policy.initial_interval, polls: 0, first_seen: None });
-                    seq += 1;
-                }
             },
-            () = sleep_until_opt(next_due) => {
-                let now = Instant::now();
-                let mut due = Vec::new();
-                while due.len() < batch {
-                    match heap.peek() {
-                        Some(Reverse((t, id))) if *t <= now => {
-                            due.push(*id);
-                            heap.pop();
-                        }
-                        _ => break,
-                    }
-                }
-                let samples: Vec<Sample> = due.iter().filter_map(|id| pending.get(id).map(|p| p.sample.clone())).collect();
-                let check = verifier.check(&samples).await;
-                for d in &check.query_durations {
-                    on_query(*d);
-                }
-                let answered = Instant::now();
-                let mut outcomes = check.outcomes.into_iter();
-                for id in due {
-                    let outcome = outcomes.next().unwrap_or_else(|| {
-                        Outcome::unknown(format!("{} returned fewer outcomes than samples asked", verifier.name()))
-                    });
-                    let Some(mut p) = pending.remove(&id) else { continue };
-                    p.polls += 1;
-                    let expected = p.sample.expected_spans;
-                    let last_poll = answered >= p.deadline;
-                    match outcome {
-                        Outcome::Found { first_seen, spans, recorded_at } => {
-                            let first = *p.first_seen.get_or_insert(first_seen);
-                            let complete = spans.map(|n| n >= expected);
-                            if complete == Some(false) && !last_poll {
-                                reschedule(&mut heap, &mut pending, id, p, answered, &policy, factor);
-                                continue;
-                            }
-                            let ingest_latency = Some(first.saturating_duration_since(p.sample.completed));
-                            let outcome = Outcome::Found { first_seen: first, spans, recorded_at };
-                            on_verified(Verified { sample: p.sample, outcome, ingest_latency, complete, polls: p.polls });
-                        }
-                        other if last_poll => {
-                            on_verified(Verified { sample: p.sample, outcome: other, ingest_latency: None, complete: None, polls: p.polls });
-                        }
-                        _ => reschedule(&mut heap, &mut pending, id, p, answered, &policy, factor),
-                    }
-                }
-            }
+            () = sleep_until_opt(next_due) => {}
         }
     }
 }
 
-fn reschedule(
-    heap: &mut BinaryHeap<Reverse<(Instant, u64)>>,
-    pending: &mut HashMap<u64, Pending>,
-    id: u64,
-    mut p: Pending,
-    now: Instant,
-    policy: &PollPolicy,
+/// Samples taken from the channel per turn before the due polls get their turn.
+pub const DRAIN_PER_TURN: usize = 4096;
+
+struct State {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    pending: HashMap<u64, Pending>,
+    seq: u64,
     factor: f64,
-) {
-    let next = (now + p.interval).min(p.deadline).max(now);
-    p.interval = p.interval.mul_f64(factor).min(policy.max_interval);
-    heap.push(Reverse((next, id)));
-    pending.insert(id, p);
+    policy: PollPolicy,
+}
+
+impl State {
+    fn admit<F: FnMut(Verified)>(&mut self, sample: Sample, on_verified: &mut F) {
+        if self.pending.len() >= self.policy.max_pending {
+            let outcome = Outcome::unknown(format!(
+                "{} pending samples already (max_pending): this one was not verified",
+                self.policy.max_pending
+            ));
+            on_verified(Verified {
+                sample,
+                outcome,
+                ingest_latency: None,
+                complete: None,
+                polls: 0,
+            });
+            return;
+        }
+        let first = sample.completed + self.policy.initial_interval;
+        let deadline = sample.completed + self.policy.settle_timeout;
+        self.heap.push(Reverse((first.min(deadline), self.seq)));
+        let interval = self.policy.initial_interval;
+        self.pending.insert(
+            self.seq,
+            Pending {
+                sample,
+                deadline,
+                interval,
+                polls: 0,
+                first_seen: None,
+            },
+        );
+        self.seq += 1;
+    }
+
+    fn take_due(&mut self, batch: usize) -> Vec<u64> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while due.len() < batch {
+            match self.heap.peek() {
+                Some(Reverse((t, id))) if *t <= now => {
+                    due.push(*id);
+                    self.heap.pop();
+                }
+                _ => break,
+            }
+        }
+        due
+    }
+
+    fn cancel_all<F: FnMut(Verified)>(&mut self, name: &str, on_verified: &mut F) {
+        let reason = format!("verification by {name} cancelled before the sample settled");
+        for (_, p) in self.pending.drain() {
+            let outcome = Outcome::unknown(reason.clone());
+            on_verified(Verified {
+                sample: p.sample,
+                outcome,
+                ingest_latency: None,
+                complete: None,
+                polls: p.polls,
+            });
+        }
+        self.heap.clear();
+    }
+
+    fn settle<F: FnMut(Verified)>(
+        &mut self,
+        name: &str,
+        due: Vec<u64>,
+        outcomes: Vec<Outcome>,
+        on_verified: &mut F,
+    ) {
+        let answered = Instant::now();
+        let mut outcomes = outcomes.into_iter();
+        for id in due {
+            let outcome = outcomes.next().unwrap_or_else(|| {
+                Outcome::unknown(format!("{name} returned fewer outcomes than samples asked"))
+            });
+            let Some(mut p) = self.pending.remove(&id) else {
+                continue;
+            };
+            p.polls += 1;
+            let expected = p.sample.expected_spans;
+            let last_poll = answered >= p.deadline;
+            match outcome {
+                Outcome::Found {
+                    first_seen,
+                    spans,
+                    recorded_at,
+                } => {
+                    let first = *p.first_seen.get_or_insert(first_seen);
+                    let complete = spans.map(|n| n >= expected);
+                    if complete == Some(false) && !last_poll {
+                        self.reschedule(id, p, answered);
+                        continue;
+                    }
+                    let ingest_latency = Some(first.saturating_duration_since(p.sample.completed));
+                    let outcome = Outcome::Found {
+                        first_seen: first,
+                        spans,
+                        recorded_at,
+                    };
+                    on_verified(Verified {
+                        sample: p.sample,
+                        outcome,
+                        ingest_latency,
+                        complete,
+                        polls: p.polls,
+                    });
+                }
+                other if last_poll => {
+                    on_verified(Verified {
+                        sample: p.sample,
+                        outcome: other,
+                        ingest_latency: None,
+                        complete: None,
+                        polls: p.polls,
+                    });
+                }
+                _ => self.reschedule(id, p, answered),
+            }
+        }
+    }
+
+    fn reschedule(&mut self, id: u64, mut p: Pending, now: Instant) {
+        let next = (now + p.interval).min(p.deadline).max(now);
+        p.interval = p
+            .interval
+            .mul_f64(self.factor)
+            .min(self.policy.max_interval);
+        self.heap.push(Reverse((next, id)));
+        self.pending.insert(id, p);
+    }
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
