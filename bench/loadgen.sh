@@ -4,7 +4,7 @@
 # Target: echo-server (release, --telemetry off, stdout to /dev/null) pinned to core 0;
 # client pinned to core 1. Prints every figure and the ratios; exits 0 even when a
 # target is missed (it is a measurement, not a test). Needs: wrk, taskset, python3,
-# /usr/bin/time. Usage: bench/loadgen.sh [RUNS=3] [SECS=10]
+# /usr/bin/time. Usage: [BIN=dir] [FIXED_RATE=20000] [FIXED_SECS=30] bench/loadgen.sh [RUNS=3] [SECS=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -16,12 +16,38 @@ URL="http://127.0.0.1:$PORT"
 PATH_Q="/api/bench"
 
 command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
-cargo build --release -q -p loadgen -p echo-server
-BIN=target/release
+# BIN=dir with prebuilt loadgen and echo-server skips the build.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p loadgen -p echo-server
+  BIN=target/release
+fi
 WORK=$(mktemp -d)
 trap 'kill "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-taskset -c 0 "$BIN/echo-server" --listen "127.0.0.1:$PORT" --telemetry off >/dev/null 2>&1 &
+# TARGET=echo (default): echo-server; TARGET=nginx: nginx returning a static 200, so that
+# the client core, not the target core, is the bottleneck.
+TARGET=${TARGET:-echo}
+if [ "$TARGET" = nginx ]; then
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/pid;
+error_log /dev/null crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$PORT; location / { return 200 "ok"; } }
+}
+NGINX
+  taskset -c 0 nginx -c "$WORK/nginx.conf" >/dev/null 2>&1 &
+else
+  taskset -c 0 "$BIN/echo-server" --listen "127.0.0.1:$PORT" --telemetry off >/dev/null 2>&1 &
+fi
 SERVER=$!
 for _ in $(seq 50); do curl -fs "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -54,17 +80,17 @@ spec:
       requests: [{name: x, method: GET, path: "$PATH_Q"}]
 YAML
 
-# cpu seconds (user+sys) of a command, via /usr/bin/time
-timed() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@"; awk '{print $1+$2}' "$WORK/time"; }
+# timed OUT CMD...: runs CMD with stdout to OUT, prints its cpu seconds (user+sys)
+timed() { local out=$1; shift; /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" >"$out" || true; awk 'END {print $1+$2}' "$WORK/time"; }
 
 py() { python3 -c "$@"; }
 RATIOS=(); CPURATIOS=()
 for i in $(seq "$RUNS"); do
-  WCPU=$(timed taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "$URL$PATH_Q" >"$WORK/wrk.txt")
+  WCPU=$(timed "$WORK/wrk.txt" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "$URL$PATH_Q")
   WREQ=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
   WRPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
   rm -rf "$WORK/out"
-  LCPU=$(timed taskset -c 1 "$BIN/loadgen" run "$WORK/vus.yaml" --quiet --out "$WORK/out" || true)
+  LCPU=$(timed /dev/null taskset -c 1 "$BIN/loadgen" run "$WORK/vus.yaml" --quiet --out "$WORK/out")
   read -r LREQ LRPS < <(py "import json;s=json.load(open('$WORK/out/summary.json'));n=s['metrics']['http_reqs']['count'];print(n, n/$SECS)")
   R=$(py "print(round($LRPS/$WRPS,3))")
   C=$(py "print(round(($LCPU/$LREQ)/($WCPU/$WREQ),3))")

@@ -488,10 +488,15 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // On a single core (e.g. `taskset -c 1`) the current-thread scheduler does the same
+    // work with less synchronization; dispatcher threads hand it iterations either way.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
