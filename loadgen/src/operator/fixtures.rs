@@ -327,6 +327,16 @@ impl ApiServerVerifier {
         })
     }
 
+    /// The next request, unanswered (for replies other than 200).
+    pub async fn next_raw(
+        &mut self,
+    ) -> (
+        Request<Body>,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        self.0.next_request().await.expect("service not called")
+    }
+
     /// Expects one request with `method` on `path` (query ignored) and answers `reply(body)`.
     pub async fn expect(
         &mut self,

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod partial;
 pub mod reconcile;
 pub mod resources;
+pub mod runner;
 pub mod schedule;
 pub mod split;
 
