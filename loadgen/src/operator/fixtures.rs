@@ -602,6 +602,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_being_deleted_is_left_to_owner_references_and_foreground_deletion() {
+        // No finalizer: `kubectl delete ltr` (foreground) removes the Jobs and their pods
+        // through owner references; the reconciler makes no call at all.
+        let (ctx, _server) = Context::test(FixedClock::at(NOW));
+        let mut run = test_run("r1", inline(api_spec()));
+        run.status = Some(status_with(RunPhase::Running, 3, |_| RunnerPhase::Running));
+        run.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(NOW.parse().unwrap()),
+        );
+        let action = reconcile_run(Arc::new(run), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+    }
+
+    #[tokio::test]
     async fn the_barrier_is_released_only_when_every_runner_pod_runs() {
         let (ctx, server) = Context::test(FixedClock::at(NOW));
         let mut run = test_run("r1", inline(api_spec()));

@@ -271,6 +271,59 @@ mod tests {
         }
     }
 
+    proptest! {
+        // Whole specs: for every scenario and every stage, the runners' rates (as written
+        // in their specs) sum to the plan's rate in thousandths, exactly.
+        #[test]
+        fn runner_specs_rates_sum_to_the_plans_rates_exactly(
+            rates in proptest::collection::vec(1u64..5_000_000, 1..4),
+            ramp in any::<bool>(),
+            n in 1u32..40,
+        ) {
+            let scenarios: Vec<String> = rates
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let rate = units_rate(*r);
+                    if ramp {
+                        format!("- {{name: s{i}, executor: ramping-arrival-rate, startRate: {rate}, stages: [{{target: {rate}, duration: 10s}}, {{target: 0, duration: 5s}}], requests: [{{name: r, path: /}}]}}")
+                    } else {
+                        format!("- {{name: s{i}, executor: constant-arrival-rate, rate: {rate}, duration: 10s, requests: [{{name: r, path: /}}]}}")
+                    }
+                })
+                .collect();
+            let s = spec(&format!("scenarios:\n{}\n", scenarios.join("\n")));
+            let plan = plan_of(&s);
+            let n = NonZeroU32::new(n).unwrap();
+            let Ok(runners) = split_spec(&s, &plan, n) else {
+                // Only when some runner would get nothing at all.
+                prop_assert!(rates.iter().all(|r| *r < u64::from(n.get())));
+                return Ok(());
+            };
+            for (si, scenario) in plan.scenarios.iter().enumerate() {
+                let parts: Vec<&ScenarioSpec> = runners
+                    .iter()
+                    .filter_map(|r| r.scenarios.iter().find(|x| x.name == scenario.name))
+                    .collect();
+                match &scenario.executor {
+                    Executor::ConstantArrivalRate { rate, .. } => {
+                        let sum: u64 = parts.iter().map(|p| rate_units(p.rate.unwrap())).sum();
+                        prop_assert_eq!(sum, rate_units(*rate), "scenario {}", si);
+                    }
+                    Executor::RampingArrivalRate { start_rate, stages } => {
+                        let sum: u64 = parts.iter().map(|p| rate_units(p.start_rate.unwrap_or(0.0))).sum();
+                        prop_assert_eq!(sum, rate_units(*start_rate));
+                        for (k, st) in stages.iter().enumerate() {
+                            let sum: u64 = parts.iter().map(|p| rate_units(p.stages[k].target)).sum();
+                            prop_assert_eq!(sum, rate_units(st.target), "stage {}", k);
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_3x_ga_spec_splits_into_runner_specs_whose_rates_sum_to_the_plan() {
         let text = std::fs::read_to_string(
