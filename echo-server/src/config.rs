@@ -176,7 +176,7 @@ impl Default for TelemetryConfig {
             resource_attributes: Vec::new(),
             export_interval: Duration::from_millis(200),
             export_timeout: Duration::from_secs(5),
-            max_batch: 512,
+            max_batch: 2048,
             queue_capacity: 16_384,
         }
     }

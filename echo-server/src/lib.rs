@@ -251,9 +251,10 @@ struct Completion {
 
 thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    static TS: RefCell<String> = RefCell::new(String::with_capacity(32));
 }
 
-fn hex_id(bytes: &[u8], out: &mut [u8]) {
+pub(crate) fn hex_id(bytes: &[u8], out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, b) in bytes.iter().enumerate() {
         out[2 * i] = HEX[(b >> 4) as usize];
@@ -299,26 +300,30 @@ impl Completion {
         };
         let duration_ms = duration.as_secs_f64() * 1e3;
         if let Some(sink) = &st.log {
-            let ts = humantime::format_rfc3339_millis(end).to_string();
-            let record = RequestRecord {
-                ts: &ts,
-                level,
-                msg: "request completed",
-                service: &st.config.service_name,
-                trace_id,
-                span_id,
-                tenant_id: self.tenant.as_deref(),
-                request_id: &self.request_id,
-                method: self.method,
-                route,
-                path: &meta.path,
-                status,
-                duration_ms,
-            };
-            LINE.with_borrow_mut(|buf| {
-                buf.clear();
-                record.write_line(st.config.log_format, buf);
-                sink.append(buf);
+            TS.with_borrow_mut(|ts| {
+                use std::fmt::Write as _;
+                ts.clear();
+                let _ = write!(ts, "{}", humantime::format_rfc3339_millis(end));
+                let record = RequestRecord {
+                    ts,
+                    level,
+                    msg: "request completed",
+                    service: &st.config.service_name,
+                    trace_id,
+                    span_id,
+                    tenant_id: self.tenant.as_deref(),
+                    request_id: &self.request_id,
+                    method: self.method,
+                    route,
+                    path: &meta.path,
+                    status,
+                    duration_ms,
+                };
+                LINE.with_borrow_mut(|buf| {
+                    buf.clear();
+                    record.write_line(st.config.log_format, buf);
+                    sink.append(buf);
+                });
             });
         }
         if !st.telemetry.exporting() {

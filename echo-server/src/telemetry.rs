@@ -168,12 +168,14 @@ pub struct SpanStart {
 impl SpanStart {
     /// The W3C `traceparent` value of this span.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            self.flags.to_u8()
-        )
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        crate::hex_id(&self.trace_id.to_bytes(), &mut out[3..35]);
+        out[35] = b'-';
+        crate::hex_id(&self.span_id.to_bytes(), &mut out[36..52]);
+        out[52] = b'-';
+        crate::hex_id(&[self.flags.to_u8()], &mut out[53..55]);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Span context of this span.
@@ -742,6 +744,22 @@ mod tests {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn traceparent_renders_w3c() {
+        let s = SpanStart {
+            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            parent_span_id: SpanId::INVALID,
+            flags: TraceFlags::SAMPLED,
+            trace_state: TraceState::NONE,
+            start: SystemTime::now(),
+        };
+        assert_eq!(
+            s.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
     }
 
     #[test]

@@ -434,3 +434,57 @@ async fn h2c_prior_knowledge_is_served() {
     assert_eq!(r.json()["version"], "HTTP/2.0");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_protobuf_is_honoured_from_the_env_map() {
+    let rx = HttpReceiver::start().await;
+    let env: std::collections::HashMap<&str, &str> = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &*Box::leak(rx.endpoint().into_boxed_str()),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_SERVICE_NAME", "from-env"),
+    ]
+    .into_iter()
+    .collect();
+    let log = Captured::default();
+    let mut config = config(None, &log).apply_otel_env(&env).unwrap();
+    assert_eq!(config.service_name, "from-env");
+    config.telemetry.export_interval = Duration::from_millis(50);
+    let server = serve(config).await;
+    let tp = format!("00-{TRACE}-{PARENT}-01");
+    let r = get(
+        &client(),
+        server.local_addr(),
+        "/echo",
+        &[("traceparent", &tp)],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let parent = eventually("the span over OTLP/HTTP", || {
+        rx.with(|r| {
+            r.spans
+                .iter()
+                .find(|s| hex(&s.trace_id) == TRACE)
+                .map(|s| hex(&s.parent_span_id))
+        })
+    })
+    .await;
+    assert_eq!(parent, PARENT);
+    eventually("the log over OTLP/HTTP", || {
+        rx.with(|r| (!r.logs.is_empty()).then_some(()))
+    })
+    .await;
+    assert_eq!(log.lines()[0]["service"], "from-env");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_head_is_refused() {
+    let server = serve(echo_server::Config::default()).await;
+    let big = "a".repeat(20 * 1024);
+    let r = get(&client(), server.local_addr(), "/echo", &[("x-big", &big)]).await;
+    assert_eq!(r.status, 431);
+    server.shutdown().await.unwrap();
+}

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use serde_json::json;
 
 use super::{HandlerBody, error, json_value, query_param};
 use crate::AppState;
@@ -56,8 +55,16 @@ pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<HandlerBod
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    json_value(
-        status,
-        &json!({ "path": req.uri().path(), "status": status.as_u16(), "delay_ms": delay.as_secs_f64() * 1e3 }),
-    )
+    #[derive(serde::Serialize)]
+    struct Reply<'a> {
+        path: &'a str,
+        status: u16,
+        delay_ms: f64,
+    }
+    let reply = Reply {
+        path: req.uri().path(),
+        status: status.as_u16(),
+        delay_ms: delay.as_secs_f64() * 1e3,
+    };
+    json_value(status, &reply)
 }

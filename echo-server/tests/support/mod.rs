@@ -262,3 +262,84 @@ pub async fn get(
     }
     send(client, b.body(Full::new(Bytes::new())).unwrap()).await
 }
+
+/// An OTLP/HTTP (protobuf) receiver on 127.0.0.1:0: `POST /v1/traces` and `/v1/logs`,
+/// bodies decoded with prost.
+pub struct HttpReceiver {
+    pub addr: SocketAddr,
+    store: Store,
+}
+
+impl HttpReceiver {
+    pub async fn start() -> Self {
+        use prost::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let store = Store::default();
+        let s = store.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let s = s.clone();
+                            async move {
+                                let path = req.uri().path().to_owned();
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let mut r = s.0.lock().unwrap();
+                                let reply: Vec<u8> = match path.as_str() {
+                                    "/v1/traces" => {
+                                        let m = ExportTraceServiceRequest::decode(body).unwrap();
+                                        for rs in m.resource_spans {
+                                            for ss in rs.scope_spans {
+                                                r.spans.extend(ss.spans);
+                                            }
+                                        }
+                                        ExportTraceServiceResponse {
+                                            partial_success: None,
+                                        }
+                                        .encode_to_vec()
+                                    }
+                                    "/v1/logs" => {
+                                        let m = ExportLogsServiceRequest::decode(body).unwrap();
+                                        for rl in m.resource_logs {
+                                            for sl in rl.scope_logs {
+                                                r.logs.extend(sl.log_records);
+                                            }
+                                        }
+                                        ExportLogsServiceResponse {
+                                            partial_success: None,
+                                        }
+                                        .encode_to_vec()
+                                    }
+                                    other => panic!("unexpected OTLP/HTTP path {other}"),
+                                };
+                                let resp = http::Response::builder()
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(Full::new(Bytes::from(reply)))
+                                    .unwrap();
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, store }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&Received) -> T) -> T {
+        f(&self.store.0.lock().unwrap())
+    }
+}
