@@ -243,3 +243,29 @@ fn abort_on_fail_stops_the_run_early_and_exits_1() {
         assert_eq!(s.thresholds[0].verdict, Verdict::Fail);
     });
 }
+
+#[test]
+fn start_time_delays_a_scenario_and_graceful_stop_cuts_off_slow_iterations() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        let mut late = scenario("late", 20.0, "/api/x");
+        late.start_time = Duration::from_secs(1);
+        let mut slow = scenario("slow", 10.0, "/api/x?delay=5s");
+        slow.graceful_stop = Duration::from_millis(500);
+        let started = Instant::now();
+        let report = support::run(&plan_with(vec![late, slow])).await;
+        let elapsed = started.elapsed();
+        let s = &report.summary;
+        // slow: 1 s of arrivals + 0.5 s graceful stop, then its 10 requests are cut off.
+        assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+        assert_eq!(metric(s, "interrupted_iterations{scenario:slow}").count, 10);
+        assert_eq!(metric(s, "http_reqs{scenario:late}").count, 20);
+        let late_series = &s.scenarios[0].time_series;
+        assert_eq!(
+            late_series.first().map(|p| p.requests),
+            Some(0),
+            "nothing before startTime: {late_series:?}"
+        );
+        assert_eq!(s.scenarios[0].start_secs, 1.0);
+    });
+}

@@ -77,7 +77,8 @@ fn ramping_arrival_rate_follows_its_stages() {
         let mut checked = 0;
         for p in series.iter().take(9) {
             let target = p.target_rps.expect("open model has a target per second");
-            let tol = (target * 0.15).max(20.0);
+            // Completions of one second can slip into the next on a busy machine.
+            let tol = (target * 0.25).max(40.0);
             assert!(
                 (p.requests as f64 - target).abs() <= tol,
                 "second {}: {} requests vs {target:.1} planned (series {series:?})",
