@@ -89,6 +89,12 @@ pub enum Scenario {
         /// Runners.
         n: u32,
     },
+    /// Pending past the start timeout, runner pods 1.. not running: LIST pods, status
+    /// Failed, Event, delete the runner Jobs.
+    StartTimedOut {
+        /// Runners.
+        n: u32,
+    },
     /// Running, one Job failed: LIST jobs, status Failed, Event, delete the runner Jobs.
     RunnerFailed {
         /// Runners.
@@ -192,6 +198,24 @@ impl ApiServerVerifier {
                         self.expect(Method::GET, "/api/v1/namespaces/ricochet/pods", |_| {
                             pod_list(&name, n, "Pending")
                         })
+                        .await,
+                    );
+                }
+                Scenario::StartTimedOut { n } => {
+                    seen.push(
+                        self.expect(Method::GET, "/api/v1/namespaces/ricochet/pods", |_| {
+                            pod_list(&name, n, "Pending")
+                        })
+                        .await,
+                    );
+                    seen.push(self.expect_status(&run).await);
+                    seen.push(self.expect_event().await);
+                    seen.push(
+                        self.expect(
+                            Method::DELETE,
+                            "/apis/batch/v1/namespaces/ricochet/jobs",
+                            |_| empty_list("JobList", "batch/v1"),
+                        )
                         .await,
                     );
                 }
@@ -657,6 +681,35 @@ mod tests {
         assert_eq!(action, Action::requeue(Duration::from_secs(2)));
         let seen = timeout_after_1s(mock).await;
         assert_eq!(seen.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn runner_pods_that_never_all_run_fail_the_run_after_the_start_timeout() {
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let mut run = test_run("r1", inline(api_spec()));
+        let mut status = status_with(RunPhase::Pending, 3, |i| {
+            if i == 0 {
+                RunnerPhase::Running
+            } else {
+                RunnerPhase::Pending
+            }
+        });
+        status.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-21T01:50:00Z".parse().unwrap(),
+        ));
+        run.status = Some(status);
+        let mock = server.run(Scenario::StartTimedOut { n: 3 }, run.clone());
+        reconcile_run(Arc::new(run), ctx).await.unwrap();
+        let seen = timeout_after_1s(mock).await;
+        let status = &seen[1].body["status"];
+        assert_eq!(status["phase"], "Failed");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("runner 1, 2 not running after 600s"),
+            "{status}"
+        );
     }
 
     #[tokio::test]

@@ -31,6 +31,9 @@ use crate::plan::{Overrides, Plan};
 
 /// Poll interval while runners start or run (Job changes also trigger reconciles).
 const POLL: Duration = Duration::from_secs(5);
+/// How long runner pods may take to all be running (image pulls, scheduling) before the
+/// run fails rather than waiting forever on an unschedulable pod.
+pub const START_TIMEOUT: Duration = Duration::from_secs(600);
 /// Upper bound of each report kept in the report ConfigMap (a ConfigMap holds 1 MiB).
 const MAX_REPORT_BYTES: usize = 256 * 1024;
 
@@ -362,6 +365,26 @@ async fn await_barrier(
         .await?;
         return Ok(Action::requeue(POLL));
     }
+    let waited = status
+        .start_time
+        .as_ref()
+        .map(|t| ctx.clock.now().duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(Duration::ZERO);
+    if waited >= START_TIMEOUT {
+        let pending: Vec<String> = runners
+            .iter()
+            .filter(|r| r.phase != RunnerPhase::Running)
+            .map(|r| r.index.to_string())
+            .collect();
+        let reason = format!(
+            "runner {} not running after {}s (unschedulable, image pull or quota?); the start barrier was never released",
+            pending.join(", "),
+            START_TIMEOUT.as_secs()
+        );
+        status.runners = runners;
+        return fail(run, ctx, status, "RunnersNotStarted", reason).await;
+    }
     if status.runners != runners {
         status.runners = runners;
         patch_status(run, ctx, &status).await?;
@@ -575,7 +598,7 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
     )
     .await?;
     cleanup_runners(run, ctx, passed).await?;
-    Ok(ttl_action(run, ctx, &status))
+    Ok(ttl_action(ttl_seconds(run, ctx).await?, ctx, &status))
 }
 
 /// The run failed with `reason` (a sentence): status, conditions, Event, cleanup.
@@ -600,7 +623,7 @@ async fn fail(
     if status.parallelism.is_some() {
         cleanup_runners(run, ctx, false).await?;
     }
-    Ok(ttl_action(run, ctx, &status))
+    Ok(ttl_action(ttl_seconds(run, ctx).await?, ctx, &status))
 }
 
 /// Deletes the run's runner Jobs (and so their pods), unless the run failed and its
@@ -641,21 +664,29 @@ async fn keep_on_failure(run: &LoadTestRun, ctx: &Context) -> Result<bool> {
         .is_some_and(|c| c.keep_on_failure))
 }
 
-fn ttl_of(run: &LoadTestRun) -> Option<u32> {
-    run.spec
-        .spec
-        .as_ref()
-        .and_then(|s| s.cleanup.as_ref())
-        .and_then(|c| c.ttl_seconds_after_finished)
-        .or_else(|| {
-            run.annotations()
-                .get("ricochet.dev/ttl-seconds-after-finished")
-                .and_then(|v| v.parse().ok())
-        })
+/// `cleanup.ttlSecondsAfterFinished` of the run: its inline spec, the annotation a
+/// schedule sets, or the referenced LoadTest.
+async fn ttl_seconds(run: &LoadTestRun, ctx: &Context) -> Result<Option<u32>> {
+    if let Some(spec) = &run.spec.spec {
+        return Ok(spec
+            .cleanup
+            .as_ref()
+            .and_then(|c| c.ttl_seconds_after_finished));
+    }
+    if let Some(ttl) = run
+        .annotations()
+        .get("ricochet.dev/ttl-seconds-after-finished")
+        .and_then(|v| v.parse().ok())
+    {
+        return Ok(Some(ttl));
+    }
+    Ok(cleanup_policy(run, ctx)
+        .await?
+        .and_then(|c| c.ttl_seconds_after_finished))
 }
 
-fn ttl_action(run: &LoadTestRun, ctx: &Context, status: &LoadTestRunStatus) -> Action {
-    match (ttl_of(run), &status.completion_time) {
+fn ttl_action(ttl: Option<u32>, ctx: &Context, status: &LoadTestRunStatus) -> Action {
+    match (ttl, &status.completion_time) {
         (Some(ttl), Some(done)) => {
             let due = done.0 + SignedDuration::from_secs(i64::from(ttl));
             let left = due.duration_since(ctx.clock.now());
@@ -667,12 +698,15 @@ fn ttl_action(run: &LoadTestRun, ctx: &Context, status: &LoadTestRunStatus) -> A
 
 /// A finished run: delete it (foreground) once its TTL has passed.
 async fn expire(run: &LoadTestRun, ctx: &Context, status: &LoadTestRunStatus) -> Result<Action> {
-    let (Some(ttl), Some(done)) = (ttl_of(run), &status.completion_time) else {
+    let Some(done) = &status.completion_time else {
+        return Ok(Action::await_change());
+    };
+    let Some(ttl) = ttl_seconds(run, ctx).await? else {
         return Ok(Action::await_change());
     };
     let due: Timestamp = done.0 + SignedDuration::from_secs(i64::from(ttl));
     if ctx.clock.now() < due {
-        return Ok(ttl_action(run, ctx, status));
+        return Ok(ttl_action(Some(ttl), ctx, status));
     }
     let api: Api<LoadTestRun> = Api::namespaced(ctx.client.clone(), &namespace(run)?);
     api.delete(&run.name_any(), &DeleteParams::foreground())
