@@ -19,7 +19,7 @@ use crate::embedded::{Embedded, EmbeddedError};
 use crate::plan::{Plan, TargetPlan};
 use crate::progress::{Progress, Snapshot};
 use crate::schedule::{RateProfile, VuProfile};
-use crate::stats::Recorder;
+use crate::stats::{Recorder, Stats};
 use crate::summary::{RunFacts, build, threshold_result};
 use crate::thresholds::Scope;
 use crate::worker::{ScenarioCtx, run_arrivals, run_vus};
@@ -150,6 +150,10 @@ pub struct RunReport {
     pub message: Option<String>,
     /// Where `summary.json` was written.
     pub written: Option<PathBuf>,
+    /// Every measurement of the run, merged exactly (for merging runs across runners).
+    pub stats: Stats,
+    /// Run time, seconds (0 when the run did not start).
+    pub elapsed_secs: f64,
 }
 
 /// Runs `plan`. Errors are returned only when the run could not start; once it has
@@ -436,6 +440,8 @@ fn finish_report(
         exit_code,
         message,
         written,
+        stats: Stats::default(),
+        elapsed_secs: 0.0,
     }
 }
 
