@@ -826,3 +826,74 @@ async fn tls_backends_are_trusted_through_a_custom_ca_file_only() {
         &Want::Unknown(&["could not connect", "certificate"]),
     );
 }
+
+#[tokio::test]
+async fn the_recorded_exposition_yields_exemplars_and_totals() {
+    use loadgen::verify::exposition::{ExpositionVerifier, sum};
+    let canned = Canned::fixture("openmetrics-echo-metrics.txt");
+    let text = String::from_utf8(canned.body.to_vec()).unwrap();
+    assert_eq!(
+        sum(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("http_route", "/api/{*path}")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("http_response_status_code", "500")]
+        ),
+        1.0
+    );
+    let stub = Stub::start(vec![canned]).await;
+    let v = ExpositionVerifier::new(
+        backend("echo-server", Endpoint::new(&stub.url()).unwrap()),
+        1000,
+    );
+    let got = ask(&v, &[T1, T2, T3, ABSENT]).await;
+    match &got[1] {
+        Outcome::Found {
+            recorded_at: Some(t),
+            ..
+        } => assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_millis(),
+            1_795_266_280_732
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(got[0].is_found() && got[2].is_found());
+    assert_eq!(got[3], Outcome::Missing);
+    let seen = stub.seen();
+    assert_eq!(seen[0].path_and_query, "/metrics");
+    assert!(
+        seen[0].headers["accept"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+}
+
+#[tokio::test]
+async fn the_real_echo_server_exposes_the_sampled_trace_id_as_exemplar() {
+    use loadgen::verify::exposition::ExpositionVerifier;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = echo_server::start(echo_server::Config::default(), listener)
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/api/orders"))
+        .header("traceparent", format!("00-{T2}-b9c7c989f97918e1-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v = ExpositionVerifier::new(backend("echo-server", Endpoint::new(&url).unwrap()), 1000);
+    let got = ask(&v, &[T2, ABSENT]).await;
+    assert!(got[0].is_found(), "{got:?}");
+    assert_eq!(got[1], Outcome::Missing);
+    server.shutdown().await.unwrap();
+}

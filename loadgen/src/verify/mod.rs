@@ -16,6 +16,8 @@
 //!   [`prometheus::ExemplarVerifier`]) and the embedded OTLP sink
 //!   ([`crate::sink::SinkVerifier`]) all implement it, so the engine does not care which
 //!   one it drives.
+//! - [`exposition::ExpositionVerifier`]: exemplars straight from the echo-server's own
+//!   `/metrics`, for the embedded default with nothing installed.
 //! - [`http::Endpoint`] + [`http::HttpBackend`]: base URL, `X-Scope-OrgID` tenant, basic
 //!   or bearer [`http::Auth`] whose [`Secret`]s come from env or file and never print, TLS
 //!   with a custom CA, a per-request timeout, `429` + `Retry-After` handling.
@@ -87,6 +89,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod exposition;
 pub mod http;
 pub mod loki;
 pub mod pipeline;
