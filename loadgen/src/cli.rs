@@ -32,6 +32,9 @@ pub enum Command {
     Operator(crate::operator::cli::OperatorArgs),
     /// Print the CustomResourceDefinitions (LoadTest, LoadTestRun) as YAML, for `kubectl apply -f -`.
     Crd,
+    /// Run one runner's part of a LoadTestRun: wait at the start barrier, run, write the
+    /// partial result (what the operator's runner pods execute).
+    Runner(crate::operator::runner::RunnerArgs),
 }
 
 /// Arguments of `loadgen validate`.
@@ -92,6 +95,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Run(args) => crate::run::run_command(&args),
         Command::Operator(args) => crate::operator::cli::operator_command(&args),
         Command::Crd => crate::operator::cli::crd_command(),
+        Command::Runner(args) => crate::operator::runner::runner_command(&args),
     }
 }
 

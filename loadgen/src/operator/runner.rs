@@ -118,6 +118,43 @@ mod tests {
     use http::Method;
     use serde_json::json;
 
+    #[test]
+    fn the_args_the_operator_gives_a_runner_job_parse_as_loadgen_runner() {
+        use clap::Parser;
+        let run = crate::operator::fixtures::test_run(
+            "r1",
+            ricochet_crds::LoadTestRunSpec {
+                load_test_ref: Some(ricochet_crds::LoadTestRef { name: "x".into() }),
+                spec: None,
+                overrides: None,
+            },
+        );
+        let job = crate::operator::resources::runner_job(
+            &run,
+            2,
+            3,
+            None,
+            &crate::operator::OperatorConfig::default(),
+        )
+        .unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        let cli =
+            crate::cli::Cli::try_parse_from(std::iter::once("loadgen".to_owned()).chain(args))
+                .unwrap();
+        let crate::cli::Command::Runner(r) = cli.command else {
+            panic!("not the runner subcommand");
+        };
+        assert_eq!((r.index, r.runners), (2, 3));
+        assert_eq!(r.run.as_deref(), Some("r1"));
+        assert_eq!(r.start_config_map.as_deref(), Some("r1-start"));
+        assert_eq!(r.result_config_map.as_deref(), Some("r1-result-2"));
+        assert_eq!(
+            r.spec,
+            std::path::Path::new("/etc/ricochet/spec/runner-2.yaml")
+        );
+    }
+
     #[tokio::test]
     async fn a_runner_waits_until_the_barrier_config_map_exists() {
         let (ctx, mut server) = Context::test(FixedClock::at("2026-11-21T02:00:00Z"));
@@ -189,5 +226,120 @@ mod tests {
         let back =
             Partial::from_json(seen.body["data"]["partial.json"].as_str().unwrap(), 2).unwrap();
         assert_eq!(back, partial);
+    }
+}
+
+/// Arguments of `loadgen runner` (what a runner pod executes; also runs locally).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunnerArgs {
+    /// This runner's part of the run, a LoadTest file (`<run>-spec`'s `runner-<i>.yaml`).
+    #[arg(long, value_name = "FILE")]
+    pub spec: std::path::PathBuf,
+    /// This runner's index, 0-based.
+    #[arg(long)]
+    pub index: u32,
+    /// Number of runners of the run.
+    #[arg(long)]
+    pub runners: u32,
+    /// The LoadTestRun (in cluster; its uid comes from `RICOCHET_RUN_UID`).
+    #[arg(long, requires_all = ["start_config_map", "result_config_map"])]
+    pub run: Option<String>,
+    /// In cluster: wait for this ConfigMap (the start barrier) and start at its `startAt`.
+    #[arg(long, requires = "run")]
+    pub start_config_map: Option<String>,
+    /// In cluster: write the partial result into this ConfigMap.
+    #[arg(long, requires = "run")]
+    pub result_config_map: Option<String>,
+    /// Locally: start at this instant (RFC 3339) instead of waiting for a ConfigMap.
+    #[arg(long, conflicts_with = "run")]
+    pub start_at: Option<Timestamp>,
+    /// Locally: write the partial result (JSON) to this file.
+    #[arg(long, conflicts_with = "run", required_unless_present = "run")]
+    pub result_file: Option<std::path::PathBuf>,
+}
+
+/// `loadgen runner`: barrier, this runner's part of the run, partial result; exit 0 when the
+/// partial result is written, 2 for an invalid spec, 3 when the run could not be carried out.
+pub fn runner_command(args: &RunnerArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let plan = match crate::load::load_plan(&args.spec, &crate::plan::Overrides::default()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen runner: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(run_part(args, &plan)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen runner {}: {e}", args.index);
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn run_part(args: &RunnerArgs, plan: &crate::plan::Plan) -> Result<()> {
+    let cluster = match &args.run {
+        Some(run) => {
+            let client = Client::try_default().await?;
+            let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+            Some((client, namespace, run.clone()))
+        }
+        None => None,
+    };
+    let start_at = match (&cluster, &args.start_config_map) {
+        (Some((client, ns, _)), Some(cm)) => Some(
+            wait_for_start(
+                client.clone(),
+                ns,
+                cm,
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            )
+            .await?,
+        ),
+        _ => args.start_at,
+    };
+    if let Some(at) = start_at {
+        let wait = at.duration_since(Timestamp::now());
+        if let Ok(wait) = Duration::try_from(wait) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let stopper = std::sync::Arc::new(crate::run::Stopper::new());
+    let opts = crate::run::RunOptions::default();
+    let report = crate::run::execute(plan, &opts, stopper)
+        .await
+        .map_err(|e| Error::Startup(e.to_string()))?;
+    if report.exit_code == 3 {
+        return Err(Error::Startup(
+            report
+                .message
+                .unwrap_or_else(|| "the run could not be carried out".into()),
+        ));
+    }
+    let partial = Partial::from_stats(&report.stats, plan, args.index, report.elapsed_secs)
+        .map_err(|e| Error::Render("the partial result".into(), e.to_string()))?;
+    match (cluster, &args.result_config_map, &args.result_file) {
+        (Some((client, ns, run)), Some(name), _) => {
+            let uid = std::env::var("RICOCHET_RUN_UID").unwrap_or_default();
+            let cm = result_config_map(name, &run, &uid, args.index, &partial);
+            write_result(client, &ns, &cm).await
+        }
+        (_, _, Some(file)) => std::fs::write(file, partial.to_json())
+            .map_err(|e| Error::Render(file.display().to_string(), e.to_string())),
+        _ => Err(Error::Startup(
+            "no --result-file or --result-config-map to write the partial result to".into(),
+        )),
     }
 }
