@@ -257,3 +257,26 @@ fn every_overlay_renders_with_kubectl_kustomize_and_its_objects_validate() {
         assert_eq!(nightly["spec"]["parallelism"], expected, "{env}");
     }
 }
+
+#[test]
+fn the_dashboard_queries_only_metrics_the_operator_exports() {
+    let text = std::fs::read_to_string(repo().join("deploy/base/grafana/ricochet.json")).unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let exported = loadgen::operator::Metrics::default().render();
+    let mut checked = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("ricochet_") {
+                    assert!(
+                        exported.contains(&format!("# TYPE {word} ")),
+                        "dashboard queries {word}, which the operator does not export"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 4);
+}
