@@ -323,6 +323,10 @@ impl ApiServerVerifier {
                         assert_eq!(s.body["metadata"]["name"], created);
                         seen.push(s);
                     }
+                    // RunCreated, or RunSkipped under Forbid.
+                    let ev = self.expect_event().await;
+                    assert_eq!(ev.body["regarding"]["kind"], "LoadTest");
+                    seen.push(ev);
                     let lt = serde_json::to_value(&load_test).unwrap();
                     seen.push(
                         self.expect(
@@ -1008,7 +1012,8 @@ mod tests {
             created["metadata"]["labels"]["ricochet.dev/load-test"],
             "nightly"
         );
-        let status = &seen[4].body["status"];
+        assert_eq!(seen[4].body["reason"], "RunCreated");
+        let status = &seen[5].body["status"];
         assert_eq!(status["lastRun"], create);
         assert_eq!(status["lastScheduleTime"], "2026-11-21T02:00:00Z");
         // The newest finished run (nightly-5) failed.
@@ -1037,7 +1042,8 @@ mod tests {
         );
         reconcile_load_test(Arc::new(lt), ctx).await.unwrap();
         let seen = timeout_after_1s(mock).await;
-        let status = &seen[1].body["status"];
+        assert_eq!(seen[1].body["reason"], "RunSkipped");
+        let status = &seen[2].body["status"];
         assert_eq!(status["active"], json!(["nightly-9"]));
         assert!(
             status["message"].as_str().unwrap().contains("skipped"),

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use ricochet_crds::{
     ConcurrencyPolicy, DEFAULT_FAILED_RUNS_HISTORY_LIMIT, DEFAULT_SUCCESSFUL_RUNS_HISTORY_LIMIT,
@@ -231,10 +232,12 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
         Decision::Wait { next } => next,
         Decision::Skip { due, next } => {
             status.last_schedule_time = Some(Time(due));
-            status.message = Some(format!(
+            let message = format!(
                 "tick {due} skipped: run {} is still active (concurrencyPolicy Forbid)",
                 active.join(", ")
-            ));
+            );
+            event(&lt, &ctx, EventType::Warning, "RunSkipped", message.clone()).await?;
+            status.message = Some(message);
             next
         }
         Decision::Create { due, replace, next } => {
@@ -246,6 +249,8 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
             match runs.create(&PostParams::default(), &run).await {
                 Ok(_) => {
                     ctx.metrics.scheduled_runs.fetch_add(1, Ordering::Relaxed);
+                    let note = format!("created run {run_name} for tick {due}");
+                    event(&lt, &ctx, EventType::Normal, "RunCreated", note).await?;
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e.into()),
@@ -269,6 +274,28 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
             .await?;
     }
     Ok(requeue_at(now, next))
+}
+
+async fn event(
+    lt: &LoadTest,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> Result<()> {
+    ctx.recorder
+        .publish(
+            &Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: "Schedule".into(),
+                secondary: None,
+            },
+            &lt.object_ref(&()),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The run a tick creates: a reference to the LoadTest, owned by it, labelled with it; the
