@@ -488,3 +488,25 @@ async fn oversized_request_head_is_refused() {
     assert_eq!(r.status, 431);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
+    let server = serve(echo_server::Config::default()).await;
+    let addr = server.local_addr();
+    let c = client();
+    let in_flight = tokio::spawn({
+        let c = c.clone();
+        async move { get(&c, addr, "/api/slow?delay=400ms", &[]).await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.shutdown().await.unwrap();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the in-flight request finished"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer accepting"
+    );
+}
