@@ -1,4 +1,5 @@
-//! Command line: `loadgen run | validate`, errors mapped to exit codes.
+//! Command line: `loadgen run | validate | report | compare | operator | runner | crd`,
+//! errors mapped to exit codes.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -35,6 +36,12 @@ pub enum Command {
     /// Run one runner's part of a LoadTestRun: wait at the start barrier, run, write the
     /// partial result (what the operator's runner pods execute).
     Runner(crate::operator::runner::RunnerArgs),
+    /// Re-render a run's summary.json as text, Markdown, HTML, JUnit or JSON; exit 2 when
+    /// the summary cannot be read (another schema version, malformed JSON).
+    Report(crate::reporting::ReportArgs),
+    /// Compare two runs' summary.json side by side; exit 1 when a regression exceeds
+    /// `--max-regression`, 2 when a summary or the limits cannot be read.
+    Compare(crate::reporting::CompareArgs),
 }
 
 /// Arguments of `loadgen validate`.
@@ -96,6 +103,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Operator(args) => crate::operator::cli::operator_command(&args),
         Command::Crd => crate::operator::cli::crd_command(),
         Command::Runner(args) => crate::operator::runner::runner_command(&args),
+        Command::Report(args) => crate::reporting::report_command(&args),
+        Command::Compare(args) => crate::reporting::compare_command(&args),
     }
 }
 

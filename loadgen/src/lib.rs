@@ -17,6 +17,7 @@ pub mod client;
 pub mod embedded;
 pub mod evaluate;
 pub mod progress;
+pub mod reporting;
 pub mod run;
 pub mod schedule;
 pub mod stats;
