@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace on a fresh machine, installing what the tests need.
+# Runs every test of the workspace on a fresh machine, installing what the tests need
+# from Debian's packages when absent:
+# - prometheus: loadgen/tests/prometheus_roundtrip.rs runs a real Prometheus. The package
+#   may start its own service on :9090 (hence --no-install-recommends for the node
+#   exporter); that does not matter: the test starts its own prometheus on a free
+#   loopback port with a temp config and data dir.
+# - chromium: reports/tests/browser.sh opens the HTML report in headless Chromium and
+#   fails on console errors or network requests; the screenshot it takes is kept at
+#   target/report-screenshot.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# loadgen/tests/prometheus_roundtrip.rs runs a real Prometheus (Debian's package). Install
-# it when absent. The package may start its own service on :9090 (and the recommended
-# node exporter, hence --no-install-recommends); that does not matter: the test starts
-# its own prometheus on a free loopback port with a temp config and data dir.
-if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
-  echo "scripts/test.sh: installing Debian's prometheus for the metrics round-trip test" >&2
+missing=()
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
 fi
 
+bash reports/tests/browser.sh
 cargo test --workspace --all-targets
 cargo test --workspace --doc
