@@ -16,10 +16,10 @@ fn sample(t0: Instant, i: u64) -> Sample {
         key: SeriesKey {
             scenario: 0,
             request: (i % 3) as u16,
-            status: if i % 100 == 0 { 503 } else { 200 },
+            status: if i.is_multiple_of(100) { 503 } else { 200 },
             phase: 0,
         },
-        failed: i % 100 == 0,
+        failed: i.is_multiple_of(100),
         stream: false,
         scheduled,
         sent: scheduled + Duration::from_micros(30),
