@@ -342,12 +342,10 @@ pub async fn execute(
         stop_reason: stop.map(|s| s.1).or_else(|| message.clone()),
     };
     let summary = build(plan, &facts, &agg, results);
-    Ok(finish_report(
-        summary,
-        exit_code,
-        message,
-        opts.out.as_deref(),
-    ))
+    let mut report = finish_report(summary, exit_code, message, opts.out.as_deref());
+    report.stats = agg.totals.clone();
+    report.elapsed_secs = secs;
+    Ok(report)
 }
 
 /// Judges `abortOnFail` thresholds past their `delayAbortEval`.
