@@ -140,3 +140,20 @@ fn a_missing_file_exits_2() {
             "nope.yaml: cannot read the scenario file: ",
         ));
 }
+
+#[test]
+fn the_readme_loadtest_example_validates() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme
+        .find("```yaml\napiVersion")
+        .expect("README has a LoadTest example")
+        + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    validate_text(&readme[start..end], &[])
+        .success()
+        .stdout(predicate::str::contains(
+            "2 scenarios (api, chat), target rate 1200 req/s",
+        ));
+}
