@@ -154,8 +154,14 @@ impl Aggregator {
             let idx = u16::try_from(i).unwrap_or(u16::MAX);
             let mut h = new_hist();
             let mut p = TimePoint {
+                t: f64::from(sec),
                 target_rps: self.planned(i, sec),
-                ..overall
+                requests: 0,
+                errors: 0,
+                dropped: 0,
+                p50_ms: None,
+                p95_ms: None,
+                p99_ms: None,
             };
             for (_, s) in stats.series.iter().filter(|(k, _)| k.scenario == idx) {
                 p.requests += s.requests;

@@ -220,4 +220,22 @@ fn the_smoke_scenario_passes_against_the_embedded_echo_server() {
         s.metrics.keys()
     );
     assert!(s.thresholds.iter().all(|t| t.verdict == Verdict::Pass));
+
+    // Each second's overall point is the sum of the scenarios' points, and each
+    // scenario's series adds up to its own request count (not its neighbours').
+    for (i, overall) in s.time_series.iter().enumerate() {
+        let per_scenario: u64 = s
+            .scenarios
+            .iter()
+            .map(|sc| sc.time_series[i].requests)
+            .sum();
+        assert_eq!(overall.requests, per_scenario, "second {i}");
+    }
+    for sc in &s.scenarios {
+        let series_total: u64 = sc.time_series.iter().map(|p| p.requests).sum();
+        let key = format!("http_reqs{{scenario:{}}}", sc.name);
+        assert_eq!(series_total, s.metrics[&key].count, "{}", sc.name);
+    }
+    let total: u64 = s.time_series.iter().map(|p| p.requests).sum();
+    assert_eq!(total, s.metrics["http_reqs"].count);
 }
