@@ -405,52 +405,8 @@ fn metrics(out: &mut String, summary: &Summary) {
 }
 
 fn metadata(out: &mut String, summary: &Summary) {
-    let run = &summary.run;
     out.push_str("<section id=\"run\">\n<h2>Run</h2>\n<dl class=\"meta\">\n");
-    let mut rows: Vec<(&str, String)> = vec![("LoadTest", esc(&run.name))];
-    if let Some(source) = &run.source {
-        rows.push(("Scenario file", format!("<code>{}</code>", esc(source))));
-    }
-    rows.push((
-        "Target",
-        format!(
-            "<code>{}</code>{}",
-            esc(&run.target),
-            if run.embedded {
-                " (embedded echo-server)"
-            } else {
-                ""
-            }
-        ),
-    ));
-    if let Some(rps) = run.target_rps {
-        rows.push(("Target rate", per_sec(rps)));
-    }
-    if let Some(m) = run.multiplier {
-        rows.push(("GA multiplier", format!("{m}×")));
-    }
-    if let Some(reqs) = units::metric(summary, "http_reqs", None) {
-        rows.push(("Achieved rate", per_sec(reqs.rate)));
-    }
-    for s in &summary.scenarios {
-        rows.push((
-            "Scenario",
-            format!(
-                "{} — {}, starts at {}, runs {}",
-                esc(&s.name),
-                esc(&s.executor),
-                units::secs(s.start_secs),
-                units::secs(s.duration_secs)
-            ),
-        ));
-    }
-    if let Some(reason) = &run.stop_reason {
-        rows.push(("Stopped early", esc(reason)));
-    }
-    rows.push(("Started", esc(&run.started_at)));
-    rows.push(("Ended", esc(&run.ended_at)));
-    rows.push(("Duration", units::secs(run.duration_secs)));
-    rows.push(("loadgen", esc(&run.loadgen_version)));
+    let rows = units::metadata_rows(summary, esc, |s| format!("<code>{}</code>", esc(s)));
     for (k, v) in rows {
         let _ = writeln!(out, "<dt>{k}</dt><dd>{v}</dd>");
     }

@@ -203,50 +203,8 @@ fn chaos(out: &mut String, summary: &Summary) {
 }
 
 fn metadata(out: &mut String, summary: &Summary) {
-    let run = &summary.run;
     out.push_str("<details><summary>Run metadata</summary>\n\n| | |\n|---|---|\n");
-    let mut rows: Vec<(&str, String)> = vec![("LoadTest", md(&run.name))];
-    if let Some(source) = &run.source {
-        rows.push(("Scenario file", format!("`{}`", code(source))));
-    }
-    rows.push((
-        "Target",
-        format!(
-            "`{}`{}",
-            code(&run.target),
-            if run.embedded {
-                " (embedded echo-server)"
-            } else {
-                ""
-            }
-        ),
-    ));
-    if let Some(rps) = run.target_rps {
-        rows.push(("Target rate", per_sec(rps)));
-    }
-    if let Some(m) = run.multiplier {
-        rows.push(("GA multiplier", format!("{m}×")));
-    }
-    if let Some(reqs) = units::metric(summary, "http_reqs", None) {
-        rows.push(("Achieved rate", per_sec(reqs.rate)));
-    }
-    for s in &summary.scenarios {
-        rows.push((
-            "Scenario",
-            format!(
-                "{} — {}, starts at {}, runs {}",
-                md(&s.name),
-                md(&s.executor),
-                units::secs(s.start_secs),
-                units::secs(s.duration_secs)
-            ),
-        ));
-    }
-    rows.push(("Started", md(&run.started_at)));
-    rows.push(("Ended", md(&run.ended_at)));
-    rows.push(("Duration", units::secs(run.duration_secs)));
-    rows.push(("loadgen", md(&run.loadgen_version)));
-    rows.push(("Schema version", summary.schema_version.to_string()));
+    let rows = units::metadata_rows(summary, md, |s| format!("`{}`", code(s)));
     for (k, v) in rows {
         let _ = writeln!(out, "| {k} | {v} |");
     }

@@ -183,3 +183,54 @@ mod tests {
         assert_eq!(Measure::of("p(99)<800ms"), Measure::Millis);
     }
 }
+
+/// The run-metadata rows (label, value) that the Markdown and HTML reports show, with
+/// user-supplied text passed through `text` and literal values (paths, URLs) through
+/// `code`, each renderer escaping for its own format.
+pub(crate) fn metadata_rows(
+    summary: &Summary,
+    text: impl Fn(&str) -> String,
+    code: impl Fn(&str) -> String,
+) -> Vec<(&'static str, String)> {
+    let run = &summary.run;
+    let mut rows: Vec<(&'static str, String)> = vec![("LoadTest", text(&run.name))];
+    if let Some(source) = &run.source {
+        rows.push(("Scenario file", code(source)));
+    }
+    let embedded = if run.embedded {
+        " (embedded echo-server)"
+    } else {
+        ""
+    };
+    rows.push(("Target", format!("{}{embedded}", code(&run.target))));
+    if let Some(rps) = run.target_rps {
+        rows.push(("Target rate", per_sec(rps)));
+    }
+    if let Some(m) = run.multiplier {
+        rows.push(("GA multiplier", format!("{m}×")));
+    }
+    if let Some(reqs) = metric(summary, "http_reqs", None) {
+        rows.push(("Achieved rate", per_sec(reqs.rate)));
+    }
+    for s in &summary.scenarios {
+        rows.push((
+            "Scenario",
+            format!(
+                "{} — {}, starts at {}, runs {}",
+                text(&s.name),
+                text(&s.executor),
+                secs(s.start_secs),
+                secs(s.duration_secs)
+            ),
+        ));
+    }
+    if let Some(reason) = &run.stop_reason {
+        rows.push(("Stopped early", text(reason)));
+    }
+    rows.push(("Started", text(&run.started_at)));
+    rows.push(("Ended", text(&run.ended_at)));
+    rows.push(("Duration", secs(run.duration_secs)));
+    rows.push(("loadgen", text(&run.loadgen_version)));
+    rows.push(("Schema version", summary.schema_version.to_string()));
+    rows
+}
