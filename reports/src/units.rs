@@ -147,43 +147,6 @@ pub(crate) fn metric<'a>(
     summary.metrics.get(&key)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_k6() {
-        assert_eq!(ms(0.35), "350µs");
-        assert_eq!(ms(12.345), "12.35ms");
-        assert_eq!(ms(1210.0), "1.21s");
-        assert_eq!(ms(0.0), "0.00ms");
-        assert_eq!(ms_axis(500.0), "500ms");
-        assert_eq!(ms_axis(2500.0), "2.5s");
-        assert_eq!(ms_axis(0.25), "0.25ms");
-    }
-
-    #[test]
-    fn fractions_keep_small_values_visible() {
-        assert_eq!(percent(0.0012), "0.12%");
-        assert_eq!(percent(0.000_01), "0.0010%");
-        assert_eq!(percent(0.0), "0.00%");
-    }
-
-    #[test]
-    fn seconds_read_as_clock_durations() {
-        assert_eq!(secs(12.0), "12s");
-        assert_eq!(secs(125.0), "2m05s");
-        assert_eq!(secs(3725.0), "1h02m05s");
-    }
-
-    #[test]
-    fn threshold_measure_follows_the_aggregation() {
-        assert_eq!(Measure::of("rate<0.003"), Measure::Fraction);
-        assert_eq!(Measure::of("count<10"), Measure::Count);
-        assert_eq!(Measure::of("p(99)<800ms"), Measure::Millis);
-    }
-}
-
 /// The run-metadata rows (label, value) that the Markdown and HTML reports show, with
 /// user-supplied text passed through `text` and literal values (paths, URLs) through
 /// `code`, each renderer escaping for its own format.
@@ -233,4 +196,41 @@ pub(crate) fn metadata_rows(
     rows.push(("loadgen", text(&run.loadgen_version)));
     rows.push(("Schema version", summary.schema_version.to_string()));
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_k6() {
+        assert_eq!(ms(0.35), "350µs");
+        assert_eq!(ms(12.345), "12.35ms");
+        assert_eq!(ms(1210.0), "1.21s");
+        assert_eq!(ms(0.0), "0.00ms");
+        assert_eq!(ms_axis(500.0), "500ms");
+        assert_eq!(ms_axis(2500.0), "2.5s");
+        assert_eq!(ms_axis(0.25), "0.25ms");
+    }
+
+    #[test]
+    fn fractions_keep_small_values_visible() {
+        assert_eq!(percent(0.0012), "0.12%");
+        assert_eq!(percent(0.000_01), "0.0010%");
+        assert_eq!(percent(0.0), "0.00%");
+    }
+
+    #[test]
+    fn seconds_read_as_clock_durations() {
+        assert_eq!(secs(12.0), "12s");
+        assert_eq!(secs(125.0), "2m05s");
+        assert_eq!(secs(3725.0), "1h02m05s");
+    }
+
+    #[test]
+    fn threshold_measure_follows_the_aggregation() {
+        assert_eq!(Measure::of("rate<0.003"), Measure::Fraction);
+        assert_eq!(Measure::of("count<10"), Measure::Count);
+        assert_eq!(Measure::of("p(99)<800ms"), Measure::Millis);
+    }
 }
