@@ -137,17 +137,6 @@ impl TagIndex {
     }
 }
 
-/// The kind of a metric this engine measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricKind {
-    /// A distribution in ms.
-    Trend,
-    /// A fraction of true samples.
-    Rate,
-    /// A cumulative count.
-    Counter,
-}
-
 /// Reads one trend's histogram from a series.
 pub type TrendGetter = fn(&SeriesStats) -> Option<&Hist>;
 
@@ -159,21 +148,6 @@ pub const TRENDS: [(&str, TrendGetter); 5] = [
     ("http_req_service_duration", |s| Some(&s.service)),
     ("http_req_schedule_lag", |s| Some(&s.schedule_lag)),
 ];
-
-/// The kind of a metric name, or `None` when this engine does not measure it.
-pub fn metric_kind(name: &str) -> Option<MetricKind> {
-    match name {
-        "http_req_failed" => Some(MetricKind::Rate),
-        "http_reqs"
-        | "iterations"
-        | "dropped_iterations"
-        | "interrupted_iterations"
-        | "data_sent"
-        | "data_received" => Some(MetricKind::Counter),
-        n if TRENDS.iter().any(|t| t.0 == n) => Some(MetricKind::Trend),
-        _ => None,
-    }
-}
 
 /// The samples of one metric selected by a filter.
 #[derive(Clone, Debug)]

@@ -1277,7 +1277,7 @@ spec:
         let cases = [
             (
                 "    http_req_duraton: [\"p(99)<800ms\"]\n",
-                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `data_sent`, `data_received`",
+                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`",
             ),
             (
                 "    http_req_duration: [\"p(99)<800ms\", \"p(95)<2 seconds\"]\n",

@@ -9,10 +9,11 @@ use ricochet_reports::model::{
 };
 
 use crate::aggregate::Aggregator;
-use crate::evaluate::{MetricKind, Selected, metric_kind, ms, select};
+use crate::evaluate::{Selected, ms, select};
 use crate::plan::Plan;
 use crate::stats::{Hist, merge_hist, new_hist};
 use crate::thresholds::Scope;
+use crate::thresholds::{METRICS, metric_kind};
 
 /// Percentiles of each scenario's latency spectrum.
 pub const SPECTRUM: [f64; 14] = [
@@ -103,21 +104,6 @@ pub fn metric_key(name: &str, filter: &BTreeMap<String, String>) -> String {
     format!("{name}{{{}}}", tags.join(","))
 }
 
-const BASE_METRICS: [&str; 12] = [
-    "http_reqs",
-    "http_req_duration",
-    "http_req_waiting",
-    "http_req_service_duration",
-    "http_req_schedule_lag",
-    "http_stream_duration",
-    "http_req_failed",
-    "iterations",
-    "dropped_iterations",
-    "interrupted_iterations",
-    "data_sent",
-    "data_received",
-];
-
 fn metrics(plan: &Plan, agg: &Aggregator, seconds: f64) -> BTreeMap<String, MetricSummary> {
     let stats = &agg.totals;
     let index = agg.index();
@@ -134,12 +120,12 @@ fn metrics(plan: &Plan, agg: &Aggregator, seconds: f64) -> BTreeMap<String, Metr
         }
     };
     let none = BTreeMap::new();
-    for m in BASE_METRICS {
+    for (m, _) in METRICS {
         add(m, &none);
     }
     for sc in &plan.scenarios {
         let f: BTreeMap<String, String> = [("scenario".to_owned(), sc.name.clone())].into();
-        for m in BASE_METRICS {
+        for (m, _) in METRICS {
             add(m, &f);
         }
         if sc.requests.len() > 1 {
@@ -262,12 +248,4 @@ pub fn threshold_result(
             _ => None,
         },
     }
-}
-
-/// Metric names this engine measures, with their kinds (for docs and tests).
-pub fn measured_metrics() -> Vec<(&'static str, MetricKind)> {
-    BASE_METRICS
-        .iter()
-        .filter_map(|m| metric_kind(m).map(|k| (*m, k)))
-        .collect()
 }

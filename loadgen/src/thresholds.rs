@@ -126,10 +126,13 @@ pub const METRICS: &[(&str, MetricKind)] = &[
     ("http_reqs", MetricKind::Counter),
     ("http_req_duration", MetricKind::Trend),
     ("http_req_waiting", MetricKind::Trend),
+    ("http_req_service_duration", MetricKind::Trend),
+    ("http_req_schedule_lag", MetricKind::Trend),
     ("http_stream_duration", MetricKind::Trend),
     ("http_req_failed", MetricKind::Rate),
     ("iterations", MetricKind::Counter),
     ("dropped_iterations", MetricKind::Counter),
+    ("interrupted_iterations", MetricKind::Counter),
     ("data_sent", MetricKind::Counter),
     ("data_received", MetricKind::Counter),
 ];
@@ -523,6 +526,21 @@ mod tests {
             ("http_reqs", "rate!=0", A::Rate, C::Ne, 0.0),
             ("dropped_iterations", "count===0", A::Count, C::Eq, 0.0),
             ("data_received", "count>1e6", A::Count, C::Gt, 1e6),
+            (
+                "http_req_schedule_lag",
+                "p(99)<1ms",
+                A::Percentile(99.0),
+                C::Lt,
+                1.0,
+            ),
+            (
+                "http_req_service_duration",
+                "p(95)<1s",
+                A::Percentile(95.0),
+                C::Lt,
+                1000.0,
+            ),
+            ("interrupted_iterations", "count==0", A::Count, C::Eq, 0.0),
         ];
         for (metric, condition, aggregation, comparison, limit) in cases {
             let kind = metric_kind(metric).unwrap();
@@ -626,7 +644,7 @@ mod tests {
             )
         };
         let cases = [
-            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `data_sent`, `data_received`".to_owned()),
+            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`".to_owned()),
             ("http_reqs{}", bad("{}")),
             ("http_reqs{scenario}", bad("{scenario}")),
             ("http_reqs{scenario:}", bad("{scenario:}")),

@@ -101,7 +101,7 @@ fn each_invalid_input_exits_2_with_one_located_sentence() {
         ),
         (
             VALID.replace("http_req_duration{", "http_req_time{"),
-            "scenario.yaml:14:5: spec.thresholds.http_req_time{scenario:api}: unknown metric `http_req_time`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `data_sent`, `data_received`",
+            "scenario.yaml:14:5: spec.thresholds.http_req_time{scenario:api}: unknown metric `http_req_time`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`",
         ),
         (
             VALID.replace("  scenarios:\n", "  scenarios:\n   - oops\n"),
