@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::plan::{RequestPlan, TargetUrl};
 
@@ -165,6 +165,9 @@ impl Target {
             path.parse()?
         };
         let mut headers = r.headers.clone();
+        // Placeholders, overwritten per request in place (no insert, no rehash).
+        headers.insert(TRACEPARENT, HeaderValue::from_static(""));
+        headers.insert(REQUEST_ID, HeaderValue::from_static(""));
         if !self.http2 {
             headers.insert(HOST, self.authority.clone());
         }
@@ -277,6 +280,13 @@ impl SentAt {
 type H1 = http1::SendRequest<Full<Bytes>>;
 type H2 = http2::SendRequest<Full<Bytes>>;
 
+/// One HTTP/1.1 connection owned by one VU (see [`Client::send_owned`]).
+#[derive(Debug, Default)]
+pub struct OwnedConn {
+    sender: Option<H1>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
 /// A client of one target with a bounded pool of keep-alive connections.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -330,8 +340,12 @@ impl Client {
         *r.uri_mut() = req.uri.clone();
         let mut headers = req.headers.clone();
         let (traceparent, request_id) = trace_headers();
-        headers.insert(TRACEPARENT, traceparent);
-        headers.insert(REQUEST_ID, request_id);
+        if let Some(v) = headers.get_mut(TRACEPARENT) {
+            *v = traceparent;
+        }
+        if let Some(v) = headers.get_mut(REQUEST_ID) {
+            *v = request_id;
+        }
         *r.headers_mut() = headers;
         if self.inner.target.http2 {
             *r.version_mut() = http::Version::HTTP_2;
@@ -392,6 +406,100 @@ impl Client {
                     return result;
                 }
                 // A kept-alive connection the server closed meanwhile: retry on another.
+                Err(e)
+                    if reused && attempts < 3 && (e.is_canceled() || e.is_incomplete_message()) => {
+                }
+                Err(e) => return Err(fail(FailureKind::Transport(e.to_string()), t)),
+            }
+        }
+    }
+
+    /// Whether `vus` virtual users can each own one HTTP/1.1 connection within
+    /// `maxConnections` (then [`Client::send_owned`] skips the pool).
+    pub fn can_dedicate(&self, vus: usize) -> bool {
+        !self.inner.target.http2 && vus <= self.inner.target.max_connections
+    }
+
+    /// Like [`Client::send`], over a connection owned by the caller (one VU): no pool
+    /// checkout and no permit per request. The connection holds one of the
+    /// `maxConnections` permits for as long as `conn` lives, and is dropped (closed) on
+    /// any failure or timeout.
+    pub async fn send_owned(
+        &self,
+        conn: &mut OwnedConn,
+        req: &Prepared,
+    ) -> Result<Exchange, Failure> {
+        let sent = SentAt::new();
+        match tokio::time::timeout(
+            self.inner.target.timeout,
+            self.exchange_owned(conn, req, &sent),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Failure {
+                kind: FailureKind::Timeout,
+                sent: sent.get(),
+                end: Instant::now(),
+                bytes_sent: req.approx_sent,
+            }),
+        }
+    }
+
+    async fn exchange_owned(
+        &self,
+        conn: &mut OwnedConn,
+        req: &Prepared,
+        sent: &SentAt,
+    ) -> Result<Exchange, Failure> {
+        let fail = |kind, sent: Instant| Failure {
+            kind,
+            sent,
+            end: Instant::now(),
+            bytes_sent: req.approx_sent,
+        };
+        if conn.permit.is_none() {
+            match self.inner.permits.clone().acquire_owned().await {
+                Ok(p) => conn.permit = Some(p),
+                Err(_) => {
+                    return Err(fail(
+                        FailureKind::Transport("client closed".into()),
+                        sent.get(),
+                    ));
+                }
+            }
+        }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // Taken out: put back only after a complete exchange, so a timeout or an
+            // error drops (closes) the connection.
+            let (mut sender, reused) = match conn.sender.take() {
+                Some(s) if !s.is_closed() => (s, true),
+                _ => (
+                    self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
+                    false,
+                ),
+            };
+            if sender.ready().await.is_err() {
+                if reused && attempts < 3 {
+                    continue;
+                }
+                return Err(fail(
+                    FailureKind::Transport("connection closed".into()),
+                    sent.get(),
+                ));
+            }
+            let t = Instant::now();
+            sent.set(t);
+            match sender.send_request(self.build(req)).await {
+                Ok(resp) => {
+                    let result = read_response(resp, req, t).await.map_err(|k| fail(k, t));
+                    if result.is_ok() && !sender.is_closed() {
+                        conn.sender = Some(sender);
+                    }
+                    return result;
+                }
                 Err(e)
                     if reused && attempts < 3 && (e.is_canceled() || e.is_incomplete_message()) => {
                 }

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, FailureKind, Prepared, random_u64};
+use crate::client::{Client, FailureKind, OwnedConn, Prepared, random_u64};
 use crate::plan::ScenarioPlan;
 use crate::schedule::{RateProfile, VuProfile, stage_at};
 use crate::stats::{Recorder, Sample, ScenarioKey, SeriesKey};
@@ -87,8 +87,9 @@ impl ScenarioCtx {
         .map_or(0, |i| u16::try_from(i + 1).unwrap_or(u16::MAX))
     }
 
-    /// Runs one iteration intended at `scheduled` and records it (unless interrupted).
-    pub async fn iteration(&self, scheduled: Instant) {
+    /// Runs one iteration intended at `scheduled` and records it (unless interrupted);
+    /// over `conn` when the caller owns a connection, else over the pool.
+    pub async fn iteration(&self, scheduled: Instant, conn: Option<&mut OwnedConn>) {
         let idx = self.pick();
         let Some(req) = self.requests.get(idx) else {
             return;
@@ -100,7 +101,12 @@ impl ScenarioCtx {
                 self.recorder.record_interrupted(key, Instant::now());
                 return;
             }
-            r = self.client.send(req) => r,
+            r = async {
+                match conn {
+                    Some(c) => self.client.send_owned(c, req).await,
+                    None => self.client.send(req).await,
+                }
+            } => r,
         };
         let key = |status| SeriesKey {
             scenario: self.index,
@@ -199,7 +205,7 @@ fn dispatch(
             Ok(permit) => {
                 let ctx = ctx.clone();
                 handle.spawn(async move {
-                    ctx.iteration(at).await;
+                    ctx.iteration(at, None).await;
                     drop(permit);
                 });
             }
@@ -239,11 +245,16 @@ pub async fn run_vus(ctx: Arc<ScenarioCtx>, profile: VuProfile, stop: Cancellati
     let end = ctx.start + profile.duration();
     let profile = Arc::new(profile);
     let mut set = JoinSet::new();
+    // Each VU owns its connection when maxConnections allows it (no pool per request).
+    let dedicated = ctx
+        .client
+        .can_dedicate(usize::try_from(profile.max_vus()).unwrap_or(usize::MAX));
     for vu in 0..profile.max_vus() {
         let ctx = ctx.clone();
         let profile = profile.clone();
         let stop = stop.clone();
         set.spawn(async move {
+            let mut conn = dedicated.then(OwnedConn::default);
             loop {
                 let now = Instant::now();
                 if stop.is_cancelled() || ctx.hard_stop.is_cancelled() || now >= end {
@@ -257,7 +268,7 @@ pub async fn run_vus(ctx: Arc<ScenarioCtx>, profile: VuProfile, stop: Cancellati
                     }
                     continue;
                 }
-                ctx.iteration(now).await;
+                ctx.iteration(now, conn.as_mut()).await;
             }
         });
     }
