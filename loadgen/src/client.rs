@@ -376,42 +376,7 @@ impl Client {
                 sent.get(),
             ));
         };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (mut sender, reused) = match self.checkout() {
-                Some(s) => (s, true),
-                None => (
-                    self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
-                    false,
-                ),
-            };
-            if sender.ready().await.is_err() {
-                if reused && attempts < 3 {
-                    continue;
-                }
-                return Err(fail(
-                    FailureKind::Transport("connection closed".into()),
-                    sent.get(),
-                ));
-            }
-            let t = Instant::now();
-            sent.set(t);
-            match sender.send_request(self.build(req)).await {
-                Ok(resp) => {
-                    let result = read_response(resp, req, t).await.map_err(|k| fail(k, t));
-                    if result.is_ok() && !sender.is_closed() {
-                        self.checkin(sender);
-                    }
-                    return result;
-                }
-                // A kept-alive connection the server closed meanwhile: retry on another.
-                Err(e)
-                    if reused && attempts < 3 && (e.is_canceled() || e.is_incomplete_message()) => {
-                }
-                Err(e) => return Err(fail(FailureKind::Transport(e.to_string()), t)),
-            }
-        }
+        self.exchange_h1(req, sent, Slot::Pool).await
     }
 
     /// Whether `vus` virtual users can each own one HTTP/1.1 connection within
@@ -469,14 +434,31 @@ impl Client {
                 }
             }
         }
+        self.exchange_h1(req, sent, Slot::Owned(&mut conn.sender))
+            .await
+    }
+
+    /// One HTTP/1.1 exchange over a connection from `slot`, retried (up to 3 attempts) on
+    /// a kept-alive connection the server closed meanwhile. The connection goes back to
+    /// `slot` only after a complete exchange, so a timeout or an error drops (closes) it.
+    async fn exchange_h1(
+        &self,
+        req: &Prepared,
+        sent: &SentAt,
+        mut slot: Slot<'_>,
+    ) -> Result<Exchange, Failure> {
+        let fail = |kind, sent: Instant| Failure {
+            kind,
+            sent,
+            end: Instant::now(),
+            bytes_sent: req.approx_sent,
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
-            // Taken out: put back only after a complete exchange, so a timeout or an
-            // error drops (closes) the connection.
-            let (mut sender, reused) = match conn.sender.take() {
-                Some(s) if !s.is_closed() => (s, true),
-                _ => (
+            let (mut sender, reused) = match slot.take(self) {
+                Some(s) => (s, true),
+                None => (
                     self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
                     false,
                 ),
@@ -496,10 +478,11 @@ impl Client {
                 Ok(resp) => {
                     let result = read_response(resp, req, t).await.map_err(|k| fail(k, t));
                     if result.is_ok() && !sender.is_closed() {
-                        conn.sender = Some(sender);
+                        slot.keep(self, sender);
                     }
                     return result;
                 }
+                // A kept-alive connection the server closed meanwhile: retry on another.
                 Err(e)
                     if reused && attempts < 3 && (e.is_canceled() || e.is_incomplete_message()) => {
                 }
@@ -671,6 +654,30 @@ pub fn trace_headers() -> (HeaderValue, HeaderValue) {
         HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("")),
         HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("")),
     )
+}
+
+/// Where an HTTP/1.1 exchange takes its kept-alive connection from and puts it back.
+enum Slot<'a> {
+    /// The client's shared idle pool.
+    Pool,
+    /// One virtual user's own connection.
+    Owned(&'a mut Option<H1>),
+}
+
+impl Slot<'_> {
+    fn take(&mut self, client: &Client) -> Option<H1> {
+        match self {
+            Slot::Pool => client.checkout(),
+            Slot::Owned(conn) => conn.take().filter(|s| !s.is_closed()),
+        }
+    }
+
+    fn keep(&mut self, client: &Client, sender: H1) {
+        match self {
+            Slot::Pool => client.checkin(sender),
+            Slot::Owned(conn) => **conn = Some(sender),
+        }
+    }
 }
 
 #[cfg(test)]
