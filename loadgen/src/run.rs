@@ -523,7 +523,8 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
     match result {
         Ok(report) => {
             if !args.quiet {
-                print!("{}", render_text(&report.summary));
+                let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                print!("{}", ricochet_reports::text::render(&report.summary, color));
             }
             if let Some(m) = &report.message {
                 eprintln!("{m}");
@@ -535,9 +536,4 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// The end-of-run table.
-pub fn render_text(summary: &Summary) -> String {
-    ricochet_reports::text::render(summary, false)
 }
