@@ -108,19 +108,7 @@ fn thresholds(out: &mut String, summary: &Summary) {
             Verdict::Fail => ("fail", "✗ fail"),
             Verdict::Unknown => ("unknown", "? unknown"),
         };
-        let mut note = Vec::new();
-        if let Some(phase) = &t.phase {
-            note.push(format!("phase {}", esc(phase)));
-        }
-        if let Some(w) = t.window_secs {
-            note.push(format!("window {}", units::secs(w)));
-        }
-        if let Some(reason) = &t.reason {
-            note.push(esc(reason));
-        }
-        if t.abort_on_fail {
-            note.push("abortOnFail".to_owned());
-        }
+        let note = units::threshold_note(t, esc);
         let _ = writeln!(
             out,
             "<tr class=\"{class}\"><td class=\"verdict\">{label}</td><td><code>{}</code></td><td><code>{}</code></td>\
@@ -129,7 +117,7 @@ fn thresholds(out: &mut String, summary: &Summary) {
             esc(&t.expression),
             esc(&units::observed(t)),
             esc(&Measure::of(&t.expression).format(t.limit)),
-            note.join("; ")
+            note
         );
     }
     out.push_str("</tbody>\n</table>\n</section>\n");

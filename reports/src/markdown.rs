@@ -55,19 +55,7 @@ fn thresholds(out: &mut String, summary: &Summary) {
             Verdict::Fail => "❌ fail",
             Verdict::Unknown => "❔ unknown",
         };
-        let mut note = Vec::new();
-        if let Some(phase) = &t.phase {
-            note.push(format!("phase {}", md(phase)));
-        }
-        if let Some(w) = t.window_secs {
-            note.push(format!("window {}", units::secs(w)));
-        }
-        if let Some(reason) = &t.reason {
-            note.push(md(reason));
-        }
-        if t.abort_on_fail {
-            note.push("abortOnFail".to_owned());
-        }
+        let note = units::threshold_note(t, md);
         let _ = writeln!(
             out,
             "| {mark} | `{}` | `{}` | {} | {} | {} |",
@@ -75,7 +63,7 @@ fn thresholds(out: &mut String, summary: &Summary) {
             code(&t.expression),
             units::observed(t),
             Measure::of(&t.expression).format(t.limit),
-            note.join("; ")
+            note
         );
     }
     out.push('\n');

@@ -198,6 +198,25 @@ pub(crate) fn metadata_rows(
     rows
 }
 
+/// The "note" cell of a threshold row (phase, window, reason, abortOnFail), with
+/// user-supplied text passed through `text` so each renderer escapes for its format.
+pub(crate) fn threshold_note(t: &ThresholdResult, text: impl Fn(&str) -> String) -> String {
+    let mut note = Vec::new();
+    if let Some(phase) = &t.phase {
+        note.push(format!("phase {}", text(phase)));
+    }
+    if let Some(w) = t.window_secs {
+        note.push(format!("window {}", secs(w)));
+    }
+    if let Some(reason) = &t.reason {
+        note.push(text(reason));
+    }
+    if t.abort_on_fail {
+        note.push("abortOnFail".to_owned());
+    }
+    note.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
