@@ -36,9 +36,9 @@ use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use ricochet_crds::{LoadTest, LoadTestRun};
 
 /// What the operator can fail at while reconciling (retried by `error_policy`).
@@ -213,6 +213,28 @@ pub struct Context {
 }
 
 impl Context {
+    /// Publishes an Event about `object` (a run or a LoadTest) for `action`.
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        action: &str,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) -> Result<()> {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        self.recorder
+            .publish(&event, &object.object_ref(&()))
+            .await?;
+        Ok(())
+    }
+
     /// A context over `client` with the system clock.
     pub fn new(client: Client, config: OperatorConfig) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(resources::MANAGER));

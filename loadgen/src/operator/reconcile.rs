@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 use ricochet_crds::{
     LoadTest, LoadTestRun, LoadTestRunStatus, LoadTestSpec, ReportLocation, RunPhase, RunnerPhase,
     RunnerStatus, Verdict,
@@ -160,19 +160,7 @@ async fn event(
     reason: &str,
     note: String,
 ) -> Result<()> {
-    ctx.recorder
-        .publish(
-            &Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: "Reconcile".into(),
-                secondary: None,
-            },
-            &run.object_ref(&()),
-        )
-        .await?;
-    Ok(())
+    ctx.publish(run, "Reconcile", type_, reason, note).await
 }
 
 /// A new run: validate, split, create the spec ConfigMap and the runner Jobs.

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use ricochet_crds::{
     ConcurrencyPolicy, DEFAULT_FAILED_RUNS_HISTORY_LIMIT, DEFAULT_SUCCESSFUL_RUNS_HISTORY_LIMIT,
@@ -283,19 +283,7 @@ async fn event(
     reason: &str,
     note: String,
 ) -> Result<()> {
-    ctx.recorder
-        .publish(
-            &Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: "Schedule".into(),
-                secondary: None,
-            },
-            &lt.object_ref(&()),
-        )
-        .await?;
-    Ok(())
+    ctx.publish(lt, "Schedule", type_, reason, note).await
 }
 
 /// The run a tick creates: a reference to the LoadTest, owned by it, labelled with it; the
