@@ -9,10 +9,12 @@
 mod cluster;
 mod run;
 mod spec;
+mod telemetry;
 
 pub use cluster::*;
 pub use run::*;
 pub use spec::*;
+pub use telemetry::*;
 
 /// The `apiVersion` of a `LoadTest` document.
 pub const API_VERSION: &str = "ricochet.dev/v1alpha1";

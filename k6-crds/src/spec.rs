@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{CleanupPolicy, ConcurrencyPolicy, Parallelism, RunnerTemplate};
 use crate::run::Verdict;
+use crate::telemetry::{AdminSpec, ChaosEventSpec, TelemetrySpec};
 
 /// What a load test runs: target, traffic, scenarios and the thresholds that gate it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -39,6 +40,14 @@ pub struct LoadTestSpec {
     /// a list of conditions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub thresholds: BTreeMap<String, Vec<ThresholdSpec>>,
+    /// Telemetry round-trip verification; with an embedded target and no section, the
+    /// embedded OTLP sink verifies up to 100 requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySpec>,
+    /// Faults applied through the echo-server's admin API during the run, removed at the
+    /// end (also when interrupted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chaos: Vec<ChaosEventSpec>,
 
     // In cluster only (`loadgen operator`); `loadgen run` ignores these.
     /// Runner pods sharing each run, every rate split exactly between them (default 1).
@@ -106,6 +115,9 @@ pub struct Target {
     /// Per-request timeout, e.g. `30s` (default 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// The echo-server's admin API, needed by `spec.chaos`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
 }
 
 /// Traffic as a multiple of the GA baseline.

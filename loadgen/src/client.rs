@@ -225,6 +225,8 @@ pub struct Exchange {
     pub bytes_sent: u64,
     /// Response bytes, approximate wire size.
     pub bytes_received: u64,
+    /// The trace id and request id the request carried.
+    pub ids: TraceIds,
 }
 
 /// Why an exchange produced no complete response.
@@ -323,7 +325,9 @@ impl Client {
     /// Sends `req` and reads the whole response, within the target's timeout.
     pub async fn send(&self, req: &Prepared) -> Result<Exchange, Failure> {
         let sent = SentAt::new();
-        match tokio::time::timeout(self.inner.target.timeout, self.exchange(req, &sent)).await {
+        let ids = TraceIds::fresh();
+        match tokio::time::timeout(self.inner.target.timeout, self.exchange(req, &sent, ids)).await
+        {
             Ok(r) => r,
             Err(_) => Err(Failure {
                 kind: FailureKind::Timeout,
@@ -334,12 +338,12 @@ impl Client {
         }
     }
 
-    fn build(&self, req: &Prepared) -> Request<Full<Bytes>> {
+    fn build(&self, req: &Prepared, ids: TraceIds) -> Request<Full<Bytes>> {
         let mut r = Request::new(Full::new(req.body.clone()));
         *r.method_mut() = req.method.clone();
         *r.uri_mut() = req.uri.clone();
         let mut headers = req.headers.clone();
-        let (traceparent, request_id) = trace_headers();
+        let (traceparent, request_id) = ids.headers();
         if let Some(v) = headers.get_mut(TRACEPARENT) {
             *v = traceparent;
         }
@@ -353,7 +357,12 @@ impl Client {
         r
     }
 
-    async fn exchange(&self, req: &Prepared, sent: &SentAt) -> Result<Exchange, Failure> {
+    async fn exchange(
+        &self,
+        req: &Prepared,
+        sent: &SentAt,
+        ids: TraceIds,
+    ) -> Result<Exchange, Failure> {
         let fail = |kind, sent: Instant| Failure {
             kind,
             sent,
@@ -365,10 +374,12 @@ impl Client {
             let t = Instant::now();
             sent.set(t);
             let resp = sender
-                .send_request(self.build(req))
+                .send_request(self.build(req, ids))
                 .await
                 .map_err(|e| fail(FailureKind::Transport(e.to_string()), t))?;
-            return read_response(resp, req, t).await.map_err(|k| fail(k, t));
+            return read_response(resp, req, t, ids)
+                .await
+                .map_err(|k| fail(k, t));
         }
         let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
             return Err(fail(
@@ -376,7 +387,7 @@ impl Client {
                 sent.get(),
             ));
         };
-        self.exchange_h1(req, sent, Slot::Pool).await
+        self.exchange_h1(req, sent, ids, Slot::Pool).await
     }
 
     /// Whether `vus` virtual users can each own one HTTP/1.1 connection within
@@ -395,9 +406,10 @@ impl Client {
         req: &Prepared,
     ) -> Result<Exchange, Failure> {
         let sent = SentAt::new();
+        let ids = TraceIds::fresh();
         match tokio::time::timeout(
             self.inner.target.timeout,
-            self.exchange_owned(conn, req, &sent),
+            self.exchange_owned(conn, req, &sent, ids),
         )
         .await
         {
@@ -416,6 +428,7 @@ impl Client {
         conn: &mut OwnedConn,
         req: &Prepared,
         sent: &SentAt,
+        ids: TraceIds,
     ) -> Result<Exchange, Failure> {
         let fail = |kind, sent: Instant| Failure {
             kind,
@@ -434,7 +447,7 @@ impl Client {
                 }
             }
         }
-        self.exchange_h1(req, sent, Slot::Owned(&mut conn.sender))
+        self.exchange_h1(req, sent, ids, Slot::Owned(&mut conn.sender))
             .await
     }
 
@@ -445,6 +458,7 @@ impl Client {
         &self,
         req: &Prepared,
         sent: &SentAt,
+        ids: TraceIds,
         mut slot: Slot<'_>,
     ) -> Result<Exchange, Failure> {
         let fail = |kind, sent: Instant| Failure {
@@ -474,9 +488,11 @@ impl Client {
             }
             let t = Instant::now();
             sent.set(t);
-            match sender.send_request(self.build(req)).await {
+            match sender.send_request(self.build(req, ids)).await {
                 Ok(resp) => {
-                    let result = read_response(resp, req, t).await.map_err(|k| fail(k, t));
+                    let result = read_response(resp, req, t, ids)
+                        .await
+                        .map_err(|k| fail(k, t));
                     if result.is_ok() && !sender.is_closed() {
                         slot.keep(self, sender);
                     }
@@ -555,6 +571,7 @@ async fn read_response(
     resp: http::Response<hyper::body::Incoming>,
     req: &Prepared,
     sent: Instant,
+    ids: TraceIds,
 ) -> Result<Exchange, FailureKind> {
     let head = Instant::now();
     let (parts, mut body) = resp.into_parts();
@@ -580,6 +597,7 @@ async fn read_response(
         end,
         bytes_sent: req.approx_sent,
         bytes_received: received,
+        ids,
     })
 }
 
@@ -641,19 +659,55 @@ fn put_hex(out: &mut [u8], v: u64) {
     }
 }
 
-/// A fresh sampled W3C `traceparent` and an `X-Request-Id`.
-pub fn trace_headers() -> (HeaderValue, HeaderValue) {
-    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    put_hex(&mut tp[3..19], nonzero_random());
-    put_hex(&mut tp[19..35], random_u64());
-    put_hex(&mut tp[36..52], nonzero_random());
-    let mut id = [0u8; 32];
-    put_hex(&mut id[..16], random_u64());
-    put_hex(&mut id[16..], random_u64());
-    (
-        HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("")),
-        HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("")),
-    )
+/// The ids one request carries: its W3C trace id (`traceparent`, sampled) and its
+/// `X-Request-Id`, both random and nonzero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceIds {
+    /// High and low halves of the 16-byte trace id.
+    pub trace_id: (u64, u64),
+    /// High and low halves of the 16-byte request id.
+    pub request_id: (u64, u64),
+}
+
+impl TraceIds {
+    /// Fresh random ids.
+    pub fn fresh() -> Self {
+        Self {
+            trace_id: (nonzero_random(), random_u64()),
+            request_id: (random_u64(), nonzero_random()),
+        }
+    }
+
+    /// The trace id's 16 bytes.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.trace_id.0.to_be_bytes());
+        b[8..].copy_from_slice(&self.trace_id.1.to_be_bytes());
+        b
+    }
+
+    /// The request id as 32 lowercase hex digits.
+    pub fn request_id_hex(&self) -> String {
+        let mut id = [0u8; 32];
+        put_hex(&mut id[..16], self.request_id.0);
+        put_hex(&mut id[16..], self.request_id.1);
+        String::from_utf8_lossy(&id).into_owned()
+    }
+
+    /// `traceparent` (with a fresh parent span id) and `X-Request-Id` header values.
+    pub fn headers(&self) -> (HeaderValue, HeaderValue) {
+        let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
+        put_hex(&mut tp[3..19], self.trace_id.0);
+        put_hex(&mut tp[19..35], self.trace_id.1);
+        put_hex(&mut tp[36..52], nonzero_random());
+        let mut id = [0u8; 32];
+        put_hex(&mut id[..16], self.request_id.0);
+        put_hex(&mut id[16..], self.request_id.1);
+        (
+            HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("")),
+            HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("")),
+        )
+    }
 }
 
 /// Where an HTTP/1.1 exchange takes its kept-alive connection from and puts it back.
@@ -688,7 +742,8 @@ mod tests {
     fn traceparent_is_sampled_with_nonzero_ids() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
-            let (tp, id) = trace_headers();
+            let ids = TraceIds::fresh();
+            let (tp, id) = ids.headers();
             let tp = tp.to_str().map(str::to_owned).unwrap_or_default();
             let parts: Vec<&str> = tp.split('-').collect();
             assert_eq!(parts.len(), 4, "{tp}");
@@ -704,6 +759,13 @@ mod tests {
             );
             assert!(seen.insert(parts[1].to_owned()));
             assert_eq!(id.len(), 32);
+            let hex: String = ids
+                .trace_id_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(parts[1], hex);
+            assert_eq!(id.to_str().ok(), Some(ids.request_id_hex().as_str()));
         }
     }
 

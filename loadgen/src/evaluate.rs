@@ -229,7 +229,8 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    fn unknown(reason: String) -> Self {
+    /// An unknown verdict with its reason.
+    pub fn unknown(reason: String) -> Self {
         Self {
             observed: None,
             verdict: Verdict::Unknown,
@@ -277,13 +278,30 @@ pub fn judge(
             th.metric
         ));
     };
-    let no_data = || {
-        let mut r = format!("no samples of `{}` were recorded", th.key);
-        if let Some(p) = phase {
-            r.push_str(&format!(" in phase `{p}`"));
-        }
-        Judgement::unknown(r)
-    };
+    if let Selected::Counter(0) = selected
+        && !index.filter_possible(&th.filter)
+    {
+        return Judgement::unknown(format!(
+            "no scenario of this plan produces samples tagged `{}`",
+            th.key
+        ));
+    }
+    let mut no_data = format!("no samples of `{}` were recorded", th.key);
+    if let Some(p) = phase {
+        no_data.push_str(&format!(" in phase `{p}`"));
+    }
+    judge_selected(th, &selected, seconds, &no_data)
+}
+
+/// Judges `th` over already selected samples covering `seconds`; `no_data` is the
+/// reason given when there are none.
+pub fn judge_selected(
+    th: &Threshold,
+    selected: &Selected,
+    seconds: f64,
+    no_data: &str,
+) -> Judgement {
+    let no_data = || Judgement::unknown(no_data.to_owned());
     let inapplicable = |kind: &str| {
         Judgement::unknown(format!(
             "`{}` does not apply to the {kind} metric `{}`",
@@ -307,6 +325,7 @@ pub fn judge(
             }
         }
         Selected::Rate { passes, total } => {
+            let (passes, total) = (*passes, *total);
             if total == 0 {
                 return no_data();
             }
@@ -317,12 +336,7 @@ pub fn judge(
             }
         }
         Selected::Counter(n) => {
-            if n == 0 && !index.filter_possible(&th.filter) {
-                return Judgement::unknown(format!(
-                    "no scenario of this plan produces samples tagged `{}`",
-                    th.key
-                ));
-            }
+            let n = *n;
             match th.aggregation {
                 Aggregation::Count => n as f64,
                 Aggregation::Rate => n as f64 / seconds.max(1e-9),

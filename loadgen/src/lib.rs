@@ -13,11 +13,13 @@ pub mod thresholds;
 
 // The run side: schedules, hot loop, measurements, thresholds judged, summary.
 pub mod aggregate;
+pub mod chaos;
 pub mod client;
 pub mod embedded;
 pub mod evaluate;
 pub mod progress;
 pub mod reporting;
+pub mod roundtrip;
 pub mod run;
 pub mod schedule;
 pub mod stats;

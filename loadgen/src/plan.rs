@@ -23,8 +23,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use ricochet_crds::{ExecutorKind, LoadTestSpec, RequestSpec, ScenarioSpec};
 
+use crate::chaos::ChaosPlan;
 use crate::duration::{format_duration, parse_duration};
-use crate::thresholds::{Threshold, ThresholdContext, ThresholdField, parse_threshold};
+use crate::roundtrip::{FieldError, TelemetryPlan};
+use crate::thresholds::{
+    Threshold, ThresholdContext, ThresholdField, is_telemetry, parse_threshold,
+};
 
 /// A validated load test, ready to run.
 #[derive(Clone, Debug)]
@@ -41,6 +45,11 @@ pub struct Plan {
     pub scenarios: Vec<ScenarioPlan>,
     /// Thresholds, in the order written.
     pub thresholds: Vec<Threshold>,
+    /// Telemetry round-trip verification (`None`: a remote target without
+    /// `spec.telemetry`).
+    pub telemetry: Option<TelemetryPlan>,
+    /// Faults applied during the run.
+    pub chaos: ChaosPlan,
 }
 
 /// Where the load goes.
@@ -633,6 +642,41 @@ impl Checker<'_> {
             }
         }
 
+        let embedded = target == TargetPlan::Embedded;
+        let field = |e: FieldError| self.err(e.field, e.message);
+        let telemetry = match &spec.telemetry {
+            Some(t) => {
+                let p = TelemetryPlan::from_spec(t, self.base_dir).map_err(field)?;
+                if p.uses_sink() && !embedded {
+                    return Err(self.err(
+                        "spec.telemetry",
+                        "names no backend, and the embedded OTLP sink only hears the embedded echo-server: add `traces: {tempo: {url: ...}}`, `logs: {loki: {...}}` and/or `metrics: {prometheus: {...}}`, or remove `spec.target`",
+                    ));
+                }
+                Some(p)
+            }
+            None if embedded => Some(TelemetryPlan::embedded_default()),
+            None => None,
+        };
+        if telemetry.is_none()
+            && let Some(th) = thresholds.iter().find(|t| is_telemetry(&t.metric))
+        {
+            return Err(self.err(
+                format!("spec.thresholds.{}", th.key),
+                format!(
+                    "`{}` needs telemetry verification: add `spec.telemetry` with the backends to ask",
+                    th.metric
+                ),
+            ));
+        }
+        let chaos = ChaosPlan::from_spec(
+            &spec.chaos,
+            spec.target.as_ref().and_then(|t| t.admin.as_ref()),
+            embedded,
+            self.base_dir,
+        )
+        .map_err(field)?;
+
         Ok(Plan {
             name: name.to_owned(),
             source: self.file.map(Path::to_path_buf),
@@ -640,6 +684,8 @@ impl Checker<'_> {
             multiplier,
             scenarios,
             thresholds,
+            telemetry,
+            chaos,
         })
     }
 
@@ -1277,7 +1323,7 @@ spec:
         let cases = [
             (
                 "    http_req_duraton: [\"p(99)<800ms\"]\n",
-                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`",
+                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`",
             ),
             (
                 "    http_req_duration: [\"p(99)<800ms\", \"p(95)<2 seconds\"]\n",

@@ -8,20 +8,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
-use ricochet_reports::model::{Outcome, Summary, Verdict};
+use ricochet_reports::model::{Outcome, RequestCount, Summary, Verdict};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::Aggregator;
+use crate::chaos::{Admin, AdminPlan};
 use crate::cli::OverrideArgs;
 use crate::client::{Client, Target, TargetError};
-use crate::embedded::{Embedded, EmbeddedError};
+use crate::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
 use crate::plan::{Plan, TargetPlan};
 use crate::progress::{Progress, Snapshot};
+use crate::roundtrip::{
+    EmbeddedMetrics, ExporterReading, Results, SINK_CAPACITY, StartError, Verification,
+};
 use crate::schedule::{RateProfile, VuProfile};
+use crate::sink::{Sink, SinkError};
 use crate::stats::{Recorder, Stats};
 use crate::summary::{RunFacts, build, threshold_result};
-use crate::thresholds::Scope;
+use crate::thresholds::{Scope, is_telemetry};
 use crate::worker::{ScenarioCtx, run_arrivals, run_vus};
 
 /// Arguments of `loadgen run`.
@@ -116,6 +121,15 @@ pub enum RunError {
     /// The embedded echo-server failed to start.
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
+    /// The embedded OTLP sink failed to start.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Telemetry verification could not start (secret, CA file, URL).
+    #[error(transparent)]
+    Verify(StartError),
+    /// The admin token (for `spec.chaos`) could not be read.
+    #[error("spec.chaos: cannot read the admin token: {0}")]
+    Secret(crate::verify::VerifyError),
     /// A request could not be built.
     #[error("scenario `{scenario}`, request `{request}`: {source}")]
     Request {
@@ -133,7 +147,9 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Target(TargetError::Scheme { .. } | TargetError::NoHost { .. })
-            | RunError::Request { .. } => 2,
+            | RunError::Request { .. }
+            | RunError::Verify(_)
+            | RunError::Secret(_) => 2,
             _ => 3,
         }
     }
@@ -164,9 +180,20 @@ pub async fn execute(
     stopper: Arc<Stopper>,
 ) -> Result<RunReport, RunError> {
     let started_at = SystemTime::now();
+    let telemetry = plan.telemetry.as_ref();
+    let sink = match telemetry {
+        Some(t) if t.uses_sink() && plan.target == TargetPlan::Embedded => {
+            Some(Sink::start(SINK_CAPACITY).await?)
+        }
+        _ => None,
+    };
     let (target, embedded) = match &plan.target {
         TargetPlan::Embedded => {
-            let e = Embedded::start().await?;
+            let opts = EmbeddedOptions {
+                otlp_grpc: sink.as_ref().map(Sink::grpc_endpoint),
+                admin: !plan.chaos.events.is_empty(),
+            };
+            let e = Embedded::start(&opts).await?;
             let t = Target::loopback(e.addr(), 256, crate::plan::DEFAULT_TIMEOUT);
             (t, Some(e))
         }
@@ -182,6 +209,9 @@ pub async fn execute(
     if let Err(e) = target.probe().await {
         if let Some(e) = embedded {
             e.stop().await;
+        }
+        if let Some(s) = sink {
+            s.shutdown().await;
         }
         return Ok(failed_start(
             plan,
@@ -204,7 +234,51 @@ pub async fn execute(
         prepared.push(reqs);
     }
 
+    let admin = match (&plan.chaos.admin, &embedded) {
+        (None, _) => None,
+        (Some(AdminPlan::Embedded), Some(e)) => e
+            .admin()
+            .map(|(addr, token)| Admin::new(format!("http://{addr}"), token)),
+        (Some(AdminPlan::Embedded), None) => None,
+        (Some(AdminPlan::Remote { url, token }), _) => match token.read() {
+            Ok(t) => Some(Admin::new(url.clone(), t)),
+            Err(e) => return Err(RunError::Secret(e)),
+        },
+    };
+    let exporter_before = match telemetry {
+        Some(_) => ExporterReading::read(&target.url).await,
+        None => None,
+    };
+    let verify_cancel = CancellationToken::new();
+    let verification = match telemetry {
+        Some(t) => Some(
+            Verification::start(
+                t,
+                sink.as_ref(),
+                sink.as_ref()
+                    .and(embedded.as_ref())
+                    .map(|e| EmbeddedMetrics { addr: e.addr() }),
+                verify_cancel.clone(),
+            )
+            .map_err(RunError::Verify)?,
+        ),
+        None => None,
+    };
+
+    let requests_before = match &verification {
+        Some(v) => v.requests_total().await,
+        None => None,
+    };
     let run_start = Instant::now();
+    let chaos_stop = CancellationToken::new();
+    let chaos_task = admin.map(|a| {
+        tokio::spawn(crate::chaos::drive(
+            plan.chaos.events.clone(),
+            a,
+            run_start,
+            chaos_stop.clone(),
+        ))
+    });
     let recorder = Arc::new(Recorder::new(run_start));
     let mut set = JoinSet::new();
     let mut rate_profiles = Vec::new();
@@ -218,6 +292,7 @@ pub async fn execute(
             run_start + sc.start_time,
         );
         ctx.hard_stop = stopper.hard.child_token();
+        ctx.sampler = verification.as_ref().map(Verification::sampler);
         let ctx = Arc::new(ctx);
         let stop = stopper.token.clone();
         if let Some(p) = RateProfile::of(&sc.executor) {
@@ -259,7 +334,8 @@ pub async fn execute(
                 let elapsed = now.saturating_duration_since(run_start);
                 let sec = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
                 agg.absorb(recorder.drain(), sec.saturating_sub(1));
-                check_aborts(plan, &agg, elapsed, &stopper);
+                let live = verification.as_ref().map(Verification::snapshot);
+                check_aborts(plan, &agg, live.as_ref(), elapsed, &stopper);
                 let (responses, connect_errors, first) = recorder.reachability();
                 if responses == 0 && (connect_errors >= 20 || (connect_errors > 0 && elapsed >= Duration::from_secs(3))) {
                     stopper.stop(
@@ -292,17 +368,49 @@ pub async fn execute(
         .unwrap_or(u32::MAX)
         .saturating_sub(1);
     agg.finish(last_sec);
+    chaos_stop.cancel();
+    let (chaos_events, chaos_errors) = match chaos_task {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    for e in &chaos_errors {
+        eprintln!("chaos: {e}");
+    }
+    let verified = match &verification {
+        Some(v) => Some(settle(v, &stopper, &verify_cancel, opts.quiet).await),
+        None => None,
+    };
+    let exporter_after = match exporter_before {
+        Some(_) => ExporterReading::read(&target.url).await,
+        None => None,
+    };
+    let requests_after = match (&verification, &requests_before) {
+        (Some(v), Some(_)) => v.requests_total().await,
+        _ => None,
+    };
     if let Some(e) = embedded {
         e.stop().await;
     }
+    if let Some(s) = sink {
+        s.shutdown().await;
+    }
 
     let secs = elapsed.as_secs_f64();
-    let results: Vec<_> = plan
+    let mut results: Vec<_> = plan
         .thresholds
         .iter()
         .enumerate()
-        .map(|(i, th)| threshold_result(th, agg.judge_threshold(i, secs)))
+        .map(|(i, th)| {
+            let judgement = match (&verified, is_telemetry(&th.metric)) {
+                (Some(v), true) => v.judge(th),
+                _ => agg.judge_threshold(i, secs),
+            };
+            threshold_result(th, judgement)
+        })
         .collect();
+    if let Some(v) = &verified {
+        results.extend(v.class_results());
+    }
     let any_failed = results.iter().any(|r| r.verdict != Verdict::Pass);
     let (responses, connect_errors, first) = recorder.reachability();
     let stop = stopper.reason();
@@ -341,21 +449,87 @@ pub async fn execute(
         exit_code,
         stop_reason: stop.map(|s| s.1).or_else(|| message.clone()),
     };
-    let summary = build(plan, &facts, &agg, results);
+    let mut summary = build(plan, &facts, &agg, results);
+    if let Some(v) = &verified {
+        let mut t = v.summary();
+        if let (Some(b), Some(a)) = (&exporter_before, &exporter_after) {
+            t.exporter = ExporterReading::delta(b, a);
+        }
+        t.recovery_secs = storm_window(plan).and_then(|(s, e)| v.recovery_secs(s, e));
+        if let (Some((b, _)), Some((a, source))) = (&requests_before, requests_after) {
+            t.requests = Some(RequestCount {
+                sent: recorder.reachability().0,
+                counted: a - b,
+                source,
+            });
+        }
+        summary.telemetry = Some(t);
+    }
+    summary.chaos = chaos_events;
     let mut report = finish_report(summary, exit_code, message, opts.out.as_deref());
     report.stats = agg.totals.clone();
     report.elapsed_secs = secs;
     Ok(report)
 }
 
+/// Waits for the sampled requests' telemetry to settle. An interrupt (Ctrl-C, SIGTERM)
+/// during the wait, or one that already stopped the run, settles what is pending as
+/// unknown at once.
+async fn settle(
+    v: &Verification,
+    stopper: &Stopper,
+    cancel: &CancellationToken,
+    quiet: bool,
+) -> Results {
+    if matches!(stopper.reason(), Some((StopKind::Interrupted, _))) {
+        cancel.cancel();
+    }
+    if !quiet && !cancel.is_cancelled() {
+        eprintln!(
+            "load finished; waiting up to {} for the sampled requests' telemetry to settle (Ctrl-C to stop waiting)",
+            crate::duration::format_duration(v.settle_timeout())
+        );
+    }
+    let interrupted = async {
+        if stopper.token.is_cancelled() {
+            stopper.hard.cancelled().await;
+        } else {
+            stopper.token.cancelled().await;
+        }
+    };
+    tokio::select! {
+        r = v.finish() => r,
+        () = interrupted => {
+            cancel.cancel();
+            v.finish().await
+        }
+    }
+}
+
+/// The `storm` phase (a stage named `storm`) of the plan, for the recovery time.
+fn storm_window(plan: &Plan) -> Option<(Duration, Duration)> {
+    plan.phases()
+        .into_iter()
+        .find(|(_, phase)| phase.name == "storm")
+        .map(|(_, p)| (p.start, p.end))
+}
+
 /// Judges `abortOnFail` thresholds past their `delayAbortEval`.
-fn check_aborts(plan: &Plan, agg: &Aggregator, elapsed: Duration, stopper: &Stopper) {
+fn check_aborts(
+    plan: &Plan,
+    agg: &Aggregator,
+    live: Option<&Results>,
+    elapsed: Duration,
+    stopper: &Stopper,
+) {
     for (i, th) in plan.thresholds.iter().enumerate() {
         if !th.abort_on_fail || elapsed < th.delay_abort_eval || stopper.token.is_cancelled() {
             continue;
         }
-        let failed = match th.scope {
-            Scope::Window(_) => agg.window_failed(i),
+        let failed = match (th.scope.clone(), live) {
+            (_, Some(r)) if is_telemetry(&th.metric) => r.judge(th).verdict == Verdict::Fail,
+            (_, None) if is_telemetry(&th.metric) => false,
+            (Scope::Window(_), _) => agg.window_failed(i),
             _ => agg.judge_threshold(i, elapsed.as_secs_f64()).verdict == Verdict::Fail,
         };
         if failed {

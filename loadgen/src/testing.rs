@@ -9,7 +9,8 @@ use bytes::Bytes;
 use crate::plan::{Executor, Plan, RequestPlan, ScenarioPlan, StagePlan, TargetPlan, TargetUrl};
 use crate::thresholds::{Aggregation, Comparison, Scope, Threshold};
 
-/// A plan against the embedded echo-server with `scenarios` and no thresholds.
+/// A plan against the embedded echo-server with `scenarios`, no thresholds and no
+/// telemetry verification (tests of the load engine alone).
 pub fn plan_with(scenarios: Vec<ScenarioPlan>) -> Plan {
     Plan {
         name: "test".into(),
@@ -18,6 +19,8 @@ pub fn plan_with(scenarios: Vec<ScenarioPlan>) -> Plan {
         multiplier: None,
         scenarios,
         thresholds: Vec::new(),
+        telemetry: None,
+        chaos: crate::chaos::ChaosPlan::default(),
     }
 }
 

@@ -135,7 +135,27 @@ pub const METRICS: &[(&str, MetricKind)] = &[
     ("interrupted_iterations", MetricKind::Counter),
     ("data_sent", MetricKind::Counter),
     ("data_received", MetricKind::Counter),
+    // Telemetry round trip (`spec.telemetry`); judged on the whole run, untagged.
+    ("telemetry_trace_missing", MetricKind::Rate),
+    ("telemetry_log_missing", MetricKind::Rate),
+    ("telemetry_metric_missing", MetricKind::Rate),
+    ("telemetry_trace_incomplete", MetricKind::Rate),
+    ("telemetry_trace_unknown", MetricKind::Rate),
+    ("telemetry_log_unknown", MetricKind::Rate),
+    ("telemetry_metric_unknown", MetricKind::Rate),
+    ("telemetry_trace_ingest_latency", MetricKind::Trend),
+    ("telemetry_log_ingest_latency", MetricKind::Trend),
+    ("telemetry_metric_ingest_latency", MetricKind::Trend),
+    ("telemetry_trace_query_duration", MetricKind::Trend),
+    ("telemetry_log_query_duration", MetricKind::Trend),
+    ("telemetry_metric_query_duration", MetricKind::Trend),
 ];
+
+/// Whether `metric` is one of the telemetry round-trip metrics (judged from the
+/// verifiers' tallies, not from request samples).
+pub fn is_telemetry(metric: &str) -> bool {
+    metric.starts_with("telemetry_")
+}
 
 /// The kind of a known metric, `None` for a name not in [`METRICS`].
 pub fn metric_kind(name: &str) -> Option<MetricKind> {
@@ -483,6 +503,31 @@ pub fn parse_threshold(
             (None, None) => {}
         }
     }
+    if is_telemetry(&threshold.metric) {
+        if !threshold.filter.is_empty() {
+            return Err(fail(
+                ThresholdField::Key,
+                format!(
+                    "`{}` takes no tag filter: telemetry metrics are judged over the whole run",
+                    threshold.metric
+                ),
+            ));
+        }
+        let field = match threshold.scope {
+            Scope::Run => None,
+            Scope::Window(_) => Some(ThresholdField::Window),
+            Scope::Phase(_) => Some(ThresholdField::Phase),
+        };
+        if let Some(field) = field {
+            return Err(fail(
+                field,
+                format!(
+                    "`{}` cannot be judged per window or phase: telemetry metrics are judged over the whole run",
+                    threshold.metric
+                ),
+            ));
+        }
+    }
     Ok(threshold)
 }
 
@@ -644,7 +689,7 @@ mod tests {
             )
         };
         let cases = [
-            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`".to_owned()),
+            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`".to_owned()),
             ("http_reqs{}", bad("{}")),
             ("http_reqs{scenario}", bad("{scenario}")),
             ("http_reqs{scenario:}", bad("{scenario:}")),

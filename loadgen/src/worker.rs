@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, FailureKind, OwnedConn, Prepared, random_u64};
 use crate::plan::ScenarioPlan;
+use crate::roundtrip::{Completed, Sampler, expected_spans};
 use crate::schedule::{RateProfile, VuProfile, stage_at};
 use crate::stats::{Recorder, Sample, ScenarioKey, SeriesKey};
 
@@ -36,6 +37,11 @@ pub struct ScenarioCtx {
     pub start: Instant,
     /// Interrupts in-flight iterations (after `gracefulStop`).
     pub hard_stop: CancellationToken,
+    /// Chooses completed requests for telemetry verification, when it runs.
+    pub sampler: Option<Arc<Sampler>>,
+    scenario_name: Arc<str>,
+    request_names: Vec<Arc<str>>,
+    expected_spans: Vec<usize>,
 }
 
 impl ScenarioCtx {
@@ -57,6 +63,17 @@ impl ScenarioCtx {
                 acc
             })
             .collect();
+        let scenario_name = Arc::from(plan.name.as_str());
+        let request_names = plan
+            .requests
+            .iter()
+            .map(|r| Arc::from(r.name.as_str()))
+            .collect();
+        let expected_spans = plan
+            .requests
+            .iter()
+            .map(|r| expected_spans(&r.path_and_query))
+            .collect();
         Self {
             index,
             plan,
@@ -66,6 +83,10 @@ impl ScenarioCtx {
             recorder,
             start,
             hard_stop: CancellationToken::new(),
+            sampler: None,
+            scenario_name,
+            request_names,
+            expected_spans,
         }
     }
 
@@ -117,6 +138,15 @@ impl ScenarioCtx {
         let sample = match outcome {
             Ok(ex) => {
                 self.recorder.note_response();
+                if let Some(sampler) = &self.sampler {
+                    sampler.offer(Completed {
+                        scenario: &self.scenario_name,
+                        request: &self.request_names[idx],
+                        expected_spans: self.expected_spans[idx],
+                        scheduled,
+                        exchange: &ex,
+                    });
+                }
                 Sample {
                     key: key(ex.status),
                     failed: ex.status >= 400,

@@ -46,7 +46,12 @@ fn validate_text(yaml: &str, flags: &[&str]) -> assert_cmd::assert::Assert {
 
 #[test]
 fn every_shipped_scenario_validates() {
-    for name in ["smoke.yaml", "api-3x-ga.yaml"] {
+    for name in [
+        "smoke.yaml",
+        "api-3x-ga.yaml",
+        "trace-storm.yaml",
+        "chaos-drill.yaml",
+    ] {
         loadgen()
             .arg("validate")
             .arg(scenarios().join(name))
@@ -101,7 +106,36 @@ fn each_invalid_input_exits_2_with_one_located_sentence() {
         ),
         (
             VALID.replace("http_req_duration{", "http_req_time{"),
-            "scenario.yaml:14:5: spec.thresholds.http_req_time{scenario:api}: unknown metric `http_req_time`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`",
+            "scenario.yaml:14:5: spec.thresholds.http_req_time{scenario:api}: unknown metric `http_req_time`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`",
+        ),
+        (
+            format!("{VALID}  telemetry:\n    sample: {{rate: 2}}\n"),
+            "scenario.yaml:16:14: spec.telemetry.sample.rate: must be a fraction > 0 and <= 1, got 2",
+        ),
+        (
+            format!(
+                "{VALID}  telemetry:\n    traces: {{tempo: {{url: http://tempo:3200, bearerToken: {{}}}}}}\n"
+            ),
+            "scenario.yaml:16:46: spec.telemetry.traces.tempo.bearerToken: needs exactly one of `env` (a variable name) or `file` (a path); secrets are never written in the document",
+        ),
+        (
+            format!(
+                "{VALID}  telemetry:\n    expectKeep: [{{name: errors, status: 9xx, keep: 1}}]\n"
+            ),
+            "scenario.yaml:16:33: spec.telemetry.expectKeep[0].status: `9xx` is neither a status (100-599) nor a class such as `5xx`",
+        ),
+        (
+            format!("{VALID}  chaos:\n    - {{at: 5s, fault: {{telemetryDropRate: 1.5}}}}\n"),
+            "scenario.yaml:16:24: spec.chaos[0].fault.telemetryDropRate: must be a fraction between 0 and 1, got 1.5",
+        ),
+        (
+            VALID
+                .replace(
+                    "http_req_duration{scenario:api}",
+                    "telemetry_trace_missing{scenario:api}",
+                )
+                .replace("p(99)<800ms", "rate<0.01"),
+            "scenario.yaml:14:5: spec.thresholds.telemetry_trace_missing{scenario:api}: `telemetry_trace_missing` takes no tag filter: telemetry metrics are judged over the whole run",
         ),
         (
             VALID.replace("  scenarios:\n", "  scenarios:\n   - oops\n"),

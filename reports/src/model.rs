@@ -254,15 +254,90 @@ pub struct ThresholdResult {
 }
 
 /// Telemetry round-trip results.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TelemetrySummary {
     /// One entry per verified signal (traces, logs, metrics).
     pub signals: Vec<SignalSummary>,
+    /// How requests were sampled, e.g. `rate 0.01` or `100/s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<String>,
+    /// How long after completion telemetry could still arrive, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_timeout_secs: Option<f64>,
+    /// Samples not verified because a verifier's queue was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub samples_dropped: u64,
+    /// The echo-server exporter's counters over the run (what the pipeline accepted,
+    /// refused and what never reached it), when they could be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exporter: Vec<ExporterCounts>,
+    /// The RED cross-check: requests loadgen got a response to, against the server-side
+    /// request counter's increase over the run (workload routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestCount>,
+    /// After the last load stage of a storm: seconds until the trace ingest latency was
+    /// back to its pre-storm level (p95 of one second within 1.5× of the baseline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_secs: Option<f64>,
+}
+
+/// Requests loadgen saw answered against what the server's counter says.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCount {
+    /// Responses loadgen received.
+    pub sent: u64,
+    /// The server-side counter's increase.
+    pub counted: f64,
+    /// Where the counter was read (`echo-server /metrics`, `prometheus <url>`).
+    pub source: String,
+}
+
+/// One exporter pipeline's counters over the run (after minus before).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExporterCounts {
+    /// `spans` or `logs`.
+    pub signal: String,
+    /// Items the collector accepted.
+    pub accepted: u64,
+    /// Items in exports the collector refused (429 / RESOURCE_EXHAUSTED, errors, partial
+    /// success).
+    pub refused: u64,
+    /// Items dropped before export (queue full), or by the chaos drop rate.
+    pub dropped: u64,
+}
+
+/// The observed keep rate of one request class.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeepClassSummary {
+    /// Class name (`default`: no class matched; expected kept).
+    pub name: String,
+    /// Declared keep probability.
+    pub declared: f64,
+    /// Found plus missing samples.
+    pub samples: u64,
+    /// Found samples.
+    pub found: u64,
+    /// Unchecked samples.
+    pub unknown: u64,
+    /// Observed keep rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<f64>,
+    /// Lower bound of its 99.9 % Wilson interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
+    /// Upper bound of its 99.9 % Wilson interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
+    /// Whether the declared probability lies inside the interval.
+    pub verdict: Verdict,
 }
 
 /// Round-trip result of one signal.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignalSummary {
     /// `traces`, `logs` or `metrics`.
@@ -288,6 +363,23 @@ pub struct SignalSummary {
     /// percentiles instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingest_percentiles: Vec<PercentilePoint>,
+    /// Exemplars taken over by a newer request before any scrape (neither found nor
+    /// missing; exemplars keep one request per bucket).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub superseded: u64,
+    /// `telemetry_<signal>_missing`: only what should have been kept; absent while
+    /// unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_rate: Option<f64>,
+    /// How long the backend took to answer, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_duration: Option<TrendStats>,
+    /// Why samples could not be checked, with counts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown_reasons: BTreeMap<String, u64>,
+    /// Observed keep rate per declared request class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<KeepClassSummary>,
 }
 
 /// A fault applied during the run.
@@ -300,4 +392,8 @@ pub struct ChaosEvent {
     pub start_secs: f64,
     /// Removed, seconds since run start.
     pub end_secs: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

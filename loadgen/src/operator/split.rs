@@ -100,6 +100,8 @@ pub fn split_spec(
             traffic: None,
             scenarios: Vec::new(),
             thresholds: Default::default(),
+            telemetry: None,
+            chaos: Vec::new(),
             parallelism: None,
             max_rate_per_runner: None,
             schedule: None,

@@ -171,6 +171,9 @@ struct Seen {
     map: HashMap<TraceId, (Instant, SystemTime)>,
     order: VecDeque<TraceId>,
     evicted: u64,
+    /// Timestamp of the newest exemplar seen: a sample that completed before it and is
+    /// not held was [`Outcome::Superseded`].
+    newest: Option<SystemTime>,
 }
 
 /// Verifies exemplars by scraping an exposition (the embedded echo-server's `/metrics`).
@@ -233,6 +236,7 @@ impl Verifier for ExpositionVerifier {
             };
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             for e in exemplars(&text) {
+                seen.newest = seen.newest.max(Some(e.at));
                 if seen.map.contains_key(&e.trace_id) {
                     continue;
                 }
@@ -255,7 +259,7 @@ impl Verifier for ExpositionVerifier {
                         spans: None,
                         recorded_at: Some(*at),
                     },
-                    None => Outcome::Missing,
+                    None => superseded_or_missing(seen.newest, s),
                 })
                 .collect();
             Check {
@@ -263,6 +267,16 @@ impl Verifier for ExpositionVerifier {
                 query_durations: vec![a.took],
             }
         })
+    }
+}
+
+/// An exemplar not held is [`Outcome::Superseded`] when an exemplar recorded after the
+/// request completed was seen (a newer request took the bucket), else [`Outcome::Missing`].
+pub fn superseded_or_missing(newest: Option<SystemTime>, sample: &Sample) -> Outcome {
+    if newest.is_some_and(|t| t > sample.completed_at) {
+        Outcome::Superseded
+    } else {
+        Outcome::Missing
     }
 }
 

@@ -4,7 +4,8 @@
 //! # Outcomes are values
 //!
 //! Every question to a backend ends in an [`Outcome`]: [`Outcome::Found`],
-//! [`Outcome::Missing`] (the backend answered and does not hold it) or
+//! [`Outcome::Missing`] (the backend answered and does not hold it),
+//! [`Outcome::Superseded`] (exemplars only: a newer request took the bucket's exemplar) or
 //! [`Outcome::Unknown`] (we could not ask: connection refused, 5xx, 401, unparsable
 //! answer). "Could not ask" never becomes "not found": a threshold on a missing rate fails
 //! closed on unknowns, with their reason.
@@ -107,7 +108,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use http::{Auth, Endpoint, HttpBackend, Secret};
 pub use poll::{PollPolicy, Verified};
-pub use tally::{Rate, Tally};
+pub use tally::{ClassCounts, Rate, Tally};
 
 /// A boxed `Send` future, so [`Verifier`] stays dyn-compatible.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -271,6 +272,15 @@ pub struct Sample {
     pub completed_at: SystemTime,
     /// Spans the trace must hold to count as complete (1 for a plain request).
     pub expected_spans: usize,
+    /// The request's `name` in the scenario.
+    pub request: Arc<str>,
+    /// HTTP status of the response.
+    pub status: u16,
+    /// Service time (sent to last byte), what a tail sampler's latency rule sees.
+    pub service_time: Duration,
+    /// Index of the keep class (`telemetry.expectKeep`) the request fell in; the number of
+    /// classes for "no class" (expected kept).
+    pub class: u8,
 }
 
 impl Sample {
@@ -286,6 +296,10 @@ impl Sample {
             completed: now,
             completed_at: SystemTime::now(),
             expected_spans: 1,
+            request: Arc::from("default"),
+            status: 200,
+            service_time: Duration::ZERO,
+            class: 0,
         }
     }
 }
@@ -305,6 +319,10 @@ pub enum Outcome {
     },
     /// The backend answered and does not hold it.
     Missing,
+    /// Exemplars only: not found, but an exemplar recorded after the request completed
+    /// was, so a newer request took its bucket's exemplar before any scrape (exemplars keep
+    /// one request per bucket). Neither found nor missing.
+    Superseded,
     /// We could not ask; never counted as missing.
     Unknown {
         /// Why, in one sentence naming the backend.

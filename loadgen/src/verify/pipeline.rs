@@ -13,7 +13,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -22,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 use super::{PollPolicy, Sample, Tally, Verifier, poll};
 
 struct Lane {
-    tx: mpsc::Sender<Sample>,
+    /// `None` once [`Pipeline::finish`] closed it.
+    tx: RwLock<Option<mpsc::Sender<Sample>>>,
     tally: Arc<Mutex<Tally>>,
-    dropped: Arc<AtomicU64>,
-    task: JoinHandle<()>,
+    dropped: AtomicU64,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Verification running beside the load.
+/// Verification running beside the load. Shared by reference (`Arc`) between the workers
+/// that submit and the engine that finishes it.
 pub struct Pipeline {
     lanes: Vec<Lane>,
 }
@@ -47,18 +49,22 @@ fn lock(t: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
 
 impl Pipeline {
     /// Spawns one polling task per verifier (needs a Tokio runtime), each with a channel of
-    /// `capacity` samples. `cancel` settles whatever is pending as unknown.
+    /// `capacity` samples. `cancel` settles whatever is pending as unknown. Ingest latency
+    /// per second counts from now.
     pub fn start(
         verifiers: Vec<Arc<dyn Verifier>>,
         policy: PollPolicy,
         capacity: usize,
         cancel: CancellationToken,
     ) -> Self {
+        let origin = std::time::Instant::now();
         let lanes = verifiers
             .into_iter()
             .map(|v| {
                 let (tx, rx) = mpsc::channel(capacity.max(1));
-                let tally = Arc::new(Mutex::new(Tally::new(v.signal())));
+                let mut tally = Tally::new(v.signal());
+                tally.origin = Some(origin);
+                let tally = Arc::new(Mutex::new(tally));
                 let (t1, t2) = (tally.clone(), tally.clone());
                 let task = tokio::spawn(poll::run(
                     v,
@@ -69,10 +75,10 @@ impl Pipeline {
                     move |d| lock(&t2).record_query(d),
                 ));
                 Lane {
-                    tx,
+                    tx: RwLock::new(Some(tx)),
                     tally,
-                    dropped: Arc::new(AtomicU64::new(0)),
-                    task,
+                    dropped: AtomicU64::new(0),
+                    task: Mutex::new(Some(task)),
                 }
             })
             .collect();
@@ -80,10 +86,14 @@ impl Pipeline {
     }
 
     /// Hands a sampled request to every verifier without waiting: a full channel drops the
-    /// sample for that verifier and counts it ([`Pipeline::dropped`]).
+    /// sample for that verifier and counts it ([`Pipeline::dropped`]). After
+    /// [`Pipeline::finish`] began, samples are ignored.
     pub fn submit(&self, sample: &Sample) {
         for lane in &self.lanes {
-            if lane.tx.try_send(sample.clone()).is_err() {
+            let tx = lane.tx.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(tx) = tx.as_ref()
+                && tx.try_send(sample.clone()).is_err()
+            {
                 lane.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -105,18 +115,16 @@ impl Pipeline {
     /// Stops taking samples, waits until every pending one has settled (at most the settle
     /// timeout after the last completion), and returns the final tallies in verifier
     /// order. A panicked polling task leaves its tally as far as it got.
-    pub async fn finish(self) -> Vec<Tally> {
-        let mut out = Vec::with_capacity(self.lanes.len());
+    pub async fn finish(&self) -> Vec<Tally> {
         let mut tasks = Vec::with_capacity(self.lanes.len());
-        for lane in self.lanes {
-            drop(lane.tx);
-            tasks.push((lane.task, lane.tally));
+        for lane in &self.lanes {
+            lane.tx.write().unwrap_or_else(|p| p.into_inner()).take();
+            tasks.push(lane.task.lock().unwrap_or_else(|p| p.into_inner()).take());
         }
-        for (task, tally) in tasks {
+        for task in tasks.into_iter().flatten() {
             let _ = task.await;
-            out.push(lock(&tally).clone());
         }
-        out
+        self.snapshot()
     }
 }
 

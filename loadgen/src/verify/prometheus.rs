@@ -317,6 +317,7 @@ impl Verifier for ExemplarVerifier {
                 Err(u) => Check::all_unknown(samples.len(), &u.reason, u.took),
                 Ok((ex, a)) => {
                     let mut seen: HashMap<TraceId, SystemTime> = HashMap::new();
+                    let newest = ex.iter().map(|e| e.at).max();
                     for e in ex {
                         seen.entry(e.trace_id)
                             .and_modify(|t| *t = (*t).min(e.at))
@@ -330,7 +331,7 @@ impl Verifier for ExemplarVerifier {
                                 spans: None,
                                 recorded_at: Some(*at),
                             },
-                            None => Outcome::Missing,
+                            None => super::exposition::superseded_or_missing(newest, s),
                         })
                         .collect();
                     Check {

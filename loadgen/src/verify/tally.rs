@@ -35,6 +35,17 @@ pub enum Rate {
     NoSamples,
 }
 
+/// Settled samples of one keep class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassCounts {
+    /// Found.
+    pub found: u64,
+    /// Answered as not held.
+    pub missing: u64,
+    /// Could not be checked.
+    pub unknown: u64,
+}
+
 /// The verification results of one signal.
 #[derive(Debug, Clone)]
 pub struct Tally {
@@ -48,6 +59,16 @@ pub struct Tally {
     pub missing: u64,
     /// Samples that could not be checked.
     pub unknown: u64,
+    /// Exemplars taken over by a newer request before any scrape ([`Outcome::Superseded`]);
+    /// not part of [`Tally::samples`].
+    pub superseded: u64,
+    /// Found / missing / unknown per keep class, indexed by [`super::Sample::class`].
+    pub by_class: Vec<ClassCounts>,
+    /// Ingest latency per second of the run (by the request's scheduled instant): found
+    /// samples and the sum of their latencies in µs. Kept when [`Tally::origin`] is set.
+    pub ingest_series: Vec<(u64, u64)>,
+    /// The run's start, for [`Tally::ingest_series`].
+    pub origin: Option<std::time::Instant>,
     /// Why, with counts (at most [`MAX_REASONS`] + 1 entries).
     pub unknown_reasons: BTreeMap<String, u64>,
     /// `telemetry_<signal>_ingest_latency`, µs.
@@ -65,6 +86,10 @@ impl Tally {
             incomplete: 0,
             missing: 0,
             unknown: 0,
+            superseded: 0,
+            by_class: Vec::new(),
+            ingest_series: Vec::new(),
+            origin: None,
             unknown_reasons: BTreeMap::new(),
             ingest_latency: new_hist(),
             query_duration: new_hist(),
@@ -78,6 +103,17 @@ impl Tally {
 
     /// Adds one settled sample.
     pub fn record(&mut self, v: &Verified) {
+        let class = usize::from(v.sample.class);
+        if self.by_class.len() <= class {
+            self.by_class.resize(class + 1, ClassCounts::default());
+        }
+        let counts = &mut self.by_class[class];
+        match &v.outcome {
+            Outcome::Found { .. } => counts.found += 1,
+            Outcome::Missing => counts.missing += 1,
+            Outcome::Unknown { .. } => counts.unknown += 1,
+            Outcome::Superseded => {}
+        }
         match &v.outcome {
             Outcome::Found { .. } => {
                 self.found += 1;
@@ -86,9 +122,24 @@ impl Tally {
                 }
                 if let Some(l) = v.ingest_latency {
                     record_duration(&mut self.ingest_latency, l);
+                    if let Some(origin) = self.origin {
+                        let sec = v
+                            .sample
+                            .scheduled
+                            .saturating_duration_since(origin)
+                            .as_secs();
+                        let sec = usize::try_from(sec).unwrap_or(usize::MAX).min(86_400);
+                        if self.ingest_series.len() <= sec {
+                            self.ingest_series.resize(sec + 1, (0, 0));
+                        }
+                        let slot = &mut self.ingest_series[sec];
+                        slot.0 += 1;
+                        slot.1 += u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
+                    }
                 }
             }
             Outcome::Missing => self.missing += 1,
+            Outcome::Superseded => self.superseded += 1,
             Outcome::Unknown { reason } => {
                 self.unknown += 1;
                 self.add_reason(reason, 1);
@@ -121,6 +172,23 @@ impl Tally {
         self.incomplete += other.incomplete;
         self.missing += other.missing;
         self.unknown += other.unknown;
+        self.superseded += other.superseded;
+        if self.by_class.len() < other.by_class.len() {
+            self.by_class
+                .resize(other.by_class.len(), ClassCounts::default());
+        }
+        if self.ingest_series.len() < other.ingest_series.len() {
+            self.ingest_series.resize(other.ingest_series.len(), (0, 0));
+        }
+        for (mine, theirs) in self.ingest_series.iter_mut().zip(&other.ingest_series) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+        for (mine, theirs) in self.by_class.iter_mut().zip(&other.by_class) {
+            mine.found += theirs.found;
+            mine.missing += theirs.missing;
+            mine.unknown += theirs.unknown;
+        }
         for (r, n) in &other.unknown_reasons {
             self.add_reason(r, *n);
         }

@@ -193,6 +193,7 @@ pub fn realistic() -> Summary {
                         pp(99.9, 402.0),
                         pp(100.0, 512.0),
                     ],
+                    ..Default::default()
                 },
                 SignalSummary {
                     signal: "logs".to_owned(),
@@ -212,6 +213,7 @@ pub fn realistic() -> Summary {
                         max: 3410.0,
                     }),
                     ingest_percentiles: Vec::new(),
+                    ..Default::default()
                 },
                 SignalSummary {
                     signal: "metrics".to_owned(),
@@ -223,8 +225,10 @@ pub fn realistic() -> Summary {
                     incomplete: 0,
                     ingest_latency: None,
                     ingest_percentiles: Vec::new(),
+                    ..Default::default()
                 },
             ],
+            ..Default::default()
         }),
         chaos: vec![ChaosEvent {
             fault: "telemetryDropRate=0.05".to_owned(),

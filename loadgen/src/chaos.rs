@@ -1,0 +1,474 @@
+//! `spec.chaos`: a timeline of faults applied through the echo-server's admin API
+//! (`PUT /chaos`, bearer token) while the load runs, recorded with the times they were in
+//! force, and removed (`DELETE /chaos`) when the timeline ends, when the load ends, and
+//! when the run is interrupted.
+//!
+//! Overlapping events combine: at every start or end of an event the driver applies the
+//! union of the events in force, a later-starting event winning for a fault both set.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use echo_server::ChaosSpec;
+use echo_server::chaos::{DropFault, ErrorFault, LatencyFault, StatusClass};
+use echo_server::config::Distribution;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use ricochet_crds::{AdminSpec, ChaosEventSpec, FaultSpec};
+use ricochet_reports::model::ChaosEvent;
+use tokio_util::sync::CancellationToken;
+
+use crate::duration::{format_duration, parse_duration};
+use crate::roundtrip::{FieldError, SecretSource};
+use crate::verify::Secret;
+
+/// One fault of the timeline, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosEventPlan {
+    /// Start, from the run's start.
+    pub at: Duration,
+    /// End, from the run's start (`None`: until the load ends).
+    pub until: Option<Duration>,
+    /// What the admin API is given.
+    pub fault: ChaosSpec,
+    /// `telemetryDropRate=0.05` etc., for reports.
+    pub label: String,
+}
+
+/// Where the admin API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminPlan {
+    /// The embedded echo-server's own admin listener (address and token known at start).
+    Embedded,
+    /// A remote echo-server's admin API.
+    Remote {
+        /// Base URL (`http://...`).
+        url: String,
+        /// Bearer token source.
+        token: SecretSource,
+    },
+}
+
+/// `spec.chaos` and the admin API it needs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChaosPlan {
+    /// Events, by start time.
+    pub events: Vec<ChaosEventPlan>,
+    /// The admin API (`None` without events).
+    pub admin: Option<AdminPlan>,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl ChaosPlan {
+    /// Validates `spec.chaos`; `admin` is `spec.target.admin` (`None` with an embedded
+    /// target, whose admin listener loadgen starts itself).
+    pub fn from_spec(
+        events: &[ChaosEventSpec],
+        admin: Option<&AdminSpec>,
+        embedded: bool,
+        base_dir: &std::path::Path,
+    ) -> Result<Self, FieldError> {
+        if events.is_empty() {
+            return Ok(Self::default());
+        }
+        let admin = if embedded {
+            AdminPlan::Embedded
+        } else {
+            let Some(a) = admin else {
+                return Err(err(
+                    "spec.chaos",
+                    "needs the echo-server's admin API: add `spec.target.admin: {url: http://echo-server-admin:9091, token: {env: ECHO_ADMIN_TOKEN}}`",
+                ));
+            };
+            if !a.url.starts_with("http://") {
+                return Err(err(
+                    "spec.target.admin.url",
+                    format!("`{}` must be an http:// URL of the admin listener", a.url),
+                ));
+            }
+            let token = match (&a.token.env, &a.token.file) {
+                (Some(v), None) => SecretSource::Env(v.clone()),
+                (None, Some(f)) => SecretSource::File(base_dir.join(f)),
+                _ => {
+                    return Err(err(
+                        "spec.target.admin.token",
+                        "needs exactly one of `env` or `file`",
+                    ));
+                }
+            };
+            AdminPlan::Remote {
+                url: a.url.trim_end_matches('/').to_owned(),
+                token,
+            }
+        };
+        let mut out = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let path = format!("spec.chaos[{i}]");
+            let at = parse_duration(&e.at).map_err(|x| err(format!("{path}.at"), x.to_string()))?;
+            let until = match &e.for_ {
+                None => None,
+                Some(f) => {
+                    let d =
+                        parse_duration(f).map_err(|x| err(format!("{path}.for"), x.to_string()))?;
+                    if d.is_zero() {
+                        return Err(err(format!("{path}.for"), "must be longer than 0s"));
+                    }
+                    Some(at + d)
+                }
+            };
+            let (fault, label) = fault(&format!("{path}.fault"), &e.fault)?;
+            out.push(ChaosEventPlan {
+                at,
+                until,
+                fault,
+                label,
+            });
+        }
+        out.sort_by_key(|e| e.at);
+        Ok(Self {
+            events: out,
+            admin: Some(admin),
+        })
+    }
+}
+
+fn fault(path: &str, f: &FaultSpec) -> Result<(ChaosSpec, String), FieldError> {
+    let class = match f.status_class.as_deref() {
+        None => None,
+        Some(c) => Some(
+            StatusClass::try_from(c.to_owned())
+                .map_err(|e| err(format!("{path}.statusClass"), e))?,
+        ),
+    };
+    let route = f.route.clone();
+    let rate = |field: &str, r: f64| {
+        if (0.0..=1.0).contains(&r) {
+            Ok(r)
+        } else {
+            Err(err(
+                format!("{path}.{field}"),
+                format!("must be a fraction between 0 and 1, got {r}"),
+            ))
+        }
+    };
+    let mut spec = ChaosSpec::default();
+    let mut label = Vec::new();
+    if let Some(r) = f.telemetry_drop_rate {
+        spec.telemetry_drop = Some(DropFault {
+            rate: rate("telemetryDropRate", r)?,
+            route: route.clone(),
+            status_class: class,
+        });
+        label.push(format!("telemetryDropRate={r}"));
+    }
+    if let Some(r) = f.error_rate {
+        let status = f.error_status.unwrap_or(500);
+        if !(400..=599).contains(&status) {
+            return Err(err(
+                format!("{path}.errorStatus"),
+                format!("{status} is not an error status (400-599)"),
+            ));
+        }
+        spec.errors = Some(ErrorFault {
+            rate: rate("errorRate", r)?,
+            status,
+            route: route.clone(),
+            status_class: class,
+        });
+        label.push(format!("errorRate={r} ({status})"));
+    } else if f.error_status.is_some() {
+        return Err(err(
+            format!("{path}.errorStatus"),
+            "is only meaningful with `errorRate`",
+        ));
+    }
+    if let Some(l) = &f.latency {
+        let delay: Distribution = l
+            .parse()
+            .map_err(|e: echo_server::Error| err(format!("{path}.latency"), e.to_string()))?;
+        spec.latency = Some(LatencyFault {
+            delay,
+            route: route.clone(),
+            status_class: class,
+        });
+        label.push(format!("latency={l}"));
+    }
+    if spec.is_empty() {
+        return Err(err(
+            path,
+            "needs at least one of `telemetryDropRate`, `errorRate` or `latency`",
+        ));
+    }
+    if let Some(r) = &route {
+        label.push(format!("route={r}"));
+    }
+    if let Some(c) = class {
+        label.push(format!("statusClass={}", c.as_str()));
+    }
+    Ok((spec, label.join(" ")))
+}
+
+/// The admin API of a running echo-server.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    url: String,
+    token: Secret,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Admin {
+    /// An admin API at `url` (`http://host:port`) with its token.
+    pub fn new(url: impl Into<String>, token: Secret) -> Self {
+        Self {
+            url: url.into(),
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn call(&self, method: Method, body: Bytes) -> Result<(), String> {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}/chaos", self.url))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.token.expose()),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| format!("cannot build the admin request: {e}"))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("admin API {} unreachable: {e}", self.url))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if status.is_success() {
+                Ok(())
+            } else {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                Err(format!(
+                    "admin API {} answered {method} /chaos with {status}: {text}",
+                    self.url
+                ))
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .map_err(|_| format!("admin API {} did not answer within 5s", self.url))?
+    }
+
+    /// Replaces the active faults.
+    pub async fn apply(&self, spec: &ChaosSpec) -> Result<(), String> {
+        let body = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+        self.call(Method::PUT, Bytes::from(body)).await
+    }
+
+    /// Removes every fault.
+    pub async fn clear(&self) -> Result<(), String> {
+        self.call(Method::DELETE, Bytes::new()).await
+    }
+}
+
+/// The faults in force at `t`, later-starting events winning.
+fn merged(events: &[ChaosEventPlan], t: Duration) -> ChaosSpec {
+    let mut spec = ChaosSpec::default();
+    for e in events {
+        if e.at <= t && e.until.is_none_or(|u| t < u) {
+            if e.fault.latency.is_some() {
+                spec.latency = e.fault.latency.clone();
+            }
+            if e.fault.errors.is_some() {
+                spec.errors = e.fault.errors.clone();
+            }
+            if e.fault.telemetry_drop.is_some() {
+                spec.telemetry_drop = e.fault.telemetry_drop.clone();
+            }
+        }
+    }
+    spec
+}
+
+/// Runs the timeline from `start` until it ends or `stop` fires, then clears every fault.
+/// Returns each event with the times (seconds since `start`) it was in force; an event the
+/// admin API refused says so in its `fault`, and `errors` lists what went wrong.
+pub async fn drive(
+    events: Vec<ChaosEventPlan>,
+    admin: Admin,
+    start: Instant,
+    stop: CancellationToken,
+) -> (Vec<ChaosEvent>, Vec<String>) {
+    let mut boundaries: Vec<Duration> = events
+        .iter()
+        .flat_map(|e| std::iter::once(e.at).chain(e.until))
+        .collect();
+    boundaries.sort();
+    boundaries.dedup();
+    let mut applied: Vec<Option<f64>> = vec![None; events.len()];
+    let mut ended: Vec<Option<f64>> = vec![None; events.len()];
+    let mut failed: Vec<Option<String>> = vec![None; events.len()];
+    let mut errors = Vec::new();
+    let mut touched = false;
+    for b in boundaries {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep_until((start + b).into()) => {}
+        }
+        let spec = merged(&events, b);
+        let result = if spec.is_empty() {
+            admin.clear().await
+        } else {
+            admin.apply(&spec).await
+        };
+        let now = start.elapsed().as_secs_f64();
+        touched = true;
+        for (i, e) in events.iter().enumerate() {
+            if e.at == b {
+                match &result {
+                    Ok(()) => applied[i] = Some(now),
+                    Err(m) => failed[i] = Some(m.clone()),
+                }
+            }
+            if e.until == Some(b) && applied[i].is_some() && ended[i].is_none() {
+                ended[i] = Some(now);
+            }
+        }
+        if let Err(m) = result {
+            errors.push(m);
+        }
+    }
+    // Events without `for` last until the load ends.
+    if events.iter().any(|e| e.until.is_none()) {
+        stop.cancelled().await;
+    }
+    // Also after a timeline that ended clean: a fault the admin API took while its answer
+    // was lost must not outlive the run.
+    if touched && let Err(m) = admin.clear().await {
+        errors.push(format!("faults may still be active: {m}"));
+    }
+    let end = start.elapsed().as_secs_f64();
+    let out = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match (&failed[i], applied[i]) {
+            (Some(m), _) => Some(ChaosEvent {
+                fault: format!("{} (not applied: {m})", e.label),
+                start_secs: e.at.as_secs_f64(),
+                end_secs: e.at.as_secs_f64(),
+            }),
+            (None, Some(a)) => Some(ChaosEvent {
+                fault: e.label.clone(),
+                start_secs: a,
+                end_secs: ended[i].unwrap_or(end),
+            }),
+            (None, None) => None,
+        })
+        .collect();
+    (out, errors)
+}
+
+/// `60s for 30s: telemetryDropRate=0.05`, for the plan summary.
+pub fn describe(e: &ChaosEventPlan) -> String {
+    match e.until {
+        Some(u) => format!(
+            "{} for {}: {}",
+            format_duration(e.at),
+            format_duration(u - e.at),
+            e.label
+        ),
+        None => format!("{} until the end: {}", format_duration(e.at), e.label),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: u64, until: Option<u64>, f: FaultSpec) -> ChaosEventPlan {
+        let (fault, label) = fault("f", &f).unwrap();
+        ChaosEventPlan {
+            at: Duration::from_secs(at),
+            until: until.map(Duration::from_secs),
+            fault,
+            label,
+        }
+    }
+
+    #[test]
+    fn overlapping_events_combine_and_the_later_wins_per_fault() {
+        let a = event(
+            0,
+            Some(10),
+            FaultSpec {
+                telemetry_drop_rate: Some(0.05),
+                ..FaultSpec::default()
+            },
+        );
+        let b = event(
+            5,
+            None,
+            FaultSpec {
+                telemetry_drop_rate: Some(0.5),
+                error_rate: Some(0.1),
+                ..FaultSpec::default()
+            },
+        );
+        let events = vec![a, b];
+        let at = |s| merged(&events, Duration::from_secs(s));
+        assert_eq!(at(1).telemetry_drop.map(|d| d.rate), Some(0.05));
+        assert!(at(1).errors.is_none());
+        assert_eq!(at(6).telemetry_drop.map(|d| d.rate), Some(0.5));
+        assert_eq!(at(6).errors.map(|e| e.rate), Some(0.1));
+        assert_eq!(at(11).telemetry_drop.map(|d| d.rate), Some(0.5));
+    }
+
+    #[test]
+    fn faults_are_validated_with_their_field() {
+        let e = fault("spec.chaos[0].fault", &FaultSpec::default()).unwrap_err();
+        assert_eq!(e.field, "spec.chaos[0].fault");
+        let e = fault(
+            "spec.chaos[0].fault",
+            &FaultSpec {
+                telemetry_drop_rate: Some(1.5),
+                ..FaultSpec::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "spec.chaos[0].fault.telemetryDropRate");
+        let e = fault(
+            "f",
+            &FaultSpec {
+                latency: Some("soon".into()),
+                ..FaultSpec::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "f.latency");
+        let e = fault(
+            "f",
+            &FaultSpec {
+                error_rate: Some(0.1),
+                status_class: Some("7xx".into()),
+                ..FaultSpec::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "f.statusClass");
+    }
+}
