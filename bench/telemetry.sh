@@ -62,8 +62,8 @@ for name, cpu in (("idle", cpu_idle), ("full", cpu_full)):
     reqs = s["metrics"]["http_reqs"]["count"]
     lag = s["metrics"].get("http_req_schedule_lag", {}).get("trend") or {}
     print(f"[{name}] requests {reqs} of {int(rate*secs)} planned ({reqs/(rate*secs):.4f}), "
-          f"dropped_iterations {s['droppedIterations']}, run {s['run']['durationSecs']:.2f}s "
-          f"(load {secs:.0f}s + settle), CPU {cpu:.2f}s, schedule lag p99 {lag.get('p99', float('nan')):.3f} ms")
+          f"dropped_iterations {s['droppedIterations']}, load ran {s['run']['durationSecs']:.2f}s, "
+          f"CPU {cpu:.2f}s, schedule lag p99 {lag.get('p99', float('nan')):.3f} ms")
     t = s.get("telemetry") or {}
     print(f"[{name}] samples dropped (queue full): {t.get('samplesDropped', 0)}")
     for sig in t.get("signals", []):
