@@ -335,3 +335,118 @@ async fn echo_server_telemetry_reaches_the_sink_and_prometheus() {
     server.shutdown().await.unwrap();
     sink.shutdown().await;
 }
+
+/// `loadgen run` with a real Prometheus as the metrics backend: loadgen loads a real
+/// echo-server (its OTLP export off; the metrics leg only) that Prometheus scrapes every
+/// second; the sampled requests' exemplars are looked up with `query_exemplars` and the
+/// server-side request counter is read from Prometheus before and after the load. Found
+/// exemplars, none missing, and the counter agrees with what loadgen sent within one
+/// scrape window (1 s of load, 40 requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_run_verifies_exemplars_and_red_totals_in_a_real_prometheus() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = echo_server::start(echo_server::Config::default(), listener)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut prom = start_prometheus(addr);
+    let client = PrometheusClient::new(
+        HttpBackend::new(
+            "prometheus",
+            &Endpoint::new(&prom.url).unwrap(),
+            RateLimiter::unlimited(),
+        )
+        .unwrap(),
+    );
+    // Wait until Prometheus has scraped the echo-server once.
+    let deadline = Instant::now() + patience();
+    loop {
+        if let Ok(Some(exit)) = prom.child.try_wait() {
+            panic!("prometheus exited ({exit}) early:\n{}", tail(&prom.log));
+        }
+        if let Ok(Some(up)) = client.total("up{job=\"echo-server\"}").await
+            && up == 1.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped the echo-server:\n{}",
+            tail(&prom.log)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {{name: prometheus-leg}}
+spec:
+  target: {{url: "http://{addr}"}}
+  scenarios:
+    - name: api
+      executor: constant-arrival-rate
+      rate: 40
+      duration: 4s
+      requests: [{{name: orders, path: /api/orders}}]
+  telemetry:
+    sample: {{rate: 1}}
+    settleTimeout: {}s
+    pollInterval: 500ms
+    maxQueriesPerSecond: 50
+    metrics: {{prometheus: {{url: "{}"}}}}
+  thresholds:
+    telemetry_metric_missing: ["rate<0.003"]
+"#,
+            patience().as_secs().max(10),
+            prom.url
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let text = std::fs::read_to_string(out.join("summary.json"))
+        .unwrap_or_else(|e| panic!("no summary ({e}); stderr: {stderr}"));
+    let s: ricochet_reports::model::Summary = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {stderr}; thresholds {:#?}; telemetry {:#?}\n{}",
+        s.thresholds,
+        s.telemetry,
+        tail(&prom.log)
+    );
+    let t = s.telemetry.as_ref().expect("telemetry");
+    let metrics = t
+        .signals
+        .iter()
+        .find(|x| x.signal == "metrics")
+        .expect("metrics signal");
+    assert!(
+        metrics.backend.starts_with("prometheus http://127.0.0.1:"),
+        "{metrics:?}"
+    );
+    assert!(metrics.found > 0, "{metrics:?}");
+    assert_eq!((metrics.missing, metrics.unknown), (0, 0), "{metrics:?}");
+    assert_eq!(metrics.found + metrics.superseded, metrics.sampled);
+    let red = t.requests.as_ref().expect("RED cross-check");
+    assert!(red.source.starts_with("prometheus"), "{red:?}");
+    assert!(
+        (red.counted - red.sent as f64).abs() <= 40.0,
+        "counter and sent differ by more than one scrape window: {red:?}"
+    );
+    drop(prom);
+    let _ = server.shutdown().await;
+}
