@@ -170,6 +170,8 @@ pub struct RunReport {
     pub stats: Stats,
     /// Run time, seconds (0 when the run did not start).
     pub elapsed_secs: f64,
+    /// The telemetry verification's results (tallies, for merging across runners).
+    pub telemetry: Option<Results>,
 }
 
 /// Runs `plan`. Errors are returned only when the run could not start; once it has
@@ -469,6 +471,7 @@ pub async fn execute(
     let mut report = finish_report(summary, exit_code, message, opts.out.as_deref());
     report.stats = agg.totals.clone();
     report.elapsed_secs = secs;
+    report.telemetry = verified;
     Ok(report)
 }
 
@@ -614,6 +617,7 @@ fn finish_report(
         written,
         stats: Stats::default(),
         elapsed_secs: 0.0,
+        telemetry: None,
     }
 }
 

@@ -7,7 +7,9 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::Command;
 
-use loadgen::operator::partial::{Partial, counters, judge_merged, merge_partials};
+use loadgen::operator::partial::{
+    Partial, counters, judge_merged, merge_partials, merge_telemetry,
+};
 use loadgen::operator::split::split_spec;
 use loadgen::{Overrides, Plan};
 use ricochet_crds::{LoadTest, LoadTestSpec, Verdict};
@@ -22,10 +24,13 @@ thresholds:
   http_req_duration{scenario:api}: [\"p(99)<800ms\"]
   http_req_failed: [\"rate<0.01\"]
   http_reqs: [\"count>300\"]
+  telemetry_trace_missing: [\"rate<0.003\"]
+telemetry: {sample: {rate: 1}, settleTimeout: 10s}
 ";
 
-/// Runs `spec` split over `n` runner processes; returns (verdict, http_reqs).
-fn run_split(dir: &Path, spec: &LoadTestSpec, plan: &Plan, n: u32) -> (Verdict, u64) {
+/// Runs `spec` split over `n` runner processes; returns (verdict, http_reqs, traces
+/// found by the runners' telemetry verification, merged).
+fn run_split(dir: &Path, spec: &LoadTestSpec, plan: &Plan, n: u32) -> (Verdict, u64, u64) {
     let parts = split_spec(spec, plan, NonZeroU32::new(n).unwrap()).unwrap();
     let start_at =
         k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(2);
@@ -56,8 +61,22 @@ fn run_split(dir: &Path, spec: &LoadTestSpec, plan: &Plan, n: u32) -> (Verdict, 
         partials.push(Partial::from_json(&text, i as u32).unwrap());
     }
     let (stats, elapsed) = merge_partials(plan, &partials).unwrap();
-    let (_, verdict) = judge_merged(plan, &stats, elapsed);
-    (verdict, counters(&stats)["http_reqs"])
+    let telemetry = merge_telemetry(plan, &partials)
+        .unwrap()
+        .expect("every runner verified its samples");
+    let (verdicts, verdict) = judge_merged(plan, &stats, elapsed, Some(&telemetry));
+    let missing = verdicts
+        .iter()
+        .find(|v| v.metric == "telemetry_trace_missing")
+        .expect("judged on the merged tallies");
+    assert_eq!(missing.verdict, Verdict::Pass, "{missing:?}");
+    let traces = telemetry
+        .signals
+        .iter()
+        .find(|(_, t)| t.signal == loadgen::verify::Signal::Traces)
+        .map(|(_, t)| t.found)
+        .unwrap_or(0);
+    (verdict, counters(&stats)["http_reqs"], traces)
 }
 
 #[test]
@@ -66,13 +85,16 @@ fn three_runners_on_loopback_reach_the_verdict_of_one_process() {
     let spec: LoadTestSpec = serde_saphyr::from_str(SPEC).unwrap();
     let plan = Plan::from_spec("e2e", &spec, dir.path(), &Overrides::default()).unwrap();
 
-    let (single_verdict, single_reqs) = run_split(dir.path(), &spec, &plan, 1);
-    let (split_verdict, split_reqs) = run_split(dir.path(), &spec, &plan, 3);
+    let (single_verdict, single_reqs, single_traces) = run_split(dir.path(), &spec, &plan, 1);
+    let (split_verdict, split_reqs, split_traces) = run_split(dir.path(), &spec, &plan, 3);
 
     // 180 iterations/s for 3 s: 540 requests planned, whichever way it is split.
     for reqs in [single_reqs, split_reqs] {
         assert!((486..=594).contains(&reqs), "{reqs} requests, 540 planned");
     }
+    // Every request sampled, every trace found, merged across the runners' tallies.
+    assert_eq!(single_traces, single_reqs);
+    assert_eq!(split_traces, split_reqs);
     assert_eq!(single_verdict, Verdict::Pass);
     assert_eq!(split_verdict, single_verdict);
 }

@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::evaluate::{TagIndex, judge};
 use crate::plan::Plan;
+use crate::roundtrip::Results;
 use crate::stats::{Hist, ScenarioCounters, ScenarioKey, SeriesKey, SeriesStats, Stats};
-use crate::thresholds::Scope;
+use crate::thresholds::{Scope, is_telemetry};
+use crate::verify::{ClassCounts, Signal, Tally};
 
 /// Version of the [`Partial`] format.
 pub const PARTIAL_VERSION: u32 = 1;
@@ -82,6 +84,158 @@ pub struct Partial {
     pub series: Vec<PartialSeries>,
     /// Per-scenario counters.
     pub scenarios: Vec<PartialScenario>,
+    /// The runner's telemetry verification, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<PartialTelemetry>,
+}
+
+/// One runner's telemetry verification: its share of the samples, tallied per verifier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialTelemetry {
+    /// Requests the runner sampled.
+    pub sampled: u64,
+    /// Samples dropped because a verifier's queue was full.
+    pub dropped: u64,
+    /// One tally per verifier.
+    pub tallies: Vec<PartialTally>,
+}
+
+/// One verifier's tally, histograms serialized like the series'.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialTally {
+    /// `trace`, `log` or `metric`.
+    pub signal: String,
+    /// The backend, for reports.
+    pub backend: String,
+    /// Found samples.
+    pub found: u64,
+    /// Found but incomplete traces.
+    pub incomplete: u64,
+    /// Missing samples.
+    pub missing: u64,
+    /// Unknown samples.
+    pub unknown: u64,
+    /// Superseded exemplars.
+    pub superseded: u64,
+    /// `[found, missing, unknown]` per keep class.
+    pub by_class: Vec<[u64; 3]>,
+    /// Unknown reasons with counts.
+    pub unknown_reasons: BTreeMap<String, u64>,
+    /// `telemetry_<signal>_ingest_latency`.
+    pub ingest_latency: String,
+    /// `telemetry_<signal>_query_duration`.
+    pub query_duration: String,
+    /// Ingest latency per second: `[found, sum µs]`.
+    pub ingest_series: Vec<[u64; 2]>,
+}
+
+impl PartialTelemetry {
+    /// A runner's verification results as a partial.
+    pub fn from_results(r: &Results) -> Result<Self, PartialError> {
+        let tallies = r
+            .signals
+            .iter()
+            .map(|(backend, t)| {
+                let label = format!("telemetry {}", t.signal.metric_label());
+                Ok(PartialTally {
+                    signal: t.signal.metric_label().to_owned(),
+                    backend: backend.clone(),
+                    found: t.found,
+                    incomplete: t.incomplete,
+                    missing: t.missing,
+                    unknown: t.unknown,
+                    superseded: t.superseded,
+                    by_class: t
+                        .by_class
+                        .iter()
+                        .map(|c| [c.found, c.missing, c.unknown])
+                        .collect(),
+                    unknown_reasons: t.unknown_reasons.clone(),
+                    ingest_latency: encode(&t.ingest_latency, &label)?,
+                    query_duration: encode(&t.query_duration, &label)?,
+                    ingest_series: t.ingest_series.iter().map(|(n, s)| [*n, *s]).collect(),
+                })
+            })
+            .collect::<Result<_, PartialError>>()?;
+        Ok(Self {
+            sampled: r.sampled,
+            dropped: r.dropped,
+            tallies,
+        })
+    }
+
+    fn tallies(&self, runner: u32) -> Result<Vec<(String, Tally)>, PartialError> {
+        self.tallies
+            .iter()
+            .map(|p| {
+                let signal = match p.signal.as_str() {
+                    "trace" => Signal::Traces,
+                    "log" => Signal::Logs,
+                    "metric" => Signal::Metrics,
+                    other => {
+                        return Err(PartialError::Format {
+                            runner,
+                            message: format!("unknown telemetry signal `{other}`"),
+                        });
+                    }
+                };
+                let label = format!("telemetry {}", p.signal);
+                let mut t = Tally::new(signal);
+                t.found = p.found;
+                t.incomplete = p.incomplete;
+                t.missing = p.missing;
+                t.unknown = p.unknown;
+                t.superseded = p.superseded;
+                t.by_class = p
+                    .by_class
+                    .iter()
+                    .map(|c| ClassCounts {
+                        found: c[0],
+                        missing: c[1],
+                        unknown: c[2],
+                    })
+                    .collect();
+                t.unknown_reasons = p.unknown_reasons.clone();
+                t.ingest_latency = decode(&p.ingest_latency, runner, &label, "ingestLatency")?;
+                t.query_duration = decode(&p.query_duration, runner, &label, "queryDuration")?;
+                t.ingest_series = p.ingest_series.iter().map(|c| (c[0], c[1])).collect();
+                Ok((p.backend.clone(), t))
+            })
+            .collect()
+    }
+}
+
+/// Every runner's telemetry tallies merged per signal (exactly: counters added,
+/// histograms merged), judged with the whole run's sampling classes; `None` when the plan
+/// verifies no telemetry or no runner reported any.
+pub fn merge_telemetry(plan: &Plan, partials: &[Partial]) -> Result<Option<Results>, PartialError> {
+    let Some(tp) = &plan.telemetry else {
+        return Ok(None);
+    };
+    let mut signals: Vec<(String, Tally)> = Vec::new();
+    let (mut sampled, mut dropped, mut any) = (0, 0, false);
+    for p in partials {
+        let Some(t) = &p.telemetry else { continue };
+        any = true;
+        sampled += t.sampled;
+        dropped += t.dropped;
+        for (backend, tally) in t.tallies(p.runner)? {
+            match signals.iter_mut().find(|(_, s)| s.signal == tally.signal) {
+                Some((_, s)) => s.merge(&tally),
+                None => signals.push((backend, tally)),
+            }
+        }
+    }
+    Ok(any.then(|| Results {
+        signals,
+        classes: tp.classes.clone(),
+        sample: tp.sample,
+        settle_timeout: tp.poll.settle_timeout,
+        sampled,
+        dropped,
+    }))
 }
 
 /// One series, keyed by names.
@@ -220,6 +374,7 @@ impl Partial {
             elapsed_seconds,
             series,
             scenarios,
+            telemetry: None,
         })
     }
 
@@ -317,16 +472,29 @@ pub fn merge_partials(plan: &Plan, partials: &[Partial]) -> Result<(Stats, f64),
     Ok((stats, elapsed))
 }
 
-/// The merged results judged: per-threshold verdicts (in the order written) and the run's
-/// verdict. Windowed thresholds need per-second data the partials do not carry yet; they
-/// are `Unknown` (failing closed) with that reason.
-pub fn judge_merged(plan: &Plan, stats: &Stats, elapsed: f64) -> (Vec<ThresholdVerdict>, Verdict) {
+/// The merged results judged: per-threshold verdicts (in the order written, then one per
+/// declared keep class) and the run's verdict. Telemetry thresholds are judged on the
+/// merged tallies (`telemetry`; unknown, failing closed, when no runner verified).
+/// Windowed thresholds need per-second data the partials do not carry yet; they are
+/// `Unknown` (failing closed) with that reason.
+pub fn judge_merged(
+    plan: &Plan,
+    stats: &Stats,
+    elapsed: f64,
+    telemetry: Option<&Results>,
+) -> (Vec<ThresholdVerdict>, Verdict) {
     let index = TagIndex::new(plan);
-    let verdicts: Vec<ThresholdVerdict> = plan
+    let mut verdicts: Vec<ThresholdVerdict> = plan
         .thresholds
         .iter()
         .map(|th| {
             let j = match &th.scope {
+                _ if is_telemetry(&th.metric) => match telemetry {
+                    Some(r) => r.judge(th),
+                    None => crate::evaluate::Judgement::unknown(
+                        "no runner reported telemetry verification results".into(),
+                    ),
+                },
                 Scope::Run => judge(th, stats, &index, None, elapsed),
                 Scope::Phase(name) => judge(th, stats, &index, Some(name), elapsed),
                 Scope::Window(_) => crate::evaluate::Judgement {
@@ -350,6 +518,23 @@ pub fn judge_merged(plan: &Plan, stats: &Stats, elapsed: f64) -> (Vec<ThresholdV
             }
         })
         .collect();
+    if let Some(r) = telemetry {
+        verdicts.extend(r.class_results().into_iter().map(|c| {
+            ThresholdVerdict {
+                metric: c.metric,
+                condition: c.expression,
+                verdict: match c.verdict {
+                    ModelVerdict::Pass => Verdict::Pass,
+                    ModelVerdict::Fail => Verdict::Fail,
+                    ModelVerdict::Unknown => Verdict::Unknown,
+                },
+                observed: c
+                    .observed
+                    .map(|v| format!("{}", (v * 10_000.0).round() / 10_000.0)),
+                reason: c.reason,
+            }
+        }));
+    }
     let verdict = if verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
         Verdict::Fail
     } else if verdicts.iter().any(|v| v.verdict == Verdict::Unknown) {
@@ -489,7 +674,7 @@ mod tests {
             Partial::from_stats(&slow, &plan, 1, 10.0).unwrap(),
         ];
         let (stats, elapsed) = merge_partials(&plan, &partials).unwrap();
-        let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed);
+        let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed, None);
         // Runner 0 alone would pass p99<800ms; merged, 10 of 60 samples at 900ms fail it.
         assert_eq!(verdicts[0].verdict, Verdict::Fail, "{verdicts:?}");
         assert_eq!(verdicts[1].verdict, Verdict::Pass);
@@ -509,6 +694,72 @@ mod tests {
         assert!(
             err.starts_with("runner 2: the partial result is not valid JSON"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn runners_telemetry_tallies_merge_exactly_and_are_judged_once() {
+        let spec: ricochet_crds::LoadTestSpec = serde_saphyr::from_str(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 100, duration: 10s, requests: [{name: get, path: /a}]}\ntelemetry: {sample: {rate: 1}}\nthresholds:\n  telemetry_trace_missing: [\"rate<0.003\"]\n  telemetry_trace_ingest_latency: [\"p(99)<1s\"]\n",
+        )
+        .unwrap();
+        let plan = Plan::from_spec("t", &spec, Path::new("."), &Overrides::default()).unwrap();
+        let tally = |found: u64, missing: u64, ms: u64| {
+            let mut t = Tally::new(Signal::Traces);
+            t.found = found;
+            t.missing = missing;
+            t.by_class = vec![ClassCounts {
+                found,
+                missing,
+                unknown: 0,
+            }];
+            for _ in 0..found {
+                record_duration(&mut t.ingest_latency, Duration::from_millis(ms));
+            }
+            t
+        };
+        let results = |t: Tally| Results {
+            signals: vec![("sink".into(), t)],
+            classes: Vec::new(),
+            sample: crate::roundtrip::SamplePolicy::Rate(1.0),
+            settle_timeout: Duration::from_secs(30),
+            sampled: 100,
+            dropped: 0,
+        };
+        let mut partials = Vec::new();
+        for (i, t) in [tally(100, 0, 100), tally(90, 10, 300)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut p = Partial::from_stats(&stats_of(&[(0, 5)]), &plan, i as u32, 10.0).unwrap();
+            p.telemetry = Some(PartialTelemetry::from_results(&results(t)).unwrap());
+            // Through JSON, as the operator reads it.
+            partials.push(Partial::from_json(&p.to_json(), i as u32).unwrap());
+        }
+        let merged = merge_telemetry(&plan, &partials).unwrap().expect("merged");
+        let t = &merged.signals[0].1;
+        assert_eq!((t.found, t.missing, merged.sampled), (190, 10, 200));
+        assert_eq!(t.ingest_latency.len(), 190);
+        assert_eq!(
+            t.ingest_latency.max(),
+            tally(1, 0, 300).ingest_latency.max()
+        );
+        let (stats, elapsed) = merge_partials(&plan, &partials).unwrap();
+        let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed, Some(&merged));
+        let by = |v: &[ThresholdVerdict], m: &str| {
+            v.iter().find(|t| t.metric == m).cloned().expect("verdict")
+        };
+        let missing = by(&verdicts, "telemetry_trace_missing");
+        assert_eq!(missing.verdict, Verdict::Fail, "{verdicts:?}");
+        assert_eq!(missing.observed.as_deref(), Some("0.05"));
+        let ingest = by(&verdicts, "telemetry_trace_ingest_latency");
+        assert_eq!(ingest.verdict, Verdict::Pass, "{verdicts:?}");
+        assert_eq!(verdict, Verdict::Fail);
+        // Without any runner's telemetry the threshold fails closed.
+        let (verdicts, _) = judge_merged(&plan, &stats, elapsed, None);
+        assert_eq!(
+            by(&verdicts, "telemetry_trace_missing").verdict,
+            Verdict::Unknown
         );
     }
 }

@@ -23,7 +23,7 @@ use ricochet_crds::{
 };
 use serde_json::json;
 
-use super::partial::{Partial, counters, judge_merged, merge_partials, p99};
+use super::partial::{Partial, counters, judge_merged, merge_partials, merge_telemetry, p99};
 use super::resources::{self, MANAGER, PARTIAL_KEY, WHOLE_SPEC_KEY};
 use super::split::{runner_count, split_spec};
 use super::{Context, Error, Result};
@@ -500,7 +500,11 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
         Ok(ok) => ok,
         Err(e) => return fail(run, ctx, status, "ResultUnreadable", e.to_string()).await,
     };
-    let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed);
+    let telemetry = match merge_telemetry(&plan, &partials) {
+        Ok(t) => t,
+        Err(e) => return fail(run, ctx, status, "ResultUnreadable", e.to_string()).await,
+    };
+    let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed, telemetry.as_ref());
     status.p99 = p99(&stats);
     status.counters = counters(&stats);
     status.thresholds = verdicts;

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::partial::Partial;
+use super::partial::{Partial, PartialTelemetry};
 use super::resources::{LABEL_PART, LABEL_RUN, LABEL_RUNNER_INDEX, PARTIAL_KEY, START_AT_KEY};
 use super::{Error, Result};
 
@@ -198,6 +198,7 @@ mod tests {
             elapsed_seconds: 60.0,
             series: vec![],
             scenarios: vec![],
+            telemetry: None,
         };
         let cm = result_config_map("r1-result-2", "r1", "uid-r1", 2, &partial);
         let mock = tokio::spawn(async move {
@@ -328,8 +329,14 @@ async fn run_part(args: &RunnerArgs, plan: &crate::plan::Plan) -> Result<()> {
                 .unwrap_or_else(|| "the run could not be carried out".into()),
         ));
     }
-    let partial = Partial::from_stats(&report.stats, plan, args.index, report.elapsed_secs)
+    let mut partial = Partial::from_stats(&report.stats, plan, args.index, report.elapsed_secs)
         .map_err(|e| Error::Render("the partial result".into(), e.to_string()))?;
+    partial.telemetry = report
+        .telemetry
+        .as_ref()
+        .map(PartialTelemetry::from_results)
+        .transpose()
+        .map_err(|e| Error::Render("the partial telemetry result".into(), e.to_string()))?;
     match (cluster, &args.result_config_map, &args.result_file) {
         (Some((client, ns, run)), Some(name), _) => {
             let uid = std::env::var("RICOCHET_RUN_UID").unwrap_or_default();

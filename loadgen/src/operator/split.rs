@@ -100,7 +100,7 @@ pub fn split_spec(
             traffic: None,
             scenarios: Vec::new(),
             thresholds: Default::default(),
-            telemetry: None,
+            telemetry: spec.telemetry.as_ref().map(|t| runner_telemetry(t, n)),
             chaos: Vec::new(),
             parallelism: None,
             max_rate_per_runner: None,
@@ -113,6 +113,10 @@ pub fn split_spec(
             cleanup: None,
         })
         .collect();
+    // The chaos timeline is applied once per run, by runner 0.
+    if let Some(first) = runners.first_mut() {
+        first.chaos = spec.chaos.clone();
+    }
     for (written, planned) in spec.scenarios.iter().zip(&plan.scenarios) {
         for (runner, scenario) in runners.iter_mut().zip(split_scenario(written, planned, n)) {
             if let Some(scenario) = scenario {
@@ -127,6 +131,34 @@ pub fn split_spec(
         });
     }
     Ok(runners)
+}
+
+/// A runner's `telemetry`: the same backends and classes; `perSecond` sampling and the
+/// query budget divided by `n`, so the run as a whole samples and queries as written (a
+/// `rate` applies per request and stays).
+fn runner_telemetry(
+    t: &ricochet_crds::TelemetrySpec,
+    n: NonZeroU32,
+) -> ricochet_crds::TelemetrySpec {
+    let n = f64::from(n.get());
+    let mut t = t.clone();
+    if let Some(s) = &mut t.sample
+        && let Some(p) = s.per_second.as_mut()
+    {
+        *p /= n;
+    }
+    if t.sample.is_none() {
+        t.sample = Some(ricochet_crds::SampleSpec {
+            rate: None,
+            per_second: Some(crate::roundtrip::DEFAULT_PER_SECOND / n),
+        });
+    }
+    t.max_queries_per_second = Some(
+        t.max_queries_per_second
+            .unwrap_or(crate::roundtrip::DEFAULT_MAX_QPS)
+            / n,
+    );
+    t
 }
 
 /// One scenario split `n` ways; `None` where a runner's part is nothing.
@@ -396,5 +428,20 @@ mod tests {
             SplitError::AutoWithoutMaxRate(None)
         );
         assert_eq!(runner_count(None, None, &plan).unwrap().get(), 1);
+    }
+
+    #[test]
+    fn telemetry_is_split_and_chaos_goes_to_runner_0_only() {
+        let spec = spec(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 90, duration: 10s, requests: [{name: x, path: /x}]}\ntelemetry: {sample: {perSecond: 30}, maxQueriesPerSecond: 12}\nchaos: [{at: 1s, for: 2s, fault: {telemetryDropRate: 0.05}}]\n",
+        );
+        let plan = plan_of(&spec);
+        let parts = split_spec(&spec, &plan, NonZeroU32::new(3).unwrap()).unwrap();
+        for (i, p) in parts.iter().enumerate() {
+            let t = p.telemetry.as_ref().expect("telemetry carried");
+            assert_eq!(t.sample.as_ref().and_then(|s| s.per_second), Some(10.0));
+            assert_eq!(t.max_queries_per_second, Some(4.0));
+            assert_eq!(p.chaos.len(), usize::from(i == 0), "runner {i}");
+        }
     }
 }
