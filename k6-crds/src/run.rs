@@ -148,8 +148,12 @@ pub struct ThresholdVerdict {
 pub struct ReportLocation {
     /// ConfigMap (owned by the run) holding the reports.
     pub config_map: String,
-    /// Its keys, e.g. `summary.json`, `summary.md`.
+    /// Its keys: `summary.json` (schema version 1), `report.md`, `junit.xml`.
     pub keys: Vec<String>,
+    /// Where the operator also wrote the full reports, `report.html` included, when it
+    /// runs with `--report-dir` (a mounted volume): `<dir>/<namespace>/<run>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
 }
 
 /// What the operator observed of a run.

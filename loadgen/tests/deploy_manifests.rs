@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use ricochet_crds::{LoadTest, LoadTestRun};
@@ -121,6 +123,7 @@ fn check(doc: &Value) -> Result<&'static str, String> {
         ("v1", "Service") => typed::<Service>(doc)?,
         ("v1", "ServiceAccount") => typed::<ServiceAccount>(doc)?,
         ("v1", "ConfigMap") => typed::<ConfigMap>(doc)?,
+        ("v1", "PersistentVolumeClaim") => typed::<PersistentVolumeClaim>(doc)?,
         ("v1", "Namespace") => typed::<Namespace>(doc)?,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => typed::<ClusterRole>(doc)?,
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => typed::<ClusterRoleBinding>(doc)?,

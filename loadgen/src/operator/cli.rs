@@ -34,6 +34,10 @@ pub struct OperatorArgs {
     /// Address of the `/metrics` and `/healthz` endpoint.
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
+    /// Also write each run's reports (summary.json, report.md, report.html, junit.xml)
+    /// into DIR/<namespace>/<run>/, e.g. a mounted PersistentVolumeClaim.
+    #[arg(long, value_name = "DIR", env = "RICOCHET_REPORT_DIR")]
+    pub report_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_duration_flag(text: &str) -> Result<Duration, String> {
@@ -49,6 +53,7 @@ pub fn operator_command(args: &OperatorArgs) -> ExitCode {
         start_lead: args.start_lead,
         namespace: args.namespace.clone(),
         metrics_addr: args.metrics_addr,
+        report_dir: args.report_dir.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

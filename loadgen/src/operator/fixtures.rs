@@ -44,15 +44,26 @@ impl Clock for FixedClock {
 impl Context {
     /// A context whose client talks to a mock API server, at a fixed time.
     pub fn test(clock: Arc<FixedClock>) -> (Arc<Context>, ApiServerVerifier) {
+        Self::test_with(
+            clock,
+            OperatorConfig {
+                runner_image: "ricochet/loadgen:test".into(),
+                ..OperatorConfig::default()
+            },
+        )
+    }
+
+    /// Like [`Context::test`] with another operator configuration.
+    pub fn test_with(
+        clock: Arc<FixedClock>,
+        config: OperatorConfig,
+    ) -> (Arc<Context>, ApiServerVerifier) {
         let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(mock_service, "ricochet");
         let recorder = Recorder::new(client.clone(), Reporter::from("ricochet-operator"));
         let ctx = Context {
             client,
-            config: OperatorConfig {
-                runner_image: "ricochet/loadgen:test".into(),
-                ..OperatorConfig::default()
-            },
+            config,
             clock,
             metrics: Arc::new(Metrics::default()),
             recorder,
@@ -778,7 +789,15 @@ mod tests {
 
     #[tokio::test]
     async fn all_runners_done_merges_exactly_and_judges_the_merged_results() {
-        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let reports = tempfile::tempdir().unwrap();
+        let (ctx, server) = Context::test_with(
+            FixedClock::at(NOW),
+            OperatorConfig {
+                runner_image: "ricochet/loadgen:test".into(),
+                report_dir: Some(reports.path().to_owned()),
+                ..OperatorConfig::default()
+            },
+        );
         let whole = api_spec();
         let plan = Plan::from_spec(
             "r1",
@@ -812,17 +831,40 @@ mod tests {
         let seen = timeout_after_1s(mock).await;
         let report = &seen[3].body["data"];
         assert!(
-            report["summary.md"]
+            report["report.md"]
                 .as_str()
                 .unwrap()
                 .contains("p(99)<800ms")
         );
+        // summary.json is the schema-version-1 summary of the merged run, as `loadgen
+        // report` and `loadgen compare` read it.
+        let summary = ricochet_reports::parse_summary(
+            report["summary.json"].as_str().unwrap(),
+            std::path::Path::new("summary.json"),
+        )
+        .unwrap();
+        assert_eq!(summary.metrics["http_reqs"].count, 102);
+        assert_eq!(
+            summary.thresholds[0].verdict,
+            ricochet_reports::model::Verdict::Fail
+        );
+        assert_eq!(summary.run.exit_code, 1);
+        assert!(report["junit.xml"].as_str().unwrap().contains("<testsuite"));
+        // The full reports, HTML included, in the report directory the status names.
+        let dir = reports.path().join("ricochet").join("r1");
+        for f in ["summary.json", "report.md", "report.html", "junit.xml"] {
+            assert!(dir.join(f).is_file(), "{f} not written");
+        }
         let status = &seen[4].body["status"];
         assert_eq!(status["phase"], "Failed", "{status}");
         assert_eq!(status["verdict"], "Fail");
         assert_eq!(status["counters"]["http_reqs"], 102);
         assert_eq!(status["thresholds"][0]["verdict"], "Fail");
         assert_eq!(status["report"]["configMap"], "r1-report");
+        assert_eq!(
+            status["report"]["directory"].as_str(),
+            Some(dir.display().to_string().as_str())
+        );
         assert!(
             status["p99"].as_str().unwrap().starts_with("900"),
             "{status}"

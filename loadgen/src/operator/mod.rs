@@ -86,6 +86,8 @@ pub struct OperatorConfig {
     pub namespace: Option<String>,
     /// Address of the `/metrics` endpoint.
     pub metrics_addr: std::net::SocketAddr,
+    /// Also write every run's reports (HTML included) under this directory (a volume).
+    pub report_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for OperatorConfig {
@@ -96,6 +98,7 @@ impl Default for OperatorConfig {
             start_lead: Duration::from_secs(10),
             namespace: None,
             metrics_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
+            report_dir: None,
         }
     }
 }

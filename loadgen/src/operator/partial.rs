@@ -483,8 +483,81 @@ pub fn judge_merged(
     elapsed: f64,
     telemetry: Option<&Results>,
 ) -> (Vec<ThresholdVerdict>, Verdict) {
+    let verdicts: Vec<ThresholdVerdict> = merged_threshold_results(plan, stats, elapsed, telemetry)
+        .into_iter()
+        .map(|r| ThresholdVerdict {
+            metric: r.metric,
+            condition: r.expression,
+            verdict: match r.verdict {
+                ModelVerdict::Pass => Verdict::Pass,
+                ModelVerdict::Fail => Verdict::Fail,
+                ModelVerdict::Unknown => Verdict::Unknown,
+            },
+            observed: r
+                .observed
+                .map(|v| format!("{}", (v * 10_000.0).round() / 10_000.0)),
+            reason: r.reason,
+        })
+        .collect();
+    let verdict = if verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if verdicts.iter().any(|v| v.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Pass
+    };
+    (verdicts, verdict)
+}
+
+/// The merged results as a `summary.json` (schema version 1) of the whole run: metrics,
+/// per-scenario distributions, thresholds, telemetry, judged on the exact merge of every
+/// runner's partial result. Partials carry run totals, so the summary has no per-second
+/// time series.
+pub fn merged_summary(
+    plan: &Plan,
+    stats: &Stats,
+    elapsed: f64,
+    telemetry: Option<&Results>,
+    started_at: std::time::SystemTime,
+    ended_at: std::time::SystemTime,
+) -> ricochet_reports::model::Summary {
+    use ricochet_reports::model::Outcome;
+    let results = merged_threshold_results(plan, stats, elapsed, telemetry);
+    let passed = results.iter().all(|r| r.verdict == ModelVerdict::Pass);
+    let mut agg = crate::aggregate::Aggregator::new(plan);
+    agg.totals = stats.clone();
+    let facts = crate::summary::RunFacts {
+        target: match &plan.target {
+            crate::plan::TargetPlan::Url(u) => u.base.to_string().trim_end_matches('/').to_owned(),
+            crate::plan::TargetPlan::Embedded => "embedded echo-server (per runner)".to_owned(),
+        },
+        embedded: plan.target == crate::plan::TargetPlan::Embedded,
+        started_at,
+        ended_at,
+        duration_secs: elapsed,
+        outcome: if passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        },
+        exit_code: if passed { 0 } else { 1 },
+        stop_reason: None,
+    };
+    let mut summary = crate::summary::build(plan, &facts, &agg, results);
+    summary.telemetry = telemetry.map(Results::summary);
+    summary
+}
+
+/// Every threshold judged on the merged data (in the order written, then one per declared
+/// keep class).
+fn merged_threshold_results(
+    plan: &Plan,
+    stats: &Stats,
+    elapsed: f64,
+    telemetry: Option<&Results>,
+) -> Vec<ricochet_reports::model::ThresholdResult> {
     let index = TagIndex::new(plan);
-    let mut verdicts: Vec<ThresholdVerdict> = plan
+    let mut results: Vec<_> = plan
         .thresholds
         .iter()
         .map(|th| {
@@ -505,44 +578,13 @@ pub fn judge_merged(
                     ),
                 },
             };
-            ThresholdVerdict {
-                metric: th.key.clone(),
-                condition: th.expression.clone(),
-                verdict: match j.verdict {
-                    ModelVerdict::Pass => Verdict::Pass,
-                    ModelVerdict::Fail => Verdict::Fail,
-                    ModelVerdict::Unknown => Verdict::Unknown,
-                },
-                observed: j.observed.map(|v| format!("{}", (v * 1000.0).round() / 1000.0)),
-                reason: j.reason,
-            }
+            crate::summary::threshold_result(th, j)
         })
         .collect();
     if let Some(r) = telemetry {
-        verdicts.extend(r.class_results().into_iter().map(|c| {
-            ThresholdVerdict {
-                metric: c.metric,
-                condition: c.expression,
-                verdict: match c.verdict {
-                    ModelVerdict::Pass => Verdict::Pass,
-                    ModelVerdict::Fail => Verdict::Fail,
-                    ModelVerdict::Unknown => Verdict::Unknown,
-                },
-                observed: c
-                    .observed
-                    .map(|v| format!("{}", (v * 10_000.0).round() / 10_000.0)),
-                reason: c.reason,
-            }
-        }));
+        results.extend(r.class_results());
     }
-    let verdict = if verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
-        Verdict::Fail
-    } else if verdicts.iter().any(|v| v.verdict == Verdict::Unknown) {
-        Verdict::Unknown
-    } else {
-        Verdict::Pass
-    };
-    (verdicts, verdict)
+    results
 }
 
 /// p99 of `http_req_duration` over every series, e.g. `612.3ms`; `None` without samples.

@@ -23,7 +23,9 @@ use ricochet_crds::{
 };
 use serde_json::json;
 
-use super::partial::{Partial, counters, judge_merged, merge_partials, merge_telemetry, p99};
+use super::partial::{
+    Partial, counters, judge_merged, merge_partials, merge_telemetry, merged_summary, p99,
+};
 use super::resources::{self, MANAGER, PARTIAL_KEY, WHOLE_SPEC_KEY};
 use super::split::{runner_count, split_spec};
 use super::{Context, Error, Result};
@@ -509,8 +511,33 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
     status.counters = counters(&stats);
     status.thresholds = verdicts;
     status.verdict = Some(verdict);
-    let report = report_files(&name, &status);
+    let started = status
+        .start_time
+        .as_ref()
+        .map_or_else(|| ctx.clock.now(), |t| t.0);
+    let summary = merged_summary(
+        &plan,
+        &stats,
+        elapsed,
+        telemetry.as_ref(),
+        started.into(),
+        ctx.clock.now().into(),
+    );
+    let report = report_files(&summary);
     let keys: Vec<String> = report.keys().cloned().collect();
+    let directory = match &ctx.config.report_dir {
+        Some(dir) => {
+            let dir = dir.join(run.namespace().unwrap_or_default()).join(&name);
+            match ricochet_reports::write_all(&summary, &dir) {
+                Ok(_) => Some(dir.display().to_string()),
+                Err(e) => {
+                    tracing::warn!(run = %name, error = %e, "cannot write the reports into the report directory");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let cm = resources::report_config_map(run, report)?;
     config_maps
         .patch(
@@ -522,6 +549,7 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
     status.report = Some(ReportLocation {
         config_map: resources::report_config_map_name(&name),
         keys,
+        directory,
     });
     let at = now(ctx);
     status.completion_time = Some(at.clone());
@@ -706,32 +734,11 @@ async fn expire(run: &LoadTestRun, ctx: &Context, status: &LoadTestRunStatus) ->
     Ok(Action::await_change())
 }
 
-/// The run's reports, bounded in size: `summary.json` (the status's results) and `summary.md`.
-pub fn report_files(name: &str, status: &LoadTestRunStatus) -> BTreeMap<String, String> {
-    let json = serde_json::to_string_pretty(&json!({
-        "run": name,
-        "verdict": status.verdict,
-        "p99": status.p99,
-        "counters": status.counters,
-        "thresholds": status.thresholds,
-        "runners": status.parallelism,
-    }))
-    .unwrap_or_default();
-    let mut md = format!(
-        "# ricochet run `{name}`\n\nVerdict: **{:?}** · runners: {} · p99: {}\n\n| metric | condition | verdict | observed |\n| --- | --- | --- | --- |\n",
-        status.verdict.unwrap_or(Verdict::Unknown),
-        status.parallelism.unwrap_or(0),
-        status.p99.as_deref().unwrap_or("-"),
-    );
-    for t in &status.thresholds {
-        md.push_str(&format!(
-            "| `{}` | `{}` | {:?} | {} |\n",
-            t.metric,
-            t.condition,
-            t.verdict,
-            t.observed.as_deref().or(t.reason.as_deref()).unwrap_or("-")
-        ));
-    }
+/// The run's reports for its ConfigMap: `summary.json` (schema version 1, as `loadgen
+/// report` and `loadgen compare` read it), `report.md` and `junit.xml`, each bounded to
+/// [`MAX_REPORT_BYTES`] (a ConfigMap holds at most 1 MiB).
+pub fn report_files(summary: &ricochet_reports::model::Summary) -> BTreeMap<String, String> {
+    use ricochet_reports::Format;
     let bound = |mut s: String| {
         if s.len() > MAX_REPORT_BYTES {
             let mut cut = MAX_REPORT_BYTES;
@@ -744,7 +751,21 @@ pub fn report_files(name: &str, status: &LoadTestRunStatus) -> BTreeMap<String, 
         s
     };
     BTreeMap::from([
-        ("summary.json".to_owned(), bound(json)),
-        ("summary.md".to_owned(), bound(md)),
+        (
+            "summary.json".to_owned(),
+            // Truncated JSON would not parse: fall back to the compact form first.
+            match ricochet_reports::render(summary, Format::Json) {
+                pretty if pretty.len() <= MAX_REPORT_BYTES => pretty,
+                _ => bound(serde_json::to_string(summary).unwrap_or_default()),
+            },
+        ),
+        (
+            "report.md".to_owned(),
+            bound(ricochet_reports::render(summary, Format::Markdown)),
+        ),
+        (
+            "junit.xml".to_owned(),
+            bound(ricochet_reports::render(summary, Format::Junit)),
+        ),
     ])
 }
