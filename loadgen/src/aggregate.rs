@@ -24,10 +24,86 @@ struct WindowState {
     threshold: usize,
     len: u32,
     current: Option<(u32, Stats)>,
+    tally: WindowTally,
+}
+
+/// The verdicts of a windowed threshold's windows so far: how many were judged, the worst
+/// and the first failing one.
+#[derive(Debug, Default, Clone)]
+pub struct WindowTally {
     judged: u32,
     worst: Option<(f64, u32)>,
     first_failure: Option<(f64, u32)>,
     last_reason: Option<String>,
+}
+
+impl WindowTally {
+    /// Adds window `window`'s judgement of `th`.
+    pub fn add(&mut self, th: &Threshold, window: u32, j: Judgement) {
+        let Some(observed) = j.observed else {
+            self.last_reason = j.reason;
+            return;
+        };
+        self.judged += 1;
+        if self
+            .worst
+            .is_none_or(|(v, _)| worse(th.comparison, observed, v))
+        {
+            self.worst = Some((observed, window));
+        }
+        if j.verdict == Verdict::Fail && self.first_failure.is_none() {
+            self.first_failure = Some((observed, window));
+        }
+    }
+
+    /// Whether a window failed.
+    pub fn failed(&self) -> bool {
+        self.first_failure.is_some()
+    }
+
+    /// The threshold's verdict over its windows of `len` seconds: failed when any window
+    /// failed (naming the first and the worst), unknown when none had samples.
+    pub fn judgement(&self, len: u32) -> Judgement {
+        let span = |w: u32| {
+            let from = w * len;
+            format!("{from}s–{}s", from + len)
+        };
+        if let Some((v, w)) = self.first_failure {
+            let (worst, ww) = self.worst.unwrap_or((v, w));
+            return Judgement {
+                observed: Some(worst),
+                verdict: Verdict::Fail,
+                reason: Some(format!(
+                    "window {} ({}) failed first with {v:.3}; worst window {} ({}) observed {worst:.3}",
+                    w + 1,
+                    span(w),
+                    ww + 1,
+                    span(ww)
+                )),
+            };
+        }
+        match self.worst {
+            Some((worst, ww)) => Judgement {
+                observed: Some(worst),
+                verdict: Verdict::Pass,
+                reason: Some(format!(
+                    "{} windows passed; worst window {} ({})",
+                    self.judged,
+                    ww + 1,
+                    span(ww)
+                )),
+            },
+            None => Judgement {
+                observed: None,
+                verdict: Verdict::Unknown,
+                reason: Some(
+                    self.last_reason
+                        .clone()
+                        .unwrap_or_else(|| "no window had samples".into()),
+                ),
+            },
+        }
+    }
 }
 
 /// What the collector knows so far.
@@ -45,6 +121,21 @@ pub struct Aggregator {
     /// One point per finalized second, per scenario (plan order).
     pub scenario_series: Vec<Vec<TimePoint>>,
     windows: Vec<WindowState>,
+    /// Keep each closed window's selected stats (runners: the operator judges windows on
+    /// the merge of every runner's).
+    keep_windows: bool,
+    closed: Vec<ClosedWindow>,
+}
+
+/// The stats one windowed threshold selected in one closed window.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    /// The threshold (index in the plan).
+    pub threshold: usize,
+    /// Window index (`second / window length`).
+    pub index: u32,
+    /// Its stats, filtered by the threshold's tags.
+    pub stats: Stats,
 }
 
 impl Aggregator {
@@ -59,10 +150,7 @@ impl Aggregator {
                     threshold: i,
                     len: window_secs(d),
                     current: None,
-                    judged: 0,
-                    worst: None,
-                    first_failure: None,
-                    last_reason: None,
+                    tally: WindowTally::default(),
                 }),
                 _ => None,
             })
@@ -81,7 +169,19 @@ impl Aggregator {
             series: Vec::new(),
             scenario_series: vec![Vec::new(); plan.scenarios.len()],
             windows,
+            keep_windows: false,
+            closed: Vec::new(),
         }
+    }
+
+    /// Keeps every closed window's stats ([`Aggregator::closed_windows`]).
+    pub fn keep_window_stats(&mut self) {
+        self.keep_windows = true;
+    }
+
+    /// The closed windows' stats, when kept.
+    pub fn closed_windows(&self) -> &[ClosedWindow] {
+        &self.closed
     }
 
     /// The tag index.
@@ -223,23 +323,17 @@ impl Aggregator {
         let Some((window, acc)) = self.windows[w].current.take() else {
             return;
         };
-        let th = &self.thresholds[self.windows[w].threshold];
+        let threshold = self.windows[w].threshold;
+        let th = &self.thresholds[threshold];
         let len = self.windows[w].len;
         let j = judge(th, &acc, &self.index, None, f64::from(len));
-        let state = &mut self.windows[w];
-        let Some(observed) = j.observed else {
-            state.last_reason = j.reason;
-            return;
-        };
-        state.judged += 1;
-        if state
-            .worst
-            .is_none_or(|(v, _)| worse(th.comparison, observed, v))
-        {
-            state.worst = Some((observed, window));
-        }
-        if j.verdict == Verdict::Fail && state.first_failure.is_none() {
-            state.first_failure = Some((observed, window));
+        self.windows[w].tally.add(th, window, j);
+        if self.keep_windows {
+            self.closed.push(ClosedWindow {
+                threshold,
+                index: window,
+                stats: acc,
+            });
         }
     }
 
@@ -247,7 +341,7 @@ impl Aggregator {
     pub fn window_failed(&self, threshold: usize) -> bool {
         self.windows
             .iter()
-            .any(|w| w.threshold == threshold && w.first_failure.is_some())
+            .any(|w| w.threshold == threshold && w.tally.failed())
     }
 
     /// Judges threshold `i` on everything so far (`elapsed` seconds of run time).
@@ -268,46 +362,7 @@ impl Aggregator {
                 reason: Some("window state missing".into()),
             };
         };
-        let span = |w: u32| {
-            let from = w * state.len;
-            format!("{from}s–{}s", from + state.len)
-        };
-        if let Some((v, w)) = state.first_failure {
-            let (worst, ww) = state.worst.unwrap_or((v, w));
-            return Judgement {
-                observed: Some(worst),
-                verdict: Verdict::Fail,
-                reason: Some(format!(
-                    "window {} ({}) failed first with {v:.3}; worst window {} ({}) observed {worst:.3}",
-                    w + 1,
-                    span(w),
-                    ww + 1,
-                    span(ww)
-                )),
-            };
-        }
-        match state.worst {
-            Some((worst, ww)) => Judgement {
-                observed: Some(worst),
-                verdict: Verdict::Pass,
-                reason: Some(format!(
-                    "{} windows passed; worst window {} ({})",
-                    state.judged,
-                    ww + 1,
-                    span(ww)
-                )),
-            },
-            None => Judgement {
-                observed: None,
-                verdict: Verdict::Unknown,
-                reason: Some(
-                    state
-                        .last_reason
-                        .clone()
-                        .unwrap_or_else(|| "no window had samples".into()),
-                ),
-            },
-        }
+        state.tally.judgement(state.len)
     }
 
     /// Latest finalized overall point.
@@ -333,7 +388,8 @@ impl Aggregator {
     }
 }
 
-fn window_secs(d: Duration) -> u32 {
+/// A window length in whole seconds (at least 1).
+pub fn window_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs_f64().round() as u64)
         .unwrap_or(u32::MAX)
         .max(1)

@@ -12,7 +12,7 @@ use ricochet_reports::model::{Outcome, RequestCount, Summary, Verdict};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, ClosedWindow};
 use crate::chaos::{Admin, AdminPlan};
 use crate::cli::OverrideArgs;
 use crate::client::{Client, Target, TargetError};
@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Collection interval (live thresholds, progress).
     pub tick: Duration,
+    /// Keep each closed window of windowed thresholds ([`RunReport::windows`]); runners do,
+    /// so that the operator judges windows on every runner's data.
+    pub keep_windows: bool,
 }
 
 impl Default for RunOptions {
@@ -63,6 +66,7 @@ impl Default for RunOptions {
             out: None,
             quiet: true,
             tick: Duration::from_secs(1),
+            keep_windows: false,
         }
     }
 }
@@ -172,6 +176,8 @@ pub struct RunReport {
     pub elapsed_secs: f64,
     /// The telemetry verification's results (tallies, for merging across runners).
     pub telemetry: Option<Results>,
+    /// Closed windows of windowed thresholds, when [`RunOptions::keep_windows`].
+    pub windows: Vec<ClosedWindow>,
 }
 
 /// Runs `plan`. Errors are returned only when the run could not start; once it has
@@ -309,6 +315,9 @@ pub async fn execute(
     }
 
     let mut agg = Aggregator::new(plan);
+    if opts.keep_windows {
+        agg.keep_window_stats();
+    }
     let mut progress = Progress::new(opts.quiet, plan.duration());
     let tick = opts.tick.max(Duration::from_millis(50));
     let mut ticker = tokio::time::interval_at((run_start + tick).into(), tick);
@@ -472,6 +481,7 @@ pub async fn execute(
     report.stats = agg.totals.clone();
     report.elapsed_secs = secs;
     report.telemetry = verified;
+    report.windows = agg.closed_windows().to_vec();
     Ok(report)
 }
 
@@ -618,6 +628,7 @@ fn finish_report(
         stats: Stats::default(),
         elapsed_secs: 0.0,
         telemetry: None,
+        windows: Vec::new(),
     }
 }
 
@@ -689,6 +700,7 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
         out: args.out.clone(),
         quiet: args.quiet,
         tick: Duration::from_secs(1),
+        keep_windows: false,
     };
     let result = runtime.block_on(async {
         let stopper = Arc::new(Stopper::new());

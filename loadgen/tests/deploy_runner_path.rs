@@ -7,9 +7,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::Command;
 
-use loadgen::operator::partial::{
-    Partial, counters, judge_merged, merge_partials, merge_telemetry,
-};
+use loadgen::operator::partial::{Partial, counters, judge_merged, merge_run};
 use loadgen::operator::split::split_spec;
 use loadgen::{Overrides, Plan};
 use ricochet_crds::{LoadTest, LoadTestSpec, Verdict};
@@ -22,7 +20,7 @@ scenarios:
      requests: [{name: echo, path: /echo}]}
 thresholds:
   http_req_duration{scenario:api}: [\"p(99)<800ms\"]
-  http_req_failed: [\"rate<0.01\"]
+  http_req_failed: [\"rate<0.01\", {threshold: \"rate<0.05\", window: 1s}]
   http_reqs: [\"count>300\"]
   telemetry_trace_missing: [\"rate<0.003\"]
 telemetry: {sample: {rate: 1}, settleTimeout: 10s}
@@ -60,11 +58,29 @@ fn run_split(dir: &Path, spec: &LoadTestSpec, plan: &Plan, n: u32) -> (Verdict, 
         let text = std::fs::read_to_string(&result).unwrap();
         partials.push(Partial::from_json(&text, i as u32).unwrap());
     }
-    let (stats, elapsed) = merge_partials(plan, &partials).unwrap();
-    let telemetry = merge_telemetry(plan, &partials)
-        .unwrap()
-        .expect("every runner verified its samples");
-    let (verdicts, verdict) = judge_merged(plan, &stats, elapsed, Some(&telemetry));
+    let merged = merge_run(plan, &partials).unwrap();
+    assert!(
+        merged.telemetry.is_some(),
+        "every runner verified its samples"
+    );
+    let (verdicts, verdict) = judge_merged(plan, &merged);
+    let windowed = verdicts
+        .iter()
+        .find(|v| v.metric == "http_req_failed" && v.condition == "rate<0.05")
+        .expect("the windowed threshold");
+    assert_eq!(
+        windowed.verdict,
+        Verdict::Pass,
+        "judged per window: {windowed:?}"
+    );
+    assert!(
+        windowed
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("windows passed")),
+        "{windowed:?}"
+    );
+    let (stats, telemetry) = (merged.stats, merged.telemetry.unwrap());
     let missing = verdicts
         .iter()
         .find(|v| v.metric == "telemetry_trace_missing")

@@ -87,6 +87,108 @@ pub struct Partial {
     /// The runner's telemetry verification, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<PartialTelemetry>,
+    /// Per closed window of each windowed threshold: the series it selected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<PartialWindow>,
+    /// The windows were left out to fit the result into its ConfigMap
+    /// ([`MAX_PARTIAL_BYTES`]); windowed thresholds are then unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub windows_omitted: bool,
+}
+
+/// Largest partial result a runner writes (a ConfigMap holds at most 1 MiB).
+pub const MAX_PARTIAL_BYTES: usize = 900 * 1024;
+
+/// One closed window of one windowed threshold on one runner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialWindow {
+    /// The threshold's key, e.g. `http_req_duration{scenario:api}`.
+    pub threshold: String,
+    /// Its condition, e.g. `p(99)<800ms`.
+    pub expression: String,
+    /// Window length, seconds.
+    pub window_secs: u32,
+    /// Window index (`second / window_secs`).
+    pub index: u32,
+    /// The series the threshold selected in this window.
+    pub series: Vec<PartialSeries>,
+    /// The scenario counters it selected.
+    pub scenarios: Vec<PartialScenario>,
+}
+
+impl PartialWindow {
+    /// The closed windows a runner kept, as partial windows (`plan`: the runner's plan).
+    pub fn from_closed(
+        plan: &Plan,
+        closed: &[crate::aggregate::ClosedWindow],
+    ) -> Result<Vec<Self>, PartialError> {
+        closed
+            .iter()
+            .filter_map(|c| {
+                let th = plan.thresholds.get(c.threshold)?;
+                let Scope::Window(d) = th.scope else {
+                    return None;
+                };
+                Some(
+                    encode_stats(&c.stats, plan).map(|(series, scenarios)| PartialWindow {
+                        threshold: th.key.clone(),
+                        expression: th.expression.clone(),
+                        window_secs: crate::aggregate::window_secs(d),
+                        index: c.index,
+                        series,
+                        scenarios,
+                    }),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Every runner's results merged: totals, telemetry tallies, and windows per windowed
+/// threshold.
+#[derive(Debug, Clone, Default)]
+pub struct Merged {
+    /// All series and counters.
+    pub stats: Stats,
+    /// The longest runner's elapsed seconds.
+    pub elapsed: f64,
+    /// Telemetry tallies, when the runners verified.
+    pub telemetry: Option<Results>,
+    /// `(threshold index in the plan, window index)` → the merged window.
+    pub windows: BTreeMap<(usize, u32), Stats>,
+    /// The first runner whose windows were omitted, if any.
+    pub windows_omitted: Option<u32>,
+}
+
+/// Merges every runner's partial result exactly over the whole run's `plan`.
+pub fn merge_run(plan: &Plan, partials: &[Partial]) -> Result<Merged, PartialError> {
+    let (stats, elapsed) = merge_partials(plan, partials)?;
+    let telemetry = merge_telemetry(plan, partials)?;
+    let mut windows: BTreeMap<(usize, u32), Stats> = BTreeMap::new();
+    for p in partials {
+        for w in &p.windows {
+            let Some(i) = plan.thresholds.iter().position(|th| {
+                th.key == w.threshold
+                    && th.expression == w.expression
+                    && matches!(th.scope, Scope::Window(d) if crate::aggregate::window_secs(d) == w.window_secs)
+            }) else {
+                continue;
+            };
+            let into = windows.entry((i, w.index)).or_default();
+            merge_stats(p.runner, &w.series, &w.scenarios, plan, into)?;
+        }
+    }
+    Ok(Merged {
+        stats,
+        elapsed,
+        telemetry,
+        windows,
+        windows_omitted: partials
+            .iter()
+            .find(|p| p.windows_omitted)
+            .map(|p| p.runner),
+    })
 }
 
 /// One runner's telemetry verification: its share of the samples, tallied per verifier.
@@ -287,6 +389,54 @@ pub struct PartialScenario {
     pub interrupted: u64,
 }
 
+/// `stats` (indices of `plan`) as series and scenario counters keyed by names.
+fn encode_stats(
+    stats: &Stats,
+    plan: &Plan,
+) -> Result<(Vec<PartialSeries>, Vec<PartialScenario>), PartialError> {
+    let index = TagIndex::new(plan);
+    let mut keys: Vec<&SeriesKey> = stats.series.keys().collect();
+    keys.sort();
+    let mut series = Vec::with_capacity(keys.len());
+    for key in keys {
+        let s = &stats.series[key];
+        let scenario = index.scenario_name(key.scenario).to_owned();
+        let request = index.request_name(key.scenario, key.request).to_owned();
+        let label = format!("{scenario}/{request}/{}/{}", key.status, key.phase);
+        series.push(PartialSeries {
+            duration: encode(&s.duration, &label)?,
+            waiting: encode(&s.waiting, &label)?,
+            service: encode(&s.service, &label)?,
+            schedule_lag: encode(&s.schedule_lag, &label)?,
+            stream: s.stream.as_ref().map(|h| encode(h, &label)).transpose()?,
+            scenario,
+            request,
+            status: key.status,
+            phase: key.phase,
+            requests: s.requests,
+            failed: s.failed,
+            data_sent: s.data_sent,
+            data_received: s.data_received,
+        });
+    }
+    let mut skeys: Vec<&ScenarioKey> = stats.scenarios.keys().collect();
+    skeys.sort();
+    let scenarios = skeys
+        .into_iter()
+        .map(|k| {
+            let c = stats.scenarios[k];
+            PartialScenario {
+                scenario: index.scenario_name(k.scenario).to_owned(),
+                phase: k.phase,
+                iterations: c.iterations,
+                dropped: c.dropped,
+                interrupted: c.interrupted,
+            }
+        })
+        .collect();
+    Ok((series, scenarios))
+}
+
 fn encode(h: &Hist, series: &str) -> Result<String, PartialError> {
     let mut buf = Vec::new();
     V2DeflateSerializer::new()
@@ -328,46 +478,7 @@ impl Partial {
         runner: u32,
         elapsed_seconds: f64,
     ) -> Result<Partial, PartialError> {
-        let index = TagIndex::new(plan);
-        let mut keys: Vec<&SeriesKey> = stats.series.keys().collect();
-        keys.sort();
-        let mut series = Vec::with_capacity(keys.len());
-        for key in keys {
-            let s = &stats.series[key];
-            let scenario = index.scenario_name(key.scenario).to_owned();
-            let request = index.request_name(key.scenario, key.request).to_owned();
-            let label = format!("{scenario}/{request}/{}/{}", key.status, key.phase);
-            series.push(PartialSeries {
-                duration: encode(&s.duration, &label)?,
-                waiting: encode(&s.waiting, &label)?,
-                service: encode(&s.service, &label)?,
-                schedule_lag: encode(&s.schedule_lag, &label)?,
-                stream: s.stream.as_ref().map(|h| encode(h, &label)).transpose()?,
-                scenario,
-                request,
-                status: key.status,
-                phase: key.phase,
-                requests: s.requests,
-                failed: s.failed,
-                data_sent: s.data_sent,
-                data_received: s.data_received,
-            });
-        }
-        let mut skeys: Vec<&ScenarioKey> = stats.scenarios.keys().collect();
-        skeys.sort();
-        let scenarios = skeys
-            .into_iter()
-            .map(|k| {
-                let c = stats.scenarios[k];
-                PartialScenario {
-                    scenario: index.scenario_name(k.scenario).to_owned(),
-                    phase: k.phase,
-                    iterations: c.iterations,
-                    dropped: c.dropped,
-                    interrupted: c.interrupted,
-                }
-            })
-            .collect();
+        let (series, scenarios) = encode_stats(stats, plan)?;
         Ok(Partial {
             version: PARTIAL_VERSION,
             runner,
@@ -375,6 +486,8 @@ impl Partial {
             series,
             scenarios,
             telemetry: None,
+            windows: Vec::new(),
+            windows_omitted: false,
         })
     }
 
@@ -401,63 +514,75 @@ impl Partial {
 
     /// Adds this partial result into `into`, whose indices are those of the whole run's `plan`.
     pub fn merge_into(&self, plan: &Plan, into: &mut Stats) -> Result<(), PartialError> {
-        let scenario_index = |name: &str| {
-            plan.scenarios
-                .iter()
-                .position(|s| s.name == name)
-                .ok_or_else(|| PartialError::UnknownName {
-                    runner: self.runner,
-                    what: "scenario",
-                    name: name.to_owned(),
-                })
-        };
-        for s in &self.series {
-            let si = scenario_index(&s.scenario)?;
-            let ri = plan.scenarios[si]
-                .requests
-                .iter()
-                .position(|r| r.name == s.request)
-                .ok_or_else(|| PartialError::UnknownName {
-                    runner: self.runner,
-                    what: "request",
-                    name: s.request.clone(),
-                })?;
-            let label = format!("{}/{}/{}/{}", s.scenario, s.request, s.status, s.phase);
-            let part = SeriesStats {
-                requests: s.requests,
-                failed: s.failed,
-                data_sent: s.data_sent,
-                data_received: s.data_received,
-                duration: decode(&s.duration, self.runner, &label, "duration")?,
-                waiting: decode(&s.waiting, self.runner, &label, "waiting")?,
-                service: decode(&s.service, self.runner, &label, "service")?,
-                schedule_lag: decode(&s.schedule_lag, self.runner, &label, "scheduleLag")?,
-                stream: s
-                    .stream
-                    .as_deref()
-                    .map(|t| decode(t, self.runner, &label, "stream"))
-                    .transpose()?,
-            };
-            let key = SeriesKey {
-                scenario: si as u16,
-                request: ri as u16,
-                status: s.status,
-                phase: s.phase,
-            };
-            into.series.entry(key).or_default().merge(&part);
-        }
-        for c in &self.scenarios {
-            let key = ScenarioKey {
-                scenario: scenario_index(&c.scenario)? as u16,
-                phase: c.phase,
-            };
-            let e: &mut ScenarioCounters = into.scenarios.entry(key).or_default();
-            e.iterations += c.iterations;
-            e.dropped += c.dropped;
-            e.interrupted += c.interrupted;
-        }
-        Ok(())
+        merge_stats(self.runner, &self.series, &self.scenarios, plan, into)
     }
+}
+
+/// Adds series and scenario counters keyed by names into `into`, whose indices are those of
+/// the whole run's `plan`.
+fn merge_stats(
+    runner: u32,
+    series: &[PartialSeries],
+    scenarios: &[PartialScenario],
+    plan: &Plan,
+    into: &mut Stats,
+) -> Result<(), PartialError> {
+    let scenario_index = |name: &str| {
+        plan.scenarios
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| PartialError::UnknownName {
+                runner,
+                what: "scenario",
+                name: name.to_owned(),
+            })
+    };
+    for s in series {
+        let si = scenario_index(&s.scenario)?;
+        let ri = plan.scenarios[si]
+            .requests
+            .iter()
+            .position(|r| r.name == s.request)
+            .ok_or_else(|| PartialError::UnknownName {
+                runner,
+                what: "request",
+                name: s.request.clone(),
+            })?;
+        let label = format!("{}/{}/{}/{}", s.scenario, s.request, s.status, s.phase);
+        let part = SeriesStats {
+            requests: s.requests,
+            failed: s.failed,
+            data_sent: s.data_sent,
+            data_received: s.data_received,
+            duration: decode(&s.duration, runner, &label, "duration")?,
+            waiting: decode(&s.waiting, runner, &label, "waiting")?,
+            service: decode(&s.service, runner, &label, "service")?,
+            schedule_lag: decode(&s.schedule_lag, runner, &label, "scheduleLag")?,
+            stream: s
+                .stream
+                .as_deref()
+                .map(|t| decode(t, runner, &label, "stream"))
+                .transpose()?,
+        };
+        let key = SeriesKey {
+            scenario: si as u16,
+            request: ri as u16,
+            status: s.status,
+            phase: s.phase,
+        };
+        into.series.entry(key).or_default().merge(&part);
+    }
+    for c in scenarios {
+        let key = ScenarioKey {
+            scenario: scenario_index(&c.scenario)? as u16,
+            phase: c.phase,
+        };
+        let e: &mut ScenarioCounters = into.scenarios.entry(key).or_default();
+        e.iterations += c.iterations;
+        e.dropped += c.dropped;
+        e.interrupted += c.interrupted;
+    }
+    Ok(())
 }
 
 /// Every runner's partial result merged into one [`Stats`] over the whole run's `plan`,
@@ -477,13 +602,8 @@ pub fn merge_partials(plan: &Plan, partials: &[Partial]) -> Result<(Stats, f64),
 /// merged tallies (`telemetry`; unknown, failing closed, when no runner verified).
 /// Windowed thresholds need per-second data the partials do not carry yet; they are
 /// `Unknown` (failing closed) with that reason.
-pub fn judge_merged(
-    plan: &Plan,
-    stats: &Stats,
-    elapsed: f64,
-    telemetry: Option<&Results>,
-) -> (Vec<ThresholdVerdict>, Verdict) {
-    let verdicts: Vec<ThresholdVerdict> = merged_threshold_results(plan, stats, elapsed, telemetry)
+pub fn judge_merged(plan: &Plan, merged: &Merged) -> (Vec<ThresholdVerdict>, Verdict) {
+    let verdicts: Vec<ThresholdVerdict> = merged_threshold_results(plan, merged)
         .into_iter()
         .map(|r| ThresholdVerdict {
             metric: r.metric,
@@ -515,14 +635,13 @@ pub fn judge_merged(
 /// time series.
 pub fn merged_summary(
     plan: &Plan,
-    stats: &Stats,
-    elapsed: f64,
-    telemetry: Option<&Results>,
+    merged: &Merged,
     started_at: std::time::SystemTime,
     ended_at: std::time::SystemTime,
 ) -> ricochet_reports::model::Summary {
     use ricochet_reports::model::Outcome;
-    let results = merged_threshold_results(plan, stats, elapsed, telemetry);
+    let (stats, elapsed, telemetry) = (&merged.stats, merged.elapsed, merged.telemetry.as_ref());
+    let results = merged_threshold_results(plan, merged);
     let passed = results.iter().all(|r| r.verdict == ModelVerdict::Pass);
     let mut agg = crate::aggregate::Aggregator::new(plan);
     agg.totals = stats.clone();
@@ -552,15 +671,15 @@ pub fn merged_summary(
 /// keep class).
 fn merged_threshold_results(
     plan: &Plan,
-    stats: &Stats,
-    elapsed: f64,
-    telemetry: Option<&Results>,
+    merged: &Merged,
 ) -> Vec<ricochet_reports::model::ThresholdResult> {
+    let (stats, elapsed, telemetry) = (&merged.stats, merged.elapsed, merged.telemetry.as_ref());
     let index = TagIndex::new(plan);
     let mut results: Vec<_> = plan
         .thresholds
         .iter()
-        .map(|th| {
+        .enumerate()
+        .map(|(i, th)| {
             let j = match &th.scope {
                 _ if is_telemetry(&th.metric) => match telemetry {
                     Some(r) => r.judge(th),
@@ -570,13 +689,21 @@ fn merged_threshold_results(
                 },
                 Scope::Run => judge(th, stats, &index, None, elapsed),
                 Scope::Phase(name) => judge(th, stats, &index, Some(name), elapsed),
-                Scope::Window(_) => crate::evaluate::Judgement {
-                    observed: None,
-                    verdict: ModelVerdict::Unknown,
-                    reason: Some(
-                        "windowed thresholds are not judged across runners yet (partials carry run totals only)".into(),
-                    ),
-                },
+                Scope::Window(_) if merged.windows_omitted.is_some() => {
+                    crate::evaluate::Judgement::unknown(format!(
+                        "runner {}'s per-window data did not fit its ConfigMap, so windows cannot be judged across runners; use a longer window",
+                        merged.windows_omitted.unwrap_or_default()
+                    ))
+                }
+                Scope::Window(d) => {
+                    // Each window judged on the merge of every runner's part of it.
+                    let len = crate::aggregate::window_secs(*d);
+                    let mut tally = crate::aggregate::WindowTally::default();
+                    for ((_, w), acc) in merged.windows.range((i, 0)..=(i, u32::MAX)) {
+                        tally.add(th, *w, judge(th, acc, &index, None, f64::from(len)));
+                    }
+                    tally.judgement(len)
+                }
             };
             crate::summary::threshold_result(th, j)
         })
@@ -715,8 +842,9 @@ mod tests {
             Partial::from_stats(&fast, &plan, 0, 10.0).unwrap(),
             Partial::from_stats(&slow, &plan, 1, 10.0).unwrap(),
         ];
-        let (stats, elapsed) = merge_partials(&plan, &partials).unwrap();
-        let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed, None);
+        let merged = merge_run(&plan, &partials).unwrap();
+        let (verdicts, verdict) = judge_merged(&plan, &merged);
+        let stats = merged.stats;
         // Runner 0 alone would pass p99<800ms; merged, 10 of 60 samples at 900ms fail it.
         assert_eq!(verdicts[0].verdict, Verdict::Fail, "{verdicts:?}");
         assert_eq!(verdicts[1].verdict, Verdict::Pass);
@@ -786,8 +914,8 @@ mod tests {
             t.ingest_latency.max(),
             tally(1, 0, 300).ingest_latency.max()
         );
-        let (stats, elapsed) = merge_partials(&plan, &partials).unwrap();
-        let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed, Some(&merged));
+        let mut run = merge_run(&plan, &partials).unwrap();
+        let (verdicts, verdict) = judge_merged(&plan, &run);
         let by = |v: &[ThresholdVerdict], m: &str| {
             v.iter().find(|t| t.metric == m).cloned().expect("verdict")
         };
@@ -798,10 +926,65 @@ mod tests {
         assert_eq!(ingest.verdict, Verdict::Pass, "{verdicts:?}");
         assert_eq!(verdict, Verdict::Fail);
         // Without any runner's telemetry the threshold fails closed.
-        let (verdicts, _) = judge_merged(&plan, &stats, elapsed, None);
+        run.telemetry = None;
+        let (verdicts, _) = judge_merged(&plan, &run);
         assert_eq!(
             by(&verdicts, "telemetry_trace_missing").verdict,
             Verdict::Unknown
         );
+    }
+
+    #[test]
+    fn windows_are_judged_on_every_runners_part_of_them() {
+        let spec: ricochet_crds::LoadTestSpec = serde_saphyr::from_str(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 100, duration: 10s, requests: [{name: get, path: /a}]}\nthresholds:\n  http_req_duration: [{threshold: \"p(99)<800ms\", window: 1s}]\n",
+        )
+        .unwrap();
+        let plan = Plan::from_spec("t", &spec, Path::new("."), &Overrides::default()).unwrap();
+        let window = |threshold: usize, index: u32, stats: Stats| crate::aggregate::ClosedWindow {
+            threshold,
+            index,
+            stats,
+        };
+        // Runner 0: fast in both windows; runner 1: fast, then slow in window 1 only.
+        let closed = [
+            vec![
+                window(0, 0, stats_of(&[(0, 1_000); 50])),
+                window(0, 1, stats_of(&[(0, 1_000); 50])),
+            ],
+            vec![
+                window(0, 0, stats_of(&[(0, 2_000); 5])),
+                window(0, 1, stats_of(&[(0, 900_000); 10])),
+            ],
+        ];
+        let partials: Vec<Partial> = closed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut p =
+                    Partial::from_stats(&stats_of(&[(0, 1_000)]), &plan, i as u32, 2.0).unwrap();
+                p.windows = PartialWindow::from_closed(&plan, c).unwrap();
+                Partial::from_json(&p.to_json(), i as u32).unwrap()
+            })
+            .collect();
+        let merged = merge_run(&plan, &partials).unwrap();
+        assert_eq!(merged.windows.len(), 2);
+        assert_eq!(
+            merged.windows[&(0, 1)]
+                .series
+                .values()
+                .next()
+                .unwrap()
+                .requests,
+            60
+        );
+        let (verdicts, verdict) = judge_merged(&plan, &merged);
+        assert_eq!(verdicts[0].verdict, Verdict::Fail, "{verdicts:?}");
+        let reason = verdicts[0].reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("window 2 (1s–2s) failed first"),
+            "{reason}"
+        );
+        assert_eq!(verdict, Verdict::Fail);
     }
 }

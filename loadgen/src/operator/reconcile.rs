@@ -23,9 +23,7 @@ use ricochet_crds::{
 };
 use serde_json::json;
 
-use super::partial::{
-    Partial, counters, judge_merged, merge_partials, merge_telemetry, merged_summary, p99,
-};
+use super::partial::{Partial, counters, judge_merged, merge_run, merged_summary, p99};
 use super::resources::{self, MANAGER, PARTIAL_KEY, WHOLE_SPEC_KEY};
 use super::split::{runner_count, split_spec};
 use super::{Context, Error, Result};
@@ -498,31 +496,20 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
             Err(e) => return fail(run, ctx, status, "ResultUnreadable", e.to_string()).await,
         }
     }
-    let (stats, elapsed) = match merge_partials(&plan, &partials) {
-        Ok(ok) => ok,
+    let merged = match merge_run(&plan, &partials) {
+        Ok(m) => m,
         Err(e) => return fail(run, ctx, status, "ResultUnreadable", e.to_string()).await,
     };
-    let telemetry = match merge_telemetry(&plan, &partials) {
-        Ok(t) => t,
-        Err(e) => return fail(run, ctx, status, "ResultUnreadable", e.to_string()).await,
-    };
-    let (verdicts, verdict) = judge_merged(&plan, &stats, elapsed, telemetry.as_ref());
-    status.p99 = p99(&stats);
-    status.counters = counters(&stats);
+    let (verdicts, verdict) = judge_merged(&plan, &merged);
+    status.p99 = p99(&merged.stats);
+    status.counters = counters(&merged.stats);
     status.thresholds = verdicts;
     status.verdict = Some(verdict);
     let started = status
         .start_time
         .as_ref()
         .map_or_else(|| ctx.clock.now(), |t| t.0);
-    let summary = merged_summary(
-        &plan,
-        &stats,
-        elapsed,
-        telemetry.as_ref(),
-        started.into(),
-        ctx.clock.now().into(),
-    );
+    let summary = merged_summary(&plan, &merged, started.into(), ctx.clock.now().into());
     let report = report_files(&summary);
     let keys: Vec<String> = report.keys().cloned().collect();
     let directory = match &ctx.config.report_dir {

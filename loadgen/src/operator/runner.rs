@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::partial::{Partial, PartialTelemetry};
+use super::partial::{MAX_PARTIAL_BYTES, Partial, PartialTelemetry, PartialWindow};
 use super::resources::{LABEL_PART, LABEL_RUN, LABEL_RUNNER_INDEX, PARTIAL_KEY, START_AT_KEY};
 use super::{Error, Result};
 
@@ -199,6 +199,8 @@ mod tests {
             series: vec![],
             scenarios: vec![],
             telemetry: None,
+            windows: vec![],
+            windows_omitted: false,
         };
         let cm = result_config_map("r1-result-2", "r1", "uid-r1", 2, &partial);
         let mock = tokio::spawn(async move {
@@ -318,7 +320,10 @@ async fn run_part(args: &RunnerArgs, plan: &crate::plan::Plan) -> Result<()> {
         }
     }
     let stopper = std::sync::Arc::new(crate::run::Stopper::new());
-    let opts = crate::run::RunOptions::default();
+    let opts = crate::run::RunOptions {
+        keep_windows: true,
+        ..crate::run::RunOptions::default()
+    };
     let report = crate::run::execute(plan, &opts, stopper)
         .await
         .map_err(|e| Error::Startup(e.to_string()))?;
@@ -331,6 +336,16 @@ async fn run_part(args: &RunnerArgs, plan: &crate::plan::Plan) -> Result<()> {
     }
     let mut partial = Partial::from_stats(&report.stats, plan, args.index, report.elapsed_secs)
         .map_err(|e| Error::Render("the partial result".into(), e.to_string()))?;
+    partial.windows = PartialWindow::from_closed(plan, &report.windows)
+        .map_err(|e| Error::Render("the partial windows".into(), e.to_string()))?;
+    if partial.to_json().len() > MAX_PARTIAL_BYTES {
+        tracing::warn!(
+            windows = partial.windows.len(),
+            "the per-window data does not fit the result ConfigMap; windowed thresholds will be unknown"
+        );
+        partial.windows.clear();
+        partial.windows_omitted = true;
+    }
     partial.telemetry = report
         .telemetry
         .as_ref()

@@ -10,7 +10,7 @@
 
 use std::num::NonZeroU32;
 
-use ricochet_crds::{LoadTestSpec, Parallelism, ScenarioSpec, Stage};
+use ricochet_crds::{LoadTestSpec, Parallelism, ScenarioSpec, Stage, ThresholdSpec};
 
 use crate::duration::format_duration;
 use crate::plan::{Executor, Plan, ScenarioPlan};
@@ -86,8 +86,11 @@ pub fn runner_count(
 
 /// The spec each of `n` runners runs: `spec` with every rate (and VU count) replaced by the
 /// runner's exact part, taken from the validated `plan` (so `share`, `traffic` and the run's
-/// overrides are already resolved), durations written out, thresholds and in-cluster
-/// settings removed (the operator judges the merged results). A runner whose part of a
+/// overrides are already resolved), durations written out, in-cluster settings removed and
+/// thresholds too (the operator judges the merged results), except windowed ones, kept
+/// without `abortOnFail` so that each runner reports its data per window. `telemetry` is
+/// kept with `perSecond` sampling and the query budget divided by `n`; `chaos` goes to
+/// runner 0 alone. A runner whose part of a
 /// scenario is zero does not run that scenario.
 pub fn split_spec(
     spec: &LoadTestSpec,
@@ -99,7 +102,7 @@ pub fn split_spec(
             target: spec.target.clone(),
             traffic: None,
             scenarios: Vec::new(),
-            thresholds: Default::default(),
+            thresholds: windowed_thresholds(plan),
             telemetry: spec.telemetry.as_ref().map(|t| runner_telemetry(t, n)),
             chaos: Vec::new(),
             parallelism: None,
@@ -131,6 +134,26 @@ pub fn split_spec(
         });
     }
     Ok(runners)
+}
+
+/// The plan's windowed thresholds, for runners to keep each window's data (never to
+/// abort: the operator judges every window on the merge of all runners').
+fn windowed_thresholds(plan: &Plan) -> std::collections::BTreeMap<String, Vec<ThresholdSpec>> {
+    let mut out: std::collections::BTreeMap<String, Vec<ThresholdSpec>> = Default::default();
+    for th in &plan.thresholds {
+        if let crate::thresholds::Scope::Window(d) = th.scope {
+            out.entry(th.key.clone())
+                .or_default()
+                .push(ThresholdSpec::Detailed(ricochet_crds::ThresholdDetail {
+                    threshold: th.expression.clone(),
+                    abort_on_fail: false,
+                    delay_abort_eval: None,
+                    window: Some(format_duration(d)),
+                    phase: None,
+                }));
+        }
+    }
+    out
 }
 
 /// A runner's `telemetry`: the same backends and classes; `perSecond` sampling and the
@@ -438,10 +461,32 @@ mod tests {
         let plan = plan_of(&spec);
         let parts = split_spec(&spec, &plan, NonZeroU32::new(3).unwrap()).unwrap();
         for (i, p) in parts.iter().enumerate() {
+            assert!(
+                p.thresholds.is_empty(),
+                "only windowed thresholds reach runners"
+            );
             let t = p.telemetry.as_ref().expect("telemetry carried");
             assert_eq!(t.sample.as_ref().and_then(|s| s.per_second), Some(10.0));
             assert_eq!(t.max_queries_per_second, Some(4.0));
             assert_eq!(p.chaos.len(), usize::from(i == 0), "runner {i}");
+        }
+    }
+
+    #[test]
+    fn windowed_thresholds_reach_runners_without_abort() {
+        let spec = spec(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 90, duration: 10s, requests: [{name: x, path: /x}]}\nthresholds:\n  http_req_duration: [\"p(99)<800ms\", {threshold: \"p(99)<800ms\", window: 1m, abortOnFail: true}]\n",
+        );
+        let plan = plan_of(&spec);
+        let parts = split_spec(&spec, &plan, NonZeroU32::new(2).unwrap()).unwrap();
+        for p in &parts {
+            let kept = &p.thresholds["http_req_duration"];
+            assert_eq!(kept.len(), 1, "{kept:?}");
+            let ThresholdSpec::Detailed(d) = &kept[0] else {
+                panic!("{kept:?}")
+            };
+            assert_eq!(d.window.as_deref(), Some("1m"));
+            assert!(!d.abort_on_fail);
         }
     }
 }
