@@ -200,7 +200,7 @@ pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }

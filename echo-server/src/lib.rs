@@ -18,13 +18,13 @@ pub mod config;
 pub mod error;
 pub mod log;
 pub mod metrics;
+pub mod otlp;
 pub mod routes;
 pub mod telemetry;
 
 mod admin;
 mod serve;
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -39,8 +39,7 @@ use http_body_util::Either;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Frame, SizeHint};
 use opentelemetry::logs::Severity;
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{KeyValue, StringValue};
+use opentelemetry::trace::SpanId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +50,7 @@ pub use crate::config::{
 pub use crate::error::{Error, Result};
 use crate::log::{LogSink, RequestRecord};
 use crate::metrics::Metrics;
+use crate::otlp::encode::{LogRecord, ServerSpan, SpanRecord, SpanShape};
 use crate::routes::Route;
 use crate::telemetry::{SpanStart, Telemetry};
 
@@ -246,7 +246,7 @@ struct Completion {
     span: Option<SpanStart>,
     meta: Option<RequestMeta>,
     started: Instant,
-    children: Vec<opentelemetry_sdk::trace::SpanData>,
+    children: Vec<SpanRecord>,
 }
 
 thread_local! {
@@ -329,68 +329,48 @@ impl Completion {
         if !st.telemetry.exporting() {
             return;
         }
-        let tenant = self.tenant.clone();
-        st.telemetry
-            .emit_log(span, severity, "request completed", |rec| {
-                use opentelemetry::logs::LogRecord as _;
-                // service.name is on the resource.
-                rec.add_attribute("request_id", StringValue::from(self.request_id.clone()));
-                rec.add_attribute("method", self.method);
-                rec.add_attribute("route", route);
-                rec.add_attribute("status", i64::from(status));
-                rec.add_attribute("duration_ms", duration_ms);
-                if let Some(t) = tenant {
-                    rec.add_attribute("tenant_id", StringValue::from(t));
-                }
-            });
-        let mut attrs = Vec::with_capacity(10);
-        attrs.push(KeyValue::new("http.request.method", self.method));
-        attrs.push(KeyValue::new("http.route", route));
-        attrs.push(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
-        attrs.push(KeyValue::new("url.path", meta.path));
-        attrs.push(KeyValue::new("url.scheme", meta.scheme));
-        attrs.push(KeyValue::new("network.protocol.version", meta.version));
-        if let Some(q) = meta.query {
-            attrs.push(KeyValue::new("url.query", q));
-        }
-        if let Some(ua) = meta.user_agent {
-            attrs.push(KeyValue::new("user_agent.original", ua));
-        }
-        if let Some(t) = self.tenant {
-            attrs.push(KeyValue::new("tenant.id", StringValue::from(t)));
-        }
-        attrs.push(KeyValue::new(
-            "request.id",
-            StringValue::from(self.request_id),
-        ));
-        let status_code = if status >= 500 {
-            Status::error(format!("HTTP {status}"))
-        } else {
-            Status::Unset
+        st.telemetry.emit_log(LogRecord {
+            time: end,
+            severity,
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            flags: span.flags,
+            request_id: self.request_id.clone(),
+            method: self.method,
+            route,
+            status,
+            duration_ms,
+            tenant: self.tenant.clone(),
+        });
+        let name = match self.route {
+            Route::Unmatched => self.method,
+            _ => span_name(self.method, route),
         };
-        let name: Cow<'static, str> = match self.route {
-            Route::Unmatched => Cow::Borrowed(self.method),
-            _ => Cow::Borrowed(span_name(self.method, route)),
-        };
-        let data = st.telemetry.span_data(
-            span,
-            span.span_id,
-            span.parent_span_id,
-            span.parent_span_id != opentelemetry::trace::SpanId::INVALID,
-            SpanKind::Server,
-            name,
-            span.start,
+        let server = SpanRecord {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            flags: span.flags,
+            trace_state: span.trace_state.clone(),
+            start: span.start,
             end,
-            attrs,
-            status_code,
-        );
-        for child in self.children {
-            st.telemetry.emit_span(child);
-        }
-        st.telemetry.emit_span(data);
+            shape: SpanShape::Server(ServerSpan {
+                name,
+                parent_is_remote: span.parent_span_id != SpanId::INVALID,
+                method: self.method,
+                route,
+                status,
+                path: meta.path,
+                scheme: meta.scheme,
+                version: meta.version,
+                query: meta.query,
+                user_agent: meta.user_agent,
+                tenant: self.tenant,
+                request_id: self.request_id,
+            }),
+        };
+        st.telemetry
+            .emit_spans(self.children.into_iter().chain(std::iter::once(server)));
     }
 }
 

@@ -9,24 +9,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{OtlpConfig, OtlpProtocol, TelemetryConfig};
+use crate::config::{OtlpConfig, TelemetryConfig};
 use crate::error::{Error, Result};
+use crate::otlp::encode::{Envelope, LogRecord, SpanRecord, SpanShape};
+use crate::otlp::transport::{Signal, Transport};
 
 /// How many confirmed trace ids `/healthz` keeps.
 pub const RECENT_TRACE_IDS: usize = 100;
@@ -79,8 +75,10 @@ impl ExportStats {
         *lock(&self.last_error) = Some(error);
     }
 
-    fn drop_one(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+    fn drop_many(&self, n: u64) {
+        if n > 0 {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Current values.
@@ -102,50 +100,6 @@ impl ExportStats {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A [`SpanExporter`] wrapper that records, from the inner exporter's result, which trace
-/// ids were really exported and how many spans failed.
-#[derive(Debug)]
-pub struct ConfirmingExporter<E> {
-    inner: E,
-    stats: Arc<ExportStats>,
-}
-
-impl<E> ConfirmingExporter<E> {
-    /// Wraps `inner`, counting into `stats`.
-    pub fn new(inner: E, stats: Arc<ExportStats>) -> Self {
-        Self { inner, stats }
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for ConfirmingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len();
-        let ids: Vec<TraceId> = batch
-            .iter()
-            .filter(|s| s.span_kind == SpanKind::Server)
-            .map(|s| s.span_context.trace_id())
-            .collect();
-        let result = self.inner.export(batch).await;
-        match &result {
-            Ok(()) => self.stats.confirm(n, ids),
-            Err(e) => self.stats.fail(n, e.to_string()),
-        }
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
 }
 
 /// The identity of a server span, known when the request starts.
@@ -235,15 +189,90 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
+/// A bounded queue the request path appends to under a short lock and the export task
+/// empties on its tick (one swap of vectors, no wake-up per item).
+struct Queue<T> {
+    inner: Mutex<QueueInner<T>>,
+    capacity: usize,
+}
+
+struct QueueInner<T> {
+    items: Vec<T>,
+    closed: bool,
+}
+
+impl<T> Queue<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(QueueInner {
+                items: Vec::new(),
+                closed: false,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Appends `items`; returns how many did not fit (queue full or closed).
+    fn push_all(&self, items: impl IntoIterator<Item = T>) -> u64 {
+        let mut q = lock(&self.inner);
+        let mut refused = 0;
+        for item in items {
+            if q.closed || q.items.len() >= self.capacity {
+                refused += 1;
+            } else {
+                q.items.push(item);
+            }
+        }
+        refused
+    }
+
+    /// Moves everything queued to the end of `out`.
+    fn take(&self, out: &mut Vec<T>) {
+        let mut q = lock(&self.inner);
+        if out.is_empty() {
+            std::mem::swap(out, &mut q.items);
+        } else {
+            out.append(&mut q.items);
+        }
+    }
+
+    fn close(&self) {
+        lock(&self.inner).closed = true;
+    }
+}
+
+/// What the export task needs to know about the records of one signal.
+trait Record: Send + Sync + Sized + 'static {
+    /// Appends the export request of `items` to `buf`.
+    fn encode(envelope: &Envelope, items: &[Self], buf: &mut Vec<u8>);
+    /// The trace id `/healthz` lists once this record is confirmed.
+    fn confirms(&self) -> Option<TraceId>;
+}
+
+impl Record for SpanRecord {
+    fn encode(envelope: &Envelope, items: &[Self], buf: &mut Vec<u8>) {
+        envelope.traces(items, buf);
+    }
+    fn confirms(&self) -> Option<TraceId> {
+        matches!(self.shape, SpanShape::Server(_)).then_some(self.trace_id)
+    }
+}
+
+impl Record for LogRecord {
+    fn encode(envelope: &Envelope, items: &[Self], buf: &mut Vec<u8>) {
+        envelope.logs(items, buf);
+    }
+    fn confirms(&self) -> Option<TraceId> {
+        None
+    }
+}
+
 /// Telemetry of the server: span/log construction and the export pipelines.
 pub struct Telemetry {
     enabled: bool,
     ids: RandomIdGenerator,
-    spans: Option<mpsc::Sender<SpanData>>,
-    logs: Option<mpsc::Sender<SdkLogRecord>>,
-    logger: SdkLogger,
-    _provider: SdkLoggerProvider,
-    scope: InstrumentationScope,
+    spans: Option<Arc<Queue<SpanRecord>>>,
+    logs: Option<Arc<Queue<LogRecord>>>,
     span_stats: Arc<ExportStats>,
     log_stats: Arc<ExportStats>,
     chaos_dropped: AtomicU64,
@@ -291,72 +320,56 @@ fn resource(service_name: &str, attrs: &[(String, String)]) -> Resource {
         .build()
 }
 
+/// The instrumentation scope of every span and log record.
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("echo-server")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
 impl Telemetry {
     /// Sets up telemetry; with an OTLP endpoint, spawns the export tasks (call inside a
     /// Tokio runtime).
     pub fn new(service_name: &str, config: &TelemetryConfig) -> Result<Self> {
-        let resource = resource(service_name, &config.resource_attributes);
-        let provider = SdkLoggerProvider::builder()
-            .with_resource(resource.clone())
-            .build();
-        let logger = provider.logger(service_name.to_owned());
-        let scope = InstrumentationScope::builder("echo-server")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
         let span_stats = Arc::new(ExportStats::default());
         let log_stats = Arc::new(ExportStats::default());
         let mut workers = Vec::new();
         let (mut spans, mut logs) = (None, None);
         if let (true, Some(otlp)) = (config.enabled, &config.otlp) {
-            let mut span_exporter = ConfirmingExporter::new(
-                build_span_exporter(otlp, config.export_timeout)?,
+            let envelope = Arc::new(Envelope::new(
+                &resource(service_name, &config.resource_attributes),
+                &scope(),
+            ));
+            let settings = |signal| -> Result<Settings> {
+                Ok(Settings {
+                    transport: Transport::new(otlp, signal, config.export_timeout)?,
+                    envelope: envelope.clone(),
+                    interval: config.export_interval,
+                    max_batch: config.max_batch.max(1),
+                })
+            };
+            let queue = Arc::new(Queue::new(config.queue_capacity));
+            workers.push(spawn(
+                Signal::Traces,
+                settings(Signal::Traces)?,
+                queue.clone(),
                 span_stats.clone(),
-            );
-            span_exporter.set_resource(&resource);
-            let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-            let (ctl, ctl_rx) = mpsc::unbounded_channel();
-            let handle = tokio::spawn(span_worker(
-                span_exporter,
-                rx,
-                ctl_rx,
-                config.export_interval,
-                config.max_batch.max(1),
             ));
-            workers.push(Worker {
-                signal: "traces",
-                ctl,
-                handle,
-            });
-            spans = Some(tx);
-
-            let mut log_exporter = build_log_exporter(otlp, config.export_timeout)?;
-            log_exporter.set_resource(&resource);
-            let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-            let (ctl, ctl_rx) = mpsc::unbounded_channel();
-            let handle = tokio::spawn(log_worker(
-                log_exporter,
-                scope.clone(),
+            spans = Some(queue);
+            let queue = Arc::new(Queue::new(config.queue_capacity));
+            workers.push(spawn(
+                Signal::Logs,
+                settings(Signal::Logs)?,
+                queue.clone(),
                 log_stats.clone(),
-                rx,
-                ctl_rx,
-                config.export_interval,
-                config.max_batch.max(1),
             ));
-            workers.push(Worker {
-                signal: "logs",
-                ctl,
-                handle,
-            });
-            logs = Some(tx);
+            logs = Some(queue);
         }
         Ok(Self {
             enabled: config.enabled,
             ids: RandomIdGenerator::default(),
             spans,
             logs,
-            logger,
-            _provider: provider,
-            scope,
             span_stats,
             log_stats,
             chaos_dropped: AtomicU64::new(0),
@@ -407,50 +420,12 @@ impl Telemetry {
         self.ids.new_span_id()
     }
 
-    /// Builds span data for a finished span.
-    #[allow(clippy::too_many_arguments)]
-    pub fn span_data(
-        &self,
-        trace: &SpanStart,
-        span_id: SpanId,
-        parent_span_id: SpanId,
-        parent_is_remote: bool,
-        kind: SpanKind,
-        name: std::borrow::Cow<'static, str>,
-        start: SystemTime,
-        end: SystemTime,
-        attributes: Vec<KeyValue>,
-        status: Status,
-    ) -> SpanData {
-        SpanData {
-            span_context: SpanContext::new(
-                trace.trace_id,
-                span_id,
-                trace.flags,
-                false,
-                trace.trace_state.clone(),
-            ),
-            parent_span_id,
-            parent_span_is_remote: parent_is_remote,
-            span_kind: kind,
-            name,
-            start_time: start,
-            end_time: end,
-            attributes,
-            dropped_attributes_count: 0,
-            events: Default::default(),
-            links: Default::default(),
-            status,
-            instrumentation_scope: self.scope.clone(),
-        }
-    }
-
-    /// Queues a finished span for export (dropped and counted when the queue is full).
-    pub fn emit_span(&self, span: SpanData) {
-        if let Some(tx) = &self.spans
-            && tx.try_send(span).is_err()
-        {
-            self.span_stats.drop_one();
+    /// Queues finished spans for export (each one that does not fit is dropped and
+    /// counted).
+    pub fn emit_spans(&self, spans: impl IntoIterator<Item = SpanRecord>) {
+        if let Some(q) = &self.spans {
+            let refused = q.push_all(spans);
+            self.span_stats.drop_many(refused);
         }
     }
 
@@ -459,26 +434,11 @@ impl Telemetry {
         self.spans.is_some()
     }
 
-    /// Queues an OTLP log record built by `fill` (skipped when nothing exports logs).
-    pub fn emit_log(
-        &self,
-        trace: &SpanStart,
-        severity: Severity,
-        body: &'static str,
-        fill: impl FnOnce(&mut SdkLogRecord),
-    ) {
-        let Some(tx) = &self.logs else { return };
-        let mut rec = self.logger.create_log_record();
-        let now = SystemTime::now();
-        rec.set_timestamp(now);
-        rec.set_observed_timestamp(now);
-        rec.set_severity_number(severity);
-        rec.set_severity_text(severity.name());
-        rec.set_body(AnyValue::from(body));
-        rec.set_trace_context(trace.trace_id, trace.span_id, Some(trace.flags));
-        fill(&mut rec);
-        if tx.try_send(rec).is_err() {
-            self.log_stats.drop_one();
+    /// Queues an OTLP log record (skipped when nothing exports logs).
+    pub fn emit_log(&self, record: LogRecord) {
+        if let Some(q) = &self.logs {
+            let refused = q.push_all([record]);
+            self.log_stats.drop_many(refused);
         }
     }
 
@@ -569,162 +529,80 @@ impl Telemetry {
     }
 }
 
-fn build_span_exporter(
-    otlp: &OtlpConfig,
-    timeout: Duration,
-) -> Result<opentelemetry_otlp::SpanExporter> {
-    let built = match otlp.protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.clone())
-            .with_timeout(timeout)
-            .build(),
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(signal_url(&otlp.endpoint, "traces"))
-            .with_timeout(timeout)
-            .build(),
-    };
-    built.map_err(|e| Error::Exporter {
-        signal: "traces",
-        endpoint: otlp.endpoint.clone(),
-        reason: e.to_string(),
-    })
-}
-
-fn build_log_exporter(
-    otlp: &OtlpConfig,
-    timeout: Duration,
-) -> Result<opentelemetry_otlp::LogExporter> {
-    let built = match otlp.protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::LogExporter::builder()
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.clone())
-            .with_timeout(timeout)
-            .build(),
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(signal_url(&otlp.endpoint, "logs"))
-            .with_timeout(timeout)
-            .build(),
-    };
-    built.map_err(|e| Error::Exporter {
-        signal: "logs",
-        endpoint: otlp.endpoint.clone(),
-        reason: e.to_string(),
-    })
-}
-
-/// `base` + `/v1/<signal>`, as the OTLP spec derives it from `OTEL_EXPORTER_OTLP_ENDPOINT`.
-fn signal_url(base: &str, signal: &str) -> String {
-    format!("{}/v1/{signal}", base.trim_end_matches('/'))
-}
-
-async fn span_worker<E: SpanExporter>(
-    exporter: E,
-    mut rx: mpsc::Receiver<SpanData>,
-    mut ctl: mpsc::UnboundedReceiver<Ctl>,
+/// How one export task sends.
+struct Settings {
+    transport: Transport,
+    envelope: Arc<Envelope>,
     interval: Duration,
     max_batch: usize,
+}
+
+fn spawn<T: Record>(
+    signal: Signal,
+    settings: Settings,
+    queue: Arc<Queue<T>>,
+    stats: Arc<ExportStats>,
+) -> Worker {
+    let (ctl, ctl_rx) = mpsc::unbounded_channel();
+    let handle = tokio::spawn(export_task(settings, queue, stats, ctl_rx));
+    Worker {
+        signal: signal.as_str(),
+        ctl,
+        handle,
+    }
+}
+
+/// Exports `items` in batches of at most `max_batch` and empties it; the error of the
+/// last failed batch, if any.
+async fn export_batches<T: Record>(
+    s: &Settings,
+    stats: &ExportStats,
+    items: &mut Vec<T>,
+) -> Result<(), String> {
+    let mut last = Ok(());
+    for batch in items.chunks(s.max_batch) {
+        let mut buf = Vec::with_capacity(batch.len() * 320 + 256);
+        buf.resize(s.transport.prefix_len(), 0);
+        T::encode(&s.envelope, batch, &mut buf);
+        match s.transport.export(buf).await {
+            Ok(()) => stats.confirm(batch.len(), batch.iter().filter_map(T::confirms)),
+            Err(e) => {
+                stats.fail(batch.len(), e.to_string());
+                last = Err(e.to_string());
+            }
+        }
+    }
+    items.clear();
+    last
+}
+
+async fn export_task<T: Record>(
+    s: Settings,
+    queue: Arc<Queue<T>>,
+    stats: Arc<ExportStats>,
+    mut ctl: mpsc::UnboundedReceiver<Ctl>,
 ) {
-    let mut buf: Vec<SpanData> = Vec::with_capacity(max_batch);
-    let mut tick = tokio::time::interval(interval);
+    let mut buf: Vec<T> = Vec::new();
+    let mut tick = tokio::time::interval(s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The worker wakes on its tick (and on control messages) only, never per span: a
+    // The task wakes on its tick (and on control messages) only, never per record: a
     // wake-up per request costs more than the export itself at high rates.
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                while let Ok(span) = rx.try_recv() {
-                    buf.push(span);
-                }
-                while !buf.is_empty() {
-                    let _ = exporter.export(take_batch(&mut buf, max_batch)).await;
-                }
+                queue.take(&mut buf);
+                let _ = export_batches(&s, &stats, &mut buf).await;
             }
             cmd = ctl.recv() => {
-                let shutting = matches!(cmd, Some(Ctl::Shutdown(_)) | None);
-                if shutting { rx.close(); }
-                while let Ok(s) = rx.try_recv() { buf.push(s); }
-                let mut last = Ok(());
-                while !buf.is_empty() {
-                    if let Err(e) = exporter.export(take_batch(&mut buf, max_batch)).await {
-                        last = Err(e.to_string());
-                    }
+                if matches!(cmd, Some(Ctl::Shutdown(_)) | None) {
+                    queue.close();
                 }
+                queue.take(&mut buf);
+                let last = export_batches(&s, &stats, &mut buf).await;
                 match cmd {
                     Some(Ctl::Flush(done)) => { let _ = done.send(()); }
                     Some(Ctl::Shutdown(done)) => {
-                        let r = last.and(exporter.shutdown().map_err(|e| e.to_string()));
-                        let _ = done.send(r);
-                        return;
-                    }
-                    None => return,
-                }
-            }
-        }
-    }
-}
-
-fn take_batch<T>(buf: &mut Vec<T>, max: usize) -> Vec<T> {
-    if buf.len() <= max {
-        std::mem::take(buf)
-    } else {
-        buf.drain(..max).collect()
-    }
-}
-
-async fn log_worker<E: LogExporter>(
-    exporter: E,
-    scope: InstrumentationScope,
-    stats: Arc<ExportStats>,
-    mut rx: mpsc::Receiver<SdkLogRecord>,
-    mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    interval: Duration,
-    max_batch: usize,
-) {
-    async fn export<E: LogExporter>(
-        exporter: &E,
-        scope: &InstrumentationScope,
-        stats: &ExportStats,
-        buf: &mut Vec<SdkLogRecord>,
-        max: usize,
-    ) -> Result<(), String> {
-        let mut last = Ok(());
-        while !buf.is_empty() {
-            let batch = take_batch(buf, max);
-            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                batch.iter().map(|r| (r, scope)).collect();
-            match exporter.export(LogBatch::new(&refs)).await {
-                Ok(()) => stats.confirm(batch.len(), []),
-                Err(e) => {
-                    stats.fail(batch.len(), e.to_string());
-                    last = Err(e.to_string());
-                }
-            }
-        }
-        last
-    }
-    let mut buf = Vec::with_capacity(max_batch);
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                while let Ok(r) = rx.try_recv() { buf.push(r); }
-                let _ = export(&exporter, &scope, &stats, &mut buf, max_batch).await;
-            }
-            cmd = ctl.recv() => {
-                if matches!(cmd, Some(Ctl::Shutdown(_)) | None) { rx.close(); }
-                while let Ok(r) = rx.try_recv() { buf.push(r); }
-                let last = export(&exporter, &scope, &stats, &mut buf, max_batch).await;
-                match cmd {
-                    Some(Ctl::Flush(done)) => { let _ = done.send(()); }
-                    Some(Ctl::Shutdown(done)) => {
-                        let r = last.and(exporter.shutdown().map_err(|e| e.to_string()));
-                        let _ = done.send(r);
+                        let _ = done.send(last);
                         return;
                     }
                     None => return,

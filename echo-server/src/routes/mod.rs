@@ -13,9 +13,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{Either, Full};
-use opentelemetry_sdk::trace::SpanData;
 
 use crate::AppState;
+use crate::otlp::encode::SpanRecord;
 use crate::telemetry::SpanStart;
 
 /// Body a handler produces: a whole body, or a stream.
@@ -102,7 +102,7 @@ pub struct Outcome {
     /// The response.
     pub response: Response<HandlerBody>,
     /// Child spans to emit with the server span.
-    pub children: Vec<SpanData>,
+    pub children: Vec<SpanRecord>,
 }
 
 impl From<Response<HandlerBody>> for Outcome {

@@ -4,12 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use http::{Request, StatusCode};
-use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanKind, Status};
 use serde_json::json;
 
 use super::{Outcome, error, json_value, query_param};
 use crate::AppState;
+use crate::otlp::encode::{SpanRecord, SpanShape};
 use crate::telemetry::SpanStart;
 
 /// Largest trace `/storm` makes, root included.
@@ -54,21 +53,19 @@ pub fn handle<B>(state: &AppState, req: &Request<B>, span: Option<&SpanStart>) -
             for d in 0..depth {
                 let id = state.telemetry.new_span_id();
                 let start = now + Duration::from_micros(d);
-                children.push(state.telemetry.span_data(
-                    root,
-                    id,
-                    parent,
-                    false,
-                    SpanKind::Internal,
-                    "storm.node".into(),
+                children.push(SpanRecord {
+                    trace_id: root.trace_id,
+                    span_id: id,
+                    parent_span_id: parent,
+                    flags: root.flags,
+                    trace_state: root.trace_state.clone(),
                     start,
-                    start + Duration::from_micros(1),
-                    vec![
-                        KeyValue::new("storm.branch", w as i64),
-                        KeyValue::new("storm.level", d as i64),
-                    ],
-                    Status::Unset,
-                ));
+                    end: start + Duration::from_micros(1),
+                    shape: SpanShape::Storm {
+                        branch: w,
+                        level: d,
+                    },
+                });
                 parent = id;
             }
         }

@@ -1,0 +1,110 @@
+//! Protobuf wire primitives for the hand-written OTLP encoder: tags, varints, fixed-width
+//! scalars, strings and length-delimited messages written in one pass (a nested message
+//! reserves one length byte and its body is moved along only when the length needs more).
+//! Every function writes its field unconditionally; leaving out proto3 defaults is the
+//! caller's choice, since fields inside a `oneof` must be written even when zero.
+
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+const FIXED32: u32 = 5;
+
+fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    // One byte per started group of 7 bits, at least one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
+    varint(buf, u64::from((field << 3) | wire));
+}
+
+/// A varint field (uint32, uint64, int64 as two's complement, enum).
+pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
+    tag(buf, field, VARINT);
+    varint(buf, v);
+}
+
+/// A fixed64 field (also `double`, as its bits).
+pub fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+    tag(buf, field, FIXED64);
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A fixed32 field.
+pub fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
+    tag(buf, field, FIXED32);
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A string or bytes field.
+pub fn bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
+    tag(buf, field, LEN);
+    varint(buf, v.len() as u64);
+    buf.extend_from_slice(v);
+}
+
+/// Starts an embedded message; close it with [`end`] and the position returned.
+#[must_use = "close the message with wire::end"]
+pub fn begin(buf: &mut Vec<u8>, field: u32) -> usize {
+    tag(buf, field, LEN);
+    buf.push(0);
+    buf.len()
+}
+
+/// Closes the message whose body starts at `body` (what [`begin`] returned): writes its
+/// length, moving the body along when the length needs more than one byte.
+pub fn end(buf: &mut Vec<u8>, body: usize) {
+    let len = buf.len() - body;
+    let n = varint_len(len as u64);
+    if n > 1 {
+        let old = buf.len();
+        buf.resize(old + n - 1, 0);
+        buf.copy_within(body..old, body + n - 1);
+    }
+    let mut at = body - 1;
+    let mut v = len as u64;
+    while v >= 0x80 {
+        buf[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths_match_encoding() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, 1 << 21, u64::MAX] {
+            let mut b = Vec::new();
+            varint(&mut b, v);
+            assert_eq!(b.len(), varint_len(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn nested_messages_of_any_length_round_trip() {
+        for len in [0usize, 1, 127, 128, 300, 20_000, 3_000_000] {
+            let mut b = vec![0xaa];
+            let at = begin(&mut b, 2);
+            b.extend(std::iter::repeat_n(7u8, len));
+            end(&mut b, at);
+            b.push(0xbb);
+            let mut expect = vec![0xaa, 0x12];
+            varint(&mut expect, len as u64);
+            expect.extend(std::iter::repeat_n(7u8, len));
+            expect.push(0xbb);
+            assert_eq!(b, expect, "{len}");
+        }
+    }
+}
