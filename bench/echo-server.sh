@@ -7,7 +7,8 @@
 #   3. nginx `return 200` (one worker, access log off) on the same core.
 # Prints requests/s and the ratios 1/2 (target >= 0.75) and 1/3 (target >= 0.50).
 # Env: DURATION per run (default 10s), ROUNDS (default 3), CONNS (default 64),
-# PATH_UNDER_TEST (default /api/bench), SKIP_BUILD=1 to reuse target/release binaries.
+# PATH_UNDER_TEST (default /api/bench), SKIP_BUILD=1 to reuse the release binaries in
+# $CARGO_TARGET_DIR (default target/).
 # Each round runs full, off, nginx back to back.
 set -euo pipefail
 
@@ -32,8 +33,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 [ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build --release -q -p echo-server --bin echo-server && cargo build --release -q -p echo-server --example otlp-sink)
-BIN="$ROOT/target/release/echo-server"
-SINK="$ROOT/target/release/examples/otlp-sink"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN="$TARGET_DIR/release/echo-server"
+SINK="$TARGET_DIR/release/examples/otlp-sink"
 
 cpu_ticks() { # sum of utime+stime (clock ticks) of the given pids and their children
   local t=0 p
