@@ -50,7 +50,7 @@ pub use crate::config::{
 pub use crate::error::{Error, Result};
 use crate::log::{LogSink, RequestRecord};
 use crate::metrics::Metrics;
-use crate::otlp::encode::{LogRecord, ServerSpan, SpanRecord, SpanShape};
+use crate::otlp::encode::{LogRecord, ServerSpan, SpanRecord, SpanShape, StormSpan};
 use crate::routes::Route;
 use crate::telemetry::{SpanStart, Telemetry};
 
@@ -246,7 +246,7 @@ struct Completion {
     span: Option<SpanStart>,
     meta: Option<RequestMeta>,
     started: Instant,
-    children: Vec<SpanRecord>,
+    children: Vec<StormSpan>,
 }
 
 thread_local! {
@@ -329,18 +329,19 @@ impl Completion {
         if !st.telemetry.exporting() {
             return;
         }
-        st.telemetry.emit_log(LogRecord {
+        let tenant = self.tenant.as_deref();
+        st.telemetry.emit_log(&LogRecord {
             time: end,
             severity,
             trace_id: span.trace_id,
             span_id: span.span_id,
             flags: span.flags,
-            request_id: self.request_id.clone(),
+            request_id: &self.request_id,
             method: self.method,
             route,
             status,
             duration_ms,
-            tenant: self.tenant.clone(),
+            tenant,
         });
         let name = match self.route {
             Route::Unmatched => self.method,
@@ -351,7 +352,7 @@ impl Completion {
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
             flags: span.flags,
-            trace_state: span.trace_state.clone(),
+            trace_state: &span.trace_state,
             start: span.start,
             end,
             shape: SpanShape::Server(ServerSpan {
@@ -360,17 +361,21 @@ impl Completion {
                 method: self.method,
                 route,
                 status,
-                path: meta.path,
+                path: &meta.path,
                 scheme: meta.scheme,
                 version: meta.version,
-                query: meta.query,
-                user_agent: meta.user_agent,
-                tenant: self.tenant,
-                request_id: self.request_id,
+                query: meta.query.as_deref(),
+                user_agent: meta.user_agent.as_deref(),
+                tenant,
+                request_id: &self.request_id,
             }),
         };
-        st.telemetry
-            .emit_spans(self.children.into_iter().chain(std::iter::once(server)));
+        st.telemetry.emit_spans(
+            self.children
+                .iter()
+                .map(|c| span.child(c))
+                .chain(std::iter::once(server)),
+        );
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{OtlpConfig, TelemetryConfig};
 use crate::error::{Error, Result};
-use crate::otlp::encode::{Envelope, LogRecord, SpanRecord, SpanShape};
+use crate::otlp::encode::{self, Envelope, LogRecord, SpanRecord, SpanShape, StormSpan};
 use crate::otlp::transport::{Signal, Transport};
 
 /// How many confirmed trace ids `/healthz` keeps.
@@ -132,6 +132,23 @@ impl SpanStart {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// A `/storm` child of this span, ready to encode.
+    pub fn child<'a>(&'a self, c: &StormSpan) -> SpanRecord<'a> {
+        SpanRecord {
+            trace_id: self.trace_id,
+            span_id: c.span_id,
+            parent_span_id: c.parent_span_id,
+            flags: self.flags,
+            trace_state: &self.trace_state,
+            start: c.start,
+            end: c.end,
+            shape: SpanShape::Storm {
+                branch: c.branch,
+                level: c.level,
+            },
+        }
+    }
+
     /// Span context of this span.
     pub fn context(&self) -> SpanContext {
         SpanContext::new(
@@ -189,81 +206,79 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
-/// A bounded queue the request path appends to under a short lock and the export task
-/// empties on its tick (one swap of vectors, no wake-up per item).
-struct Queue<T> {
-    inner: Mutex<QueueInner<T>>,
-    capacity: usize,
-}
-
-struct QueueInner<T> {
-    items: Vec<T>,
+/// Encoded items (spans or log records) waiting for export, with where each ends and the
+/// trace id it confirms.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    items: Vec<Item>,
     closed: bool,
 }
 
-impl<T> Queue<T> {
+struct Item {
+    end: usize,
+    confirms: Option<TraceId>,
+}
+
+/// A bounded queue the request path encodes into under a short lock and the export task
+/// empties on its tick (one swap of buffers, no wake-up per item).
+struct Queue {
+    pending: Mutex<Pending>,
+    capacity: usize,
+}
+
+/// Appends to a locked [`Queue`].
+struct Appender<'a> {
+    pending: &'a mut Pending,
+    capacity: usize,
+    refused: u64,
+}
+
+impl Appender<'_> {
+    /// Encodes one item with `encode`, unless the queue is full or closed.
+    fn item(&mut self, confirms: Option<TraceId>, encode: impl FnOnce(&mut Vec<u8>)) {
+        let p = &mut *self.pending;
+        if p.closed || p.items.len() >= self.capacity {
+            self.refused += 1;
+            return;
+        }
+        encode(&mut p.bytes);
+        p.items.push(Item {
+            end: p.bytes.len(),
+            confirms,
+        });
+    }
+}
+
+impl Queue {
     fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(QueueInner {
-                items: Vec::new(),
-                closed: false,
-            }),
+            pending: Mutex::new(Pending::default()),
             capacity: capacity.max(1),
         }
     }
 
-    /// Appends `items`; returns how many did not fit (queue full or closed).
-    fn push_all(&self, items: impl IntoIterator<Item = T>) -> u64 {
-        let mut q = lock(&self.inner);
-        let mut refused = 0;
-        for item in items {
-            if q.closed || q.items.len() >= self.capacity {
-                refused += 1;
-            } else {
-                q.items.push(item);
-            }
-        }
-        refused
+    /// Appends items under one lock; returns how many did not fit.
+    fn append(&self, f: impl FnOnce(&mut Appender<'_>)) -> u64 {
+        let mut pending = lock(&self.pending);
+        let mut a = Appender {
+            pending: &mut pending,
+            capacity: self.capacity,
+            refused: 0,
+        };
+        f(&mut a);
+        a.refused
     }
 
-    /// Moves everything queued to the end of `out`.
-    fn take(&self, out: &mut Vec<T>) {
-        let mut q = lock(&self.inner);
-        if out.is_empty() {
-            std::mem::swap(out, &mut q.items);
-        } else {
-            out.append(&mut q.items);
-        }
+    /// Swaps everything queued into `out` (which must be empty), leaving `out`'s buffers.
+    fn take(&self, out: &mut Pending) {
+        let mut p = lock(&self.pending);
+        std::mem::swap(&mut p.bytes, &mut out.bytes);
+        std::mem::swap(&mut p.items, &mut out.items);
     }
 
     fn close(&self) {
-        lock(&self.inner).closed = true;
-    }
-}
-
-/// What the export task needs to know about the records of one signal.
-trait Record: Send + Sync + Sized + 'static {
-    /// Appends the export request of `items` to `buf`.
-    fn encode(envelope: &Envelope, items: &[Self], buf: &mut Vec<u8>);
-    /// The trace id `/healthz` lists once this record is confirmed.
-    fn confirms(&self) -> Option<TraceId>;
-}
-
-impl Record for SpanRecord {
-    fn encode(envelope: &Envelope, items: &[Self], buf: &mut Vec<u8>) {
-        envelope.traces(items, buf);
-    }
-    fn confirms(&self) -> Option<TraceId> {
-        matches!(self.shape, SpanShape::Server(_)).then_some(self.trace_id)
-    }
-}
-
-impl Record for LogRecord {
-    fn encode(envelope: &Envelope, items: &[Self], buf: &mut Vec<u8>) {
-        envelope.logs(items, buf);
-    }
-    fn confirms(&self) -> Option<TraceId> {
-        None
+        lock(&self.pending).closed = true;
     }
 }
 
@@ -271,8 +286,8 @@ impl Record for LogRecord {
 pub struct Telemetry {
     enabled: bool,
     ids: RandomIdGenerator,
-    spans: Option<Arc<Queue<SpanRecord>>>,
-    logs: Option<Arc<Queue<LogRecord>>>,
+    spans: Option<Arc<Queue>>,
+    logs: Option<Arc<Queue>>,
     span_stats: Arc<ExportStats>,
     log_stats: Arc<ExportStats>,
     chaos_dropped: AtomicU64,
@@ -420,11 +435,16 @@ impl Telemetry {
         self.ids.new_span_id()
     }
 
-    /// Queues finished spans for export (each one that does not fit is dropped and
-    /// counted).
-    pub fn emit_spans(&self, spans: impl IntoIterator<Item = SpanRecord>) {
+    /// Encodes finished spans into the export queue (each one that does not fit is
+    /// dropped and counted); server spans are confirmed by trace id.
+    pub fn emit_spans<'a>(&self, spans: impl IntoIterator<Item = SpanRecord<'a>>) {
         if let Some(q) = &self.spans {
-            let refused = q.push_all(spans);
+            let refused = q.append(|a| {
+                for s in spans {
+                    let confirms = matches!(s.shape, SpanShape::Server(_)).then_some(s.trace_id);
+                    a.item(confirms, |buf| encode::span_item(buf, &s));
+                }
+            });
             self.span_stats.drop_many(refused);
         }
     }
@@ -434,10 +454,11 @@ impl Telemetry {
         self.spans.is_some()
     }
 
-    /// Queues an OTLP log record (skipped when nothing exports logs).
-    pub fn emit_log(&self, record: LogRecord) {
+    /// Encodes an OTLP log record into the export queue (skipped when nothing exports
+    /// logs).
+    pub fn emit_log(&self, record: &LogRecord<'_>) {
         if let Some(q) = &self.logs {
-            let refused = q.push_all([record]);
+            let refused = q.append(|a| a.item(None, |buf| encode::log_item(buf, record)));
             self.log_stats.drop_many(refused);
         }
     }
@@ -537,12 +558,7 @@ struct Settings {
     max_batch: usize,
 }
 
-fn spawn<T: Record>(
-    signal: Signal,
-    settings: Settings,
-    queue: Arc<Queue<T>>,
-    stats: Arc<ExportStats>,
-) -> Worker {
+fn spawn(signal: Signal, settings: Settings, queue: Arc<Queue>, stats: Arc<ExportStats>) -> Worker {
     let (ctl, ctl_rx) = mpsc::unbounded_channel();
     let handle = tokio::spawn(export_task(settings, queue, stats, ctl_rx));
     Worker {
@@ -552,53 +568,57 @@ fn spawn<T: Record>(
     }
 }
 
-/// Exports `items` in batches of at most `max_batch` and empties it; the error of the
-/// last failed batch, if any.
-async fn export_batches<T: Record>(
+/// Exports what `pending` holds in batches of at most `max_batch` items and empties it;
+/// the error of the last failed batch, if any.
+async fn export_batches(
     s: &Settings,
     stats: &ExportStats,
-    items: &mut Vec<T>,
+    pending: &mut Pending,
 ) -> Result<(), String> {
     let mut last = Ok(());
-    for batch in items.chunks(s.max_batch) {
-        let mut buf = Vec::with_capacity(batch.len() * 320 + 256);
+    let mut from = 0;
+    for batch in pending.items.chunks(s.max_batch) {
+        let to = batch.last().map_or(from, |i| i.end);
+        let mut buf = Vec::with_capacity(s.transport.prefix_len() + 512 + (to - from));
         buf.resize(s.transport.prefix_len(), 0);
-        T::encode(&s.envelope, batch, &mut buf);
+        s.envelope.request(&mut buf, &pending.bytes[from..to]);
+        from = to;
         match s.transport.export(buf).await {
-            Ok(()) => stats.confirm(batch.len(), batch.iter().filter_map(T::confirms)),
+            Ok(()) => stats.confirm(batch.len(), batch.iter().filter_map(|i| i.confirms)),
             Err(e) => {
                 stats.fail(batch.len(), e.to_string());
                 last = Err(e.to_string());
             }
         }
     }
-    items.clear();
+    pending.bytes.clear();
+    pending.items.clear();
     last
 }
 
-async fn export_task<T: Record>(
+async fn export_task(
     s: Settings,
-    queue: Arc<Queue<T>>,
+    queue: Arc<Queue>,
     stats: Arc<ExportStats>,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
 ) {
-    let mut buf: Vec<T> = Vec::new();
+    let mut pending = Pending::default();
     let mut tick = tokio::time::interval(s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The task wakes on its tick (and on control messages) only, never per record: a
+    // The task wakes on its tick (and on control messages) only, never per item: a
     // wake-up per request costs more than the export itself at high rates.
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                queue.take(&mut buf);
-                let _ = export_batches(&s, &stats, &mut buf).await;
+                queue.take(&mut pending);
+                let _ = export_batches(&s, &stats, &mut pending).await;
             }
             cmd = ctl.recv() => {
                 if matches!(cmd, Some(Ctl::Shutdown(_)) | None) {
                     queue.close();
                 }
-                queue.take(&mut buf);
-                let last = export_batches(&s, &stats, &mut buf).await;
+                queue.take(&mut pending);
+                let last = export_batches(&s, &stats, &mut pending).await;
                 match cmd {
                     Some(Ctl::Flush(done)) => { let _ = done.send(()); }
                     Some(Ctl::Shutdown(done)) => {

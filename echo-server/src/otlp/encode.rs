@@ -1,10 +1,12 @@
-//! The OTLP messages the server exports, encoded in one pass straight from its own records
-//! (no intermediate proto structs): an `ExportTraceServiceRequest` of server spans and
-//! `/storm` child spans, and an `ExportLogsServiceRequest` of request-completed log records,
-//! each under one resource and the `echo-server` instrumentation scope. The result decodes
-//! to exactly what opentelemetry-proto's conversion of the SDK types used to send.
+//! The OTLP messages the server exports, encoded in one pass straight from the request's
+//! fields (no intermediate proto structs): server spans and `/storm` child spans for an
+//! `ExportTraceServiceRequest`, request-completed log records for an
+//! `ExportLogsServiceRequest`, each under one resource and the `echo-server` instrumentation
+//! scope. Spans and log records are encoded when the request completes, while its data is
+//! still in cache, as ready-made list items (`ScopeSpans.spans`, `ScopeLogs.log_records`);
+//! the export task only wraps a batch of them in the request. The result decodes to exactly
+//! what opentelemetry-proto's conversion of the SDK types used to send.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::logs::Severity;
@@ -22,10 +24,12 @@ const KIND_INTERNAL: u64 = 1;
 const KIND_SERVER: u64 = 2;
 /// `Status.StatusCode.STATUS_CODE_ERROR`.
 const STATUS_ERROR: u64 = 2;
+/// Field number of the items in `ScopeSpans` (`spans`) and `ScopeLogs` (`log_records`).
+const ITEM: u32 = 2;
 
-/// A finished span, as queued for export.
-#[derive(Debug, Clone)]
-pub struct SpanRecord {
+/// A finished span, borrowed from the request it describes.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRecord<'a> {
     /// Trace id.
     pub trace_id: TraceId,
     /// This span's id.
@@ -35,20 +39,20 @@ pub struct SpanRecord {
     /// W3C trace flags.
     pub flags: TraceFlags,
     /// The caller's `tracestate`.
-    pub trace_state: TraceState,
+    pub trace_state: &'a TraceState,
     /// Start time.
     pub start: SystemTime,
     /// End time.
     pub end: SystemTime,
     /// What kind of span, with its attributes.
-    pub shape: SpanShape,
+    pub shape: SpanShape<'a>,
 }
 
 /// The two span shapes the server makes.
-#[derive(Debug, Clone)]
-pub enum SpanShape {
+#[derive(Debug, Clone, Copy)]
+pub enum SpanShape<'a> {
     /// The server span of a request.
-    Server(ServerSpan),
+    Server(ServerSpan<'a>),
     /// A `/storm` child span (`storm.node`, internal).
     Storm {
         /// `storm.branch` attribute.
@@ -59,37 +63,55 @@ pub enum SpanShape {
 }
 
 /// Name and attributes of a server span.
-#[derive(Debug, Clone)]
-pub struct ServerSpan {
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSpan<'a> {
     /// Span name (`"GET /echo"`, or the method alone for unmatched paths).
-    pub name: &'static str,
+    pub name: &'a str,
     /// Whether the parent came from the caller's `traceparent`.
     pub parent_is_remote: bool,
     /// `http.request.method`.
-    pub method: &'static str,
+    pub method: &'a str,
     /// `http.route`.
-    pub route: &'static str,
+    pub route: &'a str,
     /// `http.response.status_code`; 5xx also sets the span status to error.
     pub status: u16,
     /// `url.path`.
-    pub path: String,
+    pub path: &'a str,
     /// `url.scheme`.
-    pub scheme: &'static str,
+    pub scheme: &'a str,
     /// `network.protocol.version`.
-    pub version: &'static str,
+    pub version: &'a str,
     /// `url.query`, when the request had one.
-    pub query: Option<String>,
+    pub query: Option<&'a str>,
     /// `user_agent.original`, when sent.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<&'a str>,
     /// `tenant.id`, when known.
-    pub tenant: Option<Arc<str>>,
+    pub tenant: Option<&'a str>,
     /// `request.id`.
-    pub request_id: Arc<str>,
+    pub request_id: &'a str,
 }
 
-/// A request-completed log record, as queued for export.
-#[derive(Debug, Clone)]
-pub struct LogRecord {
+/// A `/storm` child span, kept until the request completes (trace id, flags and
+/// `tracestate` are the server span's).
+#[derive(Debug, Clone, Copy)]
+pub struct StormSpan {
+    /// This span's id.
+    pub span_id: SpanId,
+    /// The span above it in its chain (the server span for the first level).
+    pub parent_span_id: SpanId,
+    /// Start time.
+    pub start: SystemTime,
+    /// End time.
+    pub end: SystemTime,
+    /// `storm.branch` attribute.
+    pub branch: u64,
+    /// `storm.level` attribute.
+    pub level: u64,
+}
+
+/// A request-completed log record, borrowed from the request it describes.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRecord<'a> {
     /// Timestamp (also the observed timestamp).
     pub time: SystemTime,
     /// Severity (`INFO`, `WARN` for 4xx, `ERROR` for 5xx).
@@ -101,21 +123,35 @@ pub struct LogRecord {
     /// W3C trace flags.
     pub flags: TraceFlags,
     /// `request_id` attribute.
-    pub request_id: Arc<str>,
+    pub request_id: &'a str,
     /// `method` attribute.
-    pub method: &'static str,
+    pub method: &'a str,
     /// `route` attribute.
-    pub route: &'static str,
+    pub route: &'a str,
     /// `status` attribute.
     pub status: u16,
     /// `duration_ms` attribute.
     pub duration_ms: f64,
     /// `tenant_id` attribute, when known.
-    pub tenant: Option<Arc<str>>,
+    pub tenant: Option<&'a str>,
 }
 
 /// Body of every log record.
 pub const LOG_BODY: &str = "request completed";
+
+/// Appends `span` as an item of `ScopeSpans.spans` (tag, length, `Span`).
+pub fn span_item(buf: &mut Vec<u8>, span: &SpanRecord<'_>) {
+    let at = wire::begin(buf, ITEM);
+    self::span(buf, span);
+    wire::end(buf, at);
+}
+
+/// Appends `log` as an item of `ScopeLogs.log_records` (tag, length, `LogRecord`).
+pub fn log_item(buf: &mut Vec<u8>, log: &LogRecord<'_>) {
+    let at = wire::begin(buf, ITEM);
+    self::log(buf, log);
+    wire::end(buf, at);
+}
 
 /// The resource and scope every request carries, encoded once.
 #[derive(Debug, Clone)]
@@ -141,48 +177,40 @@ impl Envelope {
         Self {
             resource: r,
             scope: s,
-            resource_schema_url: resource.schema_url().map(str::to_owned),
+            // An empty schema URL is proto3's default: not written.
+            resource_schema_url: resource
+                .schema_url()
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
         }
     }
 
-    /// Appends an `ExportTraceServiceRequest` of `spans` to `buf`.
-    pub fn traces(&self, spans: &[SpanRecord], buf: &mut Vec<u8>) {
-        self.request(buf, spans.iter().map(|s| move |b: &mut Vec<u8>| span(b, s)));
-    }
-
-    /// Appends an `ExportLogsServiceRequest` of `logs` to `buf`.
-    pub fn logs(&self, logs: &[LogRecord], buf: &mut Vec<u8>) {
-        self.request(buf, logs.iter().map(|l| move |b: &mut Vec<u8>| log(b, l)));
-    }
-
-    /// `{Resource,Scope}{Spans,Logs}` share their field numbers: resource 1, the scope
-    /// list 2 and schema_url 3; scope 1 and the items 2 inside.
-    fn request<F: FnOnce(&mut Vec<u8>)>(
-        &self,
-        buf: &mut Vec<u8>,
-        items: impl ExactSizeIterator<Item = F>,
-    ) {
-        if items.len() == 0 {
+    /// Appends the export request of `items` (made by [`span_item`] or [`log_item`], one
+    /// signal only) to `buf`. `ExportTraceServiceRequest` and `ExportLogsServiceRequest`
+    /// share their layout: `resource_*` 1 > (`resource` 1, `scope_*` 2 > (`scope` 1, items
+    /// 2), `schema_url` 3). Lengths are known up front, so `items` is copied exactly once.
+    pub fn request(&self, buf: &mut Vec<u8>, items: &[u8]) {
+        if items.is_empty() {
             return;
         }
-        let resource_items = wire::begin(buf, 1);
-        let resource = wire::begin(buf, 1);
+        let scope_len = wire::header_len(1, self.scope.len()) + items.len();
+        let schema_len = self
+            .resource_schema_url
+            .as_deref()
+            .map_or(0, |u| wire::header_len(3, u.len()));
+        let outer_len =
+            wire::header_len(1, self.resource.len()) + wire::header_len(2, scope_len) + schema_len;
+        buf.reserve(wire::header_len(1, outer_len));
+        wire::header(buf, 1, outer_len);
+        wire::header(buf, 1, self.resource.len());
         buf.extend_from_slice(&self.resource);
-        wire::end(buf, resource);
-        let scope_items = wire::begin(buf, 2);
-        let scope = wire::begin(buf, 1);
+        wire::header(buf, 2, scope_len);
+        wire::header(buf, 1, self.scope.len());
         buf.extend_from_slice(&self.scope);
-        wire::end(buf, scope);
-        for item in items {
-            let at = wire::begin(buf, 2);
-            item(buf);
-            wire::end(buf, at);
-        }
-        wire::end(buf, scope_items);
+        buf.extend_from_slice(items);
         if let Some(url) = &self.resource_schema_url {
-            string(buf, 3, url);
+            wire::bytes(buf, 3, url.as_bytes());
         }
-        wire::end(buf, resource_items);
     }
 }
 
@@ -199,24 +227,38 @@ fn string(buf: &mut Vec<u8>, field: u32, v: &str) {
     }
 }
 
+/// A `KeyValue` (non-empty `key`) whose `AnyValue` body, `any_len` bytes, `value` writes.
+#[inline]
+fn kv(buf: &mut Vec<u8>, field: u32, key: &str, any_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
+    let key_len = wire::header_len(1, key.len());
+    let kv_len = key_len + wire::header_len(2, any_len);
+    buf.reserve(wire::header_len(field, kv_len));
+    wire::header(buf, field, kv_len);
+    wire::bytes(buf, 1, key.as_bytes());
+    wire::header(buf, 2, any_len);
+    value(buf);
+}
+
 /// A `KeyValue` with a string value.
+#[inline]
 fn kv_str(buf: &mut Vec<u8>, field: u32, key: &str, v: &str) {
-    let kv = wire::begin(buf, field);
-    string(buf, 1, key);
-    let any = wire::begin(buf, 2);
-    wire::bytes(buf, 1, v.as_bytes());
-    wire::end(buf, any);
-    wire::end(buf, kv);
+    kv(buf, field, key, wire::header_len(1, v.len()), |buf| {
+        wire::bytes(buf, 1, v.as_bytes())
+    });
 }
 
 /// A `KeyValue` with an int value.
+#[inline]
 fn kv_int(buf: &mut Vec<u8>, field: u32, key: &str, v: i64) {
-    let kv = wire::begin(buf, field);
-    string(buf, 1, key);
-    let any = wire::begin(buf, 2);
-    wire::uint(buf, 3, v as u64);
-    wire::end(buf, any);
-    wire::end(buf, kv);
+    kv(buf, field, key, 1 + wire::varint_len(v as u64), |buf| {
+        wire::uint(buf, 3, v as u64)
+    });
+}
+
+/// A `KeyValue` with a double value.
+#[inline]
+fn kv_double(buf: &mut Vec<u8>, field: u32, key: &str, v: f64) {
+    kv(buf, field, key, 9, |buf| wire::fixed64(buf, 4, v.to_bits()));
 }
 
 /// A `KeyValue` of any attribute value.
@@ -257,7 +299,7 @@ fn any_value(buf: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn span(buf: &mut Vec<u8>, s: &SpanRecord) {
+fn span(buf: &mut Vec<u8>, s: &SpanRecord<'_>) {
     wire::bytes(buf, 1, &s.trace_id.to_bytes());
     wire::bytes(buf, 2, &s.span_id.to_bytes());
     string(buf, 3, &s.trace_state.header());
@@ -278,19 +320,19 @@ fn span(buf: &mut Vec<u8>, s: &SpanRecord) {
             kv_str(buf, 9, "http.request.method", h.method);
             kv_str(buf, 9, "http.route", h.route);
             kv_int(buf, 9, "http.response.status_code", i64::from(h.status));
-            kv_str(buf, 9, "url.path", &h.path);
+            kv_str(buf, 9, "url.path", h.path);
             kv_str(buf, 9, "url.scheme", h.scheme);
             kv_str(buf, 9, "network.protocol.version", h.version);
-            if let Some(q) = &h.query {
+            if let Some(q) = h.query {
                 kv_str(buf, 9, "url.query", q);
             }
-            if let Some(ua) = &h.user_agent {
+            if let Some(ua) = h.user_agent {
                 kv_str(buf, 9, "user_agent.original", ua);
             }
-            if let Some(t) = &h.tenant {
+            if let Some(t) = h.tenant {
                 kv_str(buf, 9, "tenant.id", t);
             }
-            kv_str(buf, 9, "request.id", &h.request_id);
+            kv_str(buf, 9, "request.id", h.request_id);
             if h.status >= 500 {
                 error_status = Some(h.status);
             }
@@ -316,7 +358,7 @@ fn span(buf: &mut Vec<u8>, s: &SpanRecord) {
     wire::fixed32(buf, 16, flags);
 }
 
-fn log(buf: &mut Vec<u8>, l: &LogRecord) {
+fn log(buf: &mut Vec<u8>, l: &LogRecord<'_>) {
     let t = nanos(l.time);
     wire::fixed64(buf, 1, t);
     wire::uint(buf, 2, l.severity as u64);
@@ -324,17 +366,12 @@ fn log(buf: &mut Vec<u8>, l: &LogRecord) {
     let body = wire::begin(buf, 5);
     wire::bytes(buf, 1, LOG_BODY.as_bytes());
     wire::end(buf, body);
-    kv_str(buf, 6, "request_id", &l.request_id);
+    kv_str(buf, 6, "request_id", l.request_id);
     kv_str(buf, 6, "method", l.method);
     kv_str(buf, 6, "route", l.route);
     kv_int(buf, 6, "status", i64::from(l.status));
-    let kv = wire::begin(buf, 6);
-    string(buf, 1, "duration_ms");
-    let any = wire::begin(buf, 2);
-    wire::fixed64(buf, 4, l.duration_ms.to_bits());
-    wire::end(buf, any);
-    wire::end(buf, kv);
-    if let Some(t) = &l.tenant {
+    kv_double(buf, 6, "duration_ms", l.duration_ms);
+    if let Some(t) = l.tenant {
         kv_str(buf, 6, "tenant_id", t);
     }
     let flags = u32::from(l.flags.to_u8());
@@ -353,6 +390,7 @@ mod tests {
     //! with what prost decodes from our bytes.
 
     use std::borrow::Cow;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
@@ -387,12 +425,14 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_790_000_000) + Duration::from_micros(micros)
     }
 
-    fn server(status: u16, remote: bool, optional: bool) -> SpanRecord {
-        let trace_state = if optional {
+    fn trace_state(optional: bool) -> &'static TraceState {
+        static SOME: std::sync::LazyLock<TraceState> = std::sync::LazyLock::new(|| {
             TraceState::from_key_value([("vendor", "x1"), ("other", "y")]).unwrap()
-        } else {
-            TraceState::NONE
-        };
+        });
+        if optional { &SOME } else { &TraceState::NONE }
+    }
+
+    fn server(status: u16, remote: bool, optional: bool) -> SpanRecord<'static> {
         SpanRecord {
             trace_id: TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
             span_id: SpanId::from(0x00f0_67aa_0ba9_02b7),
@@ -406,7 +446,7 @@ mod tests {
             } else {
                 TraceFlags::SAMPLED
             },
-            trace_state,
+            trace_state: trace_state(optional),
             start: at(0),
             end: at(1_250),
             shape: SpanShape::Server(ServerSpan {
@@ -415,19 +455,19 @@ mod tests {
                 method: "GET",
                 route: "/api/{*path}",
                 status,
-                path: "/api/pay".into(),
+                path: "/api/pay",
                 scheme: "http",
                 version: "1.1",
-                query: optional.then(|| "status=503&delay=".into()),
+                query: optional.then_some("status=503&delay="),
                 // An empty value is still a value.
-                user_agent: optional.then(String::new),
-                tenant: optional.then(|| Arc::from("team-alpha")),
-                request_id: Arc::from("r-1"),
+                user_agent: optional.then_some(""),
+                tenant: optional.then_some("team-alpha"),
+                request_id: "r-1",
             }),
         }
     }
 
-    fn storm(root: &SpanRecord, width: u64, depth: u64) -> Vec<SpanRecord> {
+    fn storm(root: &SpanRecord<'static>, width: u64, depth: u64) -> Vec<SpanRecord<'static>> {
         let mut out = Vec::new();
         let mut next = 0x100u64;
         for branch in 0..width {
@@ -441,7 +481,7 @@ mod tests {
                     start: at(level),
                     end: at(level + 1),
                     shape: SpanShape::Storm { branch, level },
-                    ..root.clone()
+                    ..*root
                 });
                 parent = id;
             }
@@ -450,29 +490,32 @@ mod tests {
     }
 
     /// The span as the server built it for the SDK exporter.
-    fn sdk_span(s: &SpanRecord) -> SpanData {
+    fn sdk_span(s: &SpanRecord<'_>) -> SpanData {
         let (kind, name, remote, attributes, status) = match &s.shape {
             SpanShape::Server(h) => {
                 let mut a = vec![
-                    KeyValue::new("http.request.method", h.method),
-                    KeyValue::new("http.route", h.route),
+                    KeyValue::new("http.request.method", h.method.to_owned()),
+                    KeyValue::new("http.route", h.route.to_owned()),
                     KeyValue::new("http.response.status_code", i64::from(h.status)),
-                    KeyValue::new("url.path", h.path.clone()),
-                    KeyValue::new("url.scheme", h.scheme),
-                    KeyValue::new("network.protocol.version", h.version),
+                    KeyValue::new("url.path", h.path.to_owned()),
+                    KeyValue::new("url.scheme", h.scheme.to_owned()),
+                    KeyValue::new("network.protocol.version", h.version.to_owned()),
                 ];
-                if let Some(q) = &h.query {
-                    a.push(KeyValue::new("url.query", q.clone()));
+                if let Some(q) = h.query {
+                    a.push(KeyValue::new("url.query", q.to_owned()));
                 }
-                if let Some(ua) = &h.user_agent {
-                    a.push(KeyValue::new("user_agent.original", ua.clone()));
+                if let Some(ua) = h.user_agent {
+                    a.push(KeyValue::new("user_agent.original", ua.to_owned()));
                 }
-                if let Some(t) = &h.tenant {
-                    a.push(KeyValue::new("tenant.id", StringValue::from(t.clone())));
+                if let Some(t) = h.tenant {
+                    a.push(KeyValue::new(
+                        "tenant.id",
+                        StringValue::from(Arc::<str>::from(t)),
+                    ));
                 }
                 a.push(KeyValue::new(
                     "request.id",
-                    StringValue::from(h.request_id.clone()),
+                    StringValue::from(Arc::<str>::from(h.request_id)),
                 ));
                 let status = if h.status >= 500 {
                     Status::error(format!("HTTP {}", h.status))
@@ -503,7 +546,7 @@ mod tests {
             parent_span_id: s.parent_span_id,
             parent_span_is_remote: remote,
             span_kind: kind,
-            name: Cow::Borrowed(name),
+            name: Cow::Owned(name.to_owned()),
             start_time: s.start,
             end_time: s.end,
             attributes,
@@ -534,8 +577,12 @@ mod tests {
         spans.push(server(200, false, false));
         spans.push(server(404, false, true));
 
+        let mut items = Vec::new();
+        for s in &spans {
+            span_item(&mut items, s);
+        }
         let mut buf = Vec::new();
-        envelope.traces(&spans, &mut buf);
+        envelope.request(&mut buf, &items);
         let mut got = ExportTraceServiceRequest::decode(&buf[..]).unwrap();
         let mut want = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
@@ -583,12 +630,12 @@ mod tests {
                 trace_id: TraceId::from(0xabc),
                 span_id: SpanId::from(0xdef),
                 flags: TraceFlags::SAMPLED,
-                request_id: Arc::from("r-1"),
+                request_id: "r-1",
                 method: "GET",
                 route: "/echo",
                 status: 200,
                 duration_ms: 0.0,
-                tenant: Some(Arc::from("team-alpha")),
+                tenant: Some("team-alpha"),
             },
             LogRecord {
                 time: at(9),
@@ -596,7 +643,7 @@ mod tests {
                 trace_id: TraceId::from(0x123),
                 span_id: SpanId::from(0x456),
                 flags: TraceFlags::NOT_SAMPLED,
-                request_id: Arc::from("0123456789abcdef"),
+                request_id: "0123456789abcdef",
                 method: "POST",
                 route: "unmatched",
                 status: 503,
@@ -617,13 +664,16 @@ mod tests {
                 rec.set_severity_text(l.severity.name());
                 rec.set_body(AnyValue::from(LOG_BODY));
                 rec.set_trace_context(l.trace_id, l.span_id, Some(l.flags));
-                rec.add_attribute("request_id", StringValue::from(l.request_id.clone()));
+                rec.add_attribute(
+                    "request_id",
+                    StringValue::from(Arc::<str>::from(l.request_id)),
+                );
                 rec.add_attribute("method", l.method);
                 rec.add_attribute("route", l.route);
                 rec.add_attribute("status", i64::from(l.status));
                 rec.add_attribute("duration_ms", l.duration_ms);
-                if let Some(t) = &l.tenant {
-                    rec.add_attribute("tenant_id", StringValue::from(t.clone()));
+                if let Some(t) = l.tenant {
+                    rec.add_attribute("tenant_id", StringValue::from(Arc::<str>::from(t)));
                 }
                 rec
             })
@@ -636,8 +686,12 @@ mod tests {
             ),
         };
 
+        let mut items = Vec::new();
+        for l in &logs {
+            log_item(&mut items, l);
+        }
         let mut buf = Vec::new();
-        envelope.logs(&logs, &mut buf);
+        envelope.request(&mut buf, &items);
         let mut got = ExportLogsServiceRequest::decode(&buf[..]).unwrap();
         for m in [&mut got, &mut want] {
             sorted_resource_attrs(m, |m| {
@@ -664,8 +718,28 @@ mod tests {
     fn an_empty_batch_is_an_empty_request() {
         let envelope = Envelope::new(&resource(), &scope());
         let mut buf = Vec::new();
-        envelope.traces(&[], &mut buf);
-        envelope.logs(&[], &mut buf);
+        envelope.request(&mut buf, &[]);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_schema_url_is_carried() {
+        let res = Resource::builder_empty()
+            .with_schema_url(
+                [KeyValue::new("service.name", "s")],
+                "https://opentelemetry.io/schemas/1.30.0",
+            )
+            .build();
+        let envelope = Envelope::new(&res, &scope());
+        let mut items = Vec::new();
+        span_item(&mut items, &server(200, false, false));
+        let mut buf = Vec::new();
+        envelope.request(&mut buf, &items);
+        let got = ExportTraceServiceRequest::decode(&buf[..]).unwrap();
+        assert_eq!(
+            got.resource_spans[0].schema_url,
+            "https://opentelemetry.io/schemas/1.30.0"
+        );
+        assert_eq!(got.resource_spans[0].scope_spans[0].spans.len(), 1);
     }
 }

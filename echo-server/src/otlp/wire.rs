@@ -9,6 +9,7 @@ const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 const FIXED32: u32 = 5;
 
+#[inline]
 fn varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
@@ -17,38 +18,58 @@ fn varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
-fn varint_len(v: u64) -> usize {
+/// Bytes the varint of `v` takes.
+#[inline]
+pub fn varint_len(v: u64) -> usize {
     // One byte per started group of 7 bits, at least one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+#[inline]
 fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
     varint(buf, u64::from((field << 3) | wire));
 }
 
 /// A varint field (uint32, uint64, int64 as two's complement, enum).
+#[inline]
 pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
     tag(buf, field, VARINT);
     varint(buf, v);
 }
 
 /// A fixed64 field (also `double`, as its bits).
+#[inline]
 pub fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     tag(buf, field, FIXED64);
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
 /// A fixed32 field.
+#[inline]
 pub fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
     tag(buf, field, FIXED32);
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
 /// A string or bytes field.
+#[inline]
 pub fn bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
     tag(buf, field, LEN);
     varint(buf, v.len() as u64);
     buf.extend_from_slice(v);
+}
+
+/// Bytes a length-delimited field of `len` bytes takes, tag and length included.
+#[inline]
+pub fn header_len(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
+}
+
+/// The tag and length of a length-delimited field whose `len` bytes follow.
+#[inline]
+pub fn header(buf: &mut Vec<u8>, field: u32, len: usize) {
+    tag(buf, field, LEN);
+    varint(buf, len as u64);
 }
 
 /// Starts an embedded message; close it with [`end`] and the position returned.

@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{Either, Full};
 
 use crate::AppState;
-use crate::otlp::encode::SpanRecord;
+use crate::otlp::encode::StormSpan;
 use crate::telemetry::SpanStart;
 
 /// Body a handler produces: a whole body, or a stream.
@@ -102,7 +102,7 @@ pub struct Outcome {
     /// The response.
     pub response: Response<HandlerBody>,
     /// Child spans to emit with the server span.
-    pub children: Vec<SpanRecord>,
+    pub children: Vec<StormSpan>,
 }
 
 impl From<Response<HandlerBody>> for Outcome {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{Outcome, error, json_value, query_param};
 use crate::AppState;
-use crate::otlp::encode::{SpanRecord, SpanShape};
+use crate::otlp::encode::StormSpan;
 use crate::telemetry::SpanStart;
 
 /// Largest trace `/storm` makes, root included.
@@ -53,18 +53,13 @@ pub fn handle<B>(state: &AppState, req: &Request<B>, span: Option<&SpanStart>) -
             for d in 0..depth {
                 let id = state.telemetry.new_span_id();
                 let start = now + Duration::from_micros(d);
-                children.push(SpanRecord {
-                    trace_id: root.trace_id,
+                children.push(StormSpan {
                     span_id: id,
                     parent_span_id: parent,
-                    flags: root.flags,
-                    trace_state: root.trace_state.clone(),
                     start,
                     end: start + Duration::from_micros(1),
-                    shape: SpanShape::Storm {
-                        branch: w,
-                        level: d,
-                    },
+                    branch: w,
+                    level: d,
                 });
                 parent = id;
             }
