@@ -251,7 +251,7 @@ struct Completion {
 
 thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
-    static TS: RefCell<String> = RefCell::new(String::with_capacity(32));
+    static TS: RefCell<(log::TimestampCache, String)> = RefCell::default();
 }
 
 pub(crate) fn hex_id(bytes: &[u8], out: &mut [u8]) {
@@ -300,10 +300,8 @@ impl Completion {
         };
         let duration_ms = duration.as_secs_f64() * 1e3;
         if let Some(sink) = &st.log {
-            TS.with_borrow_mut(|ts| {
-                use std::fmt::Write as _;
-                ts.clear();
-                let _ = write!(ts, "{}", humantime::format_rfc3339_millis(end));
+            TS.with_borrow_mut(|(cache, ts)| {
+                cache.format(end, ts);
                 let record = RequestRecord {
                     ts,
                     level,
