@@ -144,7 +144,7 @@ where
         parts.headers.insert("x-request-id", v);
     }
     if let Some(s) = &span
-        && let Ok(v) = HeaderValue::from_str(&s.traceparent())
+        && let Some(v) = s.traceparent()
     {
         parts.headers.insert("traceparent", v);
     }

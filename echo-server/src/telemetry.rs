@@ -120,8 +120,9 @@ pub struct SpanStart {
 }
 
 impl SpanStart {
-    /// The W3C `traceparent` value of this span.
-    pub fn traceparent(&self) -> String {
+    /// The W3C `traceparent` header value of this span (always `Some`: lowercase hex and
+    /// dashes are valid header bytes).
+    pub fn traceparent(&self) -> Option<http::HeaderValue> {
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
         crate::hex_id(&self.trace_id.to_bytes(), &mut out[3..35]);
@@ -129,7 +130,7 @@ impl SpanStart {
         crate::hex_id(&self.span_id.to_bytes(), &mut out[36..52]);
         out[52] = b'-';
         crate::hex_id(&[self.flags.to_u8()], &mut out[53..55]);
-        String::from_utf8_lossy(&out).into_owned()
+        http::HeaderValue::from_bytes(&out).ok()
     }
 
     /// A `/storm` child of this span, ready to encode.
@@ -655,7 +656,7 @@ mod tests {
             start: SystemTime::now(),
         };
         assert_eq!(
-            s.traceparent(),
+            s.traceparent().unwrap(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
     }
