@@ -317,6 +317,14 @@ fn telemetry(out: &mut String, summary: &Summary) {
         );
     }
     out.push_str("</tbody>\n</table>\n");
+    let notes = crate::notes::telemetry_notes(telemetry);
+    if !notes.is_empty() {
+        out.push_str("<ul class=\"notes\">\n");
+        for note in &notes {
+            let _ = writeln!(out, "<li>{}</li>", esc(note));
+        }
+        out.push_str("</ul>\n");
+    }
     let plotted: Vec<_> = telemetry
         .signals
         .iter()

@@ -51,6 +51,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod model;
+mod notes;
 pub mod text;
 mod units;
 

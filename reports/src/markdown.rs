@@ -170,67 +170,11 @@ fn telemetry(out: &mut String, summary: &Summary) {
         );
     }
     out.push('\n');
-    for s in &telemetry.signals {
-        if s.superseded > 0 {
-            let _ = writeln!(
-                out,
-                "- {}: {} exemplars taken over by a newer request before any scrape (neither found nor missing)",
-                md(&s.signal),
-                s.superseded
-            );
-        }
-        for (reason, n) in &s.unknown_reasons {
-            let _ = writeln!(out, "- {}: {n} unknown: {}", md(&s.signal), md(reason));
-        }
-        for c in &s.classes {
-            let observed = match (c.observed, c.lower, c.upper) {
-                (Some(o), Some(lo), Some(hi)) => format!("{o:.4} ({lo:.4}–{hi:.4})"),
-                _ => "—".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "- {} keep, class `{}`: declared {}, observed {observed} over {} samples",
-                md(&s.signal),
-                code(&c.name),
-                c.declared,
-                c.samples
-            );
-        }
+    let notes = crate::notes::telemetry_notes(telemetry);
+    for note in &notes {
+        let _ = writeln!(out, "- {}", md(note));
     }
-    for e in &telemetry.exporter {
-        let _ = writeln!(
-            out,
-            "- exporter {}: accepted {}, refused {}, dropped {}",
-            md(&e.signal),
-            e.accepted,
-            e.refused,
-            e.dropped
-        );
-    }
-    if let Some(r) = &telemetry.requests {
-        let _ = writeln!(
-            out,
-            "- requests: {} answered, {} counted by the server ({})",
-            r.sent,
-            r.counted,
-            md(&r.source)
-        );
-    }
-    if let Some(r) = telemetry.recovery_secs {
-        let _ = writeln!(
-            out,
-            "- recovery: trace ingest latency back to its pre-storm level {} after the storm",
-            units::secs(r)
-        );
-    }
-    if telemetry
-        .signals
-        .iter()
-        .any(|s| s.superseded > 0 || !s.unknown_reasons.is_empty() || !s.classes.is_empty())
-        || !telemetry.exporter.is_empty()
-        || telemetry.requests.is_some()
-        || telemetry.recovery_secs.is_some()
-    {
+    if !notes.is_empty() {
         out.push('\n');
     }
 }

@@ -256,90 +256,9 @@ fn telemetry(out: &mut String, summary: &Summary, p: &Paint) {
                 )
             )
         );
-        if s.superseded > 0 {
-            let _ = writeln!(
-                out,
-                "    {}",
-                p.paint(
-                    DIM,
-                    &format!(
-                        "{}: {} exemplars taken over by a newer request before any scrape (neither found nor missing)",
-                        escape::terminal(&s.signal),
-                        s.superseded
-                    )
-                )
-            );
-        }
-        for (reason, n) in &s.unknown_reasons {
-            let _ = writeln!(
-                out,
-                "    {}: {n} unknown: {}",
-                escape::terminal(&s.signal),
-                escape::terminal(reason)
-            );
-        }
-        for c in &s.classes {
-            let observed = match (c.observed, c.lower, c.upper) {
-                (Some(o), Some(lo), Some(hi)) => format!("{o:.4} [{lo:.4}, {hi:.4}]"),
-                _ => "—".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "    {} keep, class {}: declared {} observed {observed} over {} samples: {}",
-                escape::terminal(&s.signal),
-                escape::terminal(&c.name),
-                c.declared,
-                c.samples,
-                verdict_word(c.verdict)
-            );
-        }
     }
-    if !telemetry.exporter.is_empty() {
-        let parts: Vec<String> = telemetry
-            .exporter
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} accepted {} refused {} dropped {}",
-                    escape::terminal(&e.signal),
-                    e.accepted,
-                    e.refused,
-                    e.dropped
-                )
-            })
-            .collect();
-        let _ = writeln!(out, "    exporter: {}", parts.join("; "));
-    }
-    if let Some(r) = &telemetry.requests {
-        let _ = writeln!(
-            out,
-            "    requests: {} answered, {} counted by the server ({})",
-            r.sent,
-            r.counted,
-            escape::terminal(&r.source)
-        );
-    }
-    if telemetry.samples_dropped > 0 {
-        let _ = writeln!(
-            out,
-            "    {} samples not verified: a verifier's queue was full",
-            telemetry.samples_dropped
-        );
-    }
-    if let Some(r) = telemetry.recovery_secs {
-        let _ = writeln!(
-            out,
-            "    recovery: trace ingest latency back to its pre-storm level {} after the storm",
-            units::secs(r)
-        );
-    }
-}
-
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "FAIL",
-        Verdict::Unknown => "unknown",
+    for note in crate::notes::telemetry_notes(telemetry) {
+        let _ = writeln!(out, "    {}", escape::terminal(&note));
     }
 }
 
