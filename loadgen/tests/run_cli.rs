@@ -239,3 +239,45 @@ fn the_smoke_scenario_passes_against_the_embedded_echo_server() {
     let total: u64 = s.time_series.iter().map(|p| p.requests).sum();
     assert_eq!(total, s.metrics["http_reqs"].count);
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`): a live progress bar with
+/// the running counts, and the end-of-run summary in colour.
+#[test]
+fn on_a_terminal_the_run_shows_a_live_bar_and_a_coloured_summary() {
+    let _guard = support::one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = write_scenario(
+        dir.path(),
+        r#"apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: tty}
+spec:
+  scenarios:
+    - {name: api, executor: constant-arrival-rate, rate: 20, duration: 3s, requests: [{name: x, path: /api/x}]}
+  thresholds:
+    http_req_failed: ["rate<0.01"]
+"#,
+    );
+    let command = format!(
+        "{} run {}",
+        env!("CARGO_BIN_EXE_loadgen"),
+        scenario.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux `script` runs loadgen on a pseudo-terminal");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("] 1/3s") || text.contains("] 2/3s"),
+        "no progress bar: {text}"
+    );
+    assert!(text.contains("req/s, 0 errors, 0 dropped, p99"), "{text}");
+    // Colour codes around the verdict marks.
+    assert!(
+        text.contains("\u{1b}[32m✓"),
+        "no coloured pass mark: {text}"
+    );
+}
