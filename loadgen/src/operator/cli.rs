@@ -35,7 +35,7 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
     /// Also write each run's reports (summary.json, report.md, report.html, junit.xml)
-    /// into DIR/<namespace>/<run>/, e.g. a mounted PersistentVolumeClaim.
+    /// into `DIR/<namespace>/<run>/`, e.g. a mounted PersistentVolumeClaim.
     #[arg(long, value_name = "DIR", env = "RICOCHET_REPORT_DIR")]
     pub report_dir: Option<std::path::PathBuf>,
 }

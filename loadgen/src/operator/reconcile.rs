@@ -723,7 +723,7 @@ async fn expire(run: &LoadTestRun, ctx: &Context, status: &LoadTestRunStatus) ->
 
 /// The run's reports for its ConfigMap: `summary.json` (schema version 1, as `loadgen
 /// report` and `loadgen compare` read it), `report.md` and `junit.xml`, each bounded to
-/// [`MAX_REPORT_BYTES`] (a ConfigMap holds at most 1 MiB).
+/// 256 KiB (a ConfigMap holds at most 1 MiB).
 pub fn report_files(summary: &ricochet_reports::model::Summary) -> BTreeMap<String, String> {
     use ricochet_reports::Format;
     let bound = |mut s: String| {
