@@ -48,8 +48,25 @@ async fn smoke_scenario_runs_embedded_writes_reports_and_gates_against_itself() 
     let issued = summary.metrics["http_reqs"].count + summary.dropped_iterations;
     assert_eq!(issued, 110, "{:?}", summary.metrics["http_reqs"]);
 
+    // The embedded default verified the round trip: traces, logs and exemplars.
+    let telemetry = summary
+        .telemetry
+        .as_ref()
+        .expect("telemetry verified by default");
+    assert_eq!(telemetry.signals.len(), 3);
+    assert!(
+        telemetry
+            .signals
+            .iter()
+            .all(|s| s.missing == 0 && s.unknown == 0)
+    );
+
+    // One testcase per threshold and per verified signal.
     let junit = render(&summary, Format::Junit);
-    assert_eq!(junit.matches("<testcase").count(), summary.thresholds.len());
+    assert_eq!(
+        junit.matches("<testcase").count(),
+        summary.thresholds.len() + telemetry.signals.len()
+    );
     let gate = compare(
         &summary,
         &summary,
