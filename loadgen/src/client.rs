@@ -1,5 +1,6 @@
-//! The HTTP client of the hot loop: hyper's connection API over a bounded keep-alive pool
-//! (HTTP/1.1), or one multiplexed connection (HTTP/2 prior knowledge).
+//! The HTTP client of the hot loop: HTTP/1.1 spoken inline over a bounded keep-alive pool
+//! (or one connection per VU), or hyper's connection API over one multiplexed connection
+//! (HTTP/2 prior knowledge).
 //!
 //! Every request carries a fresh W3C `traceparent` (sampled) and an `X-Request-Id`.
 
@@ -13,11 +14,12 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::h1;
 use crate::plan::{RequestPlan, TargetUrl};
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -159,11 +161,6 @@ impl Target {
         } else {
             format!("{}/{}", self.prefix, r.path_and_query)
         };
-        let uri: Uri = if self.http2 {
-            format!("{}{path}", self.scheme_authority).parse()?
-        } else {
-            path.parse()?
-        };
         let mut headers = r.headers.clone();
         // Placeholders, overwritten per request in place (no insert, no rehash).
         headers.insert(TRACEPARENT, HeaderValue::from_static(""));
@@ -174,6 +171,17 @@ impl Target {
         if !r.body.is_empty() || r.method == Method::POST || r.method == Method::PUT {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(r.body.len()));
         }
+        if !self.http2 {
+            // Validated like any request URI, then serialized once.
+            let _: Uri = path.parse()?;
+            let template = h1::Template::new(&r.method, &path, &headers, &r.body);
+            return Ok(Prepared {
+                approx_sent: template.len() as u64,
+                wire: Wire::H1(template),
+                stream: r.stream,
+            });
+        }
+        let uri: Uri = format!("{}{path}", self.scheme_authority).parse()?;
         let header_bytes: usize = headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
@@ -188,10 +196,12 @@ impl Target {
             + 2
             + r.body.len();
         Ok(Prepared {
-            method: r.method.clone(),
-            uri,
-            headers,
-            body: r.body.clone(),
+            wire: Wire::H2 {
+                method: r.method.clone(),
+                uri,
+                headers,
+                body: r.body.clone(),
+            },
             stream: r.stream,
             approx_sent: approx as u64,
         })
@@ -201,13 +211,24 @@ impl Target {
 /// One request, prepared once per scenario.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    wire: Wire,
     /// Streamed: first byte is the first body chunk, and stream duration is recorded.
     pub stream: bool,
     approx_sent: u64,
+}
+
+/// A prepared request in its protocol's form.
+#[derive(Clone, Debug)]
+enum Wire {
+    /// HTTP/1.1: the request's bytes, trace headers patched per request.
+    H1(h1::Template),
+    /// HTTP/2: the parts of an `http::Request` built per request.
+    H2 {
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    },
 }
 
 /// A completed exchange.
@@ -279,13 +300,12 @@ impl SentAt {
     }
 }
 
-type H1 = http1::SendRequest<Full<Bytes>>;
 type H2 = http2::SendRequest<Full<Bytes>>;
 
 /// One HTTP/1.1 connection owned by one VU (see [`Client::send_owned`]).
 #[derive(Debug, Default)]
 pub struct OwnedConn {
-    sender: Option<H1>,
+    conn: Option<h1::Conn>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -299,7 +319,7 @@ pub struct Client {
 struct Inner {
     target: Target,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<H1>>,
+    idle: Mutex<Vec<h1::Conn>>,
     h2: tokio::sync::Mutex<Option<H2>>,
 }
 
@@ -338,11 +358,18 @@ impl Client {
         }
     }
 
-    fn build(&self, req: &Prepared, ids: TraceIds) -> Request<Full<Bytes>> {
-        let mut r = Request::new(Full::new(req.body.clone()));
-        *r.method_mut() = req.method.clone();
-        *r.uri_mut() = req.uri.clone();
-        let mut headers = req.headers.clone();
+    /// An HTTP/2 request with fresh trace headers.
+    fn build_h2(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+        ids: TraceIds,
+    ) -> Request<Full<Bytes>> {
+        let mut r = Request::new(Full::new(body.clone()));
+        *r.method_mut() = method.clone();
+        *r.uri_mut() = uri.clone();
+        let mut headers = headers.clone();
         let (traceparent, request_id) = ids.headers();
         if let Some(v) = headers.get_mut(TRACEPARENT) {
             *v = traceparent;
@@ -351,9 +378,7 @@ impl Client {
             *v = request_id;
         }
         *r.headers_mut() = headers;
-        if self.inner.target.http2 {
-            *r.version_mut() = http::Version::HTTP_2;
-        }
+        *r.version_mut() = http::Version::HTTP_2;
         r
     }
 
@@ -369,25 +394,33 @@ impl Client {
             end: Instant::now(),
             bytes_sent: req.approx_sent,
         };
-        if self.inner.target.http2 {
-            let mut sender = self.h2_sender().await.map_err(|k| fail(k, sent.get()))?;
-            let t = Instant::now();
-            sent.set(t);
-            let resp = sender
-                .send_request(self.build(req, ids))
-                .await
-                .map_err(|e| fail(FailureKind::Transport(e.to_string()), t))?;
-            return read_response(resp, req, t, ids)
-                .await
-                .map_err(|k| fail(k, t));
-        }
+        let template = match &req.wire {
+            Wire::H1(t) => t,
+            Wire::H2 {
+                method,
+                uri,
+                headers,
+                body,
+            } => {
+                let mut sender = self.h2_sender().await.map_err(|k| fail(k, sent.get()))?;
+                let t = Instant::now();
+                sent.set(t);
+                let resp = sender
+                    .send_request(Self::build_h2(method, uri, headers, body, ids))
+                    .await
+                    .map_err(|e| fail(FailureKind::Transport(e.to_string()), t))?;
+                return read_response(resp, req, t, ids)
+                    .await
+                    .map_err(|k| fail(k, t));
+            }
+        };
         let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
             return Err(fail(
                 FailureKind::Transport("client closed".into()),
                 sent.get(),
             ));
         };
-        self.exchange_h1(req, sent, ids, Slot::Pool).await
+        self.exchange_h1(req, template, sent, ids, Slot::Pool).await
     }
 
     /// Whether `vus` virtual users can each own one HTTP/1.1 connection within
@@ -430,33 +463,35 @@ impl Client {
         sent: &SentAt,
         ids: TraceIds,
     ) -> Result<Exchange, Failure> {
-        let fail = |kind, sent: Instant| Failure {
-            kind,
-            sent,
-            end: Instant::now(),
-            bytes_sent: req.approx_sent,
+        let Wire::H1(template) = &req.wire else {
+            // HTTP/2 multiplexes one shared connection; nothing to own.
+            return self.exchange(req, sent, ids).await;
         };
         if conn.permit.is_none() {
             match self.inner.permits.clone().acquire_owned().await {
                 Ok(p) => conn.permit = Some(p),
                 Err(_) => {
-                    return Err(fail(
-                        FailureKind::Transport("client closed".into()),
-                        sent.get(),
-                    ));
+                    return Err(Failure {
+                        kind: FailureKind::Transport("client closed".into()),
+                        sent: sent.get(),
+                        end: Instant::now(),
+                        bytes_sent: req.approx_sent,
+                    });
                 }
             }
         }
-        self.exchange_h1(req, sent, ids, Slot::Owned(&mut conn.sender))
+        self.exchange_h1(req, template, sent, ids, Slot::Owned(&mut conn.conn))
             .await
     }
 
     /// One HTTP/1.1 exchange over a connection from `slot`, retried (up to 3 attempts) on
-    /// a kept-alive connection the server closed meanwhile. The connection goes back to
-    /// `slot` only after a complete exchange, so a timeout or an error drops (closes) it.
+    /// a kept-alive connection the server closed meanwhile (closed or reset before any
+    /// response byte). The connection goes back to `slot` only after a complete exchange
+    /// that leaves it reusable, so a timeout or an error drops (closes) it.
     async fn exchange_h1(
         &self,
         req: &Prepared,
+        template: &h1::Template,
         sent: &SentAt,
         ids: TraceIds,
         mut slot: Slot<'_>,
@@ -467,87 +502,72 @@ impl Client {
             end: Instant::now(),
             bytes_sent: req.approx_sent,
         };
+        let (traceparent, request_id) = ids.header_bytes();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (mut sender, reused) = match slot.take(self) {
-                Some(s) => (s, true),
+            let (mut conn, reused) = match slot.take(self) {
+                Some(c) => (c, true),
                 None => (
                     self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
                     false,
                 ),
             };
-            if sender.ready().await.is_err() {
-                if reused && attempts < 3 {
-                    continue;
-                }
-                return Err(fail(
-                    FailureKind::Transport("connection closed".into()),
-                    sent.get(),
-                ));
-            }
             let t = Instant::now();
             sent.set(t);
-            match sender.send_request(self.build(req, ids)).await {
-                Ok(resp) => {
-                    let result = read_response(resp, req, t, ids)
-                        .await
-                        .map_err(|k| fail(k, t));
-                    if result.is_ok() && !sender.is_closed() {
-                        slot.keep(self, sender);
+            match conn.exchange(template, &traceparent, &request_id).await {
+                Ok(r) => {
+                    if r.reusable {
+                        slot.keep(self, conn);
                     }
-                    return result;
+                    return Ok(Exchange {
+                        status: r.status,
+                        sent: t,
+                        first_byte: if req.stream {
+                            r.first_data.unwrap_or(r.end)
+                        } else {
+                            r.head
+                        },
+                        end: r.end,
+                        bytes_sent: req.approx_sent,
+                        bytes_received: r.received,
+                        ids,
+                    });
                 }
                 // A kept-alive connection the server closed meanwhile: retry on another.
-                Err(e)
-                    if reused && attempts < 3 && (e.is_canceled() || e.is_incomplete_message()) => {
-                }
+                Err(h1::Error::Stale(_)) if reused && attempts < 3 => {}
                 Err(e) => return Err(fail(FailureKind::Transport(e.to_string()), t)),
             }
         }
     }
 
-    fn checkout(&self) -> Option<H1> {
-        let mut idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn checkin(&self, s: H1) {
+    fn checkout(&self) -> Option<h1::Conn> {
         self.inner
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(s);
+            .pop()
     }
 
-    async fn tcp(&self) -> Result<TokioIo<TcpStream>, FailureKind> {
+    fn checkin(&self, c: h1::Conn) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(c);
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, FailureKind> {
         let stream = TcpStream::connect(self.inner.target.addr)
             .await
             .map_err(|e| FailureKind::Connect(describe_io(&e)))?;
         let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
-    async fn connect_h1(&self) -> Result<H1, FailureKind> {
-        let io = self.tcp().await?;
-        let (sender, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| FailureKind::Connect(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
+    async fn connect_h1(&self) -> Result<h1::Conn, FailureKind> {
+        Ok(h1::Conn::new(self.tcp().await?))
     }
-
     async fn h2_sender(&self) -> Result<H2, FailureKind> {
         let mut slot = self.inner.h2.lock().await;
         if let Some(s) = slot.as_ref()
@@ -555,7 +575,7 @@ impl Client {
         {
             return Ok(s.clone());
         }
-        let io = self.tcp().await?;
+        let io = TokioIo::new(self.tcp().await?);
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| FailureKind::Connect(e.to_string()))?;
@@ -696,6 +716,15 @@ impl TraceIds {
 
     /// `traceparent` (with a fresh parent span id) and `X-Request-Id` header values.
     pub fn headers(&self) -> (HeaderValue, HeaderValue) {
+        let (tp, id) = self.header_bytes();
+        (
+            HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("")),
+            HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("")),
+        )
+    }
+
+    /// The `traceparent` (with a fresh parent span id) and `X-Request-Id` values as bytes.
+    pub fn header_bytes(&self) -> ([u8; 55], [u8; 32]) {
         let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
         put_hex(&mut tp[3..19], self.trace_id.0);
         put_hex(&mut tp[19..35], self.trace_id.1);
@@ -703,10 +732,7 @@ impl TraceIds {
         let mut id = [0u8; 32];
         put_hex(&mut id[..16], self.request_id.0);
         put_hex(&mut id[16..], self.request_id.1);
-        (
-            HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("")),
-            HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("")),
-        )
+        (tp, id)
     }
 }
 
@@ -715,21 +741,21 @@ enum Slot<'a> {
     /// The client's shared idle pool.
     Pool,
     /// One virtual user's own connection.
-    Owned(&'a mut Option<H1>),
+    Owned(&'a mut Option<h1::Conn>),
 }
 
 impl Slot<'_> {
-    fn take(&mut self, client: &Client) -> Option<H1> {
+    fn take(&mut self, client: &Client) -> Option<h1::Conn> {
         match self {
             Slot::Pool => client.checkout(),
-            Slot::Owned(conn) => conn.take().filter(|s| !s.is_closed()),
+            Slot::Owned(conn) => conn.take(),
         }
     }
 
-    fn keep(&mut self, client: &Client, sender: H1) {
+    fn keep(&mut self, client: &Client, conn: h1::Conn) {
         match self {
-            Slot::Pool => client.checkin(sender),
-            Slot::Owned(conn) => **conn = Some(sender),
+            Slot::Pool => client.checkin(conn),
+            Slot::Owned(slot) => **slot = Some(conn),
         }
     }
 }
@@ -773,5 +799,347 @@ mod tests {
     fn io_errors_read_as_short_phrases() {
         let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(describe_io(&e), "connection refused");
+    }
+
+    // The inline HTTP/1.1 path against scripted servers on loopback.
+
+    use std::num::NonZeroU32;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn plan(method: Method, stream: bool) -> RequestPlan {
+        RequestPlan {
+            name: "r".into(),
+            method,
+            path_and_query: "/p?q=1".into(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            weight: NonZeroU32::MIN,
+            stream,
+        }
+    }
+
+    /// Reads one request head (through the blank line); `None` at end of stream.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b).await {
+                Ok(1) => head.push(b[0]),
+                _ => return None,
+            }
+        }
+        Some(String::from_utf8_lossy(&head).into_owned())
+    }
+
+    /// A server whose `respond(connection, request on it, head)` gives the bytes to write
+    /// (as pieces, 30 ms apart) and whether to close afterwards.
+    async fn server<F>(respond: F) -> SocketAddr
+    where
+        F: Fn(usize, usize, &str) -> (Vec<Vec<u8>>, bool) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            let mut conn = 0;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let respond = respond.clone();
+                let c = conn;
+                conn += 1;
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while let Some(head) = read_request(&mut s).await {
+                        let (pieces, close) = respond(c, n, &head);
+                        n += 1;
+                        for (i, p) in pieces.iter().enumerate() {
+                            if i > 0 {
+                                tokio::time::sleep(Duration::from_millis(30)).await;
+                            }
+                            if s.write_all(p).await.is_err() {
+                                return;
+                            }
+                        }
+                        if close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn client(addr: SocketAddr) -> Client {
+        Client::new(Target::loopback(addr, 4, Duration::from_secs(2)))
+    }
+
+    fn prepared(c: &Client, method: Method, stream: bool) -> Prepared {
+        c.target().prepare(&plan(method, stream)).expect("prepare")
+    }
+
+    fn transport(r: Result<Exchange, Failure>) -> String {
+        match r {
+            Err(Failure {
+                kind: FailureKind::Transport(m),
+                ..
+            }) => m,
+            other => panic!("expected a transport failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn content_length_and_chunked_bodies_are_read_whole_and_the_connection_reused() {
+        let addr = server(|conn, n, head| {
+            assert_eq!(conn, 0, "one kept-alive connection");
+            assert!(head.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{head}");
+            let body = if n % 2 == 0 {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec()
+            } else {
+                // Chunks with an extension, split in odd places, and a trailer.
+                b"HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3;x=y\r\nabc\r\n\
+                  10\r\n0123456789abcdef\r\n0\r\nx-trailer: 1\r\n\r\n"
+                    .to_vec()
+            };
+            let (a, b) = body.split_at(body.len() / 2);
+            (vec![a.to_vec(), b.to_vec()], false)
+        })
+        .await;
+        let c = client(addr);
+        let mut owned = OwnedConn::default();
+        let req = prepared(&c, Method::GET, false);
+        for n in 0..4 {
+            let ex = if n < 2 {
+                c.send(&req).await
+            } else {
+                c.send_owned(&mut owned, &req).await
+            };
+            let ex = ex.expect("exchange");
+            if n % 2 == 0 {
+                assert_eq!(ex.status, 200);
+                assert_eq!(ex.bytes_received, 38 + 5);
+            } else {
+                assert_eq!(ex.status, 201);
+                assert_eq!(ex.bytes_received, 58 + 19);
+            }
+            assert!(ex.sent <= ex.first_byte && ex.first_byte <= ex.end);
+            if n == 1 {
+                // The pooled connection goes to the VU for the rest.
+                let pooled = c.checkout().expect("pooled connection kept");
+                owned.conn = Some(pooled);
+            }
+        }
+        assert_eq!(req.approx_sent, {
+            let Wire::H1(t) = &req.wire else { panic!() };
+            t.len() as u64
+        });
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_ids_of_its_exchange() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let addr = server(move |_, _, head| {
+            log.lock().expect("log").push(head.to_owned());
+            (vec![b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()], false)
+        })
+        .await;
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let ex = c.send(&req).await.expect("exchange");
+            assert_eq!(ex.status, 204);
+            ids.push(ex.ids);
+        }
+        let heads = seen.lock().expect("log").clone();
+        for (head, ids) in heads.iter().zip(&ids) {
+            let tid: String = ids
+                .trace_id_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert!(
+                head.contains(&format!("\r\ntraceparent: 00-{tid}-")),
+                "{head}"
+            );
+            assert!(head.contains(&format!("\r\nx-request-id: {}\r\n", ids.request_id_hex())));
+            assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_bodies_delimited_by_close_are_read_then_not_reused() {
+        let addr = server(|_, n, _| {
+            assert_eq!(n, 0, "a closed connection carries no second request");
+            (
+                vec![b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close".to_vec()],
+                true,
+            )
+        })
+        .await;
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        for _ in 0..2 {
+            let ex = c.send(&req).await.expect("exchange");
+            assert_eq!(ex.status, 200);
+            assert_eq!(ex.bytes_received, 38 + 11);
+            assert!(c.checkout().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn head_and_304_responses_have_no_body_whatever_their_headers_say() {
+        let addr = server(|_, n, head| {
+            let status = if head.starts_with("HEAD ") { 200 } else { 304 };
+            assert!(n < 2);
+            (
+                vec![format!("HTTP/1.1 {status} X\r\nContent-Length: 100\r\n\r\n").into_bytes()],
+                false,
+            )
+        })
+        .await;
+        let c = client(addr);
+        let mut owned = OwnedConn::default();
+        for m in [Method::HEAD, Method::GET] {
+            let ex = c
+                .send_owned(&mut owned, &prepared(&c, m, false))
+                .await
+                .expect("exchange");
+            assert!(ex.status == 200 || ex.status == 304);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_the_server_closed_is_retried_on_a_fresh_one() {
+        // Every connection answers one request, then closes without saying so.
+        let conns = Arc::new(AtomicU64::new(0));
+        let count = conns.clone();
+        let addr = server(move |_, _, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+            (
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
+                true,
+            )
+        })
+        .await;
+        let c = client(addr);
+        let mut owned = OwnedConn::default();
+        let req = prepared(&c, Method::GET, false);
+        for _ in 0..3 {
+            c.send(&req).await.expect("pooled exchange");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for _ in 0..3 {
+            c.send_owned(&mut owned, &req)
+                .await
+                .expect("owned exchange");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(conns.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_has_its_first_byte_at_the_first_chunk() {
+        let addr = server(|_, _, _| {
+            (
+                vec![
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                    b"5\r\nfirst\r\n".to_vec(),
+                    b"6\r\nsecond\r\n".to_vec(),
+                    b"0\r\n\r\n".to_vec(),
+                ],
+                false,
+            )
+        })
+        .await;
+        let c = client(addr);
+        for stream in [true, false] {
+            let ex = c
+                .send(&prepared(&c, Method::GET, stream))
+                .await
+                .expect("exchange");
+            let first = ex.first_byte.duration_since(ex.sent);
+            let last = ex.end.duration_since(ex.first_byte);
+            if stream {
+                // Head, then 30 ms to the first chunk, 60 ms more to the end.
+                assert!(first >= Duration::from_millis(25), "{first:?}");
+                assert!(last >= Duration::from_millis(50), "{last:?}");
+            } else {
+                assert!(first < Duration::from_millis(25), "{first:?}");
+                assert!(last >= Duration::from_millis(75), "{last:?}");
+            }
+            assert_eq!(ex.bytes_received, 47 + 11);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_malformed_and_truncated_responses_are_clear_transport_failures() {
+        let addr = server(|conn, _, _| {
+            let bytes = match conn {
+                0 => {
+                    let mut h = b"HTTP/1.1 200 OK\r\nx-filler: ".to_vec();
+                    h.resize(70 * 1024, b'a');
+                    h
+                }
+                1 => b"HTTP/1.1 2xx Nope\r\n\r\n".to_vec(),
+                2 => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec(),
+                3 => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+                _ => Vec::new(),
+            };
+            (vec![bytes], true)
+        })
+        .await;
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        assert_eq!(
+            transport(c.send(&req).await),
+            "response head exceeds 64 KiB"
+        );
+        assert!(
+            transport(c.send(&req).await).starts_with("malformed response head: "),
+            "malformed status"
+        );
+        assert_eq!(
+            transport(c.send(&req).await),
+            "connection closed before message completed"
+        );
+        assert_eq!(transport(c.send(&req).await), "invalid chunk size");
+        // A fresh connection closed before any byte is not retried.
+        assert_eq!(
+            transport(c.send(&req).await),
+            "connection closed before message completed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_drops_the_connection() {
+        let addr = server(|_, n, _| {
+            if n == 0 {
+                (
+                    vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no".to_vec()],
+                    false,
+                )
+            } else {
+                (vec![], true)
+            }
+        })
+        .await;
+        let c = Client::new(Target::loopback(addr, 1, Duration::from_millis(100)));
+        let mut owned = OwnedConn::default();
+        let req = prepared(&c, Method::GET, false);
+        let r = c.send_owned(&mut owned, &req).await;
+        assert!(
+            matches!(
+                r,
+                Err(Failure {
+                    kind: FailureKind::Timeout,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(owned.conn.is_none());
     }
 }

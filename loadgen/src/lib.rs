@@ -17,6 +17,7 @@ pub mod chaos;
 pub mod client;
 pub mod embedded;
 pub mod evaluate;
+mod h1;
 pub mod progress;
 pub mod reporting;
 pub mod roundtrip;
