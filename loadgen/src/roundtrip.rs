@@ -841,7 +841,19 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
     let denom = 1.0 + z * z / n;
     let center = (p + z * z / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((center - half).max(0.0), (center + half).min(1.0))
+    // Exact at the edges: all kept means the interval reaches 1 (rounding of center +
+    // half can land just below it), none kept that it reaches 0.
+    let lo = if k == 0.0 {
+        0.0
+    } else {
+        (center - half).max(0.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        (center + half).min(1.0)
+    };
+    (lo, hi)
 }
 
 impl Results {
@@ -1223,6 +1235,8 @@ mod tests {
         let (lo, hi) = wilson(10, 100);
         assert!(hi - lo > 0.1);
         assert_eq!(wilson(50, 50).1, 1.0);
+        // All kept: the interval reaches 1 exactly, whatever the rounding, for every n.
+        assert!((1..5000).all(|n| wilson(n, n).1 == 1.0 && wilson(0, n).0 == 0.0));
         assert_eq!(wilson(0, 0), (0.0, 1.0));
     }
 
