@@ -346,8 +346,18 @@ impl Client {
     pub async fn send(&self, req: &Prepared) -> Result<Exchange, Failure> {
         let sent = SentAt::new();
         let ids = TraceIds::fresh();
-        match tokio::time::timeout(self.inner.target.timeout, self.exchange(req, &sent, ids)).await
-        {
+        self.within_timeout(req, &sent, self.exchange(req, &sent, ids))
+            .await
+    }
+
+    /// Runs `exchange` within the target's timeout; past it, a timeout failure.
+    async fn within_timeout(
+        &self,
+        req: &Prepared,
+        sent: &SentAt,
+        exchange: impl Future<Output = Result<Exchange, Failure>>,
+    ) -> Result<Exchange, Failure> {
+        match tokio::time::timeout(self.inner.target.timeout, exchange).await {
             Ok(r) => r,
             Err(_) => Err(Failure {
                 kind: FailureKind::Timeout,
@@ -440,20 +450,8 @@ impl Client {
     ) -> Result<Exchange, Failure> {
         let sent = SentAt::new();
         let ids = TraceIds::fresh();
-        match tokio::time::timeout(
-            self.inner.target.timeout,
-            self.exchange_owned(conn, req, &sent, ids),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(Failure {
-                kind: FailureKind::Timeout,
-                sent: sent.get(),
-                end: Instant::now(),
-                bytes_sent: req.approx_sent,
-            }),
-        }
+        self.within_timeout(req, &sent, self.exchange_owned(conn, req, &sent, ids))
+            .await
     }
 
     async fn exchange_owned(

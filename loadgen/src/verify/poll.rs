@@ -273,17 +273,9 @@ impl State {
                         polls: p.polls,
                     });
                 }
-                // Final at once: an older exemplar never reappears once a newer one shows.
-                other @ Outcome::Superseded => {
-                    on_verified(Verified {
-                        sample: p.sample,
-                        outcome: other,
-                        ingest_latency: None,
-                        complete: None,
-                        polls: p.polls,
-                    });
-                }
-                other if last_poll => {
+                // Superseded is final at once: an older exemplar never reappears once a
+                // newer one shows.
+                other if last_poll || other == Outcome::Superseded => {
                     on_verified(Verified {
                         sample: p.sample,
                         outcome: other,
