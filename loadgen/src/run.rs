@@ -27,7 +27,7 @@ use crate::sink::{Sink, SinkError};
 use crate::stats::{Recorder, Stats};
 use crate::summary::{RunFacts, build, threshold_result};
 use crate::thresholds::{Scope, is_telemetry};
-use crate::worker::{ScenarioCtx, run_arrivals, run_vus};
+use crate::worker::{Pacing, ScenarioCtx, run_arrivals, run_vus};
 
 /// Arguments of `loadgen run`.
 #[derive(Args, Debug, Clone)]
@@ -44,6 +44,12 @@ pub struct RunArgs {
     /// No live progress and no summary table (errors are still printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// How arrival-rate scenarios wait for each request's instant: `spin` polls the clock
+    /// in the last 2 ms (sub-millisecond lag, uses the client core's idle time), `sleep`
+    /// only sleeps (no extra CPU, lag of a timer tick plus the OS's wake-up), `auto`
+    /// spins unless the process has a CPU quota (a Kubernetes CPU limit).
+    #[arg(long, env = "RICOCHET_PACING", value_enum, default_value = "auto")]
+    pub pacing: Pacing,
 }
 
 /// How to run, beside the plan.
@@ -58,6 +64,8 @@ pub struct RunOptions {
     /// Keep each closed window of windowed thresholds ([`RunReport::windows`]); runners do,
     /// so that the operator judges windows on every runner's data.
     pub keep_windows: bool,
+    /// How arrival-rate dispatchers wait for each arrival.
+    pub pacing: Pacing,
 }
 
 impl Default for RunOptions {
@@ -67,6 +75,7 @@ impl Default for RunOptions {
             quiet: true,
             tick: Duration::from_secs(1),
             keep_windows: false,
+            pacing: Pacing::Auto,
         }
     }
 }
@@ -288,6 +297,7 @@ pub async fn execute(
         ))
     });
     let recorder = Arc::new(Recorder::new(run_start));
+    let pacing = opts.pacing.resolve();
     let mut set = JoinSet::new();
     let mut rate_profiles = Vec::new();
     for ((i, sc), reqs) in plan.scenarios.iter().enumerate().zip(prepared) {
@@ -305,12 +315,9 @@ pub async fn execute(
         let stop = stopper.token.clone();
         if let Some(p) = RateProfile::of(&sc.executor) {
             rate_profiles.push((sc.start_time.as_secs_f64(), p.clone()));
-            set.spawn(run_arrivals(ctx, p, stop));
+            set.spawn(run_arrivals(ctx, p, stop, pacing));
         } else if let Some(v) = VuProfile::of(&sc.executor) {
-            set.spawn(async move {
-                run_vus(ctx, v, stop).await;
-                Ok(())
-            });
+            set.spawn(run_vus(ctx, v, stop));
         }
     }
 
@@ -328,12 +335,7 @@ pub async fn execute(
         tokio::select! {
             joined = set.join_next() => match joined {
                 None => break,
-                Some(Ok(Ok(()))) => {}
-                Some(Ok(Err(e))) => {
-                    let msg = format!("cannot start a dispatcher thread: {e}");
-                    infra_error.get_or_insert(msg.clone());
-                    stopper.stop(StopKind::TargetFailure, msg);
-                }
+                Some(Ok(())) => {}
                 Some(Err(e)) => {
                     let msg = format!("a scenario task failed: {e}");
                     infra_error.get_or_insert(msg.clone());
@@ -459,6 +461,7 @@ pub async fn execute(
         outcome,
         exit_code,
         stop_reason: stop.map(|s| s.1).or_else(|| message.clone()),
+        pacing: (!rate_profiles.is_empty()).then_some(pacing),
     };
     let mut summary = build(plan, &facts, &agg, results);
     if let Some(v) = &verified {
@@ -592,6 +595,7 @@ fn failed_start(
         outcome: Outcome::Error,
         exit_code: 3,
         stop_reason: Some(message.clone()),
+        pacing: None,
     };
     let mut summary = build(plan, &facts, &agg, results);
     summary.time_series.clear();
@@ -682,7 +686,7 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
         }
     };
     // On a single core (e.g. `taskset -c 1`) the current-thread scheduler does the same
-    // work with less synchronization; dispatcher threads hand it iterations either way.
+    // work with less synchronization.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = if cores == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -701,6 +705,7 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
         quiet: args.quiet,
         tick: Duration::from_secs(1),
         keep_windows: false,
+        pacing: args.pacing,
     };
     let result = runtime.block_on(async {
         let stopper = Arc::new(Stopper::new());

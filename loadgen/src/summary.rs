@@ -14,6 +14,7 @@ use crate::plan::Plan;
 use crate::stats::{Hist, merge_hist, new_hist};
 use crate::thresholds::Scope;
 use crate::thresholds::{METRICS, metric_kind};
+use crate::worker::Pacing;
 
 /// Percentiles of each scenario's latency spectrum.
 pub const SPECTRUM: [f64; 14] = [
@@ -39,6 +40,8 @@ pub struct RunFacts {
     pub exit_code: u8,
     /// Why the run ended early.
     pub stop_reason: Option<String>,
+    /// Pacing of arrival-rate scenarios, when there were any.
+    pub pacing: Option<Pacing>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -212,6 +215,7 @@ pub fn build(
             duration_secs: seconds,
             target_rps: (total_rate > 0.0).then_some(total_rate),
             multiplier: plan.multiplier,
+            pacing: facts.pacing.map(|p| p.name().to_owned()),
             outcome: facts.outcome,
             exit_code: facts.exit_code,
             stop_reason: facts.stop_reason.clone(),

@@ -1,9 +1,9 @@
 //! The hot loop: one iteration = one request, measured from its intended instant.
 //!
-//! Arrival-rate scenarios are driven by a dispatcher thread that sleeps precisely until
-//! each intended instant and hands the iteration to the runtime; when `maxInFlight`
-//! iterations are already running the iteration is counted in `dropped_iterations` at
-//! once, never delayed. VU scenarios run closed loops. Both stop scheduling when asked,
+//! Arrival-rate scenarios are driven by a dispatcher task that waits for each intended
+//! instant ([`Pacing`]) and spawns the iteration; when `maxInFlight` iterations are
+//! already running the iteration is counted in `dropped_iterations` at once, never
+//! delayed. VU scenarios run closed loops. Both stop scheduling when asked,
 //! give in-flight iterations `gracefulStop`, then interrupt them (unrecorded, as k6).
 
 use std::sync::Arc;
@@ -180,61 +180,94 @@ impl ScenarioCtx {
     }
 }
 
+/// How an arrival-rate dispatcher waits for each arrival's intended instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pacing {
+    /// `spin`, unless the process runs under a CPU quota (cgroup `cpu.max` or
+    /// `cpu.cfs_quota_us`), where polling would spend the quota: then `sleep`.
+    Auto,
+    /// Sleep until [`SPIN_WINDOW`] before each arrival, then poll the clock between the
+    /// runtime's other work: sub-millisecond schedule lag, paid for with the client
+    /// core's idle time whenever arrivals are less than the window apart.
+    Spin,
+    /// Only sleep on the runtime's timer: no CPU beyond the requests, but each arrival
+    /// waits for the timer's millisecond tick and the OS's wake-up, several ms on a
+    /// virtual machine.
+    Sleep,
+}
+
+/// How long before an arrival `spin` pacing stops sleeping: a sleep's overshoot (timer
+/// tick plus wake-up latency) must fit in it for the arrival to be on time.
+pub const SPIN_WINDOW: Duration = Duration::from_millis(2);
+
+impl Pacing {
+    /// `Auto` decided for this process: `Spin` or `Sleep`.
+    pub fn resolve(self) -> Self {
+        match self {
+            Self::Auto if cpu_quota_in_force() => Self::Sleep,
+            Self::Auto => Self::Spin,
+            other => other,
+        }
+    }
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Spin => "spin",
+            Self::Sleep => "sleep",
+        }
+    }
+}
+
+/// Whether this process's cgroup limits its CPU time (v2 `cpu.max`, v1 `cpu.cfs_quota_us`).
+fn cpu_quota_in_force() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    quota_in_force(
+        read("/sys/fs/cgroup/cpu.max").as_deref(),
+        [
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us",
+        ]
+        .iter()
+        .filter_map(|p| read(p)),
+    )
+}
+
+/// A quota from cgroup v2's `cpu.max` (`max 100000` = none, `50000 100000` = half a CPU)
+/// or, without it, from v1's `cpu.cfs_quota_us` files (`-1` = none).
+fn quota_in_force(v2_max: Option<&str>, v1_quotas: impl IntoIterator<Item = String>) -> bool {
+    if let Some(max) = v2_max {
+        return max.split_whitespace().next().is_some_and(|q| q != "max");
+    }
+    v1_quotas
+        .into_iter()
+        .any(|q| q.trim().parse::<i64>().is_ok_and(|q| q > 0))
+}
+
 /// Runs an arrival-rate scenario until its profile ends or `stop` is cancelled, then
-/// drains in-flight iterations for `gracefulStop`.
+/// drains in-flight iterations for `gracefulStop`. The dispatcher is a task on the
+/// runtime, so handing an iteration over is a local spawn, not a cross-thread wake-up.
 pub async fn run_arrivals(
     ctx: Arc<ScenarioCtx>,
     profile: RateProfile,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+    pacing: Pacing,
+) {
     let max_in_flight = ctx.plan.max_in_flight.get();
     let permits = Arc::new(Semaphore::new(
         usize::try_from(max_in_flight).unwrap_or(usize::MAX),
     ));
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::runtime::Handle::current();
-    {
-        let ctx = ctx.clone();
-        let permits = permits.clone();
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name(format!("dispatch-{}", ctx.plan.name))
-            .spawn(move || {
-                dispatch(&ctx, &profile, &permits, &stop, &handle);
-                let _ = done_tx.send(());
-            })?;
-    }
-    let _ = done_rx.await;
-    drain(&ctx, || permits.acquire_many(max_in_flight)).await;
-    Ok(())
-}
-
-fn dispatch(
-    ctx: &Arc<ScenarioCtx>,
-    profile: &RateProfile,
-    permits: &Arc<Semaphore>,
-    stop: &CancellationToken,
-    handle: &tokio::runtime::Handle,
-) {
-    // Sleeping at least SLICE between wakes batches arrivals at high rates (fewer thread
-    // switches, one runtime unpark per batch) at the cost of < SLICE of schedule lag.
-    const SLICE: Duration = Duration::from_micros(200);
+    let pacing = pacing.resolve();
     for offset in profile.arrivals() {
         let at = ctx.start + offset;
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            let now = Instant::now();
-            if now >= at {
-                break;
-            }
-            std::thread::sleep((at - now).clamp(SLICE, Duration::from_millis(20)));
+        if !wait_until(at, pacing, &stop).await {
+            break;
         }
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let ctx = ctx.clone();
-                handle.spawn(async move {
+                tokio::spawn(async move {
                     ctx.iteration(at, None).await;
                     drop(permit);
                 });
@@ -246,6 +279,33 @@ fn dispatch(
                 },
                 at,
             ),
+        }
+    }
+    drain(&ctx, || permits.acquire_many(max_in_flight)).await;
+}
+
+/// Waits until `at` as `pacing` says; false when `stop` came first.
+async fn wait_until(at: Instant, pacing: Pacing, stop: &CancellationToken) -> bool {
+    loop {
+        if stop.is_cancelled() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        let wake = match pacing {
+            Pacing::Spin => at.checked_sub(SPIN_WINDOW).filter(|w| *w > now),
+            _ => Some(at),
+        };
+        match wake {
+            Some(w) => tokio::select! {
+                () = tokio::time::sleep_until(w.into()) => {}
+                () = stop.cancelled() => return false,
+            },
+            // Within the window: let the runtime run everything ready and poll I/O once,
+            // then look at the clock again.
+            None => tokio::task::yield_now().await,
         }
     }
 }
@@ -312,4 +372,31 @@ pub async fn run_vus(ctx: Arc<ScenarioCtx>, profile: VuProfile, stop: Cancellati
         while set.join_next().await.is_some() {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_cpu_quota_is_recognised_in_v2_and_v1_form() {
+        let none: [String; 0] = [];
+        assert!(!quota_in_force(Some("max 100000\n"), none.clone()));
+        assert!(quota_in_force(Some("50000 100000\n"), none.clone()));
+        assert!(!quota_in_force(None, ["-1\n".to_owned()]));
+        assert!(quota_in_force(
+            None,
+            ["-1\n".to_owned(), "200000\n".to_owned()]
+        ));
+        assert!(!quota_in_force(None, none));
+        // v2 wins when present: a v1 file is not looked at.
+        assert!(!quota_in_force(Some("max 100000"), ["50000".to_owned()]));
+    }
+
+    #[test]
+    fn only_auto_is_decided_by_the_environment() {
+        assert_eq!(Pacing::Spin.resolve(), Pacing::Spin);
+        assert_eq!(Pacing::Sleep.resolve(), Pacing::Sleep);
+        assert_ne!(Pacing::Auto.resolve(), Pacing::Auto);
+    }
 }

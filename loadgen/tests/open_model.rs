@@ -5,11 +5,14 @@
 mod support;
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use loadgen::plan::Executor;
+use loadgen::run::{RunOptions, Stopper, execute};
 use loadgen::testing::{plan_with, scenario, stage, target, threshold};
 use loadgen::thresholds::{Aggregation, Comparison};
+use loadgen::worker::Pacing;
 use ricochet_reports::model::{Summary, Verdict};
 
 fn metric<'a>(s: &'a Summary, key: &str) -> &'a ricochet_reports::model::MetricSummary {
@@ -100,6 +103,36 @@ fn ramping_arrival_rate_follows_its_stages() {
         );
         assert_eq!(s.thresholds[0].observed, Some(1200.0));
         assert_eq!(s.scenarios[0].phases.len(), 2);
+    });
+}
+
+#[test]
+fn both_pacings_issue_the_whole_schedule_and_the_summary_says_which_ran() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        let addr = support::server_with(|_| Duration::ZERO).await;
+        for pacing in [Pacing::Spin, Pacing::Sleep] {
+            let mut sc = scenario("api", 1000.0, "/x");
+            sc.executor = Executor::ConstantArrivalRate {
+                rate: 1000.0,
+                duration: Duration::from_secs(2),
+            };
+            let mut plan = plan_with(vec![sc]);
+            plan.target = target(&format!("http://{addr}"));
+            let opts = RunOptions {
+                pacing,
+                ..RunOptions::default()
+            };
+            let report = execute(&plan, &opts, Arc::new(Stopper::new()))
+                .await
+                .expect("run starts");
+            let s = &report.summary;
+            let reqs = metric(s, "http_reqs").count;
+            assert_eq!(reqs + s.dropped_iterations, 2000, "{pacing:?}");
+            assert_eq!(s.run.pacing.as_deref(), Some(pacing.name()));
+            assert_eq!(metric(s, "http_req_schedule_lag").count, reqs);
+            assert_eq!(report.exit_code, 0, "{pacing:?}");
+        }
     });
 }
 

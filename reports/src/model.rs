@@ -66,6 +66,10 @@ pub struct RunInfo {
     /// The GA multiplier in force, if the plan derives from `traffic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiplier: Option<f64>,
+    /// How arrival-rate scenarios waited for each arrival (`spin` or `sleep`), which
+    /// bounds `http_req_schedule_lag`; absent without arrival-rate scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<String>,
     /// How the run ended.
     pub outcome: Outcome,
     /// The process exit code the outcome maps to (0, 1 or 3).

@@ -661,6 +661,7 @@ pub fn merged_summary(
         },
         exit_code: if passed { 0 } else { 1 },
         stop_reason: None,
+        pacing: None,
     };
     let mut summary = crate::summary::build(plan, &facts, &agg, results);
     summary.telemetry = telemetry.map(Results::summary);

@@ -91,6 +91,7 @@ pub fn realistic() -> Summary {
             duration_secs: 120.0,
             target_rps: Some(1200.0),
             multiplier: Some(3.0),
+            pacing: Some("spin".to_owned()),
             outcome: Outcome::Failed,
             exit_code: 1,
             stop_reason: None,
