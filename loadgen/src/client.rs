@@ -274,6 +274,9 @@ pub struct Failure {
     pub bytes_sent: u64,
 }
 
+/// Attempts of one HTTP/1.1 request when kept-alive connections turn out closed.
+const MAX_ATTEMPTS: u32 = 3;
+
 /// When the request was handed to a connection, settable from inside a `Send` future.
 #[derive(Debug)]
 struct SentAt {
@@ -482,7 +485,8 @@ impl Client {
             .await
     }
 
-    /// One HTTP/1.1 exchange over a connection from `slot`, retried (up to 3 attempts) on
+    /// One HTTP/1.1 exchange over a connection from `slot`, retried (up to
+    /// [`MAX_ATTEMPTS`], the last on a new connection) on
     /// a kept-alive connection the server closed meanwhile (closed or reset before any
     /// response byte). The connection goes back to `slot` only after a complete exchange
     /// that leaves it reusable, so a timeout or an error drops (closes) it.
@@ -504,7 +508,14 @@ impl Client {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (mut conn, reused) = match slot.take(self) {
+            // The last attempt always gets a fresh connection: when a server closes its idle
+            // connections all at once (an idle timeout), the pool may hold several dead ones.
+            let kept = if attempts < MAX_ATTEMPTS {
+                slot.take(self)
+            } else {
+                None
+            };
+            let (mut conn, reused) = match kept {
                 Some(c) => (c, true),
                 None => (
                     self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
@@ -532,8 +543,9 @@ impl Client {
                         ids,
                     });
                 }
-                // A kept-alive connection the server closed meanwhile: retry on another.
-                Err(h1::Error::Stale(_)) if reused && attempts < 3 => {}
+                // A kept-alive connection the server closed meanwhile: retry on another
+                // (never past MAX_ATTEMPTS: that attempt's connection is fresh).
+                Err(h1::Error::Stale(_)) if reused => {}
                 Err(e) => return Err(fail(FailureKind::Transport(e.to_string()), t)),
             }
         }
@@ -1036,6 +1048,31 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(conns.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn a_pool_of_connections_the_server_all_closed_still_serves_the_next_request() {
+        // Like an idle timeout: every pooled connection is closed by the server at once.
+        let addr = server(|_, _, _| {
+            (
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
+                true,
+            )
+        })
+        .await;
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        let (a, b, d) = tokio::join!(c.send(&req), c.send(&req), c.send(&req));
+        for r in [a, b, d] {
+            r.expect("first exchanges");
+        }
+        assert_eq!(c.inner.idle.lock().map(|i| i.len()).unwrap_or(0), 3);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ex = c
+            .send(&req)
+            .await
+            .expect("served after two dead pooled connections");
+        assert_eq!(ex.status, 200);
     }
 
     #[tokio::test]
