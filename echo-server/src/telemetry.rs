@@ -222,10 +222,13 @@ struct Item {
 }
 
 /// A bounded queue the request path encodes into under a short lock and the export task
-/// empties on its tick (one swap of buffers, no wake-up per item).
+/// empties on its tick (one swap of buffers, no wake-up per item), or sooner when the
+/// queue reaches half its capacity (one wake-up per crossing), so that a burst or a late
+/// tick does not fill it.
 struct Queue {
     pending: Mutex<Pending>,
     capacity: usize,
+    half_full: tokio::sync::Notify,
 }
 
 /// Appends to a locked [`Queue`].
@@ -233,6 +236,7 @@ struct Appender<'a> {
     pending: &'a mut Pending,
     capacity: usize,
     refused: u64,
+    reached_half: bool,
 }
 
 impl Appender<'_> {
@@ -248,6 +252,7 @@ impl Appender<'_> {
             end: p.bytes.len(),
             confirms,
         });
+        self.reached_half |= p.items.len() == self.capacity.div_ceil(2);
     }
 }
 
@@ -256,19 +261,28 @@ impl Queue {
         Self {
             pending: Mutex::new(Pending::default()),
             capacity: capacity.max(1),
+            half_full: tokio::sync::Notify::new(),
         }
     }
 
-    /// Appends items under one lock; returns how many did not fit.
+    /// Appends items under one lock; returns how many did not fit. Wakes the export task
+    /// when the queue reached half its capacity.
     fn append(&self, f: impl FnOnce(&mut Appender<'_>)) -> u64 {
-        let mut pending = lock(&self.pending);
-        let mut a = Appender {
-            pending: &mut pending,
-            capacity: self.capacity,
-            refused: 0,
+        let (refused, reached_half) = {
+            let mut pending = lock(&self.pending);
+            let mut a = Appender {
+                pending: &mut pending,
+                capacity: self.capacity,
+                refused: 0,
+                reached_half: false,
+            };
+            f(&mut a);
+            (a.refused, a.reached_half)
         };
-        f(&mut a);
-        a.refused
+        if reached_half {
+            self.half_full.notify_one();
+        }
+        refused
     }
 
     /// Swaps everything queued into `out` (which must be empty), leaving `out`'s buffers.
@@ -606,11 +620,15 @@ async fn export_task(
     let mut pending = Pending::default();
     let mut tick = tokio::time::interval(s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The task wakes on its tick (and on control messages) only, never per item: a
-    // wake-up per request costs more than the export itself at high rates.
+    // The task wakes on its tick, when the queue is half full, and on control messages,
+    // never per item: a wake-up per request costs more than the export itself at high rates.
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                queue.take(&mut pending);
+                let _ = export_batches(&s, &stats, &mut pending).await;
+            }
+            () = queue.half_full.notified() => {
                 queue.take(&mut pending);
                 let _ = export_batches(&s, &stats, &mut pending).await;
             }
@@ -690,6 +708,26 @@ mod tests {
     fn tenant_comes_from_baggage() {
         let h = headers(&[("baggage", "tenant.id=team-alpha,other=1")]);
         assert_eq!(tenant_from_baggage(&h).as_deref(), Some("team-alpha"));
+    }
+
+    #[test]
+    fn a_queue_signals_once_when_it_reaches_half_its_capacity() {
+        let q = Queue::new(5);
+        let push = |n: usize| q.append(|a| (0..n).for_each(|_| a.item(None, |b| b.push(1))));
+        let signalled = || {
+            let waiter = q.half_full.notified();
+            tokio::pin!(waiter);
+            waiter.as_mut().enable()
+        };
+        assert_eq!(push(2), 0);
+        assert!(!signalled(), "2 of 5 is below half");
+        assert_eq!(push(1), 0);
+        assert!(signalled(), "3 of 5 reached half");
+        assert_eq!(push(3), 1, "the sixth item does not fit");
+        assert!(!signalled(), "no second signal past half");
+        q.take(&mut Pending::default());
+        assert_eq!(push(3), 0);
+        assert!(signalled(), "emptied, then half again");
     }
 
     #[test]

@@ -534,3 +534,32 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_full_queue_is_exported_before_the_next_tick() {
+    let rx = Receiver::start().await;
+    let log = Captured::default();
+    let mut config = config(Some(rx.endpoint()), &log);
+    // The tick fires once at start, then not again during the test.
+    config.telemetry.export_interval = Duration::from_secs(3600);
+    config.telemetry.queue_capacity = 64;
+    let server = serve(config).await;
+    let c = client();
+    for _ in 0..40 {
+        assert_eq!(
+            get(&c, server.local_addr(), "/api/x", &[]).await.status,
+            200
+        );
+    }
+    let spans = eventually("32 spans exported without a tick", || {
+        let n = rx.with(|r| r.spans.len());
+        (n >= 32).then_some(n)
+    })
+    .await;
+    assert!(spans <= 40, "{spans}");
+    let h = get(&c, server.local_addr(), "/healthz", &[]).await.json();
+    assert_eq!(h["exporter"]["dropped"], 0);
+    server.shutdown().await.unwrap();
+    // The rest at shutdown, with the /healthz request's span.
+    assert_eq!(rx.with(|r| r.spans.len()), 41);
+}
