@@ -3,10 +3,13 @@
 # wrk (and the OTLP sink) pinned to core 1. Three runs against the same path:
 #   1. full instrumentation: spans + OTLP logs exported over gRPC to a local sink
 #      (examples/otlp-sink.rs), the JSON request log written to stdout -> /dev/null;
+#      the sink reads and acknowledges every export without decoding it (SINK_MODE=decode:
+#      decodes every span and log record with tonic, as a collector would; that costs
+#      the client core ~6 µs per request, which a real deployment spends elsewhere);
 #   2. the same binary with --telemetry off;
 #   3. nginx `return 200` (one worker, access log off) on the same core.
 # Prints requests/s and the ratios 1/2 (target >= 0.75) and 1/3 (target >= 0.50).
-# Env: DURATION per run (default 10s), ROUNDS (default 3), CONNS (default 64),
+# Env: DURATION per run (default 10s), ROUNDS (default 3), CONNS (default 64), SINK_MODE,
 # PATH_UNDER_TEST (default /api/bench), SKIP_BUILD=1 to reuse the release binaries in
 # $CARGO_TARGET_DIR (default target/).
 # Each round runs full, off, nginx back to back.
@@ -56,7 +59,8 @@ run_wrk() { # url pid -> "requests/s server-CPU-µs-per-request"
 }
 
 SINK_PORT=$(free_port)
-taskset -c 1 "$SINK" "127.0.0.1:$SINK_PORT" 2>"$WORK/sink.log" & PIDS+=($!)
+SINK_ARGS=(); [ "${SINK_MODE:-discard}" = decode ] || SINK_ARGS=(--discard)
+taskset -c 1 "$SINK" "127.0.0.1:$SINK_PORT" "${SINK_ARGS[@]}" 2>"$WORK/sink.log" & PIDS+=($!)
 wait_port "$SINK_PORT"
 
 NGINX_PORT=$(free_port)
@@ -101,7 +105,7 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round (req/s, server CPU µs/request): full=${FULL[-1]} off=${OFF[-1]} nginx=${NGX[-1]}"
 done
 
-echo "path=$PATH_UNDER_TEST duration=$DURATION connections=$CONNS rounds=$ROUNDS"
+echo "path=$PATH_UNDER_TEST duration=$DURATION connections=$CONNS rounds=$ROUNDS sink=${SINK_MODE:-discard}"
 echo "exporter after each full run: $(paste -sd'|' "$WORK/health.log")"
 python3 - "$(printf '%s;' "${FULL[@]}")" "$(printf '%s;' "${OFF[@]}")" "$(printf '%s;' "${NGX[@]}")" <<'PY'
 import statistics, sys
