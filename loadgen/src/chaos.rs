@@ -22,7 +22,7 @@ use ricochet_reports::model::ChaosEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::duration::{format_duration, parse_duration};
-use crate::roundtrip::{FieldError, SecretSource};
+use crate::roundtrip::{FieldError, SecretSource, secret};
 use crate::verify::Secret;
 
 /// One fault of the timeline, validated.
@@ -95,16 +95,7 @@ impl ChaosPlan {
                     format!("`{}` must be an http:// URL of the admin listener", a.url),
                 ));
             }
-            let token = match (&a.token.env, &a.token.file) {
-                (Some(v), None) => SecretSource::Env(v.clone()),
-                (None, Some(f)) => SecretSource::File(base_dir.join(f)),
-                _ => {
-                    return Err(err(
-                        "spec.target.admin.token",
-                        "needs exactly one of `env` or `file`",
-                    ));
-                }
-            };
+            let token = secret("spec.target.admin.token", &a.token, base_dir)?;
             AdminPlan::Remote {
                 url: a.url.trim_end_matches('/').to_owned(),
                 token,

@@ -95,9 +95,18 @@ impl SamplePolicy {
     }
 }
 
-/// Where a secret is read from at run start.
+/// Where a secret is read from at run start, and the scenario field that says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
+pub struct SecretSource {
+    /// The field path, e.g. `spec.telemetry.traces.tempo.bearerToken`.
+    pub field: String,
+    /// The variable or file.
+    pub from: SecretFrom,
+}
+
+/// An environment variable or a file (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFrom {
     /// An environment variable.
     Env(String),
     /// A file (trimmed).
@@ -105,12 +114,16 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret.
+    /// Reads the secret; an error names the field that asked for it.
     pub fn read(&self) -> Result<Secret, crate::verify::VerifyError> {
-        match self {
-            Self::Env(v) => Secret::from_env(v),
-            Self::File(p) => Secret::from_file(p),
+        match &self.from {
+            SecretFrom::Env(v) => Secret::from_env(v),
+            SecretFrom::File(p) => Secret::from_file(p),
         }
+        .map_err(|e| crate::verify::VerifyError::SecretOf {
+            field: self.field.clone(),
+            error: Box::new(e),
+        })
     }
 }
 
@@ -353,15 +366,26 @@ impl TelemetryPlan {
     }
 }
 
-fn secret(field: &str, s: &SecretRef, base_dir: &Path) -> Result<SecretSource, FieldError> {
-    match (&s.env, &s.file) {
-        (Some(v), None) if !v.is_empty() => Ok(SecretSource::Env(v.clone())),
-        (None, Some(f)) if !f.is_empty() => Ok(SecretSource::File(base_dir.join(f))),
-        _ => Err(field_err(
-            field,
-            "needs exactly one of `env` (a variable name) or `file` (a path); secrets are never written in the document",
-        )),
-    }
+/// The source of a secret reference at `field`: exactly one of `env` and `file`.
+pub(crate) fn secret(
+    field: &str,
+    s: &SecretRef,
+    base_dir: &Path,
+) -> Result<SecretSource, FieldError> {
+    let from = match (&s.env, &s.file) {
+        (Some(v), None) if !v.is_empty() => SecretFrom::Env(v.clone()),
+        (None, Some(f)) if !f.is_empty() => SecretFrom::File(base_dir.join(f)),
+        _ => {
+            return Err(field_err(
+                field,
+                "needs exactly one of `env` (a variable name) or `file` (a path); secrets are never written in the document",
+            ));
+        }
+    };
+    Ok(SecretSource {
+        field: field.to_owned(),
+        from,
+    })
 }
 
 fn backend(field: &str, b: &BackendSpec, base_dir: &Path) -> Result<BackendPlan, FieldError> {

@@ -141,7 +141,7 @@ pub enum RunError {
     #[error(transparent)]
     Verify(StartError),
     /// The admin token (for `spec.chaos`) could not be read.
-    #[error("spec.chaos: cannot read the admin token: {0}")]
+    #[error("cannot read the admin token that spec.chaos needs: {0}")]
     Secret(crate::verify::VerifyError),
     /// A request could not be built.
     #[error("scenario `{scenario}`, request `{request}`: {source}")]

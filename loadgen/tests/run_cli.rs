@@ -194,6 +194,35 @@ fn a_bad_flag_exits_2() {
 }
 
 #[test]
+fn an_unset_credential_variable_exits_2_naming_the_field_and_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = write_scenario(
+        dir.path(),
+        r#"apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: secret}
+spec:
+  scenarios:
+    - {name: api, executor: constant-arrival-rate, rate: 10, duration: 1s, requests: [{name: x, method: GET, path: /api/x}]}
+  telemetry:
+    traces: {tempo: {url: "http://127.0.0.1:9", bearerToken: {env: RICOCHET_TEST_NEVER_SET_TOKEN}}}
+"#,
+    );
+    let output = loadgen()
+        .arg("run")
+        .arg(&scenario)
+        .env_remove("RICOCHET_TEST_NEVER_SET_TOKEN")
+        .output()
+        .expect("run loadgen");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("spec.telemetry.traces.tempo.bearerToken: environment variable `RICOCHET_TEST_NEVER_SET_TOKEN` is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_smoke_scenario_passes_against_the_embedded_echo_server() {
     let _guard = support::one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -126,10 +126,18 @@ pub enum VerifyError {
         reason: String,
     },
     /// A secret's environment variable is unset or not unicode.
-    #[error("environment variable `{var}` (a backend credential) is not set or not valid unicode")]
+    #[error("environment variable `{var}` is not set or not valid unicode")]
     SecretEnv {
         /// The variable name.
         var: String,
+    },
+    /// A secret the scenario names at `field` could not be read.
+    #[error("{field}: {error}")]
+    SecretOf {
+        /// The field path, e.g. `spec.target.admin.token`.
+        field: String,
+        /// Why (variable unset, file unreadable).
+        error: Box<VerifyError>,
     },
     /// A file (secret or CA) could not be read.
     #[error("cannot read {what} file `{path}`: {source}")]
