@@ -277,6 +277,9 @@ pub struct Failure {
 /// Attempts of one HTTP/1.1 request when kept-alive connections turn out closed.
 const MAX_ATTEMPTS: u32 = 3;
 
+/// A pooled connection idle this long is probed for a close before it is used.
+const PROBE_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// When the request was handed to a connection, settable from inside a `Send` future.
 #[derive(Debug)]
 struct SentAt {
@@ -322,7 +325,7 @@ pub struct Client {
 struct Inner {
     target: Target,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<h1::Conn>>,
+    idle: Mutex<Vec<(h1::Conn, Instant)>>,
     h2: tokio::sync::Mutex<Option<H2>>,
 }
 
@@ -551,12 +554,21 @@ impl Client {
         }
     }
 
+    /// The most recently used idle connection; one idle for [`PROBE_IDLE_AFTER`] is first
+    /// probed, and dropped if the server closed it meanwhile (an idle timeout), which costs
+    /// no request attempt.
     fn checkout(&self) -> Option<h1::Conn> {
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
+        loop {
+            let (mut conn, since) = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()?;
+            if since.elapsed() < PROBE_IDLE_AFTER || !conn.closed_while_idle() {
+                return Some(conn);
+            }
+        }
     }
 
     fn checkin(&self, c: h1::Conn) {
@@ -564,7 +576,7 @@ impl Client {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(c);
+            .push((c, Instant::now()));
     }
 
     async fn tcp(&self) -> Result<TcpStream, FailureKind> {
@@ -1073,6 +1085,28 @@ mod tests {
             .await
             .expect("served after two dead pooled connections");
         assert_eq!(ex.status, 200);
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_closed_while_idle_are_dropped_before_any_attempt() {
+        let addr = server(|_, _, _| {
+            (
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
+                true,
+            )
+        })
+        .await;
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        let (a, b, d) = tokio::join!(c.send(&req), c.send(&req), c.send(&req));
+        for r in [a, b, d] {
+            r.expect("first exchanges");
+        }
+        tokio::time::sleep(PROBE_IDLE_AFTER + Duration::from_millis(100)).await;
+        c.send(&req).await.expect("served on a new connection");
+        // All three dead ones were dropped at checkout; only the new one is pooled. (By
+        // attempts, two would have been tried and dropped and one left in the pool.)
+        assert_eq!(c.inner.idle.lock().map(|i| i.len()).unwrap_or(0), 1);
     }
 
     #[tokio::test]

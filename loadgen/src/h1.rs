@@ -192,6 +192,14 @@ impl Conn {
         })
     }
 
+    /// Whether the peer closed (or wrote to) this connection while it sat idle: a
+    /// non-blocking read finds end of stream, an error or bytes nobody asked for. No system
+    /// call unless the socket was reported readable.
+    pub(crate) fn closed_while_idle(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// Reads more bytes after `rbuf[..filled]`; `Ok(false)` at end of stream.
     async fn fill(&mut self) -> Result<bool, Error> {
         if self.pos == self.filled {
