@@ -1062,9 +1062,9 @@ mod tests {
         assert_eq!(conns.load(Ordering::Relaxed), 6);
     }
 
-    #[tokio::test]
-    async fn a_pool_of_connections_the_server_all_closed_still_serves_the_next_request() {
-        // Like an idle timeout: every pooled connection is closed by the server at once.
+    /// A client whose pool holds three connections the server has closed (it answers one
+    /// request per connection, then closes without saying so), and a GET to send.
+    async fn pool_of_three_closed_connections() -> (Client, Prepared) {
         let addr = server(|_, _, _| {
             (
                 vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
@@ -1078,7 +1078,18 @@ mod tests {
         for r in [a, b, d] {
             r.expect("first exchanges");
         }
-        assert_eq!(c.inner.idle.lock().map(|i| i.len()).unwrap_or(0), 3);
+        assert_eq!(pooled(&c), 3);
+        (c, req)
+    }
+
+    fn pooled(c: &Client) -> usize {
+        c.inner.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_pool_of_connections_the_server_all_closed_still_serves_the_next_request() {
+        // Like an idle timeout: every pooled connection is closed by the server at once.
+        let (c, req) = pool_of_three_closed_connections().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let ex = c
             .send(&req)
@@ -1089,24 +1100,12 @@ mod tests {
 
     #[tokio::test]
     async fn pooled_connections_closed_while_idle_are_dropped_before_any_attempt() {
-        let addr = server(|_, _, _| {
-            (
-                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
-                true,
-            )
-        })
-        .await;
-        let c = client(addr);
-        let req = prepared(&c, Method::GET, false);
-        let (a, b, d) = tokio::join!(c.send(&req), c.send(&req), c.send(&req));
-        for r in [a, b, d] {
-            r.expect("first exchanges");
-        }
+        let (c, req) = pool_of_three_closed_connections().await;
         tokio::time::sleep(PROBE_IDLE_AFTER + Duration::from_millis(100)).await;
         c.send(&req).await.expect("served on a new connection");
         // All three dead ones were dropped at checkout; only the new one is pooled. (By
         // attempts, two would have been tried and dropped and one left in the pool.)
-        assert_eq!(c.inner.idle.lock().map(|i| i.len()).unwrap_or(0), 1);
+        assert_eq!(pooled(&c), 1);
     }
 
     #[tokio::test]
