@@ -186,9 +186,9 @@ pub enum Pacing {
     /// `spin`, unless the process runs under a CPU quota (cgroup `cpu.max` or
     /// `cpu.cfs_quota_us`), where polling would spend the quota: then `sleep`.
     Auto,
-    /// Sleep until [`SPIN_WINDOW`] before each arrival, then poll the clock between the
-    /// runtime's other work: sub-millisecond schedule lag, paid for with the client
-    /// core's idle time whenever arrivals are less than the window apart.
+    /// Sleep until 2 ms before each arrival, then poll the clock between the runtime's
+    /// other work: sub-millisecond schedule lag, paid for with the client core's idle
+    /// time whenever arrivals are less than 2 ms apart.
     Spin,
     /// Only sleep on the runtime's timer: no CPU beyond the requests, but each arrival
     /// waits for the timer's millisecond tick and the OS's wake-up, several ms on a
