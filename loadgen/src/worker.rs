@@ -248,6 +248,7 @@ fn quota_in_force(v2_max: Option<&str>, v1_quotas: impl IntoIterator<Item = Stri
 /// Runs an arrival-rate scenario until its profile ends or `stop` is cancelled, then
 /// drains in-flight iterations for `gracefulStop`. The dispatcher is a task on the
 /// runtime, so handing an iteration over is a local spawn, not a cross-thread wake-up.
+/// `pacing` is as [`Pacing::resolve`] decided it once for the run (`Auto` paces as `Sleep`).
 pub async fn run_arrivals(
     ctx: Arc<ScenarioCtx>,
     profile: RateProfile,
@@ -258,7 +259,6 @@ pub async fn run_arrivals(
     let permits = Arc::new(Semaphore::new(
         usize::try_from(max_in_flight).unwrap_or(usize::MAX),
     ));
-    let pacing = pacing.resolve();
     for offset in profile.arrivals() {
         let at = ctx.start + offset;
         if !wait_until(at, pacing, &stop).await {
