@@ -207,18 +207,32 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
-/// Encoded items (spans or log records) waiting for export, with where each ends and the
-/// trace id it confirms.
+/// Encoded items (spans or log records) waiting for export, in batches of at most
+/// `max_batch` items.
 #[derive(Default)]
 struct Pending {
-    bytes: Vec<u8>,
-    items: Vec<Item>,
+    batches: Vec<Batch>,
+    items: usize,
+    /// The largest batch taken so far, in bytes: the capacity a new batch starts with, so
+    /// that it does not grow (and copy itself) while it fills.
+    batch_bytes: usize,
     closed: bool,
 }
 
-struct Item {
-    end: usize,
-    confirms: Option<TraceId>,
+/// One export request in the making: its items encoded after `head_room` free bytes, where
+/// the export task writes the request's head, so that the items are never copied.
+struct Batch {
+    bytes: Vec<u8>,
+    items: usize,
+    /// Trace ids of the server spans in the batch, confirmed when it is exported.
+    confirms: Vec<TraceId>,
+}
+
+/// The layout of a queue's batches.
+#[derive(Debug, Clone, Copy)]
+struct BatchShape {
+    max_items: usize,
+    head_room: usize,
 }
 
 /// A bounded queue the request path encodes into under a short lock and the export task
@@ -228,13 +242,14 @@ struct Item {
 struct Queue {
     pending: Mutex<Pending>,
     capacity: usize,
+    shape: BatchShape,
     half_full: tokio::sync::Notify,
 }
 
 /// Appends to a locked [`Queue`].
 struct Appender<'a> {
     pending: &'a mut Pending,
-    capacity: usize,
+    queue: &'a Queue,
     refused: u64,
     reached_half: bool,
 }
@@ -242,25 +257,41 @@ struct Appender<'a> {
 impl Appender<'_> {
     /// Encodes one item with `encode`, unless the queue is full or closed.
     fn item(&mut self, confirms: Option<TraceId>, encode: impl FnOnce(&mut Vec<u8>)) {
-        let p = &mut *self.pending;
-        if p.closed || p.items.len() >= self.capacity {
+        let (p, q) = (&mut *self.pending, self.queue);
+        if p.closed || p.items >= q.capacity {
             self.refused += 1;
             return;
         }
-        encode(&mut p.bytes);
-        p.items.push(Item {
-            end: p.bytes.len(),
-            confirms,
-        });
-        self.reached_half |= p.items.len() == self.capacity.div_ceil(2);
+        let batch = match p.batches.last_mut() {
+            Some(b) if b.items < q.shape.max_items => b,
+            _ => {
+                let mut bytes = Vec::with_capacity(p.batch_bytes.max(q.shape.head_room + 4096));
+                bytes.resize(q.shape.head_room, 0);
+                p.batches.push(Batch {
+                    bytes,
+                    items: 0,
+                    confirms: Vec::new(),
+                });
+                p.batches.last_mut().expect("a batch was just pushed")
+            }
+        };
+        encode(&mut batch.bytes);
+        batch.items += 1;
+        batch.confirms.extend(confirms);
+        p.items += 1;
+        self.reached_half |= p.items == q.capacity.div_ceil(2);
     }
 }
 
 impl Queue {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, shape: BatchShape) -> Self {
         Self {
             pending: Mutex::new(Pending::default()),
             capacity: capacity.max(1),
+            shape: BatchShape {
+                max_items: shape.max_items.max(1),
+                ..shape
+            },
             half_full: tokio::sync::Notify::new(),
         }
     }
@@ -272,7 +303,7 @@ impl Queue {
             let mut pending = lock(&self.pending);
             let mut a = Appender {
                 pending: &mut pending,
-                capacity: self.capacity,
+                queue: self,
                 refused: 0,
                 reached_half: false,
             };
@@ -285,11 +316,13 @@ impl Queue {
         refused
     }
 
-    /// Swaps everything queued into `out` (which must be empty), leaving `out`'s buffers.
-    fn take(&self, out: &mut Pending) {
+    /// Moves every batch queued into `out` (which must be empty; its capacity is kept).
+    fn take(&self, out: &mut Vec<Batch>) {
         let mut p = lock(&self.pending);
-        std::mem::swap(&mut p.bytes, &mut out.bytes);
-        std::mem::swap(&mut p.items, &mut out.items);
+        std::mem::swap(&mut p.batches, out);
+        p.items = 0;
+        let largest = out.iter().map(|b| b.bytes.len()).max().unwrap_or(0);
+        p.batch_bytes = p.batch_bytes.max(largest);
     }
 
     fn close(&self) {
@@ -370,29 +403,26 @@ impl Telemetry {
                 &resource(service_name, &config.resource_attributes),
                 &scope(),
             ));
-            let settings = |signal| -> Result<Settings> {
-                Ok(Settings {
+            let pipeline = |signal, stats: &Arc<ExportStats>| -> Result<(Worker, Arc<Queue>)> {
+                let settings = Settings {
                     transport: Transport::new(otlp, signal, config.export_timeout)?,
                     envelope: envelope.clone(),
                     interval: config.export_interval,
-                    max_batch: config.max_batch.max(1),
-                })
+                };
+                let queue = Arc::new(Queue::new(
+                    config.queue_capacity,
+                    BatchShape {
+                        max_items: config.max_batch,
+                        head_room: settings.head_room(),
+                    },
+                ));
+                Ok((spawn(signal, settings, queue.clone(), stats.clone()), queue))
             };
-            let queue = Arc::new(Queue::new(config.queue_capacity));
-            workers.push(spawn(
-                Signal::Traces,
-                settings(Signal::Traces)?,
-                queue.clone(),
-                span_stats.clone(),
-            ));
+            let (worker, queue) = pipeline(Signal::Traces, &span_stats)?;
+            workers.push(worker);
             spans = Some(queue);
-            let queue = Arc::new(Queue::new(config.queue_capacity));
-            workers.push(spawn(
-                Signal::Logs,
-                settings(Signal::Logs)?,
-                queue.clone(),
-                log_stats.clone(),
-            ));
+            let (worker, queue) = pipeline(Signal::Logs, &log_stats)?;
+            workers.push(worker);
             logs = Some(queue);
         }
         Ok(Self {
@@ -570,7 +600,14 @@ struct Settings {
     transport: Transport,
     envelope: Arc<Envelope>,
     interval: Duration,
-    max_batch: usize,
+}
+
+impl Settings {
+    /// Free bytes each batch keeps before its items: the request's head and the
+    /// transport's prefix.
+    fn head_room(&self) -> usize {
+        self.transport.prefix_len() + self.envelope.head_room()
+    }
 }
 
 fn spawn(signal: Signal, settings: Settings, queue: Arc<Queue>, stats: Arc<ExportStats>) -> Worker {
@@ -583,31 +620,24 @@ fn spawn(signal: Signal, settings: Settings, queue: Arc<Queue>, stats: Arc<Expor
     }
 }
 
-/// Exports what `pending` holds in batches of at most `max_batch` items and empties it;
-/// the error of the last failed batch, if any.
+/// Exports `batches` one request each and empties it; the error of the last failed
+/// batch, if any.
 async fn export_batches(
     s: &Settings,
     stats: &ExportStats,
-    pending: &mut Pending,
+    batches: &mut Vec<Batch>,
 ) -> Result<(), String> {
     let mut last = Ok(());
-    let mut from = 0;
-    for batch in pending.items.chunks(s.max_batch) {
-        let to = batch.last().map_or(from, |i| i.end);
-        let mut buf = Vec::with_capacity(s.transport.prefix_len() + 512 + (to - from));
-        buf.resize(s.transport.prefix_len(), 0);
-        s.envelope.request(&mut buf, &pending.bytes[from..to]);
-        from = to;
-        match s.transport.export(buf).await {
-            Ok(()) => stats.confirm(batch.len(), batch.iter().filter_map(|i| i.confirms)),
+    for mut batch in batches.drain(..) {
+        let start = s.envelope.wrap(&mut batch.bytes, s.head_room()) - s.transport.prefix_len();
+        match s.transport.export(batch.bytes, start).await {
+            Ok(()) => stats.confirm(batch.items, batch.confirms),
             Err(e) => {
-                stats.fail(batch.len(), e.to_string());
+                stats.fail(batch.items, e.to_string());
                 last = Err(e.to_string());
             }
         }
     }
-    pending.bytes.clear();
-    pending.items.clear();
     last
 }
 
@@ -617,7 +647,7 @@ async fn export_task(
     stats: Arc<ExportStats>,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
 ) {
-    let mut pending = Pending::default();
+    let mut pending = Vec::new();
     let mut tick = tokio::time::interval(s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The task wakes on its tick, when the queue is half full, and on control messages,
@@ -712,7 +742,13 @@ mod tests {
 
     #[test]
     fn a_queue_signals_once_when_it_reaches_half_its_capacity() {
-        let q = Queue::new(5);
+        let q = Queue::new(
+            5,
+            BatchShape {
+                max_items: 2,
+                head_room: 3,
+            },
+        );
         let push = |n: usize| q.append(|a| (0..n).for_each(|_| a.item(None, |b| b.push(1))));
         let signalled = || {
             let waiter = q.half_full.notified();
@@ -725,9 +761,46 @@ mod tests {
         assert!(signalled(), "3 of 5 reached half");
         assert_eq!(push(3), 1, "the sixth item does not fit");
         assert!(!signalled(), "no second signal past half");
-        q.take(&mut Pending::default());
+        q.take(&mut Vec::new());
         assert_eq!(push(3), 0);
         assert!(signalled(), "emptied, then half again");
+    }
+
+    #[test]
+    fn a_queue_fills_batches_of_at_most_max_items_after_their_head_room() {
+        let q = Queue::new(
+            10,
+            BatchShape {
+                max_items: 2,
+                head_room: 3,
+            },
+        );
+        q.append(|a| {
+            for i in 1..=5u8 {
+                let confirms = (i % 2 == 1).then(|| TraceId::from(u128::from(i)));
+                a.item(confirms, |b| b.extend_from_slice(&[i; 2]));
+            }
+        });
+        let mut batches = Vec::new();
+        q.take(&mut batches);
+        let got: Vec<_> = batches
+            .iter()
+            .map(|b| (b.items, b.bytes.clone(), b.confirms.clone()))
+            .collect();
+        let id = |i: u128| TraceId::from(i);
+        assert_eq!(
+            got,
+            [
+                (2, vec![0, 0, 0, 1, 1, 2, 2], vec![id(1)]),
+                (2, vec![0, 0, 0, 3, 3, 4, 4], vec![id(3)]),
+                (1, vec![0, 0, 0, 5, 5], vec![id(5)]),
+            ]
+        );
+        assert_eq!(
+            q.append(|a| a.item(None, |b| b.push(6))),
+            0,
+            "taking freed the room"
+        );
     }
 
     #[test]

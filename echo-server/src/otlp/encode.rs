@@ -141,6 +141,18 @@ pub const LOG_BODY: &str = "request completed";
 
 /// Appends `span` as an item of `ScopeSpans.spans` (tag, length, `Span`).
 pub fn span_item(buf: &mut Vec<u8>, span: &SpanRecord<'_>) {
+    // Room for the fixed fields and attribute keys, plus the variable strings.
+    buf.reserve(match &span.shape {
+        SpanShape::Server(h) => {
+            320 + h.name.len()
+                + h.path.len()
+                + h.query.map_or(0, str::len)
+                + h.user_agent.map_or(0, str::len)
+                + h.tenant.map_or(0, str::len)
+                + h.request_id.len()
+        }
+        SpanShape::Storm { .. } => 128,
+    });
     let at = wire::begin(buf, ITEM);
     self::span(buf, span);
     wire::end(buf, at);
@@ -148,6 +160,8 @@ pub fn span_item(buf: &mut Vec<u8>, span: &SpanRecord<'_>) {
 
 /// Appends `log` as an item of `ScopeLogs.log_records` (tag, length, `LogRecord`).
 pub fn log_item(buf: &mut Vec<u8>, log: &LogRecord<'_>) {
+    // Room for the fixed fields and attribute keys, plus the variable strings.
+    buf.reserve(192 + log.request_id.len() + log.route.len() + log.tenant.map_or(0, str::len));
     let at = wire::begin(buf, ITEM);
     self::log(buf, log);
     wire::end(buf, at);
@@ -185,32 +199,44 @@ impl Envelope {
         }
     }
 
-    /// Appends the export request of `items` (made by [`span_item`] or [`log_item`], one
-    /// signal only) to `buf`. `ExportTraceServiceRequest` and `ExportLogsServiceRequest`
-    /// share their layout: `resource_*` 1 > (`resource` 1, `scope_*` 2 > (`scope` 1, items
-    /// 2), `schema_url` 3). Lengths are known up front, so `items` is copied exactly once.
-    pub fn request(&self, buf: &mut Vec<u8>, items: &[u8]) {
-        if items.is_empty() {
-            return;
+    /// Bytes to leave free in front of a batch's items for [`Self::wrap`] (the most the
+    /// request's head can take).
+    pub fn head_room(&self) -> usize {
+        // Four length-delimited headers, each at most a tag byte and a 5-byte length.
+        4 * 6 + self.resource.len() + self.scope.len()
+    }
+
+    /// Turns `buf[items..]`, a batch of items (made by [`span_item`] or [`log_item`], one
+    /// signal only) with at least [`Self::head_room`] free bytes before it, into the export
+    /// request in place: the head goes just before the items, the tail after them, and
+    /// the items are never copied. Returns where the request starts in `buf`.
+    /// `ExportTraceServiceRequest` and `ExportLogsServiceRequest` share their layout:
+    /// `resource_*` 1 > (`resource` 1, `scope_*` 2 > (`scope` 1, items 2), `schema_url` 3).
+    pub fn wrap(&self, buf: &mut Vec<u8>, items: usize) -> usize {
+        let items_len = buf.len() - items;
+        if items_len == 0 {
+            return items;
         }
-        let scope_len = wire::header_len(1, self.scope.len()) + items.len();
+        let scope_len = wire::header_len(1, self.scope.len()) + items_len;
         let schema_len = self
             .resource_schema_url
             .as_deref()
             .map_or(0, |u| wire::header_len(3, u.len()));
         let outer_len =
             wire::header_len(1, self.resource.len()) + wire::header_len(2, scope_len) + schema_len;
-        buf.reserve(wire::header_len(1, outer_len));
-        wire::header(buf, 1, outer_len);
-        wire::header(buf, 1, self.resource.len());
-        buf.extend_from_slice(&self.resource);
-        wire::header(buf, 2, scope_len);
-        wire::header(buf, 1, self.scope.len());
-        buf.extend_from_slice(&self.scope);
-        buf.extend_from_slice(items);
+        let mut head = Vec::with_capacity(self.head_room());
+        wire::header(&mut head, 1, outer_len);
+        wire::header(&mut head, 1, self.resource.len());
+        head.extend_from_slice(&self.resource);
+        wire::header(&mut head, 2, scope_len);
+        wire::header(&mut head, 1, self.scope.len());
+        head.extend_from_slice(&self.scope);
+        let start = items - head.len();
+        buf[start..items].copy_from_slice(&head);
         if let Some(url) = &self.resource_schema_url {
             wire::bytes(buf, 3, url.as_bytes());
         }
+        start
     }
 }
 
@@ -232,7 +258,6 @@ fn string(buf: &mut Vec<u8>, field: u32, v: &str) {
 fn kv(buf: &mut Vec<u8>, field: u32, key: &str, any_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
     let key_len = wire::header_len(1, key.len());
     let kv_len = key_len + wire::header_len(2, any_len);
-    buf.reserve(wire::header_len(field, kv_len));
     wire::header(buf, field, kv_len);
     wire::bytes(buf, 1, key.as_bytes());
     wire::header(buf, 2, any_len);
@@ -406,6 +431,14 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+
+    /// The export request of `items`, wrapped in place as the export task does.
+    fn request(envelope: &Envelope, items: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0xee; envelope.head_room()];
+        buf.extend_from_slice(items);
+        let start = envelope.wrap(&mut buf, envelope.head_room());
+        buf.split_off(start)
+    }
 
     fn resource() -> Resource {
         Resource::builder_empty()
@@ -581,8 +614,7 @@ mod tests {
         for s in &spans {
             span_item(&mut items, s);
         }
-        let mut buf = Vec::new();
-        envelope.request(&mut buf, &items);
+        let buf = request(&envelope, &items);
         let mut got = ExportTraceServiceRequest::decode(&buf[..]).unwrap();
         let mut want = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
@@ -690,8 +722,7 @@ mod tests {
         for l in &logs {
             log_item(&mut items, l);
         }
-        let mut buf = Vec::new();
-        envelope.request(&mut buf, &items);
+        let buf = request(&envelope, &items);
         let mut got = ExportLogsServiceRequest::decode(&buf[..]).unwrap();
         for m in [&mut got, &mut want] {
             sorted_resource_attrs(m, |m| {
@@ -717,9 +748,23 @@ mod tests {
     #[test]
     fn an_empty_batch_is_an_empty_request() {
         let envelope = Envelope::new(&resource(), &scope());
-        let mut buf = Vec::new();
-        envelope.request(&mut buf, &[]);
-        assert!(buf.is_empty());
+        assert!(request(&envelope, &[]).is_empty());
+    }
+
+    #[test]
+    fn batches_of_any_size_are_wrapped_in_place() {
+        let envelope = Envelope::new(&resource(), &scope());
+        // 20 000 spans take megabytes: every length in the head needs several bytes.
+        for n in [1, 300, 20_000] {
+            let mut items = Vec::new();
+            for _ in 0..n {
+                span_item(&mut items, &server(200, false, false));
+            }
+            let got = ExportTraceServiceRequest::decode(&request(&envelope, &items)[..]).unwrap();
+            let spans = &got.resource_spans[0].scope_spans[0].spans;
+            assert_eq!(spans.len(), n);
+            assert_eq!(spans[n - 1].name, spans[0].name);
+        }
     }
 
     #[test]
@@ -733,8 +778,7 @@ mod tests {
         let envelope = Envelope::new(&res, &scope());
         let mut items = Vec::new();
         span_item(&mut items, &server(200, false, false));
-        let mut buf = Vec::new();
-        envelope.request(&mut buf, &items);
+        let buf = request(&envelope, &items);
         let got = ExportTraceServiceRequest::decode(&buf[..]).unwrap();
         assert_eq!(
             got.resource_spans[0].schema_url,

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt as _, Full};
@@ -159,21 +159,22 @@ impl Transport {
         })
     }
 
-    /// Bytes to leave free at the start of the buffer a request is encoded into (the gRPC
-    /// message prefix).
+    /// Bytes to leave free just before a request for [`Self::export`] (the gRPC message
+    /// prefix).
     pub fn prefix_len(&self) -> usize {
         if self.grpc { 5 } else { 0 }
     }
 
-    /// Sends the request encoded in `buf` after [`Self::prefix_len`] bytes.
-    pub async fn export(&self, mut buf: Vec<u8>) -> Result<(), ExportError> {
+    /// Sends the request that follows [`Self::prefix_len`] free bytes at `buf[start..]`.
+    pub async fn export(&self, mut buf: Vec<u8>, start: usize) -> Result<(), ExportError> {
         if self.grpc {
             // Length-prefixed message: uncompressed flag, then the length, big-endian.
-            let len = u32::try_from(buf.len() - 5).unwrap_or(u32::MAX);
-            buf[0] = 0;
-            buf[1..5].copy_from_slice(&len.to_be_bytes());
+            let len = u32::try_from(buf.len() - start - 5).unwrap_or(u32::MAX);
+            buf[start] = 0;
+            buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
         }
-        let body = Bytes::from(buf);
+        let mut body = Bytes::from(buf);
+        body.advance(start);
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
