@@ -205,11 +205,12 @@ fn span_name(method: &'static str, route: &'static str) -> &'static str {
     name
 }
 
+/// What the span records of the request itself, kept as cheap clones of the request's
+/// own buffers (the URI and header values share the bytes hyper read).
 #[derive(Debug)]
 struct RequestMeta {
-    path: String,
-    query: Option<String>,
-    user_agent: Option<String>,
+    uri: http::Uri,
+    user_agent: Option<HeaderValue>,
     version: &'static str,
     scheme: &'static str,
 }
@@ -217,13 +218,8 @@ struct RequestMeta {
 impl RequestMeta {
     fn of<B>(req: &Request<B>) -> Self {
         Self {
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().map(str::to_owned),
-            user_agent: req
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            uri: req.uri().clone(),
+            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
             version: match req.version() {
                 http::Version::HTTP_2 => "2",
                 http::Version::HTTP_10 => "1.0",
@@ -231,6 +227,10 @@ impl RequestMeta {
             },
             scheme: "http",
         }
+    }
+
+    fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_ref().and_then(|v| v.to_str().ok())
     }
 }
 
@@ -254,11 +254,20 @@ thread_local! {
     static TS: RefCell<(log::TimestampCache, String)> = RefCell::default();
 }
 
+/// Lowercase hex of `bytes` into `out` (twice as long), one table lookup per byte.
 pub(crate) fn hex_id(bytes: &[u8], out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    const PAIRS: [[u8; 2]; 256] = {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+            i += 1;
+        }
+        t
+    };
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
     }
 }
 
@@ -313,7 +322,7 @@ impl Completion {
                     request_id: &self.request_id,
                     method: self.method,
                     route,
-                    path: &meta.path,
+                    path: meta.uri.path(),
                     status,
                     duration_ms,
                 };
@@ -359,11 +368,11 @@ impl Completion {
                 method: self.method,
                 route,
                 status,
-                path: &meta.path,
+                path: meta.uri.path(),
                 scheme: meta.scheme,
                 version: meta.version,
-                query: meta.query.as_deref(),
-                user_agent: meta.user_agent.as_deref(),
+                query: meta.uri.query(),
+                user_agent: meta.user_agent(),
                 tenant,
                 request_id: &self.request_id,
             }),
@@ -524,5 +533,17 @@ impl Server {
         })
         .await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_lowercase_hex_of_every_byte() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0u8; 512];
+        super::hex_id(&bytes, &mut out);
+        let want: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 }

@@ -82,20 +82,34 @@ impl RequestRecord<'_> {
     /// The JSON object, byte for byte what `serde_json` makes of the derived `Serialize`
     /// (same field order, escaping and number formatting), written directly: the line is
     /// on every request's path and serde's per-field machinery cost more than the rest of
-    /// the log.
+    /// the log. The timestamp, the ids, the level, the message, the method label and the
+    /// route template are the server's own ASCII, which JSON never escapes: they are
+    /// copied as they are; the rest is escaped.
     fn write_json(&self, out: &mut Vec<u8>) {
+        let own = |out: &mut Vec<u8>, s: &str| {
+            debug_assert!(!needs_escape(s.as_bytes()), "{s:?} needs escaping");
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        };
+        out.reserve(
+            192 + self.service.len()
+                + self.request_id.len()
+                + self.path.len()
+                + self.tenant_id.map_or(0, str::len),
+        );
         out.extend_from_slice(b"{\"ts\":");
-        json_str(out, self.ts);
+        own(out, self.ts);
         out.extend_from_slice(b",\"level\":");
-        json_str(out, self.level);
+        own(out, self.level);
         out.extend_from_slice(b",\"msg\":");
-        json_str(out, self.msg);
+        own(out, self.msg);
         out.extend_from_slice(b",\"service\":");
         json_str(out, self.service);
         out.extend_from_slice(b",\"trace_id\":");
-        json_str(out, self.trace_id);
+        own(out, self.trace_id);
         out.extend_from_slice(b",\"span_id\":");
-        json_str(out, self.span_id);
+        own(out, self.span_id);
         out.extend_from_slice(b",\"tenant_id\":");
         match self.tenant_id {
             Some(t) => json_str(out, t),
@@ -104,18 +118,34 @@ impl RequestRecord<'_> {
         out.extend_from_slice(b",\"request_id\":");
         json_str(out, self.request_id);
         out.extend_from_slice(b",\"method\":");
-        json_str(out, self.method);
+        own(out, self.method);
         out.extend_from_slice(b",\"route\":");
-        json_str(out, self.route);
+        own(out, self.route);
         out.extend_from_slice(b",\"path\":");
         json_str(out, self.path);
         out.extend_from_slice(b",\"status\":");
-        let _ = write!(out, "{}", self.status);
+        decimal(out, self.status);
         out.extend_from_slice(b",\"duration_ms\":");
         // serde_json's float formatting (shortest round-trip; null when not finite).
         let _ = serde_json::to_writer(&mut *out, &self.duration_ms);
         out.push(b'}');
     }
+}
+
+/// `n` in decimal.
+fn decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// `s` as a JSON string, escaped as serde_json does: `"` and `\\`, the short escapes
@@ -412,6 +442,15 @@ mod tests {
                 String::from_utf8(got).unwrap(),
                 String::from_utf8(want).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn statuses_are_written_in_decimal() {
+        for n in [0u16, 7, 10, 99, 200, 404, 599, 1000, 65535] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 

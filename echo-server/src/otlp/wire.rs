@@ -11,6 +11,11 @@ const FIXED32: u32 = 5;
 
 #[inline]
 fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    // Most tags and lengths take one byte.
+    if v < 0x80 {
+        buf.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
@@ -21,8 +26,12 @@ fn varint(buf: &mut Vec<u8>, mut v: u64) {
 /// Bytes the varint of `v` takes.
 #[inline]
 pub fn varint_len(v: u64) -> usize {
-    // One byte per started group of 7 bits, at least one.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    match v {
+        0..0x80 => 1,
+        0x80..0x4000 => 2,
+        // One byte per started group of 7 bits.
+        _ => (64 - v.leading_zeros() as usize).div_ceil(7),
+    }
 }
 
 #[inline]
