@@ -146,7 +146,7 @@ where
     if let Some(s) = &span
         && let Some(v) = s.traceparent()
     {
-        parts.headers.insert("traceparent", v);
+        parts.headers.insert(telemetry::TRACEPARENT, v);
     }
     let done = Completion {
         state: state.clone(),

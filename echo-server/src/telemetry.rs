@@ -173,9 +173,12 @@ impl Extractor for Headers<'_> {
     }
 }
 
+/// The W3C `traceparent` header (a constant: no name parsing per lookup).
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// The caller's span context from `traceparent`/`tracestate`, when present and valid.
 pub fn extract_parent(headers: &HeaderMap) -> Option<SpanContext> {
-    if !headers.contains_key("traceparent") {
+    if !headers.contains_key(TRACEPARENT) {
         return None;
     }
     let cx = TraceContextPropagator::new().extract_with_context(&Context::new(), &Headers(headers));

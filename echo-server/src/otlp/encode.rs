@@ -153,18 +153,18 @@ pub fn span_item(buf: &mut Vec<u8>, span: &SpanRecord<'_>) {
         }
         SpanShape::Storm { .. } => 128,
     });
-    let at = wire::begin(buf, ITEM);
+    let at = wire::begin_2(buf, ITEM);
     self::span(buf, span);
-    wire::end(buf, at);
+    wire::end_2(buf, at);
 }
 
 /// Appends `log` as an item of `ScopeLogs.log_records` (tag, length, `LogRecord`).
 pub fn log_item(buf: &mut Vec<u8>, log: &LogRecord<'_>) {
     // Room for the fixed fields and attribute keys, plus the variable strings.
     buf.reserve(192 + log.request_id.len() + log.route.len() + log.tenant.map_or(0, str::len));
-    let at = wire::begin(buf, ITEM);
+    let at = wire::begin_2(buf, ITEM);
     self::log(buf, log);
-    wire::end(buf, at);
+    wire::end_2(buf, at);
 }
 
 /// The resource and scope every request carries, encoded once.
@@ -267,8 +267,19 @@ fn kv(buf: &mut Vec<u8>, field: u32, key: &str, any_len: usize, value: impl FnOn
 /// A `KeyValue` with a string value.
 #[inline]
 fn kv_str(buf: &mut Vec<u8>, field: u32, key: &str, v: &str) {
+    let (k, v) = (key.as_bytes(), v.as_bytes());
+    // The usual attribute: field, key and value all short, so every tag and length takes
+    // one byte and the pair goes out in four copies.
+    let kv_len = 2 + k.len() + 4 + v.len();
+    if field < 16 && kv_len < 0x80 {
+        buf.extend_from_slice(&[(field << 3 | 2) as u8, kv_len as u8, 0x0a, k.len() as u8]);
+        buf.extend_from_slice(k);
+        buf.extend_from_slice(&[0x12, (2 + v.len()) as u8, 0x0a, v.len() as u8]);
+        buf.extend_from_slice(v);
+        return;
+    }
     kv(buf, field, key, wire::header_len(1, v.len()), |buf| {
-        wire::bytes(buf, 1, v.as_bytes())
+        wire::bytes(buf, 1, v)
     });
 }
 
@@ -491,7 +502,8 @@ mod tests {
                 path: "/api/pay",
                 scheme: "http",
                 version: "1.1",
-                query: optional.then_some("status=503&delay="),
+                // Long enough that its lengths take two bytes.
+                query: optional.then(|| &*format!("status=503&pad={}", "x".repeat(300)).leak()),
                 // An empty value is still a value.
                 user_agent: optional.then_some(""),
                 tenant: optional.then_some("team-alpha"),

@@ -89,6 +89,29 @@ pub fn begin(buf: &mut Vec<u8>, field: u32) -> usize {
     buf.len()
 }
 
+/// Starts an embedded message expected to take 128 to 16 383 bytes (a span, a log
+/// record), reserving the two bytes its length then takes; close it with [`end_2`].
+#[must_use = "close the message with wire::end_2"]
+pub fn begin_2(buf: &mut Vec<u8>, field: u32) -> usize {
+    tag(buf, field, LEN);
+    buf.extend_from_slice(&[0, 0]);
+    buf.len()
+}
+
+/// Closes a message [`begin_2`] started: writes its length into the two bytes reserved,
+/// moving the body only when the length takes one byte or more than two.
+pub fn end_2(buf: &mut Vec<u8>, body: usize) {
+    let len = buf.len() - body;
+    if (0x80..0x4000).contains(&len) {
+        buf[body - 2] = (len as u8) | 0x80;
+        buf[body - 1] = (len >> 7) as u8;
+        return;
+    }
+    // Rare: hand the body to `end` as if one length byte had been reserved.
+    buf.remove(body - 1);
+    end(buf, body - 1);
+}
+
 /// Closes the message whose body starts at `body` (what [`begin`] returned): writes its
 /// length, moving the body along when the length needs more than one byte.
 pub fn end(buf: &mut Vec<u8>, body: usize) {
@@ -124,17 +147,26 @@ mod tests {
 
     #[test]
     fn nested_messages_of_any_length_round_trip() {
-        for len in [0usize, 1, 127, 128, 300, 20_000, 3_000_000] {
+        for (len, two) in [0usize, 1, 127, 128, 300, 16_383, 16_384, 20_000, 3_000_000]
+            .into_iter()
+            .flat_map(|len| [(len, false), (len, true)])
+        {
             let mut b = vec![0xaa];
-            let at = begin(&mut b, 2);
-            b.extend(std::iter::repeat_n(7u8, len));
-            end(&mut b, at);
+            if two {
+                let at = begin_2(&mut b, 2);
+                b.extend(std::iter::repeat_n(7u8, len));
+                end_2(&mut b, at);
+            } else {
+                let at = begin(&mut b, 2);
+                b.extend(std::iter::repeat_n(7u8, len));
+                end(&mut b, at);
+            }
             b.push(0xbb);
             let mut expect = vec![0xaa, 0x12];
             varint(&mut expect, len as u64);
             expect.extend(std::iter::repeat_n(7u8, len));
             expect.push(0xbb);
-            assert_eq!(b, expect, "{len}");
+            assert_eq!(b, expect, "{len} (two length bytes reserved: {two})");
         }
     }
 }
