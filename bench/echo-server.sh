@@ -12,7 +12,8 @@
 # Env: DURATION per run (default 10s), ROUNDS (default 3), CONNS (default 64), SINK_MODE,
 # PATH_UNDER_TEST (default /api/bench), SKIP_BUILD=1 to reuse the release binaries in
 # $CARGO_TARGET_DIR (default target/).
-# Each round runs full, off, nginx back to back.
+# Each round runs full and off back to back (odd rounds full first, even rounds off
+# first), then nginx.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -101,7 +102,14 @@ bench_nginx() {
 
 FULL=(); OFF=(); NGX=()
 for round in $(seq "$ROUNDS"); do
-  FULL+=("$(bench_full)"); OFF+=("$(bench_off)"); NGX+=("$(bench_nginx)")
+  # Alternate which of full and off goes first, so that a drift of the machine's speed
+  # within a round does not favour either.
+  if [ $((round % 2)) = 1 ]; then
+    FULL+=("$(bench_full)"); OFF+=("$(bench_off)")
+  else
+    OFF+=("$(bench_off)"); FULL+=("$(bench_full)")
+  fi
+  NGX+=("$(bench_nginx)")
   echo "round $round (req/s, server CPU µs/request): full=${FULL[-1]} off=${OFF[-1]} nginx=${NGX[-1]}"
 done
 
