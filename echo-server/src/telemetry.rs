@@ -265,18 +265,20 @@ impl Appender<'_> {
             self.refused += 1;
             return;
         }
-        let batch = match p.batches.last_mut() {
-            Some(b) if b.items < q.shape.max_items => b,
-            _ => {
-                let mut bytes = Vec::with_capacity(p.batch_bytes.max(q.shape.head_room + 4096));
-                bytes.resize(q.shape.head_room, 0);
-                p.batches.push(Batch {
-                    bytes,
-                    items: 0,
-                    confirms: Vec::new(),
-                });
-                p.batches.last_mut().expect("a batch was just pushed")
-            }
+        if p.batches
+            .last()
+            .is_none_or(|b| b.items == q.shape.max_items)
+        {
+            let mut bytes = Vec::with_capacity(p.batch_bytes.max(q.shape.head_room + 4096));
+            bytes.resize(q.shape.head_room, 0);
+            p.batches.push(Batch {
+                bytes,
+                items: 0,
+                confirms: Vec::new(),
+            });
+        }
+        let Some(batch) = p.batches.last_mut() else {
+            return;
         };
         encode(&mut batch.bytes);
         batch.items += 1;
