@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
 
-/// One request, as logged.
+/// One request, as logged. `ts`, `level`, `msg`, `trace_id`, `span_id`, `method` and
+/// `route` go into the JSON line unescaped: they must be text JSON does not escape (the
+/// server's own timestamps, hex ids and labels are).
 #[derive(Debug, Serialize)]
 pub struct RequestRecord<'a> {
     /// RFC 3339 time, millisecond precision, UTC.
