@@ -11,11 +11,6 @@ const FIXED32: u32 = 5;
 
 #[inline]
 fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    // Most tags and lengths take one byte.
-    if v < 0x80 {
-        buf.push(v as u8);
-        return;
-    }
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
