@@ -22,6 +22,7 @@ fn sample(t0: Instant, i: u64) -> Sample {
         failed: i.is_multiple_of(100),
         stream: false,
         scheduled,
+        started: scheduled + Duration::from_micros(5),
         sent: scheduled + Duration::from_micros(30),
         first_byte: scheduled + Duration::from_micros(400 + i % 997),
         end: scheduled + Duration::from_micros(500 + (i * 7919) % 200_000),

@@ -141,12 +141,13 @@ impl TagIndex {
 pub type TrendGetter = fn(&SeriesStats) -> Option<&Hist>;
 
 /// Trend metrics and the histogram each reads.
-pub const TRENDS: [(&str, TrendGetter); 5] = [
+pub const TRENDS: [(&str, TrendGetter); 6] = [
     ("http_req_duration", |s| Some(&s.duration)),
     ("http_req_waiting", |s| Some(&s.waiting)),
     ("http_stream_duration", |s| s.stream.as_ref()),
     ("http_req_service_duration", |s| Some(&s.service)),
     ("http_req_schedule_lag", |s| Some(&s.schedule_lag)),
+    ("http_req_blocked", |s| Some(&s.blocked)),
 ];
 
 /// The samples of one metric selected by a filter.
@@ -409,6 +410,7 @@ mod tests {
                 failed: status >= 400,
                 stream: false,
                 scheduled: t0,
+                started: t0,
                 sent: t0,
                 first_byte: t0,
                 end: t0 + Duration::from_millis(l),

@@ -93,8 +93,12 @@ pub struct SeriesStats {
     pub waiting: Hist,
     /// `http_req_service_duration`: completion − actual send.
     pub service: Hist,
-    /// `http_req_schedule_lag`: actual send − scheduled instant.
+    /// `http_req_schedule_lag`: the iteration's start on the client − its scheduled
+    /// instant: how late the generator itself was.
     pub schedule_lag: Hist,
+    /// `http_req_blocked`: actual send − the iteration's start: waiting for a free
+    /// connection slot and, for a new connection, its TCP connect.
+    pub blocked: Hist,
     /// `http_stream_duration`: last byte − scheduled instant (streamed requests only).
     pub stream: Option<Hist>,
 }
@@ -110,6 +114,7 @@ impl Default for SeriesStats {
             waiting: new_hist(),
             service: new_hist(),
             schedule_lag: new_hist(),
+            blocked: new_hist(),
             stream: None,
         }
     }
@@ -126,6 +131,7 @@ impl SeriesStats {
         merge_hist(&mut self.waiting, &other.waiting);
         merge_hist(&mut self.service, &other.service);
         merge_hist(&mut self.schedule_lag, &other.schedule_lag);
+        merge_hist(&mut self.blocked, &other.blocked);
         if let Some(src) = &other.stream {
             merge_hist(self.stream.get_or_insert_with(new_hist), src);
         }
@@ -184,7 +190,11 @@ impl Stats {
         record_duration(&mut series.service, s.end.saturating_duration_since(s.sent));
         record_duration(
             &mut series.schedule_lag,
-            s.sent.saturating_duration_since(s.scheduled),
+            s.started.saturating_duration_since(s.scheduled),
+        );
+        record_duration(
+            &mut series.blocked,
+            s.sent.saturating_duration_since(s.started),
         );
         if s.stream {
             record_duration(
@@ -228,6 +238,8 @@ pub struct Sample {
     pub stream: bool,
     /// The intended instant of the iteration (open model) or its start (closed model).
     pub scheduled: Instant,
+    /// When the iteration began to run on the client (the dispatcher handed it over).
+    pub started: Instant,
     /// When the request was handed to the connection.
     pub sent: Instant,
     /// First byte of the response (headers; first body chunk when streamed).
@@ -400,6 +412,7 @@ mod tests {
             failed: status >= 400,
             stream: false,
             scheduled,
+            started: scheduled,
             sent: scheduled,
             first_byte: scheduled,
             end: scheduled + Duration::from_micros(end_us),
@@ -438,7 +451,8 @@ mod tests {
     fn latency_is_measured_from_the_scheduled_instant() {
         let t0 = Instant::now();
         let mut s = sample(t0, 0, 0, 200);
-        s.sent = s.scheduled + Duration::from_millis(300);
+        s.started = s.scheduled + Duration::from_millis(300);
+        s.sent = s.started;
         s.end = s.sent + Duration::from_millis(10);
         let mut st = Stats::default();
         st.record(&s);
@@ -446,6 +460,23 @@ mod tests {
         assert!(series.duration.max() >= 309_000);
         assert!(series.service.max() < 11_000);
         assert!(series.schedule_lag.max() >= 299_000);
+        assert!(series.blocked.max() < 1_000);
+    }
+
+    #[test]
+    fn waiting_for_a_connection_is_blocked_time_not_schedule_lag() {
+        let t0 = Instant::now();
+        let mut s = sample(t0, 0, 0, 200);
+        s.started = s.scheduled + Duration::from_micros(40);
+        s.sent = s.started + Duration::from_millis(200);
+        s.end = s.sent + Duration::from_millis(10);
+        let mut st = Stats::default();
+        st.record(&s);
+        let series = &st.series[&s.key];
+        assert!(series.schedule_lag.max() < 100);
+        assert!((199_000..201_000).contains(&series.blocked.max()));
+        // The open-model latency still counts the wait.
+        assert!(series.duration.max() >= 210_000);
     }
 
     proptest! {

@@ -128,6 +128,7 @@ pub const METRICS: &[(&str, MetricKind)] = &[
     ("http_req_waiting", MetricKind::Trend),
     ("http_req_service_duration", MetricKind::Trend),
     ("http_req_schedule_lag", MetricKind::Trend),
+    ("http_req_blocked", MetricKind::Trend),
     ("http_stream_duration", MetricKind::Trend),
     ("http_req_failed", MetricKind::Rate),
     ("iterations", MetricKind::Counter),
@@ -689,7 +690,7 @@ mod tests {
             )
         };
         let cases = [
-            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`".to_owned()),
+            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`".to_owned()),
             ("http_reqs{}", bad("{}")),
             ("http_reqs{scenario}", bad("{scenario}")),
             ("http_reqs{scenario:}", bad("{scenario:}")),

@@ -111,6 +111,7 @@ impl ScenarioCtx {
     /// Runs one iteration intended at `scheduled` and records it (unless interrupted);
     /// over `conn` when the caller owns a connection, else over the pool.
     pub async fn iteration(&self, scheduled: Instant, conn: Option<&mut OwnedConn>) {
+        let started = Instant::now();
         let idx = self.pick();
         let Some(req) = self.requests.get(idx) else {
             return;
@@ -152,6 +153,7 @@ impl ScenarioCtx {
                     failed: ex.status >= 400,
                     stream: req.stream,
                     scheduled,
+                    started,
                     sent: ex.sent,
                     first_byte: ex.first_byte,
                     end: ex.end,
@@ -168,6 +170,7 @@ impl ScenarioCtx {
                     failed: true,
                     stream: req.stream,
                     scheduled,
+                    started,
                     sent: f.sent,
                     first_byte: f.end,
                     end: f.end,

@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadgen::plan::Executor;
+use loadgen::plan::{Executor, TargetPlan, TargetUrl};
 use loadgen::run::{RunOptions, Stopper, execute};
 use loadgen::testing::{plan_with, scenario, stage, target, threshold};
 use loadgen::thresholds::{Aggregation, Comparison};
@@ -171,6 +171,46 @@ fn max_in_flight_drops_iterations_and_does_not_understate_latency() {
         assert!(d.min >= 199.0 && d.med >= 199.0, "{d:?}");
         assert_eq!(report.exit_code, 1, "count==0 on dropped_iterations fails");
         assert!(s.time_series.iter().any(|p| p.dropped > 0));
+    });
+}
+
+#[test]
+fn waiting_for_a_full_connection_pool_is_blocked_time_not_schedule_lag() {
+    let _guard = support::one_at_a_time();
+    support::runtime().block_on(async {
+        // Two connections to a 50 ms endpoint serve 40 requests a second; 100 arrive in
+        // the first second, so most wait for a connection, up to about 1.5 s.
+        let addr = support::server_with(|_| Duration::from_millis(50)).await;
+        let mut sc = scenario("api", 100.0, "/slow");
+        sc.executor = Executor::ConstantArrivalRate {
+            rate: 100.0,
+            duration: Duration::from_secs(1),
+        };
+        let mut plan = plan_with(vec![sc]);
+        plan.target = match target(&format!("http://{addr}")) {
+            TargetPlan::Url(url) => TargetPlan::Url(TargetUrl {
+                max_connections: NonZeroU32::new(2).expect("2"),
+                ..url
+            }),
+            embedded => embedded,
+        };
+        let report = support::run(&plan).await;
+        let s = &report.summary;
+        assert_eq!(metric(s, "http_reqs").count, 100);
+        let trend = |key| metric(s, key).trend.expect("trend");
+        let (lag, blocked, duration) = (
+            trend("http_req_schedule_lag"),
+            trend("http_req_blocked"),
+            trend("http_req_duration"),
+        );
+        // The generator started every iteration on time; the pool held them back.
+        assert!(blocked.max >= 1000.0, "blocked {blocked:?}");
+        assert!(lag.p99 < 100.0, "lag {lag:?}, blocked {blocked:?}");
+        // The open-model latency counts the wait.
+        assert!(
+            duration.max >= blocked.max + 45.0,
+            "{duration:?} {blocked:?}"
+        );
     });
 }
 

@@ -23,7 +23,7 @@ use crate::thresholds::{Scope, is_telemetry};
 use crate::verify::{ClassCounts, Signal, Tally};
 
 /// Version of the [`Partial`] format.
-pub const PARTIAL_VERSION: u32 = 1;
+pub const PARTIAL_VERSION: u32 = 2;
 
 /// A partial result cannot be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +368,8 @@ pub struct PartialSeries {
     pub service: String,
     /// `http_req_schedule_lag`.
     pub schedule_lag: String,
+    /// `http_req_blocked`.
+    pub blocked: String,
     /// `http_stream_duration`, streamed requests only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
@@ -408,6 +410,7 @@ fn encode_stats(
             waiting: encode(&s.waiting, &label)?,
             service: encode(&s.service, &label)?,
             schedule_lag: encode(&s.schedule_lag, &label)?,
+            blocked: encode(&s.blocked, &label)?,
             stream: s.stream.as_ref().map(|h| encode(h, &label)).transpose()?,
             scenario,
             request,
@@ -558,6 +561,7 @@ fn merge_stats(
             waiting: decode(&s.waiting, runner, &label, "waiting")?,
             service: decode(&s.service, runner, &label, "service")?,
             schedule_lag: decode(&s.schedule_lag, runner, &label, "scheduleLag")?,
+            blocked: decode(&s.blocked, runner, &label, "blocked")?,
             stream: s
                 .stream
                 .as_deref()
