@@ -102,9 +102,11 @@ CMED=$(py "import statistics;print(statistics.median([$(IFS=,; echo "${CPURATIOS
 echo "median rate ratio loadgen/wrk: $MED (target >= 0.9)"
 echo "median cpu-per-request ratio loadgen/wrk: $CMED (target <= 1.15)"
 
-# Fixed rate, FIXED_RUNS times: achieved vs planned, scheduling lag, RSS at 10 s and at the
-# end, and the time the hypervisor took the client core away during the run (steal of
-# cpu1 in /proc/stat): the lag cannot be shorter than the core's own stalls.
+# Fixed rate, FIXED_RUNS times: achieved vs planned, scheduling lag (how late loadgen started
+# each iteration), the wait for a pooled connection beside it (http_req_blocked: when the
+# target core stalls, all 256 connections can be busy), RSS at 10 s and at the end, and the
+# time the hypervisor took the client core away during the run (steal of cpu1 in
+# /proc/stat): the lag cannot be shorter than the core's own stalls.
 steal1() { awk '$1 == "cpu1" {print $9}' /proc/stat; }
 # The floor, measured just before each run on the same core: a process that only reads the
 # clock in a loop sees every stall of the core (hypervisor, interrupts, other processes);
@@ -149,10 +151,11 @@ import json
 s=json.load(open('$WORK/out/summary.json'))
 m=s['metrics']; planned=$FIXED_RATE*$FIXED_SECS
 n=m['http_reqs']['count']; d=s['droppedIterations']
-lag=m['http_req_schedule_lag']['trend']; dur=m['http_req_duration']['trend']
+lag=m['http_req_schedule_lag']['trend']; dur=m['http_req_duration']['trend']; blk=m['http_req_blocked']['trend']
 print(f'fixed run $i, {$FIXED_RATE}/s x {$FIXED_SECS}s, pacing {s[\"run\"].get(\"pacing\")}: planned {planned}, completed {n} ({100*n/planned:.3f} %), dropped {d}, failed {m[\"http_req_failed\"][\"passes\"]}')
 print(f'  achieved rate {n/$FIXED_SECS:.1f} req/s (target within 0.1 %: {abs(n-planned)/planned <= 0.001})')
 print(f'  schedule lag p50 {lag[\"med\"]:.3f} ms p99 {lag[\"p99\"]:.3f} ms max {lag[\"max\"]:.3f} ms (target p99 < 1 ms: {lag[\"p99\"] < 1.0}); client core stolen by the hypervisor: $STEAL_MS ms; floor p99 just before: $FLOOR ms')
+print(f'  waiting for a connection (http_req_blocked) p99 {blk[\"p99\"]:.3f} ms max {blk[\"max\"]:.3f} ms')
 print(f'  http_req_duration p50 {dur[\"med\"]:.3f} ms p99 {dur[\"p99\"]:.3f} ms')
 "
   echo "  RSS at 10 s: $((RSS10 / 1024)) MiB, at $((FIXED_SECS - 1)) s: $((RSS30 / 1024)) MiB (target < 100 MiB, not growing)"
