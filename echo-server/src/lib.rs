@@ -4,9 +4,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), echo_server::Error> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|source| {
-//!     echo_server::Error::LocalAddr { what: "main", source }
-//! })?;
+//! let addr = "127.0.0.1:0".parse().expect("a socket address");
+//! let listener = echo_server::bind(addr)
+//!     .map_err(|source| echo_server::Error::Bind { what: "main", addr, source })?;
 //! let server = echo_server::start(echo_server::Config::default(), listener).await?;
 //! println!("serving on http://{}", server.local_addr());
 //! server.shutdown().await
@@ -40,7 +40,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Frame, SizeHint};
 use opentelemetry::logs::Severity;
 use opentelemetry::trace::SpanId;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::chaos::{Chaos, ChaosSpec};
@@ -443,6 +443,25 @@ pub struct Server {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Connections a listener queues before the OS drops new SYNs (the kernel caps it at
+/// `net.core.somaxconn`). Load generators open connections in bursts, a whole pool at
+/// once after a stall, and a dropped SYN is only retried a second later: std's and tokio's
+/// `bind` queue 128.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on `addr` with a [`LISTEN_BACKLOG`]-deep accept queue. Call it
+/// inside a Tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Starts serving on `listener` (and on the admin address of `config`, if any).
 pub async fn start(config: Config, listener: TcpListener) -> Result<Server> {
     let local_addr = listener.local_addr().map_err(|source| Error::LocalAddr {
@@ -455,15 +474,11 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Server> {
             if config.admin_token.is_none() {
                 return Err(Error::AdminTokenMissing { addr });
             }
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| Error::Bind {
-                        what: "admin",
-                        addr,
-                        source,
-                    })?,
-            )
+            Some(bind(addr).map_err(|source| Error::Bind {
+                what: "admin",
+                addr,
+                source,
+            })?)
         }
     };
     let admin_addr = match &admin_listener {
@@ -538,6 +553,26 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    /// A burst of connections far beyond 128 is queued while nothing accepts: none waits
+    /// for a SYN retry (1 s), all connect within the timeout.
+    #[tokio::test]
+    async fn a_burst_of_connections_is_queued_not_dropped() {
+        let listener = super::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..600).map(|_| {
+            tokio::time::timeout(
+                Duration::from_millis(800),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let connected = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(connected, 600, "connected {connected} of 600");
+        drop(listener);
+    }
+
     #[test]
     fn ids_are_lowercase_hex_of_every_byte() {
         let bytes: Vec<u8> = (0..=255).collect();

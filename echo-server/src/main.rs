@@ -11,8 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let (listen, config) = cli
         .into_config(&ProcessEnv)
         .context("invalid configuration")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = echo_server::bind(listen)
         .with_context(|| format!("cannot bind the listener on {listen}"))?;
     let server = echo_server::start(config, listener)
         .await

@@ -41,8 +41,7 @@ pub struct Embedded {
 impl Embedded {
     /// Starts the server on an ephemeral loopback port.
     pub async fn start(opts: &EmbeddedOptions) -> Result<Self, EmbeddedError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = echo_server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .map_err(EmbeddedError::Bind)?;
         let mut config = echo_server::Config {
             seed: Some(EMBEDDED_SEED),
