@@ -15,6 +15,7 @@
 
 pub mod chaos;
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod log;
 pub mod metrics;

@@ -187,7 +187,7 @@ impl Metrics {
         rows.sort_by(|a, b| (a.0, &*a.1).cmp(&(b.0, &*b.1)));
         let om = format == Format::OpenMetrics;
         let mut out = String::with_capacity(4096 + rows.len() * 2048);
-        let name = "http_server_request_duration_seconds";
+        let name = crate::contract::DURATION_METRIC;
         if om {
             let _ = writeln!(
                 out,

@@ -15,7 +15,7 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -39,7 +39,7 @@ pub struct ExportStats {
 }
 
 /// A copy of [`ExportStats`] for reports.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExportSnapshot {
     /// Items the exporter confirmed.
     pub exported: u64,
@@ -173,7 +173,8 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The W3C `traceparent` header (a constant: no name parsing per lookup).
+/// The W3C `traceparent` header (a constant: no name parsing per lookup); part of the
+/// [`crate::contract`] with loadgen.
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// The caller's span context from `traceparent`/`tracestate`, when present and valid.
@@ -358,10 +359,10 @@ impl std::fmt::Debug for Telemetry {
 }
 
 /// What `/healthz` reports about telemetry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TelemetryReport {
     /// `ok`, `degraded` (exports failing) or `disabled` (no exporter).
-    pub state: &'static str,
+    pub state: String,
     /// OTLP endpoint.
     pub endpoint: Option<String>,
     /// OTLP protocol.
@@ -528,7 +529,7 @@ impl Telemetry {
             (Some(_), false) => "ok",
         };
         TelemetryReport {
-            state,
+            state: state.to_owned(),
             endpoint: self.otlp.as_ref().map(|o| o.endpoint.clone()),
             protocol: self.otlp.as_ref().map(|o| o.protocol.to_string()),
             spans,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadgen::Overrides;
-use loadgen::run::{RunOptions, Stopper, execute};
+use ricochet_engine::Overrides;
+use ricochet_engine::run::{RunOptions, Stopper, execute};
 use ricochet_reports::compare::{Limits, compare};
 use ricochet_reports::model::{Outcome, Verdict};
 use ricochet_reports::{Format, load_summary, render};
@@ -19,7 +19,7 @@ async fn smoke_scenario_runs_embedded_writes_reports_and_gates_against_itself() 
         duration: Some(Duration::from_secs(2)),
         ..Overrides::default()
     };
-    let plan = loadgen::load_plan(&smoke, &overrides).expect("smoke.yaml is valid");
+    let plan = ricochet_engine::load_plan(&smoke, &overrides).expect("smoke.yaml is valid");
     let out = tempfile::tempdir().expect("tempdir");
     let opts = RunOptions {
         out: Some(out.path().to_owned()),
@@ -30,7 +30,12 @@ async fn smoke_scenario_runs_embedded_writes_reports_and_gates_against_itself() 
         .await
         .expect("the run starts");
 
-    assert_eq!(report.exit_code, 0, "{:?}", report.message);
+    assert_eq!(
+        report.exit,
+        ricochet_engine::Exit::Passed,
+        "{:?}",
+        report.message
+    );
     for file in ["summary.json", "report.md", "report.html", "junit.xml"] {
         assert!(out.path().join(file).is_file(), "{file} written");
     }

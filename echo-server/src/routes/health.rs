@@ -7,23 +7,27 @@ use serde_json::json;
 
 use super::{HandlerBody, json_value};
 use crate::AppState;
+use crate::contract::Health;
 
 /// Liveness, exporter counters, the last confirmed trace ids and active faults. Status is
 /// `degraded` while exports fail.
 pub fn healthz(state: &AppState) -> Response<HandlerBody> {
-    let report = state.telemetry.report();
+    let exporter = state.telemetry.report();
     let chaos = state.chaos.get();
-    json_value(
-        StatusCode::OK,
-        &json!({
-            "status": if report.state == "degraded" { "degraded" } else { "ok" },
-            "service": state.config.service_name,
-            "exporter": report,
-            "exported_trace_ids": state.telemetry.span_stats().recent_trace_ids(),
-            "request_log_dropped": state.log.as_ref().map(|l| l.dropped()).unwrap_or(0),
-            "chaos": if chaos.is_empty() { None } else { Some(&*chaos) },
-        }),
-    )
+    let health = Health {
+        status: if exporter.state == "degraded" {
+            "degraded"
+        } else {
+            "ok"
+        }
+        .to_owned(),
+        service: state.config.service_name.clone(),
+        exporter,
+        exported_trace_ids: state.telemetry.span_stats().recent_trace_ids(),
+        request_log_dropped: state.log.as_ref().map(|l| l.dropped()).unwrap_or(0),
+        chaos: (!chaos.is_empty()).then(|| (*chaos).clone()),
+    };
+    json_value(StatusCode::OK, &health)
 }
 
 /// 200 while serving, 503 once shutdown began.

@@ -1,0 +1,182 @@
+//! `loadgen`: ricochet's command line (`run | validate | report | compare | operator |
+//! runner | crd`).
+//!
+//! The edge of the program, in the ripgrep shape: clap parses the flags into the
+//! argument types here, each command makes one library call (`ricochet-engine`,
+//! `ricochet-operator`, `ricochet-reports`), and [`main`] prints the one error, if any, as
+//! `error: ...` and returns the [`Exit`] code. This package is the only one that knows
+//! clap and the terminal; nothing depends on it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ricochet_engine::{Exit, Overrides};
+
+mod operator;
+mod progress;
+mod report;
+mod run;
+
+pub use operator::{OperatorArgs, RunnerArgs};
+pub use report::{CompareArgs, CompareFormat, ReportArgs};
+pub use run::{PacingArg, RunArgs};
+
+/// ricochet's load generator.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a LoadTest file without running it: exit 0 and a one-line summary, or exit 2
+    /// and the error (file:line:column: field: what is wrong and what is valid).
+    Validate(ValidateArgs),
+    /// Run a LoadTest: exit 0 (thresholds passed), 1 (a threshold failed), 2 (invalid
+    /// input) or 3 (the run could not be carried out); `--out DIR` writes summary.json.
+    Run(RunArgs),
+    /// Run the Kubernetes operator: reconcile LoadTestRuns over runner pods, create runs on
+    /// LoadTest schedules (in cluster; see deploy/README.md).
+    Operator(OperatorArgs),
+    /// Print the CustomResourceDefinitions (LoadTest, LoadTestRun) as YAML, for `kubectl apply -f -`.
+    Crd,
+    /// Run one runner's part of a LoadTestRun: wait at the start barrier, run, write the
+    /// partial result (what the operator's runner pods execute).
+    Runner(RunnerArgs),
+    /// Re-render a run's summary.json as text, Markdown, HTML, JUnit or JSON; exit 2 when
+    /// the summary cannot be read (another schema version, malformed JSON).
+    Report(ReportArgs),
+    /// Compare two runs' summary.json side by side; exit 1 when a regression exceeds
+    /// `--max-regression`, 2 when a summary or the limits cannot be read.
+    Compare(CompareArgs),
+}
+
+/// Arguments of `loadgen validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// The LoadTest YAML file, e.g. scenarios/smoke.yaml.
+    pub scenario: PathBuf,
+    /// Overrides, checked as `run` would apply them.
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+/// Flags that override the document, shared by `validate` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OverrideArgs {
+    /// Traffic multiple of the GA baseline, replacing `spec.traffic.multiplier` (default 3).
+    #[arg(long, value_name = "N")]
+    pub multiplier: Option<f64>,
+    /// Run every scenario for this long (e.g. `10s`): constant executors' duration is
+    /// replaced, ramping stages and start times are scaled to fit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub duration: Option<Duration>,
+    /// Target the embedded echo-server on loopback, whatever `spec.target` says.
+    #[arg(long)]
+    pub embedded: bool,
+}
+
+impl OverrideArgs {
+    /// The overrides the plan applies.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            multiplier: self.multiplier,
+            duration: self.duration,
+            embedded: self.embedded,
+        }
+    }
+}
+
+fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    ricochet_engine::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A command that could not do its job: the error to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub exit: Exit,
+    /// What went wrong, printed once as `error: {:#}`.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// A failure with this exit code.
+    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit,
+            error: error.into(),
+        }
+    }
+}
+
+/// What every command returns: how it ended, or why it could not do its job.
+pub type Outcome = Result<Exit, Failure>;
+
+/// Parses `args`, runs the command, prints its error (if any) and returns the exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(Exit::InvalidInput.code())
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let exit = match execute(cli.command) {
+        Ok(exit) => exit,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            failure.exit
+        }
+    };
+    ExitCode::from(exit.code())
+}
+
+/// Runs one command.
+pub fn execute(command: Command) -> Outcome {
+    match command {
+        Command::Validate(args) => validate(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Operator(args) => operator::operator(&args),
+        Command::Crd => operator::crd(),
+        Command::Runner(args) => operator::runner(&args),
+        Command::Report(args) => report::report(&args),
+        Command::Compare(args) => report::compare(&args),
+    }
+}
+
+/// `loadgen validate`: the plan's summary on stdout and 0, or the error and 2.
+fn validate(args: &ValidateArgs) -> Outcome {
+    let plan = ricochet_engine::load_plan(&args.scenario, &args.overrides.overrides())
+        .map_err(|e| Failure::new(e.exit(), e))?;
+    println!("OK {}: {}", args.scenario.display(), plan.summary());
+    Ok(Exit::Passed)
+}
+
+/// The async runtime of every command: multi-threaded, or current-thread on a single core
+/// (e.g. `taskset -c 1`), where it does the same work with less synchronization.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        Failure::new(
+            Exit::RunFailed,
+            anyhow::Error::new(e).context("cannot start the async runtime"),
+        )
+    })
+}

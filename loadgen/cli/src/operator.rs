@@ -1,0 +1,150 @@
+//! `loadgen operator`, `loadgen runner` and `loadgen crd`: the cluster side.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+use k8s_openapi::jiff::Timestamp;
+use ricochet_engine::{Exit, Overrides};
+use ricochet_operator::OperatorConfig;
+use ricochet_operator::runner::{RunnerOptions, run_part};
+
+use crate::progress::Terminal;
+use crate::{Failure, Outcome, parse_duration_flag, runtime};
+
+/// Arguments of `loadgen operator`.
+#[derive(Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// Image of the runner pods unless a LoadTest's `runner.image` says otherwise.
+    #[arg(
+        long,
+        env = "RICOCHET_RUNNER_IMAGE",
+        default_value = "ricochet/loadgen:latest"
+    )]
+    pub runner_image: String,
+    /// ServiceAccount of the runner pods unless a LoadTest's `runner.serviceAccountName` says otherwise.
+    #[arg(
+        long,
+        env = "RICOCHET_RUNNER_SERVICE_ACCOUNT",
+        default_value = "ricochet-runner"
+    )]
+    pub runner_service_account: String,
+    /// Time from releasing the start barrier to the runners' common start (e.g. `10s`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration_flag)]
+    pub start_lead: Duration,
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long, env = "RICOCHET_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of the `/metrics` and `/healthz` endpoint.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Also write each run's reports (summary.json, report.md, report.html, junit.xml)
+    /// into `DIR/<namespace>/<run>/`, e.g. a mounted PersistentVolumeClaim.
+    #[arg(long, value_name = "DIR", env = "RICOCHET_REPORT_DIR")]
+    pub report_dir: Option<std::path::PathBuf>,
+}
+
+/// `loadgen operator`: runs until SIGTERM/Ctrl-C; 3 when it cannot start.
+pub(crate) fn operator(args: &OperatorArgs) -> Outcome {
+    init_logging();
+    let config = OperatorConfig {
+        runner_image: args.runner_image.clone(),
+        runner_service_account: args.runner_service_account.clone(),
+        start_lead: args.start_lead,
+        namespace: args.namespace.clone(),
+        metrics_addr: args.metrics_addr,
+        report_dir: args.report_dir.clone(),
+    };
+    runtime()?
+        .block_on(ricochet_operator::run(config))
+        .map_err(|e| Failure::new(Exit::RunFailed, anyhow::Error::new(e).context("operator")))?;
+    Ok(Exit::Passed)
+}
+
+/// JSON log lines on stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Already installed (tests, embedding): keep the existing subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `loadgen crd`: both CRDs as one YAML stream on stdout.
+pub(crate) fn crd() -> Outcome {
+    let yaml = ricochet_crds::all_crds_yaml()
+        .map_err(|e| Failure::new(Exit::RunFailed, anyhow!("crd: {e}")))?;
+    use std::io::Write as _;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(yaml.as_bytes());
+    Ok(Exit::Passed)
+}
+
+/// Arguments of `loadgen runner` (what a runner pod executes; also runs locally).
+#[derive(Args, Debug, Clone)]
+pub struct RunnerArgs {
+    /// This runner's part of the run, a LoadTest file (`<run>-spec`'s `runner-<i>.yaml`).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// This runner's index, 0-based.
+    #[arg(long)]
+    pub index: u32,
+    /// Number of runners of the run.
+    #[arg(long)]
+    pub runners: u32,
+    /// The LoadTestRun (in cluster; its uid comes from `RICOCHET_RUN_UID`).
+    #[arg(long, requires_all = ["start_config_map", "result_config_map"])]
+    pub run: Option<String>,
+    /// In cluster: wait for this ConfigMap (the start barrier) and start at its `startAt`.
+    #[arg(long, requires = "run")]
+    pub start_config_map: Option<String>,
+    /// In cluster: write the partial result into this ConfigMap.
+    #[arg(long, requires = "run")]
+    pub result_config_map: Option<String>,
+    /// Locally: start at this instant (RFC 3339) instead of waiting for a ConfigMap.
+    #[arg(long, conflicts_with = "run")]
+    pub start_at: Option<Timestamp>,
+    /// Locally: write the partial result (JSON) to this file.
+    #[arg(long, conflicts_with = "run", required_unless_present = "run")]
+    pub result_file: Option<PathBuf>,
+}
+
+impl RunnerArgs {
+    fn options(&self) -> RunnerOptions {
+        RunnerOptions {
+            index: self.index,
+            runners: self.runners,
+            run: self.run.clone(),
+            start_config_map: self.start_config_map.clone(),
+            result_config_map: self.result_config_map.clone(),
+            start_at: self.start_at,
+            result_file: self.result_file.clone(),
+        }
+    }
+}
+
+/// `loadgen runner`: barrier, this runner's part of the run, partial result; exit 0 when the
+/// partial result is written, 2 for an invalid spec, 3 when the run could not be carried out.
+pub(crate) fn runner(args: &RunnerArgs) -> Outcome {
+    let plan = ricochet_engine::load_plan(&args.spec, &Overrides::default())
+        .map_err(|e| Failure::new(e.exit(), e))?;
+    runtime()?
+        .block_on(run_part(
+            &args.options(),
+            &plan,
+            Arc::new(Terminal::lines()),
+        ))
+        .map_err(|e| {
+            Failure::new(
+                Exit::RunFailed,
+                anyhow::Error::new(e).context(format!("runner {}", args.index)),
+            )
+        })?;
+    Ok(Exit::Passed)
+}

@@ -1,0 +1,13 @@
+//! The `loadgen` binary's tests, as a user runs it (subprocesses of `CARGO_BIN_EXE_loadgen`):
+//! exit codes, stderr sentences, written reports, the deploy manifests and the runner path,
+//! a real Prometheus. Load tests take `support::one_at_a_time()`.
+
+mod deploy_cli;
+mod deploy_manifests;
+mod deploy_runner_path;
+mod prometheus_roundtrip;
+mod report_cli;
+mod run_cli;
+mod support;
+mod telemetry_roundtrip;
+mod validate;

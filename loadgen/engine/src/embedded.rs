@@ -1,0 +1,90 @@
+//! The embedded echo-server: started in-process on `127.0.0.1:0` when a plan names no
+//! target (or `--embedded`), stopped when the run ends. With telemetry verification it
+//! exports its spans and logs over OTLP/gRPC to the embedded sink; with `spec.chaos` its
+//! admin listener runs on loopback behind a random bearer token.
+
+use std::net::SocketAddr;
+
+use ricochet_verify::Secret;
+
+/// The embedded server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// Binding the loopback listener failed.
+    #[error("cannot start the embedded echo-server: binding 127.0.0.1:0 failed: {0}")]
+    Bind(#[source] std::io::Error),
+    /// The server refused its configuration.
+    #[error("cannot start the embedded echo-server: {0}")]
+    Start(#[source] echo_server::Error),
+}
+
+/// The embedded server's chaos seed: fixed, so a drill's fault draws repeat from run to
+/// run (the n-th request a fault applies to is hit or not alike every time).
+pub const EMBEDDED_SEED: u64 = 0x7269_636f_6368_6574;
+
+/// How to start the embedded server.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedOptions {
+    /// Export spans and logs over OTLP/gRPC to this endpoint (`http://127.0.0.1:port`).
+    pub otlp_grpc: Option<String>,
+    /// Start the admin listener (for `spec.chaos`).
+    pub admin: bool,
+}
+
+/// A running embedded echo-server (no request log).
+#[derive(Debug)]
+pub struct Embedded {
+    server: echo_server::Server,
+    admin_token: Option<Secret>,
+}
+
+impl Embedded {
+    /// Starts the server on an ephemeral loopback port.
+    pub async fn start(opts: &EmbeddedOptions) -> Result<Self, EmbeddedError> {
+        let listener = echo_server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .map_err(EmbeddedError::Bind)?;
+        let mut config = echo_server::Config {
+            seed: Some(EMBEDDED_SEED),
+            ..echo_server::Config::default()
+        };
+        if let Some(endpoint) = &opts.otlp_grpc {
+            config.telemetry.otlp = Some(echo_server::OtlpConfig {
+                endpoint: endpoint.clone(),
+                protocol: echo_server::OtlpProtocol::Grpc,
+            });
+        }
+        let mut admin_token = None;
+        if opts.admin {
+            let token = format!(
+                "{:016x}{:016x}",
+                crate::client::random_u64(),
+                crate::client::random_u64()
+            );
+            config.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            config.admin_token = echo_server::config::AdminToken::new(token.clone());
+            admin_token = Some(Secret::new(token));
+        }
+        let server = echo_server::start(config, listener)
+            .await
+            .map_err(EmbeddedError::Start)?;
+        Ok(Self {
+            server,
+            admin_token,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The admin API and its token, when started with one.
+    pub fn admin(&self) -> Option<(SocketAddr, Secret)> {
+        Some((self.server.admin_addr()?, self.admin_token.clone()?))
+    }
+
+    /// Stops it, letting in-flight requests finish and flushing its telemetry.
+    pub async fn stop(self) {
+        let _ = self.server.shutdown().await;
+    }
+}

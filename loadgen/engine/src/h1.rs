@@ -1,0 +1,466 @@
+//! HTTP/1.1 spoken inline on an owned `TcpStream`: the request is serialized once into a
+//! [`Template`] (only the two per-request trace headers are patched in place), written with
+//! one `write_all`, and the response is read into a per-connection buffer and parsed with
+//! `httparse` (head) and by hand (Content-Length, chunked, read-until-close bodies). No
+//! connection task, no channel, no `HeaderMap` per response.
+
+use echo_server::contract::TRACEPARENT;
+use std::mem::MaybeUninit;
+use std::time::Instant;
+
+use http::{HeaderMap, Method};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head (status line and headers) accepted, and the bound on one chunk-size
+/// line and on a chunked body's trailer section.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Most response headers accepted (hyper's default too).
+const MAX_HEADERS: usize = 100;
+/// Read buffer size per connection (grows only while a head or chunk line is incomplete).
+const READ_BUF: usize = 8 * 1024;
+const TRACEPARENT_LEN: usize = 55;
+const REQUEST_ID_LEN: usize = 32;
+const CLOSED_EARLY: &str = "connection closed before message completed";
+
+/// A request serialized once; per request only the trace headers' values change.
+#[derive(Clone, Debug)]
+pub(crate) struct Template {
+    bytes: Box<[u8]>,
+    traceparent_at: usize,
+    request_id_at: usize,
+    /// A `HEAD` request: the response has no body whatever its headers say.
+    head: bool,
+}
+
+impl Template {
+    /// Serializes `method path HTTP/1.1`, `headers` (in map order, without any
+    /// `traceparent`/`x-request-id`, which are appended as placeholders), and `body`.
+    pub(crate) fn new(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Self {
+        let mut b = Vec::with_capacity(64 + path.len() + 64 * headers.len() + body.len());
+        b.extend_from_slice(method.as_str().as_bytes());
+        b.push(b' ');
+        b.extend_from_slice(path.as_bytes());
+        b.extend_from_slice(b" HTTP/1.1\r\n");
+        for (k, v) in headers {
+            if k == TRACEPARENT || k == "x-request-id" {
+                continue;
+            }
+            b.extend_from_slice(k.as_str().as_bytes());
+            b.extend_from_slice(b": ");
+            b.extend_from_slice(v.as_bytes());
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(TRACEPARENT.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        let traceparent_at = b.len();
+        b.extend_from_slice(&[b'0'; TRACEPARENT_LEN]);
+        b.extend_from_slice(b"\r\nx-request-id: ");
+        let request_id_at = b.len();
+        b.extend_from_slice(&[b'0'; REQUEST_ID_LEN]);
+        b.extend_from_slice(b"\r\n\r\n");
+        b.extend_from_slice(body);
+        Self {
+            bytes: b.into_boxed_slice(),
+            traceparent_at,
+            request_id_at,
+            head: method == Method::HEAD,
+        }
+    }
+
+    /// Bytes on the wire per request.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// A complete response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Response {
+    /// Status code.
+    pub(crate) status: u16,
+    /// The response head was complete.
+    pub(crate) head: Instant,
+    /// The first non-empty body bytes arrived (`None`: no body).
+    pub(crate) first_data: Option<Instant>,
+    /// The last byte arrived.
+    pub(crate) end: Instant,
+    /// Head bytes plus body payload bytes.
+    pub(crate) received: u64,
+    /// The connection may carry another request.
+    pub(crate) reusable: bool,
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The connection closed or reset before any response byte arrived: on a kept-alive
+    /// connection, the server closed it meanwhile, and the request may be retried.
+    #[error("{0}")]
+    Stale(String),
+    /// Anything else (the connection must be dropped).
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// One HTTP/1.1 connection with its reusable buffers.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    wbuf: Vec<u8>,
+    rbuf: Vec<u8>,
+    /// Unconsumed bytes are `rbuf[pos..filled]`.
+    pos: usize,
+    filled: usize,
+    /// Any byte of the current response was read.
+    got_any: bool,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.stream.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Wraps a connected stream.
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            wbuf: Vec::new(),
+            rbuf: vec![0; READ_BUF],
+            pos: 0,
+            filled: 0,
+            got_any: false,
+        }
+    }
+
+    /// Sends `req` with the given `traceparent` and `x-request-id` values and reads the whole
+    /// response.
+    pub(crate) async fn exchange(
+        &mut self,
+        req: &Template,
+        traceparent: &[u8; TRACEPARENT_LEN],
+        request_id: &[u8; REQUEST_ID_LEN],
+    ) -> Result<Response, Error> {
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(&req.bytes);
+        self.wbuf[req.traceparent_at..req.traceparent_at + TRACEPARENT_LEN]
+            .copy_from_slice(traceparent);
+        self.wbuf[req.request_id_at..req.request_id_at + REQUEST_ID_LEN]
+            .copy_from_slice(request_id);
+        self.got_any = false;
+        if let Err(e) = self.stream.write_all(&self.wbuf).await {
+            return Err(Error::Stale(describe_io(&e)));
+        }
+        let (status, framing, mut reusable, head_len, head) = self.read_head(req.head).await?;
+        let mut body = Body {
+            received: 0,
+            first_data: None,
+        };
+        match framing {
+            Framing::None => {}
+            Framing::Length(n) => self.read_exact_body(n, &mut body).await?,
+            Framing::Chunked => self.read_chunked(&mut body).await?,
+            Framing::Close => {
+                reusable = false;
+                self.read_to_close(&mut body).await?;
+            }
+        }
+        let end = Instant::now();
+        // Bytes beyond the response (never asked for): do not trust the connection.
+        reusable &= self.pos == self.filled;
+        self.pos = 0;
+        self.filled = 0;
+        Ok(Response {
+            status,
+            head,
+            first_data: body.first_data,
+            end,
+            received: head_len as u64 + body.received,
+            reusable,
+        })
+    }
+
+    /// Whether the peer closed (or wrote to) this connection while it sat idle: a
+    /// non-blocking read finds end of stream, an error or bytes nobody asked for. No system
+    /// call unless the socket was reported readable.
+    pub(crate) fn closed_while_idle(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads more bytes after `rbuf[..filled]`; `Ok(false)` at end of stream.
+    async fn fill(&mut self) -> Result<bool, Error> {
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+        } else if self.filled == self.rbuf.len() {
+            if self.pos > 0 {
+                self.rbuf.copy_within(self.pos..self.filled, 0);
+                self.filled -= self.pos;
+                self.pos = 0;
+            } else {
+                let grown = (self.rbuf.len() * 2).min(MAX_HEAD + READ_BUF);
+                self.rbuf.resize(grown, 0);
+            }
+        }
+        match self.stream.read(&mut self.rbuf[self.filled..]).await {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.filled += n;
+                self.got_any = true;
+                Ok(true)
+            }
+            Err(e) if self.got_any => Err(Error::Broken(describe_io(&e))),
+            Err(e) => Err(Error::Stale(describe_io(&e))),
+        }
+    }
+
+    /// Reads more, failing at end of stream.
+    async fn fill_or_fail(&mut self) -> Result<(), Error> {
+        if self.fill().await? {
+            Ok(())
+        } else if self.got_any {
+            Err(Error::Broken(CLOSED_EARLY.into()))
+        } else {
+            Err(Error::Stale(CLOSED_EARLY.into()))
+        }
+    }
+
+    /// Reads and parses the response head (skipping interim 1xx responses): status,
+    /// body framing, whether the connection stays open, head length, and when it completed.
+    async fn read_head(
+        &mut self,
+        head_request: bool,
+    ) -> Result<(u16, Framing, bool, usize, Instant), Error> {
+        let mut head_len = 0;
+        loop {
+            if self.filled > self.pos {
+                match parse_head(&self.rbuf[self.pos..self.filled], head_request)? {
+                    Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                        self.pos += h.len;
+                        head_len += h.len;
+                        continue;
+                    }
+                    Some(h) => {
+                        self.pos += h.len;
+                        return Ok((
+                            h.status,
+                            h.framing,
+                            h.keep_alive,
+                            head_len + h.len,
+                            Instant::now(),
+                        ));
+                    }
+                    None if self.filled - self.pos >= MAX_HEAD => {
+                        return Err(Error::Broken(format!(
+                            "response head exceeds {} KiB",
+                            MAX_HEAD / 1024
+                        )));
+                    }
+                    None => {}
+                }
+            }
+            self.fill_or_fail().await?;
+        }
+    }
+
+    async fn read_exact_body(&mut self, mut left: u64, body: &mut Body) -> Result<(), Error> {
+        loop {
+            let n = left.min((self.filled - self.pos) as u64);
+            if n > 0 {
+                body.data(n);
+                self.pos += n as usize;
+                left -= n;
+            }
+            if left == 0 {
+                return Ok(());
+            }
+            self.fill_or_fail().await?;
+        }
+    }
+
+    async fn read_chunked(&mut self, body: &mut Body) -> Result<(), Error> {
+        loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&self.rbuf[self.pos..self.filled]) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.pos += used;
+                        break size;
+                    }
+                    Ok(httparse::Status::Partial) if self.filled - self.pos < MAX_HEAD => {
+                        self.fill_or_fail().await?;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        return Err(Error::Broken("chunk size line too long".into()));
+                    }
+                    Err(_) => return Err(Error::Broken("invalid chunk size".into())),
+                }
+            };
+            if size == 0 {
+                return self.skip_trailers().await;
+            }
+            self.read_exact_body(size, body).await?;
+            while self.filled - self.pos < 2 {
+                self.fill_or_fail().await?;
+            }
+            if &self.rbuf[self.pos..self.pos + 2] != b"\r\n" {
+                return Err(Error::Broken(
+                    "invalid chunk: missing CRLF after data".into(),
+                ));
+            }
+            self.pos += 2;
+        }
+    }
+
+    /// Skips the trailer section after the last chunk, up to and including its blank line.
+    async fn skip_trailers(&mut self) -> Result<(), Error> {
+        let mut seen = 0;
+        loop {
+            let buffered = &self.rbuf[self.pos..self.filled];
+            if let Some(i) = buffered.windows(2).position(|w| w == b"\r\n") {
+                self.pos += i + 2;
+                if i == 0 {
+                    return Ok(());
+                }
+                seen += i + 2;
+                if seen > MAX_HEAD {
+                    return Err(Error::Broken("chunked trailers too long".into()));
+                }
+                continue;
+            }
+            if seen + buffered.len() > MAX_HEAD {
+                return Err(Error::Broken("chunked trailers too long".into()));
+            }
+            self.fill_or_fail().await?;
+        }
+    }
+
+    async fn read_to_close(&mut self, body: &mut Body) -> Result<(), Error> {
+        loop {
+            let n = self.filled - self.pos;
+            if n > 0 {
+                body.data(n as u64);
+                self.pos = self.filled;
+            }
+            if !self.fill().await? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Body bytes seen so far.
+struct Body {
+    received: u64,
+    first_data: Option<Instant>,
+}
+
+impl Body {
+    fn data(&mut self, n: u64) {
+        self.received += n;
+        if self.first_data.is_none() && n > 0 {
+            self.first_data = Some(Instant::now());
+        }
+    }
+}
+
+/// A parsed response head.
+struct Head {
+    status: u16,
+    framing: Framing,
+    keep_alive: bool,
+    len: usize,
+}
+
+/// Parses a response head from `buf`; `None` while incomplete.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, Error> {
+    let malformed =
+        |why: &dyn std::fmt::Display| Error::Broken(format!("malformed response head: {why}"));
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(malformed(&e)),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http10 = resp.version == Some(0);
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| malformed(&"invalid content-length"))?;
+            if length.is_some_and(|l| l != v) {
+                return Err(malformed(&"conflicting content-length headers"));
+            }
+            length = Some(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides: chunked, or read until close.
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
+    {
+        Framing::None
+    } else if let Some(chunked) = chunked {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    Ok(Some(Head {
+        status,
+        framing,
+        keep_alive: !close && (!http10 || keep_alive_token) && status != 101,
+        len,
+    }))
+}
+
+/// One short phrase for an I/O error: `connection refused`, `connection timed out`, ...
+pub fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".into(),
+        ErrorKind::TimedOut => "connection timed out".into(),
+        ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        ErrorKind::AddrNotAvailable => "address not available".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}

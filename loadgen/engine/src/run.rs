@@ -1,0 +1,634 @@
+//! `loadgen run`: starts the target (embedded) or probes it, runs every scenario in
+//! parallel, collects once per tick, judges thresholds live (abortOnFail) and at the end,
+//! and writes `summary.json` on every exit path once the run started.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use ricochet_reports::model::{Outcome, RequestCount, Summary, Verdict};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::Exit;
+use crate::aggregate::{Aggregator, ClosedWindow};
+use crate::chaos::Admin;
+use crate::client::{Client, Target, TargetError};
+use crate::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
+use crate::plan::chaos::AdminPlan;
+use crate::plan::{Plan, TargetPlan};
+use crate::progress::{Notice, ProgressSink, Silent, Snapshot};
+use crate::schedule::{RateProfile, VuProfile};
+use crate::stats::{Recorder, Stats};
+use crate::summary::{RunFacts, build, threshold_result};
+use crate::telemetry::{ExporterReading, TelemetryJudge as _};
+use crate::thresholds::{Scope, is_telemetry};
+use crate::worker::{Pacing, ScenarioCtx, run_arrivals, run_vus};
+use ricochet_verify::plan::SINK_CAPACITY;
+use ricochet_verify::sink::{Sink, SinkError};
+use ricochet_verify::verification::{EmbeddedMetrics, Results, StartError, Verification};
+
+/// How to run, beside the plan.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Directory for `summary.json`.
+    pub out: Option<PathBuf>,
+    /// Where progress and notices go.
+    pub progress: Arc<dyn ProgressSink>,
+    /// Collection interval (live thresholds, progress).
+    pub tick: Duration,
+    /// Keep each closed window of windowed thresholds ([`RunReport::windows`]); runners do,
+    /// so that the operator judges windows on every runner's data.
+    pub keep_windows: bool,
+    /// How arrival-rate dispatchers wait for each arrival.
+    pub pacing: Pacing,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            out: None,
+            progress: Arc::new(Silent),
+            tick: Duration::from_secs(1),
+            keep_windows: false,
+            pacing: Pacing::Auto,
+        }
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// A threshold with `abortOnFail` failed.
+    ThresholdAbort,
+    /// The target could not be reached.
+    TargetFailure,
+}
+
+/// Stops a run from outside (signals) or inside (abortOnFail, target failure).
+#[derive(Debug, Default)]
+pub struct Stopper {
+    /// Stop scheduling new iterations; in-flight ones get `gracefulStop`.
+    pub token: CancellationToken,
+    /// Interrupt in-flight iterations too.
+    pub hard: CancellationToken,
+    reason: Mutex<Option<(StopKind, String)>>,
+}
+
+impl Stopper {
+    /// A stopper that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops scheduling; the first reason given is kept.
+    pub fn stop(&self, kind: StopKind, reason: impl Into<String>) {
+        let mut r = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.is_none() {
+            *r = Some((kind, reason.into()));
+        }
+        self.token.cancel();
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn reason(&self) -> Option<(StopKind, String)> {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The target URL is not usable.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The embedded echo-server failed to start.
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    /// The embedded OTLP sink failed to start.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Telemetry verification could not start (secret, CA file, URL).
+    #[error(transparent)]
+    Verify(StartError),
+    /// The admin token (for `spec.chaos`) could not be read.
+    #[error("cannot read the admin token that spec.chaos needs: {0}")]
+    Secret(ricochet_verify::VerifyError),
+    /// A request could not be built.
+    #[error("scenario `{scenario}`, request `{request}`: {source}")]
+    Request {
+        /// Scenario name.
+        scenario: String,
+        /// Request name.
+        request: String,
+        /// What was wrong.
+        source: http::Error,
+    },
+}
+
+impl RunError {
+    /// The exit code: invalid input for what the plan should have rejected, a failed run
+    /// otherwise.
+    pub fn exit(&self) -> Exit {
+        match self {
+            RunError::Target(TargetError::Scheme { .. } | TargetError::NoHost { .. })
+            | RunError::Request { .. }
+            | RunError::Verify(_)
+            | RunError::Secret(_) => Exit::InvalidInput,
+            _ => Exit::RunFailed,
+        }
+    }
+}
+
+/// A finished (or failed) run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The summary, as written to `summary.json`.
+    pub summary: Summary,
+    /// How the run ended, as the process exit code.
+    pub exit: Exit,
+    /// A one-sentence error for stderr (target failure, write failure), if any.
+    pub message: Option<String>,
+    /// Where `summary.json` was written.
+    pub written: Option<PathBuf>,
+    /// Every measurement of the run, merged exactly (for merging runs across runners).
+    pub stats: Stats,
+    /// Run time, seconds (0 when the run did not start).
+    pub elapsed_secs: f64,
+    /// The telemetry verification's results (tallies, for merging across runners).
+    pub telemetry: Option<Results>,
+    /// Closed windows of windowed thresholds, when [`RunOptions::keep_windows`].
+    pub windows: Vec<ClosedWindow>,
+}
+
+/// Runs `plan`. Errors are returned only when the run could not start; once it has
+/// started, every outcome is a [`RunReport`] and `summary.json` is written.
+pub async fn execute(
+    plan: &Plan,
+    opts: &RunOptions,
+    stopper: Arc<Stopper>,
+) -> Result<RunReport, RunError> {
+    let started_at = SystemTime::now();
+    let telemetry = plan.telemetry.as_ref();
+    let sink = match telemetry {
+        Some(t) if t.uses_sink() && plan.target == TargetPlan::Embedded => {
+            Some(Sink::start(SINK_CAPACITY).await?)
+        }
+        _ => None,
+    };
+    let (target, embedded) = match &plan.target {
+        TargetPlan::Embedded => {
+            let opts = EmbeddedOptions {
+                otlp_grpc: sink.as_ref().map(Sink::grpc_endpoint),
+                admin: !plan.chaos.events.is_empty(),
+            };
+            let e = Embedded::start(&opts).await?;
+            let t = Target::loopback(e.addr(), 256, crate::plan::DEFAULT_TIMEOUT);
+            (t, Some(e))
+        }
+        TargetPlan::Url(u) => match Target::resolve(u).await {
+            Ok(t) => (t, None),
+            Err(e @ TargetError::Resolve { .. }) => {
+                let url = u.base.to_string();
+                return Ok(failed_start(plan, opts, started_at, &url, e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if let Err(e) = target.probe().await {
+        if let Some(e) = embedded {
+            e.stop().await;
+        }
+        if let Some(s) = sink {
+            s.shutdown().await;
+        }
+        return Ok(failed_start(
+            plan,
+            opts,
+            started_at,
+            &target.url,
+            e.to_string(),
+        ));
+    }
+    let mut prepared = Vec::with_capacity(plan.scenarios.len());
+    for sc in &plan.scenarios {
+        let mut reqs = Vec::with_capacity(sc.requests.len());
+        for r in &sc.requests {
+            reqs.push(target.prepare(r).map_err(|source| RunError::Request {
+                scenario: sc.name.clone(),
+                request: r.name.clone(),
+                source,
+            })?);
+        }
+        prepared.push(reqs);
+    }
+
+    let admin = match (&plan.chaos.admin, &embedded) {
+        (None, _) => None,
+        (Some(AdminPlan::Embedded), Some(e)) => e
+            .admin()
+            .map(|(addr, token)| Admin::new(format!("http://{addr}"), token)),
+        (Some(AdminPlan::Embedded), None) => None,
+        (Some(AdminPlan::Remote { url, token }), _) => match token.read() {
+            Ok(t) => Some(Admin::new(url.clone(), t)),
+            Err(e) => return Err(RunError::Secret(e)),
+        },
+    };
+    let exporter_before = match telemetry {
+        Some(_) => exporter_reading(&target.url, opts.progress.as_ref()).await,
+        None => None,
+    };
+    let verify_cancel = CancellationToken::new();
+    let verification = match telemetry {
+        Some(t) => Some(
+            Verification::start(
+                t,
+                sink.as_ref(),
+                sink.as_ref()
+                    .and(embedded.as_ref())
+                    .map(|e| EmbeddedMetrics { addr: e.addr() }),
+                verify_cancel.clone(),
+            )
+            .map_err(RunError::Verify)?,
+        ),
+        None => None,
+    };
+
+    let requests_before = match &verification {
+        Some(v) => v.requests_total().await,
+        None => None,
+    };
+    let run_start = Instant::now();
+    let chaos_stop = CancellationToken::new();
+    let chaos_task = admin.map(|a| {
+        tokio::spawn(crate::chaos::drive(
+            plan.chaos.events.clone(),
+            a,
+            run_start,
+            chaos_stop.clone(),
+        ))
+    });
+    let recorder = Arc::new(Recorder::new(run_start));
+    let pacing = opts.pacing.resolve();
+    let mut set = JoinSet::new();
+    let mut rate_profiles = Vec::new();
+    for ((i, sc), reqs) in plan.scenarios.iter().enumerate().zip(prepared) {
+        let mut ctx = ScenarioCtx::new(
+            u16::try_from(i).unwrap_or(u16::MAX),
+            sc.clone(),
+            Client::new(target.clone()),
+            reqs,
+            recorder.clone(),
+            run_start + sc.start_time,
+        );
+        ctx.hard_stop = stopper.hard.child_token();
+        ctx.sampler = verification.as_ref().map(Verification::sampler);
+        let ctx = Arc::new(ctx);
+        let stop = stopper.token.clone();
+        if let Some(p) = RateProfile::of(&sc.executor) {
+            rate_profiles.push((sc.start_time.as_secs_f64(), p.clone()));
+            set.spawn(run_arrivals(ctx, p, stop, pacing));
+        } else if let Some(v) = VuProfile::of(&sc.executor) {
+            set.spawn(run_vus(ctx, v, stop));
+        }
+    }
+
+    let mut agg = Aggregator::new(plan);
+    if opts.keep_windows {
+        agg.keep_window_stats();
+    }
+    let progress = &opts.progress;
+    let tick = opts.tick.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval_at((run_start + tick).into(), tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = (run_start, 0u64);
+    let mut infra_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    let msg = format!("a scenario task failed: {e}");
+                    infra_error.get_or_insert(msg.clone());
+                    stopper.stop(StopKind::TargetFailure, msg);
+                }
+            },
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let elapsed = now.saturating_duration_since(run_start);
+                let sec = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
+                agg.absorb(recorder.drain(), sec.saturating_sub(1));
+                let live = verification.as_ref().map(Verification::snapshot);
+                check_aborts(plan, &agg, live.as_ref(), elapsed, &stopper);
+                let (responses, connect_errors, first) = recorder.reachability();
+                if responses == 0 && (connect_errors >= 20 || (connect_errors > 0 && elapsed >= Duration::from_secs(3))) {
+                    stopper.stop(
+                        StopKind::TargetFailure,
+                        format!("cannot reach target {}: {}", target.url, first.unwrap_or_default()),
+                    );
+                }
+                let (requests, errors, dropped) = agg.counts();
+                let dt = now.saturating_duration_since(last.0).as_secs_f64().max(1e-3);
+                let t = elapsed.as_secs_f64();
+                let planned: f64 = rate_profiles.iter().map(|(start, p)| p.planned_between(t - 1.0 - start, t - start)).sum();
+                progress.update(&Snapshot {
+                    elapsed,
+                    planned: plan.duration(),
+                    requests,
+                    achieved_rps: requests.saturating_sub(last.1) as f64 / dt,
+                    target_rps: (!rate_profiles.is_empty()).then_some(planned),
+                    errors,
+                    dropped,
+                    p99_ms: agg.p99_so_far(),
+                });
+                last = (now, requests);
+            }
+        }
+    }
+    progress.finish();
+    let elapsed = run_start.elapsed();
+    agg.absorb(recorder.drain(), 0);
+    let last_sec = u32::try_from(elapsed.as_secs_f64().ceil() as u64)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(1);
+    agg.finish(last_sec);
+    chaos_stop.cancel();
+    let (chaos_events, chaos_errors) = match chaos_task {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    for e in chaos_errors {
+        progress.notice(&Notice::Chaos(e));
+    }
+    let verified = match &verification {
+        Some(v) => Some(settle(v, &stopper, &verify_cancel, progress.as_ref()).await),
+        None => None,
+    };
+    let exporter_after = match exporter_before {
+        Some(_) => exporter_reading(&target.url, opts.progress.as_ref()).await,
+        None => None,
+    };
+    let requests_after = match (&verification, &requests_before) {
+        (Some(v), Some(_)) => v.requests_total().await,
+        _ => None,
+    };
+    if let Some(e) = embedded {
+        e.stop().await;
+    }
+    if let Some(s) = sink {
+        s.shutdown().await;
+    }
+
+    let secs = elapsed.as_secs_f64();
+    let mut results: Vec<_> = plan
+        .thresholds
+        .iter()
+        .enumerate()
+        .map(|(i, th)| {
+            let judgement = match (&verified, is_telemetry(&th.metric)) {
+                (Some(v), true) => v.judge(th),
+                _ => agg.judge_threshold(i, secs),
+            };
+            threshold_result(th, judgement)
+        })
+        .collect();
+    if let Some(v) = &verified {
+        results.extend(v.class_results());
+    }
+    let any_failed = results.iter().any(|r| r.verdict != Verdict::Pass);
+    let (responses, connect_errors, first) = recorder.reachability();
+    let stop = stopper.reason();
+    let mut message = None;
+    let (outcome, exit) = if let Some(e) = infra_error {
+        message = Some(e);
+        (Outcome::Error, Exit::RunFailed)
+    } else if responses == 0 && connect_errors > 0 {
+        message = Some(format!(
+            "cannot reach target {}: {}",
+            target.url,
+            first.unwrap_or_default()
+        ));
+        (Outcome::Error, Exit::RunFailed)
+    } else {
+        match &stop {
+            Some((StopKind::TargetFailure, reason)) => {
+                message = Some(reason.clone());
+                (Outcome::Error, Exit::RunFailed)
+            }
+            Some((StopKind::Interrupted, reason)) => {
+                message = Some(reason.clone());
+                (Outcome::Error, Exit::RunFailed)
+            }
+            _ if any_failed => (Outcome::Failed, Exit::ThresholdFailed),
+            _ => (Outcome::Passed, Exit::Passed),
+        }
+    };
+    let facts = RunFacts {
+        target: target.url.clone(),
+        embedded: plan.target == TargetPlan::Embedded,
+        started_at,
+        ended_at: SystemTime::now(),
+        duration_secs: secs,
+        outcome,
+        exit,
+        stop_reason: stop.map(|s| s.1).or_else(|| message.clone()),
+        pacing: (!rate_profiles.is_empty()).then_some(pacing),
+    };
+    let mut summary = build(plan, &facts, &agg, results);
+    if let Some(v) = &verified {
+        let mut t = v.summary();
+        if let (Some(b), Some(a)) = (&exporter_before, &exporter_after) {
+            t.exporter = ExporterReading::delta(b, a);
+        }
+        t.recovery_secs = storm_window(plan).and_then(|(s, e)| v.recovery_secs(s, e));
+        if let (Some((b, _)), Some((a, source))) = (&requests_before, requests_after) {
+            t.requests = Some(RequestCount {
+                sent: recorder.reachability().0,
+                counted: a - b,
+                source,
+            });
+        }
+        summary.telemetry = Some(t);
+    }
+    summary.chaos = chaos_events;
+    let mut report = finish_report(summary, exit, message, opts.out.as_deref());
+    report.stats = agg.totals.clone();
+    report.elapsed_secs = secs;
+    report.telemetry = verified;
+    report.windows = agg.closed_windows().to_vec();
+    Ok(report)
+}
+
+/// The echo-server's exporter counters, or `None` after telling the user why not.
+async fn exporter_reading(url: &str, progress: &dyn ProgressSink) -> Option<ExporterReading> {
+    match ExporterReading::read(url).await {
+        Ok(r) => Some(r),
+        Err(reason) => {
+            progress.notice(&Notice::Exporter(reason));
+            None
+        }
+    }
+}
+
+/// Waits for the sampled requests' telemetry to settle. An interrupt (Ctrl-C, SIGTERM)
+/// during the wait, or one that already stopped the run, settles what is pending as
+/// unknown at once.
+async fn settle(
+    v: &Verification,
+    stopper: &Stopper,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Results {
+    if matches!(stopper.reason(), Some((StopKind::Interrupted, _))) {
+        cancel.cancel();
+    }
+    if !cancel.is_cancelled() {
+        progress.notice(&Notice::Settling {
+            settle_timeout: v.settle_timeout(),
+        });
+    }
+    let interrupted = async {
+        if stopper.token.is_cancelled() {
+            stopper.hard.cancelled().await;
+        } else {
+            stopper.token.cancelled().await;
+        }
+    };
+    tokio::select! {
+        r = v.finish() => r,
+        () = interrupted => {
+            cancel.cancel();
+            v.finish().await
+        }
+    }
+}
+
+/// The `storm` phase (a stage named `storm`) of the plan, for the recovery time.
+fn storm_window(plan: &Plan) -> Option<(Duration, Duration)> {
+    plan.phases()
+        .into_iter()
+        .find(|(_, phase)| phase.name == "storm")
+        .map(|(_, p)| (p.start, p.end))
+}
+
+/// Judges `abortOnFail` thresholds past their `delayAbortEval`.
+fn check_aborts(
+    plan: &Plan,
+    agg: &Aggregator,
+    live: Option<&Results>,
+    elapsed: Duration,
+    stopper: &Stopper,
+) {
+    for (i, th) in plan.thresholds.iter().enumerate() {
+        if !th.abort_on_fail || elapsed < th.delay_abort_eval || stopper.token.is_cancelled() {
+            continue;
+        }
+        let failed = match (th.scope.clone(), live) {
+            (_, Some(r)) if is_telemetry(&th.metric) => r.judge(th).verdict == Verdict::Fail,
+            (_, None) if is_telemetry(&th.metric) => false,
+            (Scope::Window(_), _) => agg.window_failed(i),
+            _ => agg.judge_threshold(i, elapsed.as_secs_f64()).verdict == Verdict::Fail,
+        };
+        if failed {
+            stopper.stop(
+                StopKind::ThresholdAbort,
+                format!(
+                    "threshold `{}: {}` failed at {:.1}s; run aborted (abortOnFail)",
+                    th.key,
+                    th.expression,
+                    elapsed.as_secs_f64()
+                ),
+            );
+        }
+    }
+}
+
+/// The report of a run whose target could not be reached at the start.
+fn failed_start(
+    plan: &Plan,
+    opts: &RunOptions,
+    started_at: SystemTime,
+    url: &str,
+    message: String,
+) -> RunReport {
+    let mut agg = Aggregator::new(plan);
+    agg.finish(0);
+    let results = plan
+        .thresholds
+        .iter()
+        .map(|th| {
+            threshold_result(
+                th,
+                crate::evaluate::Judgement {
+                    observed: None,
+                    verdict: Verdict::Unknown,
+                    reason: Some(format!("the run did not start: {message}")),
+                },
+            )
+        })
+        .collect();
+    let facts = RunFacts {
+        target: url.trim_end_matches('/').to_owned(),
+        embedded: false,
+        started_at,
+        ended_at: SystemTime::now(),
+        duration_secs: 0.0,
+        outcome: Outcome::Error,
+        exit: Exit::RunFailed,
+        stop_reason: Some(message.clone()),
+        pacing: None,
+    };
+    let mut summary = build(plan, &facts, &agg, results);
+    summary.time_series.clear();
+    for s in &mut summary.scenarios {
+        s.time_series.clear();
+    }
+    finish_report(summary, Exit::RunFailed, Some(message), opts.out.as_deref())
+}
+
+fn finish_report(
+    summary: Summary,
+    mut exit: Exit,
+    mut message: Option<String>,
+    out: Option<&Path>,
+) -> RunReport {
+    let mut written = None;
+    if let Some(dir) = out {
+        match write_summary(&summary, dir) {
+            Ok(p) => written = Some(p),
+            Err(e) => {
+                message = Some(match message {
+                    Some(m) => format!("{m}; {e}"),
+                    None => e,
+                });
+                exit = Exit::RunFailed;
+            }
+        }
+    }
+    RunReport {
+        summary,
+        exit,
+        message,
+        written,
+        stats: Stats::default(),
+        elapsed_secs: 0.0,
+        telemetry: None,
+        windows: Vec::new(),
+    }
+}
+
+/// Writes `dir/summary.json` and the other reports (`report.md`, `report.html`,
+/// `junit.xml`), creating `dir`; returns the path of `summary.json`.
+pub fn write_summary(summary: &Summary, dir: &Path) -> Result<PathBuf, String> {
+    let written = ricochet_reports::write_all(summary, dir).map_err(|e| e.to_string())?;
+    Ok(written
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| dir.join("summary.json")))
+}

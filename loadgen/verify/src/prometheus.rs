@@ -1,0 +1,334 @@
+//! Metrics: Prometheus or Mimir (`base` = `http://mimir/prometheus`).
+//!
+//! - Exemplars: `GET /api/v1/query_exemplars?query=<bucket metric>&start&end` returns every
+//!   exemplar of the window; one query answers a whole batch of samples. The echo-server
+//!   keeps the **latest** exemplar per bucket and series, and Prometheus stores what it
+//!   sees at each scrape, so under load only some requests' trace ids can ever become
+//!   exemplars: the engine must judge the exemplar signal by "some sampled ids of each
+//!   scrape interval appear" rather than treat every absent id as lost (see the module
+//!   docs of [`super`]).
+//! - RED totals: `GET /api/v1/query` ([`PrometheusClient::instant`]) for the server-side
+//!   request counter, to compare with what loadgen sent.
+//!
+//! Errors come back as JSON `{"status":"error","errorType":..,"error":..}` and become
+//! unknown with that message.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::http::{Answer, HttpBackend, Unavailable};
+use super::{BoxFuture, Check, Outcome, Sample, Signal, TraceId, Verifier};
+
+/// A Prometheus-compatible HTTP API client.
+#[derive(Debug)]
+pub struct PrometheusClient {
+    backend: HttpBackend,
+}
+
+/// One sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorSample {
+    /// Labels of the series.
+    pub labels: HashMap<String, String>,
+    /// Evaluation time.
+    pub at: SystemTime,
+    /// The value.
+    pub value: f64,
+}
+
+/// One exemplar: its trace id, timestamp and the series it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The `trace_id` label.
+    pub trace_id: TraceId,
+    /// The exemplar's own timestamp (from the exposition, not the scrape).
+    pub at: SystemTime,
+    /// The observed value.
+    pub value: f64,
+    /// The series' `le` label, if any.
+    pub le: Option<String>,
+}
+
+impl PrometheusClient {
+    /// Wraps a backend.
+    pub fn new(backend: HttpBackend) -> Self {
+        Self { backend }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &HttpBackend {
+        &self.backend
+    }
+
+    /// All exemplars of `query` between `start` and `end`.
+    pub async fn exemplars(
+        &self,
+        query: &str,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Result<(Vec<Exemplar>, Answer), Unavailable> {
+        let (s, e) = (unix_secs(start), unix_secs(end));
+        let a = self
+            .backend
+            .get(
+                "api/v1/query_exemplars",
+                &[("query", query), ("start", &s), ("end", &e)],
+                "application/json",
+            )
+            .await?;
+        let data = self.data(&a)?;
+        let ex = parse_exemplars(&data).map_err(|e| self.unexpected(&a, &e))?;
+        Ok((ex, a))
+    }
+
+    /// Evaluates `promql` now; an instant vector.
+    pub async fn instant(&self, promql: &str) -> Result<Vec<VectorSample>, Unavailable> {
+        let a = self
+            .backend
+            .get("api/v1/query", &[("query", promql)], "application/json")
+            .await?;
+        let data = self.data(&a)?;
+        parse_vector(&data).map_err(|e| self.unexpected(&a, &e))
+    }
+
+    /// The sum of an instant query's values (e.g. [`REQUESTS_TOTAL_QUERY`]); `None` when
+    /// the vector is empty (no such series yet).
+    pub async fn total(&self, promql: &str) -> Result<Option<f64>, Unavailable> {
+        let v = self.instant(promql).await?;
+        Ok((!v.is_empty()).then(|| v.iter().map(|s| s.value).sum()))
+    }
+
+    fn unexpected(&self, a: &Answer, e: &str) -> Unavailable {
+        Unavailable {
+            reason: format!(
+                "{} at {} answered an unexpected body: {e}",
+                self.backend.name(),
+                self.backend.base_for_display()
+            ),
+            took: vec![a.took],
+        }
+    }
+
+    /// `data` of a success answer, or the reason it is not one.
+    fn data(&self, a: &Answer) -> Result<Value, Unavailable> {
+        let took = vec![a.took];
+        if matches!(a.status.as_u16(), 401 | 403) {
+            return Err(Unavailable {
+                reason: self.backend.auth_reason(a),
+                took,
+            });
+        }
+        let v: Value = match serde_json::from_slice(&a.body) {
+            Ok(v) => v,
+            Err(_) => {
+                return Err(Unavailable {
+                    reason: self.backend.status_reason(a),
+                    took,
+                });
+            }
+        };
+        if v.get("status").and_then(Value::as_str) == Some("success") && a.status.is_success() {
+            return v
+                .get("data")
+                .cloned()
+                .ok_or_else(|| self.unexpected(a, "no `data`"));
+        }
+        let kind = v
+            .get("errorType")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let msg = v.get("error").and_then(Value::as_str).unwrap_or("");
+        Err(Unavailable {
+            reason: format!(
+                "{} answered {} {kind}: {msg}",
+                self.backend.name(),
+                a.status.as_u16()
+            ),
+            took,
+        })
+    }
+}
+
+fn unix_secs(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+/// Prometheus times are unix seconds with millisecond precision; rounding to the
+/// millisecond undoes the binary float error (`…279.715` is `…279.71499…` as f64).
+fn secs_to_time(v: &Value) -> Option<SystemTime> {
+    let s = v.as_f64()?;
+    (s.is_finite() && s >= 0.0)
+        .then(|| UNIX_EPOCH + Duration::from_millis((s * 1000.0).round() as u64))
+}
+
+/// Parses a `query_exemplars` `data` array.
+pub fn parse_exemplars(data: &Value) -> Result<Vec<Exemplar>, String> {
+    let mut out = Vec::new();
+    for series in data.as_array().ok_or("`data` is not an array")? {
+        let le = series
+            .get("seriesLabels")
+            .and_then(|l| l.get("le"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for ex in series
+            .get("exemplars")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(id) = ex
+                .get("labels")
+                .and_then(|l| l.get("trace_id"))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let Ok(trace_id) = id.parse() else { continue };
+            let at = ex
+                .get("timestamp")
+                .and_then(secs_to_time)
+                .ok_or("an exemplar timestamp is not a number")?;
+            let value = ex
+                .get("value")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN);
+            out.push(Exemplar {
+                trace_id,
+                at,
+                value,
+                le: le.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Parses an instant query's `data` (`resultType` `vector` or `scalar`).
+pub fn parse_vector(data: &Value) -> Result<Vec<VectorSample>, String> {
+    let point = |p: &Value| -> Result<(SystemTime, f64), String> {
+        let at = p
+            .get(0)
+            .and_then(secs_to_time)
+            .ok_or("a sample time is not a number")?;
+        let value = p
+            .get(1)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or("a sample value is not a number string")?;
+        Ok((at, value))
+    };
+    match data.get("resultType").and_then(Value::as_str) {
+        Some("vector") => data
+            .get("result")
+            .and_then(Value::as_array)
+            .ok_or("`result` is not an array")?
+            .iter()
+            .map(|s| {
+                let labels = s
+                    .get("metric")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let (at, value) = point(s.get("value").unwrap_or(&Value::Null))?;
+                Ok(VectorSample { labels, at, value })
+            })
+            .collect(),
+        Some("scalar") => {
+            let (at, value) = point(data.get("result").unwrap_or(&Value::Null))?;
+            Ok(vec![VectorSample {
+                labels: HashMap::new(),
+                at,
+                value,
+            }])
+        }
+        other => Err(format!(
+            "resultType is {other:?}, expected vector or scalar"
+        )),
+    }
+}
+
+/// Verifies that sampled trace ids appear as exemplars of a histogram's buckets.
+#[derive(Debug)]
+pub struct ExemplarVerifier {
+    client: PrometheusClient,
+    metric: String,
+    skew: Duration,
+}
+
+impl ExemplarVerifier {
+    /// Looks for exemplars of `metric` (a selector such as
+    /// `http_server_request_duration_seconds_bucket`).
+    pub fn new(backend: HttpBackend, metric: impl Into<String>) -> Self {
+        Self {
+            client: PrometheusClient::new(backend),
+            metric: metric.into(),
+            skew: Duration::from_secs(60),
+        }
+    }
+
+    /// The client, for RED-total queries.
+    pub fn client(&self) -> &PrometheusClient {
+        &self.client
+    }
+}
+
+impl Verifier for ExemplarVerifier {
+    fn signal(&self) -> Signal {
+        Signal::Metrics
+    }
+
+    fn name(&self) -> &str {
+        self.client.backend.name()
+    }
+
+    fn max_batch(&self) -> usize {
+        500
+    }
+
+    fn check<'a>(&'a self, samples: &'a [Sample]) -> BoxFuture<'a, Check> {
+        Box::pin(async move {
+            let earliest = samples
+                .iter()
+                .map(|s| s.completed_at)
+                .min()
+                .unwrap_or_else(SystemTime::now);
+            let start = earliest.checked_sub(self.skew).unwrap_or(UNIX_EPOCH);
+            let end = SystemTime::now() + self.skew;
+            match self.client.exemplars(&self.metric, start, end).await {
+                Err(u) => Check::all_unknown(samples.len(), &u.reason, u.took),
+                Ok((ex, a)) => {
+                    let mut seen: HashMap<TraceId, SystemTime> = HashMap::new();
+                    let newest = ex.iter().map(|e| e.at).max();
+                    for e in ex {
+                        seen.entry(e.trace_id)
+                            .and_modify(|t| *t = (*t).min(e.at))
+                            .or_insert(e.at);
+                    }
+                    let outcomes = samples
+                        .iter()
+                        .map(|s| match seen.get(&s.trace_id) {
+                            Some(at) => Outcome::Found {
+                                first_seen: a.received,
+                                spans: None,
+                                recorded_at: Some(*at),
+                            },
+                            None => super::exposition::superseded_or_missing(newest, s),
+                        })
+                        .collect();
+                    Check {
+                        outcomes,
+                        query_durations: vec![a.took],
+                    }
+                }
+            }
+        })
+    }
+}

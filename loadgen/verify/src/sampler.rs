@@ -1,0 +1,149 @@
+//! Which completed requests are verified: a rate or a per-second budget (GCRA), and the
+//! keep class each sampled request belongs to.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::pipeline::Pipeline;
+use crate::plan::{KeepClassPlan, SamplePolicy};
+use crate::{Sample, TraceId};
+
+/// Chooses requests for verification and hands them to the verifiers; shared by every
+/// worker of a run.
+#[derive(Debug)]
+pub struct Sampler {
+    policy: SamplePolicy,
+    classes: Vec<KeepClassPlan>,
+    pipeline: Arc<Pipeline>,
+    origin: Instant,
+    /// GCRA theoretical arrival time, ns since `origin` (`perSecond`).
+    tat: AtomicU64,
+    sampled: AtomicU64,
+}
+
+/// What a worker knows about a completed request, for [`Sampler::offer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Completed<'a> {
+    /// Scenario name.
+    pub scenario: &'a Arc<str>,
+    /// Request name.
+    pub request: &'a Arc<str>,
+    /// Expected span count.
+    pub expected_spans: usize,
+    /// Scheduled instant.
+    pub scheduled: Instant,
+    /// Handed to the connection.
+    pub sent: Instant,
+    /// Last byte of the response.
+    pub end: Instant,
+    /// HTTP status.
+    pub status: u16,
+    /// The trace id the request carried in its `traceparent`.
+    pub trace_id: TraceId,
+    /// The request id it carried in `X-Request-Id` (32 hex digits).
+    pub request_id: u128,
+}
+
+impl Sampler {
+    /// A sampler feeding `pipeline`.
+    pub fn new(policy: SamplePolicy, classes: Vec<KeepClassPlan>, pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            policy,
+            classes,
+            pipeline,
+            origin: Instant::now(),
+            tat: AtomicU64::new(0),
+            sampled: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self) -> bool {
+        match self.policy {
+            SamplePolicy::Rate(r) => r >= 1.0 || rand::random::<f64>() <= r,
+            SamplePolicy::PerSecond(n) => {
+                let interval = (1e9 / n) as u64;
+                let burst = 1_000_000_000u64;
+                let now = self.origin.elapsed().as_nanos() as u64;
+                let mut tat = self.tat.load(Ordering::Relaxed);
+                loop {
+                    let next = tat.max(now) + interval;
+                    if next.saturating_sub(now) > burst + interval {
+                        return false;
+                    }
+                    match self.tat.compare_exchange_weak(
+                        tat,
+                        next,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return true,
+                        Err(t) => tat = t,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The keep class of a request: its index in `expectKeep`, or the class count for none.
+    pub fn class_of(&self, request: &str, status: u16, service_time: Duration) -> u8 {
+        let i = self
+            .classes
+            .iter()
+            .position(|c| c.matches(request, status, service_time))
+            .unwrap_or(self.classes.len());
+        u8::try_from(i).unwrap_or(u8::MAX)
+    }
+
+    /// Considers a completed request for verification (cheap when not sampled).
+    pub fn offer(&self, c: Completed<'_>) {
+        if !self.take() {
+            return;
+        }
+        let now = SystemTime::now();
+        let since_end = c.end.elapsed();
+        let service_time = c.end.saturating_duration_since(c.sent);
+        let sample = Sample {
+            trace_id: c.trace_id,
+            request_id: Arc::from(format!("{:032x}", c.request_id)),
+            tenant: None,
+            scenario: c.scenario.clone(),
+            scheduled: c.scheduled,
+            completed: c.end,
+            completed_at: now.checked_sub(since_end).unwrap_or(now),
+            expected_spans: c.expected_spans,
+            request: c.request.clone(),
+            status: c.status,
+            service_time,
+            class: self.class_of(c.request, c.status, service_time),
+        };
+        self.sampled.fetch_add(1, Ordering::Relaxed);
+        self.pipeline.submit(&sample);
+    }
+
+    /// Requests sampled so far.
+    pub fn sampled(&self) -> u64 {
+        self.sampled.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::PollPolicy;
+
+    #[test]
+    fn the_per_second_sampler_keeps_one_second_of_burst_then_the_rate() {
+        let p = Arc::new(Pipeline::start(
+            Vec::new(),
+            PollPolicy::default(),
+            1,
+            CancellationToken::new(),
+        ));
+        let s = Sampler::new(SamplePolicy::PerSecond(100.0), Vec::new(), p);
+        let taken = (0..10_000).filter(|_| s.take()).count();
+        assert!((100..=102).contains(&taken), "{taken}");
+    }
+}

@@ -1,0 +1,262 @@
+//! One run's verification: the verifiers a [`TelemetryPlan`] asks for, started as polling
+//! tasks behind one shared [`Sampler`], and their [`Results`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::exposition::{self, ExpositionVerifier};
+use crate::http::{Endpoint, HttpBackend};
+use crate::loki::LokiVerifier;
+use crate::pipeline::Pipeline;
+use crate::plan::{
+    CHANNEL_CAPACITY, KeepClassPlan, SINK_CAPACITY, SamplePolicy, TelemetryPlan, TraceBackendPlan,
+};
+use crate::prometheus::{ExemplarVerifier, PrometheusClient};
+use crate::sampler::Sampler;
+use crate::tempo::{TraceApi, TraceVerifier};
+use crate::{RateLimiter, Signal, Tally, Verifier, VerifyError};
+
+/// The embedded echo-server's side of the default: where its `/metrics` is.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedMetrics {
+    /// The echo-server's address.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Verification could not start (bad secret, CA file, URL).
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry verification cannot start: {0}")]
+pub struct StartError(#[from] pub VerifyError);
+
+/// The verifiers of a run and their shared sampler.
+#[derive(Debug)]
+pub struct Verification {
+    sampler: Arc<Sampler>,
+    pipeline: Arc<Pipeline>,
+    backends: Vec<String>,
+    plan: TelemetryPlan,
+    red: Option<RedSource>,
+}
+
+/// Where the server-side request total (the RED "rate" counter) is read.
+#[derive(Debug)]
+enum RedSource {
+    /// The echo-server's own `/metrics`: the verifier, the request counter (the
+    /// histogram's `_count`) and the routes left out.
+    Exposition(ExpositionVerifier, String, Vec<String>),
+    /// Prometheus or Mimir, with the PromQL of the total.
+    Prometheus(PrometheusClient, String),
+}
+
+impl RedSource {
+    async fn total(&self) -> Option<f64> {
+        match self {
+            Self::Exposition(e, count, probes) => {
+                let (text, _) = e.scrape().await.ok()?;
+                let all = exposition::sum(&text, count, &[]);
+                let skip: f64 = probes
+                    .iter()
+                    .map(|r| exposition::sum(&text, count, &[("http_route", r)]))
+                    .sum();
+                Some(all - skip)
+            }
+            Self::Prometheus(c, q) => c.total(q).await.ok().map(|t| t.unwrap_or(0.0)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Exposition(..) => "echo-server /metrics".to_owned(),
+            Self::Prometheus(c, _) => format!("prometheus {}", c.backend().base_for_display()),
+        }
+    }
+}
+
+impl Verification {
+    /// Starts one polling task per verifier: the embedded sink's (`sink`) and the
+    /// echo-server's `/metrics` when the plan names no backend, else the configured
+    /// backends. Needs a Tokio runtime.
+    pub fn start(
+        plan: &TelemetryPlan,
+        sink: Option<&crate::sink::Sink>,
+        embedded: Option<EmbeddedMetrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let limiter = RateLimiter::per_second(plan.max_queries_per_second)?;
+        let mut verifiers: Vec<Arc<dyn Verifier>> = Vec::new();
+        let mut backends = Vec::new();
+        if let Some(sink) = sink {
+            verifiers.push(Arc::new(sink.verifier(Signal::Traces)));
+            backends.push(format!("embedded OTLP sink {}", sink.grpc_endpoint()));
+            verifiers.push(Arc::new(sink.verifier(Signal::Logs)));
+            backends.push(format!("embedded OTLP sink {}", sink.grpc_endpoint()));
+        }
+        let mut red = None;
+        if let Some(e) = embedded {
+            let url = format!("http://{}/", e.addr);
+            let b = HttpBackend::new(
+                "echo-server",
+                &Endpoint::new(&url)?,
+                RateLimiter::unlimited(),
+            )?;
+            verifiers.push(Arc::new(ExpositionVerifier::new(b, SINK_CAPACITY)));
+            backends.push(format!("echo-server /metrics {url}"));
+            let b = HttpBackend::new(
+                "echo-server",
+                &Endpoint::new(&url)?,
+                RateLimiter::unlimited(),
+            )?;
+            red = Some(RedSource::Exposition(
+                ExpositionVerifier::new(b, 1),
+                format!("{}_count", plan.server.histogram),
+                plan.server.probe_routes.clone(),
+            ));
+        }
+        if let Some(t) = &plan.traces {
+            let (name, api, b) = match t {
+                TraceBackendPlan::Tempo(b) => ("tempo", TraceApi::Tempo, b),
+                TraceBackendPlan::Jaeger(b) => ("jaeger", TraceApi::Jaeger, b),
+            };
+            let backend = HttpBackend::new(name, &b.endpoint()?, limiter.clone())?;
+            backends.push(format!("{name} {}", backend.base_for_display()));
+            verifiers.push(Arc::new(TraceVerifier::new(backend, api, false)));
+        }
+        if let Some((b, selector)) = &plan.logs {
+            let backend = HttpBackend::new("loki", &b.endpoint()?, limiter.clone())?;
+            backends.push(format!("loki {}", backend.base_for_display()));
+            verifiers.push(Arc::new(LokiVerifier::new(backend, selector.clone())));
+        }
+        if let Some((b, metric)) = &plan.metrics {
+            let count = metric.replace("_bucket", "_count");
+            red = Some(RedSource::Prometheus(
+                PrometheusClient::new(HttpBackend::new(
+                    "prometheus",
+                    &b.endpoint()?,
+                    limiter.clone(),
+                )?),
+                format!(
+                    "sum({count}{{http_route!~\"{}\"}})",
+                    plan.server.probe_routes.join("|")
+                ),
+            ));
+            let backend = HttpBackend::new("prometheus", &b.endpoint()?, limiter)?;
+            backends.push(format!("prometheus {}", backend.base_for_display()));
+            verifiers.push(Arc::new(ExemplarVerifier::new(backend, metric.clone())));
+        }
+        let pipeline = Arc::new(Pipeline::start(
+            verifiers,
+            plan.poll.clone(),
+            CHANNEL_CAPACITY,
+            cancel,
+        ));
+        let sampler = Arc::new(Sampler::new(
+            plan.sample,
+            plan.classes.clone(),
+            pipeline.clone(),
+        ));
+        Ok(Self {
+            sampler,
+            pipeline,
+            backends,
+            plan: plan.clone(),
+            red,
+        })
+    }
+
+    /// The server-side request total (workload routes) and where it was read; `None`
+    /// without a metrics source or when it cannot be read.
+    pub async fn requests_total(&self) -> Option<(f64, String)> {
+        let red = self.red.as_ref()?;
+        Some((red.total().await?, red.describe()))
+    }
+
+    /// The settle timeout.
+    pub fn settle_timeout(&self) -> Duration {
+        self.plan.poll.settle_timeout
+    }
+
+    /// The sampler the workers offer completed requests to.
+    pub fn sampler(&self) -> Arc<Sampler> {
+        self.sampler.clone()
+    }
+
+    /// The results so far (live thresholds).
+    pub fn snapshot(&self) -> Results {
+        self.results(self.pipeline.snapshot())
+    }
+
+    /// Stops sampling, waits for pending samples to settle (at most `settleTimeout` after
+    /// the last completion; Ctrl-C cancels the wait and settles them unknown), and returns
+    /// the results.
+    pub async fn finish(&self) -> Results {
+        let tallies = self.pipeline.finish().await;
+        self.results(tallies)
+    }
+
+    fn results(&self, tallies: Vec<Tally>) -> Results {
+        Results {
+            signals: tallies
+                .into_iter()
+                .zip(&self.backends)
+                .map(|(t, b)| (b.clone(), t))
+                .collect(),
+            classes: self.plan.classes.clone(),
+            sample: self.plan.sample,
+            settle_timeout: self.plan.poll.settle_timeout,
+            sampled: self.sampler.sampled(),
+            dropped: self.pipeline.dropped().into_iter().sum(),
+        }
+    }
+}
+
+/// Verification results: one tally per verifier, with the class expectations.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// `(backend description, tally)` per verifier.
+    pub signals: Vec<(String, Tally)>,
+    /// Expected keep classes.
+    pub classes: Vec<KeepClassPlan>,
+    /// The sampling policy.
+    pub sample: SamplePolicy,
+    /// The settle timeout.
+    pub settle_timeout: Duration,
+    /// Requests sampled.
+    pub sampled: u64,
+    /// Samples dropped because a verifier's channel was full.
+    pub dropped: u64,
+}
+
+impl Results {
+    /// The tally of `signal`, when a verifier of it ran.
+    pub fn tally(&self, signal: Signal) -> Option<&Tally> {
+        self.signals
+            .iter()
+            .map(|(_, t)| t)
+            .find(|t| t.signal == signal)
+    }
+
+    /// Seconds from `storm_end` until the traces' ingest latency (mean per second of
+    /// completion) is back within 1.5× of its mean before `storm_start`; `None` without a
+    /// baseline or when it never recovered within the run.
+    pub fn recovery_secs(&self, storm_start: Duration, storm_end: Duration) -> Option<f64> {
+        let t = self.tally(Signal::Traces)?;
+        let series = &t.ingest_series;
+        let (s0, s1) = (storm_start.as_secs() as usize, storm_end.as_secs() as usize);
+        let (n, sum) = series
+            .iter()
+            .take(s0)
+            .fold((0u64, 0u64), |(n, s), (c, u)| (n + c, s + u));
+        if n == 0 {
+            return None;
+        }
+        let baseline = sum as f64 / n as f64;
+        series
+            .iter()
+            .enumerate()
+            .skip(s1)
+            .find(|(_, (c, u))| *c > 0 && (*u as f64 / *c as f64) <= 1.5 * baseline)
+            .map(|(i, _)| (i as f64 - storm_end.as_secs_f64()).max(0.0))
+    }
+}
