@@ -12,25 +12,27 @@ use std::time::Duration;
 
 use ricochet_reports::model::{TimePoint, Verdict};
 
-use crate::evaluate::{Judgement, TagIndex, judge, ms, worse};
+use crate::evaluate::{
+    Evidence, Judgement, TagIndex, TelemetryEvidence, Windows, judge, ms, worse,
+};
 use crate::plan::Plan;
 use crate::schedule::RateProfile;
 use crate::stats::{Stats, merge_hist, new_hist};
 use crate::thresholds::{Scope, Threshold};
 
-/// Tumbling-window state of one windowed threshold.
+/// The open window of one windowed threshold.
 #[derive(Debug)]
 struct WindowState {
     threshold: usize,
     len: u32,
     current: Option<(u32, Stats)>,
-    tally: WindowTally,
 }
 
-/// The verdicts of a windowed threshold's windows so far: how many were judged, the worst
-/// and the first failing one.
-#[derive(Debug, Default, Clone)]
+/// The verdicts of a windowed threshold's windows of `len` seconds so far: how many were
+/// judged, the worst and the first failing one.
+#[derive(Debug, Clone)]
 pub struct WindowTally {
+    len: u32,
     judged: u32,
     worst: Option<(f64, u32)>,
     first_failure: Option<(f64, u32)>,
@@ -38,6 +40,34 @@ pub struct WindowTally {
 }
 
 impl WindowTally {
+    /// No window judged yet, of `len` seconds.
+    pub fn new(len: u32) -> Self {
+        Self {
+            len,
+            judged: 0,
+            worst: None,
+            first_failure: None,
+            last_reason: None,
+        }
+    }
+
+    /// An empty tally for every windowed threshold of `thresholds`, by index.
+    pub fn for_thresholds(thresholds: &[Threshold]) -> BTreeMap<usize, WindowTally> {
+        thresholds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.scope {
+                Scope::Window(d) => Some((i, WindowTally::new(window_secs(d)))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The window length, seconds.
+    pub fn window_secs(&self) -> u32 {
+        self.len
+    }
+
     /// Adds window `window`'s judgement of `th`.
     pub fn add(&mut self, th: &Threshold, window: u32, j: Judgement) {
         let Some(observed) = j.observed else {
@@ -56,14 +86,10 @@ impl WindowTally {
         }
     }
 
-    /// Whether a window failed.
-    pub fn failed(&self) -> bool {
-        self.first_failure.is_some()
-    }
-
-    /// The threshold's verdict over its windows of `len` seconds: failed when any window
-    /// failed (naming the first and the worst), unknown when none had samples.
-    pub fn judgement(&self, len: u32) -> Judgement {
+    /// The threshold's verdict over its windows: failed when any window failed (naming
+    /// the first and the worst), unknown when none had samples.
+    pub fn judgement(&self) -> Judgement {
+        let len = self.len;
         let span = |w: u32| {
             let from = w * len;
             format!("{from}s–{}s", from + len)
@@ -121,6 +147,7 @@ pub struct Aggregator {
     /// One point per finalized second, per scenario (plan order).
     pub scenario_series: Vec<Vec<TimePoint>>,
     windows: Vec<WindowState>,
+    tallies: BTreeMap<usize, WindowTally>,
     /// Keep each closed window's selected stats (runners: the operator judges windows on
     /// the merge of every runner's).
     keep_windows: bool,
@@ -150,7 +177,6 @@ impl Aggregator {
                     threshold: i,
                     len: window_secs(d),
                     current: None,
-                    tally: WindowTally::default(),
                 }),
                 _ => None,
             })
@@ -169,6 +195,7 @@ impl Aggregator {
             series: Vec::new(),
             scenario_series: vec![Vec::new(); plan.scenarios.len()],
             windows,
+            tallies: WindowTally::for_thresholds(&plan.thresholds),
             keep_windows: false,
             closed: Vec::new(),
         }
@@ -224,11 +251,6 @@ impl Aggregator {
         for w in 0..self.windows.len() {
             self.close_window(w);
         }
-    }
-
-    /// Seconds finalized so far.
-    pub fn finalized_seconds(&self) -> u32 {
-        self.next_second
     }
 
     fn planned(&self, scenario: usize, sec: u32) -> Option<f64> {
@@ -327,7 +349,9 @@ impl Aggregator {
         let th = &self.thresholds[threshold];
         let len = self.windows[w].len;
         let j = judge(th, &acc, &self.index, None, f64::from(len));
-        self.windows[w].tally.add(th, window, j);
+        if let Some(tally) = self.tallies.get_mut(&threshold) {
+            tally.add(th, window, j);
+        }
         if self.keep_windows {
             self.closed.push(ClosedWindow {
                 threshold,
@@ -337,37 +361,17 @@ impl Aggregator {
         }
     }
 
-    /// Whether a windowed threshold has already failed in a completed window.
-    pub fn window_failed(&self, threshold: usize) -> bool {
-        self.windows
-            .iter()
-            .any(|w| w.threshold == threshold && w.tally.failed())
-    }
-
-    /// Judges threshold `i` on everything so far (`elapsed` seconds of run time).
-    pub fn judge_threshold(&self, i: usize, elapsed: f64) -> Judgement {
-        let th = &self.thresholds[i];
-        match &th.scope {
-            Scope::Run => judge(th, &self.totals, &self.index, None, elapsed),
-            Scope::Phase(name) => judge(th, &self.totals, &self.index, Some(name), elapsed),
-            Scope::Window(_) => self.judge_windows(i),
+    /// What the thresholds are judged on so far (`elapsed` seconds of run time), with the
+    /// telemetry tallies of `telemetry`.
+    pub fn evidence<'a>(&'a self, elapsed: f64, telemetry: TelemetryEvidence<'a>) -> Evidence<'a> {
+        Evidence {
+            thresholds: &self.thresholds,
+            stats: &self.totals,
+            index: &self.index,
+            seconds: elapsed,
+            windows: Windows::Tallied(&self.tallies),
+            telemetry,
         }
-    }
-
-    fn judge_windows(&self, i: usize) -> Judgement {
-        let Some(state) = self.windows.iter().find(|w| w.threshold == i) else {
-            return Judgement {
-                observed: None,
-                verdict: Verdict::Unknown,
-                reason: Some("window state missing".into()),
-            };
-        };
-        state.tally.judgement(state.len)
-    }
-
-    /// Latest finalized overall point.
-    pub fn last_point(&self) -> Option<&TimePoint> {
-        self.series.last()
     }
 
     /// p99 of `http_req_duration` over the whole run so far, ms.
@@ -400,5 +404,211 @@ fn set_percentiles(p: &mut TimePoint, h: &crate::stats::Hist) {
         p.p50_ms = Some(ms(h.value_at_quantile(0.5)));
         p.p95_ms = Some(ms(h.value_at_quantile(0.95)));
         p.p99_ms = Some(ms(h.value_at_quantile(0.99)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::Metric;
+    use crate::stats::ScenarioKey;
+    use crate::testing::{plan_with, requests, scenario, threshold};
+    use crate::thresholds::{Aggregation, Comparison};
+
+    /// Two scenarios, `api` (10/s) and `chat` (5/s), for one second each.
+    fn plan() -> Plan {
+        plan_with(vec![
+            scenario("api", 10.0, "/api"),
+            scenario("chat", 5.0, "/chat"),
+        ])
+    }
+
+    /// `p(99)<100ms` on `http_req_duration{scenario:api}` in windows of `secs`.
+    fn windowed(secs: u64) -> Threshold {
+        let mut th = threshold(
+            Metric::HttpReqDuration,
+            &[("scenario", "api")],
+            Aggregation::Percentile(99.0),
+            Comparison::Lt,
+            100.0,
+        );
+        th.scope = Scope::Window(Duration::from_secs(secs));
+        th
+    }
+
+    fn judge_first(agg: &Aggregator, elapsed: f64) -> Judgement {
+        agg.evidence(elapsed, TelemetryEvidence::NotVerified)
+            .judge_threshold(0)
+    }
+
+    #[test]
+    fn absorbed_seconds_become_points_once_finalized() {
+        let mut agg = Aggregator::new(&plan());
+        let mut first = requests(0, 0, 200, &[10, 20]);
+        first.merge(&requests(0, 0, 503, &[30]));
+        first.merge(&requests(1, 0, 200, &[40]));
+        first.record_dropped(ScenarioKey {
+            scenario: 1,
+            phase: 0,
+        });
+        agg.absorb(vec![(0, first), (1, requests(0, 0, 200, &[50]))], 1);
+        assert_eq!(agg.series.len(), 1, "only second 0 is finalized");
+        assert_eq!(agg.counts(), (5, 1, 1), "totals hold every second");
+        let p = &agg.series[0];
+        assert_eq!(p.t, 0.0);
+        assert_eq!((p.requests, p.errors, p.dropped), (4, 1, 1));
+        assert_eq!(p.target_rps, Some(15.0));
+        assert!(p.p50_ms.is_some_and(|v| (20.0..21.0).contains(&v)), "{p:?}");
+        assert!(p.p99_ms.is_some_and(|v| (40.0..41.0).contains(&v)), "{p:?}");
+        let (api, chat) = (&agg.scenario_series[0][0], &agg.scenario_series[1][0]);
+        assert_eq!((api.requests, api.errors, api.dropped), (3, 1, 0));
+        assert_eq!((chat.requests, chat.errors, chat.dropped), (1, 0, 1));
+        assert_eq!((api.target_rps, chat.target_rps), (Some(10.0), Some(5.0)));
+
+        agg.absorb(Vec::new(), 3);
+        let points: Vec<_> = agg.series.iter().map(|p| (p.t, p.requests)).collect();
+        assert_eq!(points, vec![(0.0, 4), (1.0, 1), (2.0, 0)]);
+        assert_eq!(
+            agg.series[2].p99_ms, None,
+            "an empty second has no percentiles"
+        );
+        assert_eq!(agg.scenario_series[1].len(), 3);
+    }
+
+    #[test]
+    fn a_straggler_for_a_finalized_second_counts_in_the_oldest_open_one() {
+        let mut agg = Aggregator::new(&plan());
+        agg.absorb(vec![(0, requests(0, 0, 200, &[10]))], 1);
+        agg.absorb(vec![(0, requests(0, 0, 200, &[10, 10]))], 2);
+        let points: Vec<_> = agg.series.iter().map(|p| (p.t, p.requests)).collect();
+        assert_eq!(points, vec![(0.0, 1), (1.0, 2)]);
+        assert_eq!(agg.counts().0, 3);
+    }
+
+    #[test]
+    fn finish_finalizes_up_to_the_last_second_and_every_open_one() {
+        let mut agg = Aggregator::new(&plan());
+        agg.absorb(vec![(4, requests(0, 0, 200, &[10]))], 0);
+        assert!(agg.series.is_empty());
+        agg.finish(2);
+        assert_eq!(agg.series.len(), 5, "seconds 0 to 4");
+        assert_eq!(agg.series[4].requests, 1);
+
+        let mut agg = Aggregator::new(&plan());
+        agg.finish(2);
+        assert_eq!(agg.series.len(), 3, "seconds 0 to 2");
+    }
+
+    #[test]
+    fn a_window_threshold_fails_once_a_complete_window_failed() {
+        let mut p = plan();
+        p.thresholds = vec![windowed(2)];
+        let mut agg = Aggregator::new(&p);
+        let fast = || requests(0, 0, 200, &[10, 20]);
+        let slow = || requests(0, 0, 200, &[500]);
+        // The other scenario's slow samples are not selected.
+        let chat = || requests(1, 0, 200, &[900]);
+        agg.absorb(vec![(0, fast()), (1, fast()), (2, slow()), (2, chat())], 3);
+        let live = judge_first(&agg, 3.0);
+        assert_eq!(
+            live.verdict,
+            Verdict::Pass,
+            "window 2 is still open: {live:?}"
+        );
+        assert_eq!(
+            live.reason.as_deref(),
+            Some("1 windows passed; worst window 1 (0s–2s)")
+        );
+
+        agg.absorb(vec![(3, fast()), (4, fast())], 5);
+        let failed = judge_first(&agg, 5.0);
+        assert_eq!(failed.verdict, Verdict::Fail, "{failed:?}");
+        assert!(failed.observed.is_some_and(|v| (500.0..501.0).contains(&v)));
+        assert_eq!(
+            failed.reason.as_deref(),
+            Some(
+                "window 2 (2s–4s) failed first with 500.223; worst window 2 (2s–4s) observed 500.223"
+            )
+        );
+        // Over the whole run, one slow request among many fast ones passes: only a window
+        // sees it.
+        let mut whole = windowed(2);
+        whole.scope = Scope::Run;
+        p.thresholds = vec![whole];
+        let mut agg = Aggregator::new(&p);
+        let mut many = requests(0, 0, 200, &[10; 200]);
+        many.merge(&slow());
+        agg.absorb(vec![(0, many)], 1);
+        assert_eq!(judge_first(&agg, 1.0).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_window_without_samples_is_unknown_with_the_reason() {
+        let mut p = plan();
+        p.thresholds = vec![windowed(1)];
+        let mut agg = Aggregator::new(&p);
+        agg.absorb(vec![(0, requests(1, 0, 200, &[10]))], 0);
+        agg.finish(1);
+        let j = judge_first(&agg, 2.0);
+        assert_eq!(j.verdict, Verdict::Unknown);
+        assert_eq!(
+            j.reason.as_deref(),
+            Some("no samples of `http_req_duration{scenario:api}` were recorded")
+        );
+
+        let agg = Aggregator::new(&p);
+        let j = judge_first(&agg, 0.0);
+        assert_eq!(
+            (j.verdict, j.reason.as_deref()),
+            (Verdict::Unknown, Some("no window had samples"))
+        );
+    }
+
+    #[test]
+    fn kept_windows_hold_only_the_samples_their_threshold_selects() {
+        let mut p = plan();
+        p.thresholds = vec![
+            threshold(
+                Metric::HttpReqs,
+                &[],
+                Aggregation::Count,
+                Comparison::Gt,
+                0.0,
+            ),
+            windowed(1),
+        ];
+        let mut agg = Aggregator::new(&p);
+        agg.keep_window_stats();
+        let mut second = requests(0, 0, 200, &[10, 10]);
+        second.merge(&requests(1, 0, 200, &[10]));
+        agg.absorb(vec![(0, second.clone()), (1, second)], 0);
+        agg.finish(1);
+        let closed: Vec<_> = agg
+            .closed_windows()
+            .iter()
+            .map(|c| {
+                let requests: u64 = c.stats.series.values().map(|s| s.requests).sum();
+                let scenarios: Vec<u16> = c.stats.series.keys().map(|k| k.scenario).collect();
+                (c.threshold, c.index, requests, scenarios)
+            })
+            .collect();
+        assert_eq!(closed, vec![(1, 0, 2, vec![0]), (1, 1, 2, vec![0])]);
+    }
+
+    #[test]
+    fn the_live_p99_covers_every_absorbed_sample() {
+        let mut agg = Aggregator::new(&plan());
+        assert_eq!(agg.p99_so_far(), None);
+        let latencies: Vec<u64> = (1..=100).collect();
+        agg.absorb(vec![(7, requests(0, 0, 200, &latencies))], 0);
+        assert!(agg.series.is_empty(), "nothing finalized yet");
+        let p99 = agg.p99_so_far();
+        assert!(p99.is_some_and(|v| (99.0..99.1).contains(&v)), "{p99:?}");
+        agg.absorb(vec![(7, requests(1, 0, 200, &[1000; 10]))], 0);
+        let p99 = agg.p99_so_far();
+        assert!(
+            p99.is_some_and(|v| (1000.0..1001.0).contains(&v)),
+            "{p99:?}"
+        );
     }
 }

@@ -4,14 +4,22 @@
 //! method, status and the scenario's own tags), merges their histograms (percentiles are
 //! never averaged) and compares one aggregate with the limit. No samples → `Unknown`,
 //! which fails the gate closed, with the reason.
+//!
+//! [`Evidence::judge_threshold`] is the one place that decides what a threshold is judged
+//! on (the whole run, a phase, its windows, or the telemetry tallies); the live abort
+//! checks, the end of a run and the operator's merge of every runner all go through it.
 
 use std::collections::BTreeMap;
 
 use ricochet_reports::model::Verdict;
+use ricochet_verify::verification::Results;
 
+use crate::aggregate::WindowTally;
+use crate::metric::Metric;
 use crate::plan::{Executor, Plan};
 use crate::stats::{Hist, ScenarioKey, SeriesKey, SeriesStats, Stats, merge_hist, new_hist};
-use crate::thresholds::{Aggregation, Comparison, Threshold};
+use crate::telemetry::TelemetryJudge as _;
+use crate::thresholds::{Aggregation, Comparison, Scope, Threshold};
 
 /// Names of the tags of every series, resolved from the plan.
 #[derive(Clone, Debug)]
@@ -137,19 +145,6 @@ impl TagIndex {
     }
 }
 
-/// Reads one trend's histogram from a series.
-pub type TrendGetter = fn(&SeriesStats) -> Option<&Hist>;
-
-/// Trend metrics and the histogram each reads.
-pub const TRENDS: [(&str, TrendGetter); 6] = [
-    ("http_req_duration", |s| Some(&s.duration)),
-    ("http_req_waiting", |s| Some(&s.waiting)),
-    ("http_stream_duration", |s| s.stream.as_ref()),
-    ("http_req_service_duration", |s| Some(&s.service)),
-    ("http_req_schedule_lag", |s| Some(&s.schedule_lag)),
-    ("http_req_blocked", |s| Some(&s.blocked)),
-];
-
 /// The samples of one metric selected by a filter.
 #[derive(Clone, Debug)]
 pub enum Selected {
@@ -167,9 +162,9 @@ pub enum Selected {
 }
 
 /// Selects the samples of `metric` matching `filter` (and `phase`); `None` for a metric
-/// this engine does not measure.
+/// not measured from requests (the telemetry metrics).
 pub fn select(
-    metric: &str,
+    metric: Metric,
     filter: &BTreeMap<String, String>,
     phase: Option<&str>,
     stats: &Stats,
@@ -189,28 +184,40 @@ pub fn select(
             .filter(move |(k, _)| index.scenario_matches(k, filter, phase))
             .map(|(_, c)| c)
     };
-    Some(match metric {
-        "http_req_failed" => Selected::Rate {
-            passes: series().map(|s| s.failed).sum(),
-            total: series().map(|s| s.requests).sum(),
-        },
-        "http_reqs" => Selected::Counter(series().map(|s| s.requests).sum()),
-        "data_sent" => Selected::Counter(series().map(|s| s.data_sent).sum()),
-        "data_received" => Selected::Counter(series().map(|s| s.data_received).sum()),
-        "iterations" => Selected::Counter(scenarios().map(|c| c.iterations).sum()),
-        "dropped_iterations" => Selected::Counter(scenarios().map(|c| c.dropped).sum()),
-        "interrupted_iterations" => Selected::Counter(scenarios().map(|c| c.interrupted).sum()),
-        name => {
-            let (_, get) = TRENDS.iter().find(|t| t.0 == name)?;
-            let mut h = new_hist();
-            for s in series() {
-                if let Some(src) = get(s) {
-                    merge_hist(&mut h, src);
-                }
-            }
-            Selected::Trend(h)
+    let trend: fn(&SeriesStats) -> Option<&Hist> = match metric {
+        Metric::HttpReqFailed => {
+            return Some(Selected::Rate {
+                passes: series().map(|s| s.failed).sum(),
+                total: series().map(|s| s.requests).sum(),
+            });
         }
-    })
+        Metric::HttpReqs => return Some(Selected::Counter(series().map(|s| s.requests).sum())),
+        Metric::DataSent => return Some(Selected::Counter(series().map(|s| s.data_sent).sum())),
+        Metric::DataReceived => {
+            return Some(Selected::Counter(series().map(|s| s.data_received).sum()));
+        }
+        Metric::Iterations => {
+            return Some(Selected::Counter(scenarios().map(|c| c.iterations).sum()));
+        }
+        Metric::DroppedIterations => {
+            return Some(Selected::Counter(scenarios().map(|c| c.dropped).sum()));
+        }
+        Metric::InterruptedIterations => {
+            return Some(Selected::Counter(scenarios().map(|c| c.interrupted).sum()));
+        }
+        Metric::HttpReqDuration => |s| Some(&s.duration),
+        Metric::HttpReqWaiting => |s| Some(&s.waiting),
+        Metric::HttpStreamDuration => |s| s.stream.as_ref(),
+        Metric::HttpReqServiceDuration => |s| Some(&s.service),
+        Metric::HttpReqScheduleLag => |s| Some(&s.schedule_lag),
+        Metric::HttpReqBlocked => |s| Some(&s.blocked),
+        Metric::Telemetry(_) => return None,
+    };
+    let mut h = new_hist();
+    for src in series().filter_map(trend) {
+        merge_hist(&mut h, src);
+    }
+    Some(Selected::Trend(h))
 }
 
 /// Microseconds to milliseconds.
@@ -240,16 +247,76 @@ impl Judgement {
     }
 }
 
-/// Whether `observed <cmp> limit` holds.
-pub fn holds(observed: f64, cmp: Comparison, limit: f64) -> bool {
-    match cmp {
-        Comparison::Lt => observed < limit,
-        Comparison::Le => observed <= limit,
-        Comparison::Gt => observed > limit,
-        Comparison::Ge => observed >= limit,
-        Comparison::Eq => (observed - limit).abs() <= f64::EPSILON * limit.abs().max(1.0),
-        Comparison::Ne => (observed - limit).abs() > f64::EPSILON * limit.abs().max(1.0),
+/// Everything a plan's thresholds are judged on.
+#[derive(Clone, Copy, Debug)]
+pub struct Evidence<'a> {
+    /// The plan's thresholds, in the order written.
+    pub thresholds: &'a [Threshold],
+    /// Every sample so far.
+    pub stats: &'a Stats,
+    /// The plan's tag index.
+    pub index: &'a TagIndex,
+    /// Seconds the samples cover (counter rates).
+    pub seconds: f64,
+    /// The windowed thresholds' verdicts.
+    pub windows: Windows<'a>,
+    /// The telemetry thresholds' tallies.
+    pub telemetry: TelemetryEvidence<'a>,
+}
+
+/// What windowed thresholds are judged on.
+#[derive(Clone, Copy, Debug)]
+pub enum Windows<'a> {
+    /// The closed windows' tallies, by threshold index.
+    Tallied(&'a BTreeMap<usize, WindowTally>),
+    /// Windows cannot be judged, for this reason.
+    Unavailable(&'a str),
+}
+
+/// What telemetry thresholds are judged on.
+#[derive(Clone, Copy, Debug)]
+pub enum TelemetryEvidence<'a> {
+    /// The verifiers' tallies, live or settled.
+    Verified(&'a Results),
+    /// The run did not verify telemetry (or has not reported yet).
+    NotVerified,
+    /// No tallies, for this reason.
+    Unavailable(&'a str),
+}
+
+impl Evidence<'_> {
+    /// Judges threshold `i` on what its metric and scope select: the telemetry tallies, the
+    /// whole run, one phase, or its windows (failing when any window failed).
+    pub fn judge_threshold(&self, i: usize) -> Judgement {
+        let Some(th) = self.thresholds.get(i) else {
+            return Judgement::unknown(format!("no threshold {i} in this plan"));
+        };
+        if th.metric.is_telemetry() {
+            return match self.telemetry {
+                TelemetryEvidence::Verified(results) => results.judge(th),
+                TelemetryEvidence::NotVerified => not_measured(th),
+                TelemetryEvidence::Unavailable(reason) => Judgement::unknown(reason.to_owned()),
+            };
+        }
+        match (&th.scope, self.windows) {
+            (Scope::Run, _) => judge(th, self.stats, self.index, None, self.seconds),
+            (Scope::Phase(name), _) => judge(th, self.stats, self.index, Some(name), self.seconds),
+            (Scope::Window(_), Windows::Tallied(tallies)) => match tallies.get(&i) {
+                Some(tally) => tally.judgement(),
+                None => Judgement::unknown("window state missing".into()),
+            },
+            (Scope::Window(_), Windows::Unavailable(reason)) => {
+                Judgement::unknown(reason.to_owned())
+            }
+        }
     }
+}
+
+fn not_measured(th: &Threshold) -> Judgement {
+    Judgement::unknown(format!(
+        "metric `{}` is not measured by this run (telemetry verification did not run or the name is unknown)",
+        th.metric
+    ))
 }
 
 fn aggregation_name(a: Aggregation) -> String {
@@ -273,11 +340,8 @@ pub fn judge(
     phase: Option<&str>,
     seconds: f64,
 ) -> Judgement {
-    let Some(selected) = select(&th.metric, &th.filter, phase, stats, index) else {
-        return Judgement::unknown(format!(
-            "metric `{}` is not measured by this run (telemetry verification did not run or the name is unknown)",
-            th.metric
-        ));
+    let Some(selected) = select(th.metric, &th.filter, phase, stats, index) else {
+        return not_measured(th);
     };
     if let Selected::Counter(0) = selected
         && !index.filter_possible(&th.filter)
@@ -345,7 +409,7 @@ pub fn judge_selected(
             }
         }
     };
-    let pass = holds(observed, th.comparison, th.limit);
+    let pass = th.comparison.holds(observed, th.limit);
     Judgement {
         observed: Some(observed),
         verdict: if pass { Verdict::Pass } else { Verdict::Fail },
@@ -365,23 +429,26 @@ pub fn worse(cmp: Comparison, a: f64, b: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Sample;
-    use std::time::{Duration, Instant};
+    use crate::metric::RoundTrip;
+    use crate::testing::{requests, stage};
+    use crate::thresholds::parse_condition;
+    use ricochet_verify::Signal;
+    use std::time::Duration;
 
     fn plan() -> Plan {
         crate::testing::plan_with(vec![crate::testing::scenario("api", 10.0, "/api/x")])
     }
 
     fn threshold(
-        metric: &str,
+        metric: Metric,
         filter: &[(&str, &str)],
         agg: Aggregation,
         cmp: Comparison,
         limit: f64,
     ) -> Threshold {
         Threshold {
-            key: metric.into(),
-            metric: metric.into(),
+            key: metric.name().into(),
+            metric,
             filter: filter
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
@@ -397,28 +464,7 @@ mod tests {
     }
 
     fn stats_with(latencies_ms: &[u64], status: u16) -> Stats {
-        let mut st = Stats::default();
-        let t0 = Instant::now();
-        for &l in latencies_ms {
-            st.record(&Sample {
-                key: SeriesKey {
-                    scenario: 0,
-                    request: 0,
-                    status,
-                    phase: 0,
-                },
-                failed: status >= 400,
-                stream: false,
-                scheduled: t0,
-                started: t0,
-                sent: t0,
-                first_byte: t0,
-                end: t0 + Duration::from_millis(l),
-                bytes_sent: 1,
-                bytes_received: 1,
-            });
-        }
-        st
+        crate::testing::requests(0, 0, status, latencies_ms)
     }
 
     #[test]
@@ -428,7 +474,7 @@ mod tests {
         let st = stats_with(&[20, 21, 22], 200);
         let j = judge(
             &threshold(
-                "http_req_duration",
+                Metric::HttpReqDuration,
                 &[],
                 Aggregation::Percentile(99.0),
                 Comparison::Lt,
@@ -450,7 +496,7 @@ mod tests {
         let st = stats_with(&[5], 200);
         let j = judge(
             &threshold(
-                "http_req_duration",
+                Metric::HttpReqDuration,
                 &[("scenario", "chat")],
                 Aggregation::Avg,
                 Comparison::Lt,
@@ -465,7 +511,7 @@ mod tests {
         assert!(j.reason.is_some());
         let j = judge(
             &threshold(
-                "http_req_duration",
+                Metric::HttpReqDuration,
                 &[("scenario", "api"), ("status", "200")],
                 Aggregation::Avg,
                 Comparison::Lt,
@@ -487,7 +533,7 @@ mod tests {
         st.merge(&stats_with(&[1], 503));
         let j = judge(
             &threshold(
-                "http_req_failed",
+                Metric::HttpReqFailed,
                 &[],
                 Aggregation::Rate,
                 Comparison::Lt,
@@ -508,7 +554,9 @@ mod tests {
         let idx = TagIndex::new(&p);
         let j = judge(
             &threshold(
-                "telemetry_trace_missing",
+                Metric::Telemetry(crate::metric::RoundTrip::Missing(
+                    ricochet_verify::Signal::Traces,
+                )),
                 &[],
                 Aggregation::Rate,
                 Comparison::Lt,
@@ -520,5 +568,163 @@ mod tests {
             1.0,
         );
         assert_eq!(j.verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_limit_written_in_another_unit_equals_the_observed_value() {
+        // `min==1005us` is 1005 × 0.001 = 1.0050000000000001 ms; the observed minimum is
+        // 1005 / 1000 = 1.005 ms. Exact float equality would fail this `==` and pass `!=`.
+        let mut st = Stats::default();
+        let series = st
+            .series
+            .entry(SeriesKey {
+                scenario: 0,
+                request: 0,
+                status: 200,
+                phase: 0,
+            })
+            .or_default();
+        series.requests = 1;
+        crate::stats::record_duration(&mut series.duration, Duration::from_micros(1005));
+        let p = plan();
+        let idx = TagIndex::new(&p);
+        for (condition, verdict) in [
+            ("min==1005us", Verdict::Pass),
+            ("min!=1005us", Verdict::Fail),
+            ("min==1006us", Verdict::Fail),
+        ] {
+            let (agg, cmp, limit) = parse_condition(Metric::HttpReqDuration, condition).unwrap();
+            let th = threshold(Metric::HttpReqDuration, &[], agg, cmp, limit);
+            let j = judge(&th, &st, &idx, None, 1.0);
+            assert_eq!(j.observed, Some(1.005), "{condition}");
+            assert_eq!(j.verdict, verdict, "{condition}");
+        }
+    }
+
+    fn ramping_plan() -> Plan {
+        let mut sc = crate::testing::scenario("api", 10.0, "/api/x");
+        sc.executor = Executor::RampingArrivalRate {
+            start_rate: 0.0,
+            stages: vec![
+                stage(10.0, 1, Some("ramp-up")),
+                stage(10.0, 1, Some("steady")),
+            ],
+        };
+        crate::testing::plan_with(vec![sc])
+    }
+
+    #[test]
+    fn the_one_judge_picks_the_samples_by_metric_and_scope() {
+        let p = ramping_plan();
+        let idx = TagIndex::new(&p);
+        let mut st = requests(0, 1, 200, &[10, 10, 10]);
+        st.merge(&requests(0, 2, 200, &[500, 500]));
+        let p99 = |scope| Threshold {
+            scope,
+            ..threshold(
+                Metric::HttpReqDuration,
+                &[],
+                Aggregation::Percentile(99.0),
+                Comparison::Lt,
+                100.0,
+            )
+        };
+        let missing = threshold(
+            Metric::Telemetry(RoundTrip::Missing(Signal::Traces)),
+            &[],
+            Aggregation::Rate,
+            Comparison::Lt,
+            0.01,
+        );
+        let thresholds = vec![
+            p99(Scope::Run),
+            p99(Scope::Phase("ramp-up".into())),
+            p99(Scope::Phase("steady".into())),
+            p99(Scope::Window(Duration::from_secs(1))),
+            missing,
+        ];
+        let mut tally = WindowTally::new(1);
+        tally.add(
+            &thresholds[3],
+            0,
+            judge(&thresholds[3], &st, &idx, None, 1.0),
+        );
+        let tallies: BTreeMap<usize, WindowTally> = [(3, tally)].into();
+        let no_tallies = BTreeMap::new();
+        let evidence = Evidence {
+            thresholds: &thresholds,
+            stats: &st,
+            index: &idx,
+            seconds: 2.0,
+            windows: Windows::Tallied(&tallies),
+            telemetry: TelemetryEvidence::NotVerified,
+        };
+        let verdict = |ev: &Evidence<'_>, i| ev.judge_threshold(i).verdict;
+        assert_eq!(verdict(&evidence, 0), Verdict::Fail);
+        assert_eq!(
+            verdict(&evidence, 1),
+            Verdict::Pass,
+            "only the ramp-up samples"
+        );
+        assert_eq!(
+            verdict(&evidence, 2),
+            Verdict::Fail,
+            "only the steady samples"
+        );
+        let window = evidence.judge_threshold(3);
+        assert_eq!(window.verdict, Verdict::Fail);
+        assert_eq!(
+            window.reason.as_deref(),
+            Some(
+                "window 1 (0s–1s) failed first with 500.223; worst window 1 (0s–1s) observed 500.223"
+            )
+        );
+        assert_eq!(
+            evidence.judge_threshold(4).reason.as_deref(),
+            Some(
+                "metric `telemetry_trace_missing` is not measured by this run (telemetry verification did not run or the name is unknown)"
+            )
+        );
+        assert_eq!(verdict(&evidence, 5), Verdict::Unknown);
+
+        let results = Results {
+            signals: Vec::new(),
+            classes: Vec::new(),
+            sample: ricochet_verify::plan::SamplePolicy::Rate(1.0),
+            settle_timeout: Duration::from_secs(1),
+            sampled: 0,
+            dropped: 0,
+        };
+        let cases = [
+            (
+                Windows::Tallied(&no_tallies),
+                TelemetryEvidence::Verified(&results),
+                "window state missing",
+                "no trace backend was verified in this run, so `telemetry_trace_missing` was not measured",
+            ),
+            (
+                Windows::Unavailable("windows were omitted"),
+                TelemetryEvidence::Unavailable("no runner reported"),
+                "windows were omitted",
+                "no runner reported",
+            ),
+        ];
+        for (windows, telemetry, window_reason, telemetry_reason) in cases {
+            let ev = Evidence {
+                windows,
+                telemetry,
+                ..evidence
+            };
+            let (w, t) = (ev.judge_threshold(3), ev.judge_threshold(4));
+            assert_eq!(
+                (w.verdict, w.reason.as_deref()),
+                (Verdict::Unknown, Some(window_reason))
+            );
+            assert_eq!(
+                (t.verdict, t.reason.as_deref()),
+                (Verdict::Unknown, Some(telemetry_reason))
+            );
+            assert_eq!(verdict(&ev, 0), Verdict::Fail);
+        }
     }
 }

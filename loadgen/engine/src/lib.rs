@@ -4,7 +4,7 @@
 //! (located errors: file, line, column, field, what is valid); [`run::execute`] drives it
 //! open-model, each request measured from its scheduled instant, judges k6-style
 //! [`thresholds`] live and at the end, verifies the telemetry round trip through
-//! `ricochet-verify`, and returns a [`run::RunReport`] with its [`Exit`] code;
+//! `ricochet-verify`, and returns a [`run::RunOutcome`] with its [`Exit`] code;
 //! `summary.json` and the other reports are written on every exit path once the run
 //! started.
 //!
@@ -23,8 +23,14 @@
 //! # }
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod duration;
 pub mod load;
+pub mod metric;
 pub mod plan;
 pub mod segment;
 pub mod thresholds;

@@ -15,6 +15,7 @@ use crate::aggregate::{Aggregator, ClosedWindow};
 use crate::chaos::Admin;
 use crate::client::{Client, Target, TargetError};
 use crate::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
+use crate::evaluate::TelemetryEvidence;
 use crate::plan::chaos::AdminPlan;
 use crate::plan::{Plan, TargetPlan};
 use crate::progress::{Notice, ProgressSink, Silent, Snapshot};
@@ -22,7 +23,6 @@ use crate::schedule::{RateProfile, VuProfile};
 use crate::stats::{Recorder, Stats};
 use crate::summary::{RunFacts, build, threshold_result};
 use crate::telemetry::{ExporterReading, TelemetryJudge as _};
-use crate::thresholds::{Scope, is_telemetry};
 use crate::worker::{Pacing, ScenarioCtx, run_arrivals, run_vus};
 use ricochet_verify::plan::SINK_CAPACITY;
 use ricochet_verify::sink::{Sink, SinkError};
@@ -37,7 +37,7 @@ pub struct RunOptions {
     pub progress: Arc<dyn ProgressSink>,
     /// Collection interval (live thresholds, progress).
     pub tick: Duration,
-    /// Keep each closed window of windowed thresholds ([`RunReport::windows`]); runners do,
+    /// Keep each closed window of windowed thresholds ([`RunOutcome::windows`]); runners do,
     /// so that the operator judges windows on every runner's data.
     pub keep_windows: bool,
     /// How arrival-rate dispatchers wait for each arrival.
@@ -147,7 +147,7 @@ impl RunError {
 
 /// A finished (or failed) run.
 #[derive(Debug)]
-pub struct RunReport {
+pub struct RunOutcome {
     /// The summary, as written to `summary.json`.
     pub summary: Summary,
     /// How the run ended, as the process exit code.
@@ -167,12 +167,12 @@ pub struct RunReport {
 }
 
 /// Runs `plan`. Errors are returned only when the run could not start; once it has
-/// started, every outcome is a [`RunReport`] and `summary.json` is written.
+/// started, every outcome is a [`RunOutcome`] and `summary.json` is written.
 pub async fn execute(
     plan: &Plan,
     opts: &RunOptions,
     stopper: Arc<Stopper>,
-) -> Result<RunReport, RunError> {
+) -> Result<RunOutcome, RunError> {
     let started_at = SystemTime::now();
     let telemetry = plan.telemetry.as_ref();
     let sink = match telemetry {
@@ -386,17 +386,17 @@ pub async fn execute(
     }
 
     let secs = elapsed.as_secs_f64();
+    let evidence = agg.evidence(
+        secs,
+        verified
+            .as_ref()
+            .map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
+    );
     let mut results: Vec<_> = plan
         .thresholds
         .iter()
         .enumerate()
-        .map(|(i, th)| {
-            let judgement = match (&verified, is_telemetry(&th.metric)) {
-                (Some(v), true) => v.judge(th),
-                _ => agg.judge_threshold(i, secs),
-            };
-            threshold_result(th, judgement)
-        })
+        .map(|(i, th)| threshold_result(th, evidence.judge_threshold(i)))
         .collect();
     if let Some(v) = &verified {
         results.extend(v.class_results());
@@ -525,17 +525,15 @@ fn check_aborts(
     elapsed: Duration,
     stopper: &Stopper,
 ) {
+    let evidence = agg.evidence(
+        elapsed.as_secs_f64(),
+        live.map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
+    );
     for (i, th) in plan.thresholds.iter().enumerate() {
         if !th.abort_on_fail || elapsed < th.delay_abort_eval || stopper.token.is_cancelled() {
             continue;
         }
-        let failed = match (th.scope.clone(), live) {
-            (_, Some(r)) if is_telemetry(&th.metric) => r.judge(th).verdict == Verdict::Fail,
-            (_, None) if is_telemetry(&th.metric) => false,
-            (Scope::Window(_), _) => agg.window_failed(i),
-            _ => agg.judge_threshold(i, elapsed.as_secs_f64()).verdict == Verdict::Fail,
-        };
-        if failed {
+        if evidence.judge_threshold(i).verdict == Verdict::Fail {
             stopper.stop(
                 StopKind::ThresholdAbort,
                 format!(
@@ -556,7 +554,7 @@ fn failed_start(
     started_at: SystemTime,
     url: &str,
     message: String,
-) -> RunReport {
+) -> RunOutcome {
     let mut agg = Aggregator::new(plan);
     agg.finish(0);
     let results = plan
@@ -597,7 +595,7 @@ fn finish_report(
     mut exit: Exit,
     mut message: Option<String>,
     out: Option<&Path>,
-) -> RunReport {
+) -> RunOutcome {
     let mut written = None;
     if let Some(dir) = out {
         match write_summary(&summary, dir) {
@@ -611,7 +609,7 @@ fn finish_report(
             }
         }
     }
-    RunReport {
+    RunOutcome {
         summary,
         exit,
         message,

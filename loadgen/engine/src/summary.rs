@@ -10,11 +10,18 @@ use ricochet_reports::model::{
 
 use crate::aggregate::Aggregator;
 use crate::evaluate::{Selected, ms, select};
+use crate::metric::Metric;
 use crate::plan::Plan;
 use crate::stats::{Hist, merge_hist, new_hist};
 use crate::thresholds::Scope;
-use crate::thresholds::{METRICS, metric_kind};
 use crate::worker::Pacing;
+
+/// The metrics reported per request name, for scenarios with more than one request.
+const PER_REQUEST: [Metric; 3] = [
+    Metric::HttpReqs,
+    Metric::HttpReqDuration,
+    Metric::HttpReqFailed,
+];
 
 /// Percentiles of each scenario's latency spectrum.
 pub const SPECTRUM: [f64; 14] = [
@@ -111,39 +118,42 @@ fn metrics(plan: &Plan, agg: &Aggregator, seconds: f64) -> BTreeMap<String, Metr
     let stats = &agg.totals;
     let index = agg.index();
     let mut out = BTreeMap::new();
-    let mut add = |name: &str, filter: &BTreeMap<String, String>| {
-        if let Some(sel) = select(name, filter, None, stats, index) {
+    let mut add = |metric: Metric, filter: &BTreeMap<String, String>| {
+        if let Some(sel) = select(metric, filter, None, stats, index) {
             if let Selected::Trend(h) = &sel
                 && h.is_empty()
-                && name == "http_stream_duration"
+                && metric == Metric::HttpStreamDuration
             {
                 return;
             }
-            out.insert(metric_key(name, filter), metric_summary(&sel, seconds));
+            out.insert(
+                metric_key(metric.name(), filter),
+                metric_summary(&sel, seconds),
+            );
         }
     };
     let none = BTreeMap::new();
-    for (m, _) in METRICS {
+    for m in Metric::ALL {
         add(m, &none);
     }
     for sc in &plan.scenarios {
         let f: BTreeMap<String, String> = [("scenario".to_owned(), sc.name.clone())].into();
-        for (m, _) in METRICS {
+        for m in Metric::ALL {
             add(m, &f);
         }
         if sc.requests.len() > 1 {
             for r in &sc.requests {
                 let mut f = f.clone();
                 f.insert("name".into(), r.name.clone());
-                for m in ["http_reqs", "http_req_duration", "http_req_failed"] {
+                for m in PER_REQUEST {
                     add(m, &f);
                 }
             }
         }
     }
     for th in &plan.thresholds {
-        if metric_kind(&th.metric).is_some() && !th.filter.is_empty() {
-            add(&th.metric, &th.filter);
+        if !th.filter.is_empty() {
+            add(th.metric, &th.filter);
         }
     }
     out

@@ -36,6 +36,7 @@ use ricochet_verify::verification::Results;
 use ricochet_verify::{Rate, Signal, Tally};
 
 use crate::evaluate::{Judgement, Selected, judge_selected};
+use crate::metric::{Metric, RoundTrip};
 use crate::summary::trend_stats;
 use crate::thresholds::{Aggregation, Threshold};
 
@@ -192,9 +193,10 @@ impl TelemetryJudge for Results {
 
     /// Judges a `telemetry_*` threshold.
     fn judge(&self, th: &Threshold) -> Judgement {
-        let Some((signal, what)) = parse_metric(&th.metric) else {
+        let Metric::Telemetry(what) = th.metric else {
             return Judgement::unknown(format!("`{}` is not a telemetry metric", th.metric));
         };
+        let signal = what.signal();
         let Some(t) = self.tally(signal) else {
             return Judgement::unknown(format!(
                 "no {} backend was verified in this run, so `{}` was not measured",
@@ -227,16 +229,16 @@ impl TelemetryJudge for Results {
             }
         };
         match what {
-            "missing" => rate(self.missing_rate(t), t.missing),
-            "incomplete" => rate(t.incomplete_rate(), t.incomplete),
-            "unknown" => rate(t.unknown_rate(), t.unknown),
-            "ingest_latency" => judge_selected(
+            RoundTrip::Missing(_) => rate(self.missing_rate(t), t.missing),
+            RoundTrip::TraceIncomplete => rate(t.incomplete_rate(), t.incomplete),
+            RoundTrip::Unknown(_) => rate(t.unknown_rate(), t.unknown),
+            RoundTrip::IngestLatency(_) => judge_selected(
                 th,
                 &Selected::Trend(t.ingest_latency.clone()),
                 1.0,
                 &no_data,
             ),
-            _ => judge_selected(
+            RoundTrip::QueryDuration(_) => judge_selected(
                 th,
                 &Selected::Trend(t.query_duration.clone()),
                 1.0,
@@ -420,24 +422,6 @@ impl ExporterReading {
     }
 }
 
-/// `telemetry_trace_missing` → `(Traces, "missing")`.
-pub fn parse_metric(metric: &str) -> Option<(Signal, &str)> {
-    let rest = metric.strip_prefix("telemetry_")?;
-    let (signal, what) = rest.split_once('_')?;
-    let signal = match signal {
-        "trace" => Signal::Traces,
-        "log" => Signal::Logs,
-        "metric" => Signal::Metrics,
-        _ => return None,
-    };
-    matches!(
-        what,
-        "missing" | "unknown" | "ingest_latency" | "query_duration"
-    )
-    .then_some((signal, what))
-    .or_else(|| (signal == Signal::Traces && what == "incomplete").then_some((signal, what)))
-}
-
 #[cfg(test)]
 mod tests {
     use ricochet_verify::plan::{KeepClassPlan, SamplePolicy, StatusMatch};
@@ -458,20 +442,25 @@ mod tests {
 
     #[test]
     fn telemetry_metric_names_parse() {
+        let telemetry = |name: &str| match Metric::parse(name) {
+            Some(Metric::Telemetry(r)) => Some(r),
+            _ => None,
+        };
         assert_eq!(
-            parse_metric("telemetry_trace_missing"),
-            Some((Signal::Traces, "missing"))
+            telemetry("telemetry_trace_missing"),
+            Some(RoundTrip::Missing(Signal::Traces))
         );
         assert_eq!(
-            parse_metric("telemetry_log_ingest_latency"),
-            Some((Signal::Logs, "ingest_latency"))
+            telemetry("telemetry_log_ingest_latency"),
+            Some(RoundTrip::IngestLatency(Signal::Logs))
         );
         assert_eq!(
-            parse_metric("telemetry_trace_incomplete"),
-            Some((Signal::Traces, "incomplete"))
+            telemetry("telemetry_trace_incomplete"),
+            Some(RoundTrip::TraceIncomplete)
         );
-        assert_eq!(parse_metric("telemetry_log_incomplete"), None);
-        assert_eq!(parse_metric("http_req_failed"), None);
+        assert_eq!(RoundTrip::TraceIncomplete.signal(), Signal::Traces);
+        assert_eq!(telemetry("telemetry_log_incomplete"), None);
+        assert_eq!(telemetry("http_req_failed"), None);
     }
 
     #[test]

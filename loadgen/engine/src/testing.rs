@@ -1,12 +1,14 @@
-//! Builders of hand-made [`Plan`]s for tests and benchmarks.
+//! Builders of hand-made [`Plan`]s and [`Stats`] for tests and benchmarks.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::metric::Metric;
 use crate::plan::{Executor, Plan, RequestPlan, ScenarioPlan, StagePlan, TargetPlan, TargetUrl};
+use crate::stats::{Measurement, SeriesKey, Stats};
 use crate::thresholds::{Aggregation, Comparison, Scope, Threshold};
 
 /// A plan against the embedded echo-server with `scenarios`, no thresholds and no
@@ -74,7 +76,7 @@ pub fn stage(target: f64, secs: u64, name: Option<&str>) -> StagePlan {
 
 /// A threshold on `metric` with `filter`, e.g. `p(99) < limit`.
 pub fn threshold(
-    metric: &str,
+    metric: Metric,
     filter: &[(&str, &str)],
     aggregation: Aggregation,
     comparison: Comparison,
@@ -85,14 +87,14 @@ pub fn threshold(
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let key = if filter.is_empty() {
-        metric.to_owned()
+        metric.name().to_owned()
     } else {
         let tags: Vec<String> = filter.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         format!("{metric}{{{}}}", tags.join(","))
     };
     Threshold {
         key,
-        metric: metric.into(),
+        metric,
         filter,
         expression: format!("{aggregation:?} {comparison:?} {limit}"),
         aggregation,
@@ -102,4 +104,32 @@ pub fn threshold(
         delay_abort_eval: Duration::ZERO,
         scope: Scope::Run,
     }
+}
+
+/// Stats of one finished request per entry of `latencies_ms`, sent at once and answered
+/// with `status` (failed from 400), of request 0 of scenario `scenario` in `phase` (the
+/// 1-based stage, 0 for none).
+pub fn requests(scenario: u16, phase: u16, status: u16, latencies_ms: &[u64]) -> Stats {
+    let mut stats = Stats::default();
+    let t0 = Instant::now();
+    for &ms in latencies_ms {
+        stats.record(&Measurement {
+            key: SeriesKey {
+                scenario,
+                request: 0,
+                status,
+                phase,
+            },
+            failed: status >= 400,
+            stream: false,
+            scheduled: t0,
+            started: t0,
+            sent: t0,
+            first_byte: t0,
+            end: t0 + Duration::from_millis(ms),
+            bytes_sent: 1,
+            bytes_received: 1,
+        });
+    }
+    stats
 }

@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::metric::{Metric, MetricKind};
+
 /// One parsed threshold condition.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Threshold {
     /// The metric key as written, e.g. `http_req_duration{scenario:api}`.
     pub key: String,
-    /// The metric name, e.g. `http_req_duration`.
-    pub metric: String,
+    /// The metric, e.g. [`Metric::HttpReqDuration`].
+    pub metric: Metric,
     /// Tag filter: every tag must match for a sample to count.
     pub filter: BTreeMap<String, String>,
     /// The condition as written, e.g. `p(99)<800ms`.
@@ -75,101 +77,26 @@ pub enum Scope {
     Phase(String),
 }
 
-/// The kind of a metric, which decides the aggregations and units its thresholds may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricKind {
-    /// A monotonic sum (requests, bytes): `count`, `rate` (per second); limits take no unit.
-    Counter,
-    /// A fraction of true samples (failed requests): `rate`, a fraction between 0 and 1.
-    Rate,
-    /// A distribution of durations: `p(N)`, `avg`, `med`, `min`, `max`; limits in `ms` by default.
-    Trend,
-}
-
-impl MetricKind {
-    /// The k6 word for the kind, as used in error messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricKind::Counter => "counter",
-            MetricKind::Rate => "rate",
-            MetricKind::Trend => "trend",
-        }
+/// Whether a threshold on a metric of `kind` may use `aggregation`.
+fn allows(kind: MetricKind, aggregation: Aggregation) -> bool {
+    match kind {
+        MetricKind::Counter => matches!(aggregation, Aggregation::Count | Aggregation::Rate),
+        MetricKind::Rate => matches!(aggregation, Aggregation::Rate),
+        MetricKind::Trend => matches!(
+            aggregation,
+            Aggregation::Percentile(_)
+                | Aggregation::Avg
+                | Aggregation::Med
+                | Aggregation::Min
+                | Aggregation::Max
+        ),
     }
-
-    /// The aggregations a threshold on a metric of this kind may use, for error messages.
-    pub fn valid_aggregations(self) -> &'static str {
-        match self {
-            MetricKind::Counter => "`count` or `rate`",
-            MetricKind::Rate => "`rate`",
-            MetricKind::Trend => "`p(N)`, `avg`, `med`, `min` or `max`",
-        }
-    }
-
-    fn allows(self, aggregation: Aggregation) -> bool {
-        match self {
-            MetricKind::Counter => matches!(aggregation, Aggregation::Count | Aggregation::Rate),
-            MetricKind::Rate => matches!(aggregation, Aggregation::Rate),
-            MetricKind::Trend => matches!(
-                aggregation,
-                Aggregation::Percentile(_)
-                    | Aggregation::Avg
-                    | Aggregation::Med
-                    | Aggregation::Min
-                    | Aggregation::Max
-            ),
-        }
-    }
-}
-
-/// Every metric a threshold may name, with its kind: the one table to extend.
-pub const METRICS: &[(&str, MetricKind)] = &[
-    ("http_reqs", MetricKind::Counter),
-    ("http_req_duration", MetricKind::Trend),
-    ("http_req_waiting", MetricKind::Trend),
-    ("http_req_service_duration", MetricKind::Trend),
-    ("http_req_schedule_lag", MetricKind::Trend),
-    ("http_req_blocked", MetricKind::Trend),
-    ("http_stream_duration", MetricKind::Trend),
-    ("http_req_failed", MetricKind::Rate),
-    ("iterations", MetricKind::Counter),
-    ("dropped_iterations", MetricKind::Counter),
-    ("interrupted_iterations", MetricKind::Counter),
-    ("data_sent", MetricKind::Counter),
-    ("data_received", MetricKind::Counter),
-    // Telemetry round trip (`spec.telemetry`); judged on the whole run, untagged.
-    ("telemetry_trace_missing", MetricKind::Rate),
-    ("telemetry_log_missing", MetricKind::Rate),
-    ("telemetry_metric_missing", MetricKind::Rate),
-    ("telemetry_trace_incomplete", MetricKind::Rate),
-    ("telemetry_trace_unknown", MetricKind::Rate),
-    ("telemetry_log_unknown", MetricKind::Rate),
-    ("telemetry_metric_unknown", MetricKind::Rate),
-    ("telemetry_trace_ingest_latency", MetricKind::Trend),
-    ("telemetry_log_ingest_latency", MetricKind::Trend),
-    ("telemetry_metric_ingest_latency", MetricKind::Trend),
-    ("telemetry_trace_query_duration", MetricKind::Trend),
-    ("telemetry_log_query_duration", MetricKind::Trend),
-    ("telemetry_metric_query_duration", MetricKind::Trend),
-];
-
-/// Whether `metric` is one of the telemetry round-trip metrics (judged from the
-/// verifiers' tallies, not from request samples).
-pub fn is_telemetry(metric: &str) -> bool {
-    metric.starts_with("telemetry_")
-}
-
-/// The kind of a known metric, `None` for a name not in [`METRICS`].
-pub fn metric_kind(name: &str) -> Option<MetricKind> {
-    METRICS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, kind)| *kind)
 }
 
 fn known_metrics() -> String {
-    METRICS
+    Metric::ALL
         .iter()
-        .map(|(name, _)| format!("`{name}`"))
+        .map(|m| format!("`{m}`"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -187,23 +114,19 @@ impl Comparison {
         }
     }
 
-    /// Whether `value <op> limit` holds.
+    /// Whether `value <op> limit` holds. `==` and `!=` allow the rounding of a limit
+    /// converted to milliseconds (`1005us` is 1.0050000000000001 ms): values within
+    /// [`f64::EPSILON`] relative (absolute below 1) are equal.
     pub fn holds(self, value: f64, limit: f64) -> bool {
+        let equal = || (value - limit).abs() <= f64::EPSILON * limit.abs().max(1.0);
         match self {
             Comparison::Lt => value < limit,
             Comparison::Le => value <= limit,
             Comparison::Gt => value > limit,
             Comparison::Ge => value >= limit,
-            Comparison::Eq => value == limit,
-            Comparison::Ne => value != limit,
+            Comparison::Eq => equal(),
+            Comparison::Ne => !equal(),
         }
-    }
-}
-
-impl Threshold {
-    /// The kind of the threshold's metric.
-    pub fn metric_kind(&self) -> Option<MetricKind> {
-        metric_kind(&self.metric)
     }
 }
 
@@ -260,17 +183,17 @@ fn backticked(names: &[String]) -> String {
 pub fn parse_key(
     key: &str,
     ctx: &ThresholdContext,
-) -> Result<(String, MetricKind, BTreeMap<String, String>), ThresholdError> {
+) -> Result<(Metric, BTreeMap<String, String>), ThresholdError> {
     let (metric, filter_text) = match key.find('{') {
         Some(open) => (&key[..open], Some(&key[open..])),
         None => (key, None),
     };
-    let metric = metric.trim();
-    let Some(kind) = metric_kind(metric) else {
+    let name = metric.trim();
+    let Some(metric) = Metric::parse(name) else {
         return Err(fail(
             ThresholdField::Key,
             format!(
-                "unknown metric `{metric}`, expected one of {}",
+                "unknown metric `{name}`, expected one of {}",
                 known_metrics()
             ),
         ));
@@ -324,16 +247,16 @@ pub fn parse_key(
             ));
         }
     }
-    Ok((metric.to_owned(), kind, filter))
+    Ok((metric, filter))
 }
 
-/// Parses a condition such as `p(99)<800ms`, `rate<0.003` or `count>=100` for a metric of
-/// `kind`: the aggregation, comparison and limit (milliseconds for trends).
+/// Parses a condition such as `p(99)<800ms`, `rate<0.003` or `count>=100` for `metric`:
+/// the aggregation, comparison and limit (milliseconds for trends).
 pub fn parse_condition(
-    metric: &str,
-    kind: MetricKind,
+    metric: Metric,
     condition: &str,
 ) -> Result<(Aggregation, Comparison, f64), ThresholdError> {
+    let kind = metric.kind();
     let bad = |why: String| fail(ThresholdField::Condition, why);
     let syntax = || {
         bad(format!(
@@ -384,7 +307,7 @@ pub fn parse_condition(
             }
         }
     };
-    if !kind.allows(aggregation) {
+    if !allows(kind, aggregation) {
         return Err(bad(format!(
             "`{aggregation_text}` does not apply to `{metric}` (a {}), expected {}",
             kind.as_str(),
@@ -446,12 +369,12 @@ pub fn parse_threshold(
 ) -> Result<Threshold, ThresholdError> {
     use ricochet_crds::ThresholdSpec;
 
-    let (metric, kind, filter) = parse_key(key, ctx)?;
+    let (metric, filter) = parse_key(key, ctx)?;
     let (expression, detail) = match spec {
         ThresholdSpec::Expression(e) => (e.as_str(), None),
         ThresholdSpec::Detailed(d) => (d.threshold.as_str(), Some(d)),
     };
-    let (aggregation, comparison, limit) = parse_condition(&metric, kind, expression)?;
+    let (aggregation, comparison, limit) = parse_condition(metric, expression)?;
     let duration = |field: ThresholdField, text: &str| {
         crate::duration::parse_duration(text).map_err(|e| fail(field, e.to_string()))
     };
@@ -504,7 +427,7 @@ pub fn parse_threshold(
             (None, None) => {}
         }
     }
-    if is_telemetry(&threshold.metric) {
+    if threshold.metric.is_telemetry() {
         if !threshold.filter.is_empty() {
             return Err(fail(
                 ThresholdField::Key,
@@ -589,9 +512,9 @@ mod tests {
             ("interrupted_iterations", "count==0", A::Count, C::Eq, 0.0),
         ];
         for (metric, condition, aggregation, comparison, limit) in cases {
-            let kind = metric_kind(metric).unwrap();
+            let m = Metric::parse(metric).unwrap();
             assert_eq!(
-                parse_condition(metric, kind, condition),
+                parse_condition(m, condition),
                 Ok((aggregation, comparison, limit)),
                 "{metric}: {condition}"
             );
@@ -668,8 +591,8 @@ mod tests {
             ),
         ];
         for (metric, condition, want) in cases {
-            let kind = metric_kind(metric).unwrap();
-            let err = parse_condition(metric, kind, condition).unwrap_err();
+            let m = Metric::parse(metric).unwrap();
+            let err = parse_condition(m, condition).unwrap_err();
             assert_eq!(err.field, ThresholdField::Condition);
             assert_eq!(err.message, want, "{metric}: {condition}");
         }
@@ -677,10 +600,10 @@ mod tests {
 
     #[test]
     fn keys_carry_known_metrics_and_well_formed_tag_filters() {
-        let (metric, kind, filter) =
+        let (metric, filter) =
             parse_key("http_req_duration{scenario:api, name:list-orders}", &ctx()).unwrap();
-        assert_eq!(metric, "http_req_duration");
-        assert_eq!(kind, MetricKind::Trend);
+        assert_eq!(metric, Metric::HttpReqDuration);
+        assert_eq!(metric.kind(), MetricKind::Trend);
         assert_eq!(filter.get("scenario").map(String::as_str), Some("api"));
         assert_eq!(filter.get("name").map(String::as_str), Some("list-orders"));
 
@@ -737,7 +660,8 @@ mod tests {
         });
         let t = parse_threshold("http_req_duration{scenario:api}", &phase, &ctx()).unwrap();
         assert_eq!(t.scope, Scope::Phase("steady".into()));
-        assert_eq!(t.metric_kind(), Some(MetricKind::Trend));
+        assert_eq!(t.metric, Metric::HttpReqDuration);
+        assert_eq!(t.metric.kind(), MetricKind::Trend);
 
         let cases = [
             (
@@ -796,5 +720,22 @@ mod tests {
         assert!(Comparison::Le.holds(2.0, 2.0));
         assert!(Comparison::Ne.holds(1.0, 2.0));
         assert_eq!(Comparison::Ge.as_str(), ">=");
+    }
+
+    #[test]
+    fn equality_survives_the_unit_conversion_of_the_limit() {
+        // `1005us` becomes 1005 × 0.001 = 1.0050000000000001 ms, while an observed 1005 µs
+        // is 1005 / 1000 = 1.005 ms: exact `==` would call them different.
+        let (_, eq, limit) = parse_condition(Metric::HttpReqDuration, "min==1005us").unwrap();
+        let observed = 1005.0 / 1000.0;
+        assert_ne!(observed, limit);
+        assert!(eq.holds(observed, limit));
+        assert!(!Comparison::Ne.holds(observed, limit));
+        let (_, _, limit) = parse_condition(Metric::HttpReqDuration, "max==1.005s").unwrap();
+        assert!(Comparison::Eq.holds(1005.0, limit));
+        // One microsecond, the histograms' resolution, is still a difference.
+        assert!(!Comparison::Eq.holds(1006.0 / 1000.0, 1005.0 / 1000.0));
+        assert!(Comparison::Ne.holds(1004.0 / 1000.0, 1005.0 / 1000.0));
+        assert!(Comparison::Eq.holds(0.0, 0.0));
     }
 }

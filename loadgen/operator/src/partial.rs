@@ -15,11 +15,13 @@ use ricochet_crds::{ThresholdVerdict, Verdict};
 use ricochet_reports::model::Verdict as ModelVerdict;
 use serde::{Deserialize, Serialize};
 
-use ricochet_engine::evaluate::{TagIndex, judge};
+use ricochet_engine::aggregate::WindowTally;
+use ricochet_engine::evaluate::{Evidence, TagIndex, TelemetryEvidence, Windows, judge};
+use ricochet_engine::metric::Metric;
 use ricochet_engine::plan::Plan;
 use ricochet_engine::stats::{Hist, ScenarioCounters, ScenarioKey, SeriesKey, SeriesStats, Stats};
 use ricochet_engine::telemetry::TelemetryJudge;
-use ricochet_engine::thresholds::{Scope, is_telemetry};
+use ricochet_engine::thresholds::Scope;
 use ricochet_verify::verification::Results;
 use ricochet_verify::{ClassCounts, Signal, Tally};
 
@@ -605,8 +607,8 @@ pub fn merge_partials(plan: &Plan, partials: &[Partial]) -> Result<(Stats, f64),
 /// The merged results judged: per-threshold verdicts (in the order written, then one per
 /// declared keep class) and the run's verdict. Telemetry thresholds are judged on the
 /// merged tallies (`telemetry`; unknown, failing closed, when no runner verified).
-/// Windowed thresholds need per-second data the partials do not carry yet; they are
-/// `Unknown` (failing closed) with that reason.
+/// Windowed thresholds are judged on the merge of every runner's part of each window
+/// (unknown, failing closed, when a runner's windows did not fit its ConfigMap).
 pub fn judge_merged(plan: &Plan, merged: &Merged) -> (Vec<ThresholdVerdict>, Verdict) {
     let verdicts: Vec<ThresholdVerdict> = merged_threshold_results(plan, merged)
         .into_iter()
@@ -687,42 +689,43 @@ fn merged_threshold_results(
     plan: &Plan,
     merged: &Merged,
 ) -> Vec<ricochet_reports::model::ThresholdResult> {
-    let (stats, elapsed, telemetry) = (&merged.stats, merged.elapsed, merged.telemetry.as_ref());
     let index = TagIndex::new(plan);
+    // Each window judged on the merge of every runner's part of it.
+    let mut tallies = WindowTally::for_thresholds(&plan.thresholds);
+    for (&(i, w), acc) in &merged.windows {
+        if let (Some(th), Some(tally)) = (plan.thresholds.get(i), tallies.get_mut(&i)) {
+            let seconds = f64::from(tally.window_secs());
+            tally.add(th, w, judge(th, acc, &index, None, seconds));
+        }
+    }
+    let omitted = merged.windows_omitted.map(|runner| {
+        format!(
+            "runner {runner}'s per-window data did not fit its ConfigMap, so windows cannot be judged across runners; use a longer window"
+        )
+    });
+    let evidence = Evidence {
+        thresholds: &plan.thresholds,
+        stats: &merged.stats,
+        index: &index,
+        seconds: merged.elapsed,
+        windows: match &omitted {
+            Some(reason) => Windows::Unavailable(reason),
+            None => Windows::Tallied(&tallies),
+        },
+        telemetry: match &merged.telemetry {
+            Some(r) => TelemetryEvidence::Verified(r),
+            None => {
+                TelemetryEvidence::Unavailable("no runner reported telemetry verification results")
+            }
+        },
+    };
     let mut results: Vec<_> = plan
         .thresholds
         .iter()
         .enumerate()
-        .map(|(i, th)| {
-            let j = match &th.scope {
-                _ if is_telemetry(&th.metric) => match telemetry {
-                    Some(r) => r.judge(th),
-                    None => ricochet_engine::evaluate::Judgement::unknown(
-                        "no runner reported telemetry verification results".into(),
-                    ),
-                },
-                Scope::Run => judge(th, stats, &index, None, elapsed),
-                Scope::Phase(name) => judge(th, stats, &index, Some(name), elapsed),
-                Scope::Window(_) if merged.windows_omitted.is_some() => {
-                    ricochet_engine::evaluate::Judgement::unknown(format!(
-                        "runner {}'s per-window data did not fit its ConfigMap, so windows cannot be judged across runners; use a longer window",
-                        merged.windows_omitted.unwrap_or_default()
-                    ))
-                }
-                Scope::Window(d) => {
-                    // Each window judged on the merge of every runner's part of it.
-                    let len = ricochet_engine::aggregate::window_secs(*d);
-                    let mut tally = ricochet_engine::aggregate::WindowTally::default();
-                    for ((_, w), acc) in merged.windows.range((i, 0)..=(i, u32::MAX)) {
-                        tally.add(th, *w, judge(th, acc, &index, None, f64::from(len)));
-                    }
-                    tally.judgement(len)
-                }
-            };
-            ricochet_engine::summary::threshold_result(th, j)
-        })
+        .map(|(i, th)| ricochet_engine::summary::threshold_result(th, evidence.judge_threshold(i)))
         .collect();
-    if let Some(r) = telemetry {
+    if let Some(r) = &merged.telemetry {
         results.extend(r.class_results());
     }
     results
@@ -746,23 +749,23 @@ pub fn p99(stats: &Stats) -> Option<String> {
 pub fn counters(stats: &Stats) -> BTreeMap<String, u64> {
     let mut c = BTreeMap::new();
     c.insert(
-        "http_reqs".into(),
+        Metric::HttpReqs.name().into(),
         stats.series.values().map(|s| s.requests).sum(),
     );
     c.insert(
-        "http_req_failed".into(),
+        Metric::HttpReqFailed.name().into(),
         stats.series.values().map(|s| s.failed).sum(),
     );
     c.insert(
-        "iterations".into(),
+        Metric::Iterations.name().into(),
         stats.scenarios.values().map(|s| s.iterations).sum(),
     );
     c.insert(
-        "dropped_iterations".into(),
+        Metric::DroppedIterations.name().into(),
         stats.scenarios.values().map(|s| s.dropped).sum(),
     );
     c.insert(
-        "interrupted_iterations".into(),
+        Metric::InterruptedIterations.name().into(),
         stats.scenarios.values().map(|s| s.interrupted).sum(),
     );
     c

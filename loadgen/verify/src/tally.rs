@@ -1,5 +1,5 @@
 //! Folding settled samples into the `telemetry_*` metrics of one signal: counters for
-//! found / missing / unknown / incomplete, HdrHistograms (µs, as [`crate::stats`]) of
+//! found / missing / unknown / incomplete, HdrHistograms (µs, as [`crate::hist`]) of
 //! ingest latency and backend query duration. Constant memory per signal; merged exactly
 //! across runners like every other histogram.
 //!
@@ -94,11 +94,6 @@ impl Tally {
             ingest_latency: new_hist(),
             query_duration: new_hist(),
         }
-    }
-
-    /// `telemetry_<trace|log|metric>_<what>`.
-    pub fn metric_name(&self, what: &str) -> String {
-        format!("telemetry_{}_{what}", self.signal.metric_label())
     }
 
     /// Adds one settled sample.
@@ -285,7 +280,6 @@ mod tests {
         assert_eq!(t.missing_rate(), Rate::Known(0.02));
         assert_eq!(t.incomplete_rate(), Rate::Known(0.01));
         assert_eq!(t.ingest_latency.len(), 98);
-        assert_eq!(t.metric_name("missing"), "telemetry_trace_missing");
 
         t.record(&verified(
             Outcome::unknown("tempo at http://t/: could not connect"),

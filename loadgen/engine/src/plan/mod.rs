@@ -31,9 +31,7 @@ use ricochet_verify::plan::TelemetryPlan;
 use self::chaos::ChaosPlan;
 use crate::Exit;
 use crate::duration::{format_duration, parse_duration};
-use crate::thresholds::{
-    Threshold, ThresholdContext, ThresholdField, is_telemetry, parse_threshold,
-};
+use crate::thresholds::{Threshold, ThresholdContext, ThresholdField, parse_threshold};
 
 /// A field of `spec.telemetry` or `spec.chaos` that is wrong: its path and why (located
 /// in the file by [`PlanError`]).
@@ -681,7 +679,7 @@ impl Checker<'_> {
             None => None,
         };
         if telemetry.is_none()
-            && let Some(th) = thresholds.iter().find(|t| is_telemetry(&t.metric))
+            && let Some(th) = thresholds.iter().find(|t| t.metric.is_telemetry())
         {
             return Err(self.err(
                 format!("spec.thresholds.{}", th.key),

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ricochet_engine::metric::Metric;
 use ricochet_engine::plan::{Executor, TargetPlan};
 use ricochet_engine::testing::{plan_with, scenario, stage, target, threshold};
 use ricochet_engine::thresholds::{Aggregation, Comparison};
@@ -210,7 +211,7 @@ fn abort_on_fail_stops_the_run_early_and_exits_1() {
         sc.graceful_stop = Duration::from_secs(2);
         let mut plan = plan_with(vec![sc]);
         let mut th = threshold(
-            "http_req_duration",
+            Metric::HttpReqDuration,
             &[],
             Aggregation::Percentile(99.0),
             Comparison::Lt,

@@ -6,6 +6,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ricochet_engine::metric::Metric;
 use ricochet_engine::plan::{Executor, TargetPlan, TargetUrl};
 use ricochet_engine::run::{RunOptions, Stopper, execute};
 use ricochet_engine::testing::{plan_with, scenario, stage, target, threshold};
@@ -66,7 +67,13 @@ fn ramping_arrival_rate_follows_its_stages() {
             ],
         };
         let mut plan = plan_with(vec![sc]);
-        let mut steady = threshold("http_reqs", &[], Aggregation::Count, Comparison::Gt, 1000.0);
+        let mut steady = threshold(
+            Metric::HttpReqs,
+            &[],
+            Aggregation::Count,
+            Comparison::Gt,
+            1000.0,
+        );
         steady.scope = ricochet_engine::thresholds::Scope::Phase("steady".into());
         plan.thresholds.push(steady);
         let report = crate::support::run(&plan).await;
@@ -148,7 +155,7 @@ fn max_in_flight_drops_iterations_and_does_not_understate_latency() {
         let mut plan = plan_with(vec![sc]);
         plan.target = target(&format!("http://{addr}"));
         plan.thresholds.push(threshold(
-            "dropped_iterations",
+            Metric::DroppedIterations,
             &[],
             Aggregation::Count,
             Comparison::Eq,
@@ -239,7 +246,7 @@ fn a_stalling_target_shows_as_latency_where_a_closed_loop_hides_it() {
         let mut plan = plan_with(vec![open]);
         plan.target = target(&format!("http://{addr}"));
         let mut p99 = threshold(
-            "http_req_duration",
+            Metric::HttpReqDuration,
             &[],
             Aggregation::Percentile(99.0),
             Comparison::Lt,
@@ -310,7 +317,7 @@ fn windowed_threshold_judges_every_window_and_names_the_failing_one() {
         let mut plan = plan_with(vec![sc]);
         plan.target = target(&format!("http://{addr}"));
         let mut whole = threshold(
-            "http_req_duration",
+            Metric::HttpReqDuration,
             &[("scenario", "api")],
             Aggregation::Percentile(50.0),
             Comparison::Lt,

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ricochet_engine::plan::Plan;
-use ricochet_engine::run::{RunOptions, RunReport, Stopper, execute};
+use ricochet_engine::run::{RunOptions, RunOutcome, Stopper, execute};
 use tokio::net::TcpListener;
 
 static LOAD: Mutex<()> = Mutex::new(());
@@ -30,7 +30,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs `plan` in-process to completion.
-pub async fn run(plan: &Plan) -> RunReport {
+pub async fn run(plan: &Plan) -> RunOutcome {
     execute(plan, &RunOptions::default(), Arc::new(Stopper::new()))
         .await
         .expect("run starts")
