@@ -1,6 +1,7 @@
 //! `loadgen operator`, `loadgen runner` and `loadgen crd`: the cluster side.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use ricochet_operator::OperatorConfig;
 use ricochet_operator::runner::{RunnerOptions, run_part};
 
 use crate::progress::Terminal;
-use crate::{Failure, Outcome, parse_duration_flag, runtime};
+use crate::{CommandResult, Failure, parse_duration_flag, runtime};
 
 /// Arguments of `loadgen operator`.
 #[derive(Args, Debug, Clone)]
@@ -48,7 +49,7 @@ pub struct OperatorArgs {
 }
 
 /// `loadgen operator`: runs until SIGTERM/Ctrl-C; 3 when it cannot start.
-pub(crate) fn operator(args: &OperatorArgs) -> Outcome {
+pub(crate) fn operator(args: &OperatorArgs) -> CommandResult {
     init_logging();
     let config = OperatorConfig {
         runner_image: args.runner_image.clone(),
@@ -77,7 +78,7 @@ fn init_logging() {
 }
 
 /// `loadgen crd`: both CRDs as one YAML stream on stdout.
-pub(crate) fn crd() -> Outcome {
+pub(crate) fn crd() -> CommandResult {
     let yaml = ricochet_crds::all_crds_yaml()
         .map_err(|e| Failure::new(Exit::RunFailed, anyhow!("crd: {e}")))?;
     use std::io::Write as _;
@@ -89,7 +90,8 @@ pub(crate) fn crd() -> Outcome {
 /// Arguments of `loadgen runner` (what a runner pod executes; also runs locally).
 #[derive(Args, Debug, Clone)]
 pub struct RunnerArgs {
-    /// This runner's part of the run, a LoadTest file (`<run>-spec`'s `runner-<i>.yaml`).
+    /// The whole run, a LoadTest file (`<run>-spec`'s `loadtest.yaml`); this runner runs
+    /// its segment of it.
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
     /// This runner's index, 0-based.
@@ -97,7 +99,15 @@ pub struct RunnerArgs {
     pub index: u32,
     /// Number of runners of the run.
     #[arg(long)]
-    pub runners: u32,
+    pub runners: NonZeroU32,
+    /// The run's `spec.overrides.multiplier`, applied to the whole spec as `loadgen run
+    /// --multiplier` does.
+    #[arg(long, value_name = "N")]
+    pub multiplier: Option<f64>,
+    /// The run's `spec.overrides.duration`, applied to the whole spec as `loadgen run
+    /// --duration` does.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub duration: Option<Duration>,
     /// The LoadTestRun (in cluster; its uid comes from `RICOCHET_RUN_UID`).
     #[arg(long, requires_all = ["start_config_map", "result_config_map"])]
     pub run: Option<String>,
@@ -119,7 +129,7 @@ impl RunnerArgs {
     fn options(&self) -> RunnerOptions {
         RunnerOptions {
             index: self.index,
-            runners: self.runners,
+            runners: self.runners.get(),
             run: self.run.clone(),
             start_config_map: self.start_config_map.clone(),
             result_config_map: self.result_config_map.clone(),
@@ -127,17 +137,29 @@ impl RunnerArgs {
             result_file: self.result_file.clone(),
         }
     }
+
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            multiplier: self.multiplier,
+            duration: self.duration,
+            embedded: false,
+        }
+    }
 }
 
-/// `loadgen runner`: barrier, this runner's part of the run, partial result; exit 0 when the
-/// partial result is written, 2 for an invalid spec, 3 when the run could not be carried out.
-pub(crate) fn runner(args: &RunnerArgs) -> Outcome {
-    let plan = ricochet_engine::load_plan(&args.spec, &Overrides::default())
+/// `loadgen runner`: barrier, this runner's segment of the whole plan, partial result; exit
+/// 0 when the partial result is written, 2 for an invalid spec or a segment without load, 3
+/// when the run could not be carried out.
+pub(crate) fn runner(args: &RunnerArgs) -> CommandResult {
+    let plan = ricochet_engine::load_plan(&args.spec, &args.overrides())
+        .map_err(|e| Failure::new(e.exit(), e))?;
+    let segment = plan
+        .segment(args.index, args.runners)
         .map_err(|e| Failure::new(e.exit(), e))?;
     runtime()?
         .block_on(run_part(
             &args.options(),
-            &plan,
+            &segment,
             Arc::new(Terminal::lines()),
         ))
         .map_err(|e| {

@@ -1,19 +1,23 @@
-//! Splitting a run's load exactly between N runners.
+//! A run's load split exactly between N runners: [`Plan::segment`], k6's execution
+//! segment. Every runner gets the whole validated plan plus its index and the runner count,
+//! and takes its segment of it.
 //!
 //! Rates are carried in thousandths of an iteration per second (an integer), and split like
 //! a bill: every runner gets `total / n`, the first `total % n` runners one more
-//! thousandth. The parts therefore sum to the total exactly, differ by at most 0.001/s,
-//! and each is written into the runner's spec as a decimal with at most three places,
-//! which reads back as the same number. Ramping executors split every stage target and
-//! the start rate the same way, so at any instant the runners' linear ramps sum to the
-//! whole ramp. Virtual users split the same way in whole users.
+//! thousandth. The parts therefore sum to the total exactly and differ by at most 0.001/s.
+//! Ramping executors split every stage target and the start rate the same way, so at any
+//! instant the runners' linear ramps sum to the whole ramp. Virtual users split the same
+//! way in whole users.
 
 use std::num::NonZeroU32;
 
-use ricochet_crds::{LoadTestSpec, Parallelism, ScenarioSpec, Stage, ThresholdSpec};
+use ricochet_crds::Parallelism;
+use ricochet_verify::plan::{SamplePolicy, TelemetryPlan};
 
-use crate::duration::format_duration;
-use crate::plan::{Executor, Plan, ScenarioPlan};
+use crate::Exit;
+use crate::plan::chaos::ChaosPlan;
+use crate::plan::{Executor, Plan, ScenarioPlan, StagePlan};
+use crate::thresholds::{Scope, Threshold};
 
 /// Thousandths of an iteration per second per iteration per second.
 pub const RATE_SCALE: f64 = 1000.0;
@@ -36,13 +40,31 @@ pub enum SplitError {
         /// The first runner left empty.
         index: u32,
     },
+    /// A runner index past the last runner.
+    #[error(
+        "--index: a run of {runners} runners has no runner {index}; valid indexes are 0 to {last}",
+        last = runners.saturating_sub(1)
+    )]
+    NoSuchRunner {
+        /// Runners of the run.
+        runners: u32,
+        /// The index asked for.
+        index: u32,
+    },
 }
 
-/// `total` thousandths split into `n` parts that sum to it exactly.
-pub fn split_units(total: u64, n: NonZeroU32) -> Vec<u64> {
-    let n64 = u64::from(n.get());
-    let (each, extra) = (total / n64, total % n64);
-    (0..n64).map(|i| each + u64::from(i < extra)).collect()
+impl SplitError {
+    /// The exit code of a command given this split: [`Exit::InvalidInput`].
+    pub fn exit(&self) -> Exit {
+        Exit::InvalidInput
+    }
+}
+
+/// Runner `index`'s part of `total` units split `n` ways: the parts of `0..n` sum to
+/// `total` exactly and differ by at most one unit.
+pub fn part_units(total: u64, index: u32, n: NonZeroU32) -> u64 {
+    let n = u64::from(n.get());
+    total / n + u64::from(u64::from(index) < total % n)
 }
 
 /// A rate in iterations per second as thousandths (rounded to the nearest).
@@ -56,13 +78,10 @@ pub fn units_rate(units: u64) -> f64 {
     units as f64 / RATE_SCALE
 }
 
-/// `rate` split into `n` parts, iterations per second; the parts' thousandths sum to
-/// `rate_units(rate)` exactly.
-pub fn split_rate(rate: f64, n: NonZeroU32) -> Vec<f64> {
-    split_units(rate_units(rate), n)
-        .into_iter()
-        .map(units_rate)
-        .collect()
+/// Runner `index`'s part of `rate` split `n` ways, iterations per second, a whole number
+/// of thousandths.
+fn rate_part(rate: f64, index: u32, n: NonZeroU32) -> f64 {
+    units_rate(part_units(rate_units(rate), index, n))
 }
 
 /// How many runners a run gets: the spec's number, or `ceil(peak rate / maxRatePerRunner)`.
@@ -84,204 +103,150 @@ pub fn runner_count(
     }
 }
 
-/// The spec each of `n` runners runs: `spec` with every rate (and VU count) replaced by the
-/// runner's exact part, taken from the validated `plan` (so `share`, `traffic` and the run's
-/// overrides are already resolved), durations written out, in-cluster settings removed and
-/// thresholds too (the operator judges the merged results), except windowed ones, kept
-/// without `abortOnFail` so that each runner reports its data per window. `telemetry` is
-/// kept with `perSecond` sampling and the query budget divided by `n`; `chaos` goes to
-/// runner 0 alone. A runner whose part of a
-/// scenario is zero does not run that scenario.
-pub fn split_spec(
-    spec: &LoadTestSpec,
-    plan: &Plan,
-    n: NonZeroU32,
-) -> Result<Vec<LoadTestSpec>, SplitError> {
-    let mut runners: Vec<LoadTestSpec> = (0..n.get())
-        .map(|_| LoadTestSpec {
-            target: spec.target.clone(),
-            traffic: None,
-            scenarios: Vec::new(),
-            thresholds: windowed_thresholds(plan),
-            telemetry: spec.telemetry.as_ref().map(|t| runner_telemetry(t, n)),
-            chaos: Vec::new(),
-            parallelism: None,
-            max_rate_per_runner: None,
-            schedule: None,
-            concurrency_policy: None,
-            successful_runs_history_limit: None,
-            failed_runs_history_limit: None,
-            suspend: false,
-            runner: None,
-            cleanup: None,
+impl Plan {
+    /// Runner `index`'s segment of this plan when it is split over `runners`: every rate
+    /// (and VU count) replaced by the runner's exact part, `maxInFlight` divided (rounded
+    /// up, at least 1), a scenario whose part is zero left out. Thresholds are dropped (the
+    /// operator judges the merged results) except windowed ones, kept without `abortOnFail`
+    /// so that the runner keeps each window's data; telemetry keeps its backends with
+    /// `perSecond` sampling and the query budget divided by `runners` (a `rate` applies per
+    /// request and stays); chaos goes to runner 0 alone.
+    pub fn segment(&self, index: u32, runners: NonZeroU32) -> Result<Plan, SplitError> {
+        if index >= runners.get() {
+            return Err(SplitError::NoSuchRunner {
+                runners: runners.get(),
+                index,
+            });
+        }
+        let scenarios: Vec<ScenarioPlan> = self
+            .scenarios
+            .iter()
+            .filter_map(|s| {
+                Some(ScenarioPlan {
+                    executor: segment_executor(&s.executor, index, runners)?,
+                    // A quotient of a non-zero count, rounded up: at least 1.
+                    max_in_flight: NonZeroU32::new(s.max_in_flight.get().div_ceil(runners.get()))
+                        .unwrap_or(NonZeroU32::MIN),
+                    ..s.clone()
+                })
+            })
+            .collect();
+        if scenarios.is_empty() {
+            return Err(SplitError::RunnerWithoutLoad {
+                runners: runners.get(),
+                index,
+            });
+        }
+        Ok(Plan {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            target: self.target.clone(),
+            multiplier: self.multiplier,
+            scenarios,
+            thresholds: windowed_thresholds(&self.thresholds),
+            telemetry: self
+                .telemetry
+                .as_ref()
+                .map(|t| segment_telemetry(t, runners)),
+            // The chaos timeline is applied once per run, by runner 0.
+            chaos: if index == 0 {
+                self.chaos.clone()
+            } else {
+                ChaosPlan::default()
+            },
         })
-        .collect();
-    // The chaos timeline is applied once per run, by runner 0.
-    if let Some(first) = runners.first_mut() {
-        first.chaos = spec.chaos.clone();
     }
-    for (written, planned) in spec.scenarios.iter().zip(&plan.scenarios) {
-        for (runner, scenario) in runners.iter_mut().zip(split_scenario(written, planned, n)) {
-            if let Some(scenario) = scenario {
-                runner.scenarios.push(scenario);
-            }
-        }
-    }
-    if let Some(index) = runners.iter().position(|r| r.scenarios.is_empty()) {
-        return Err(SplitError::RunnerWithoutLoad {
-            runners: n.get(),
-            index: index as u32,
+
+    /// Checks that each of `runners` segments has some load; the error names the first
+    /// runner that would have none.
+    pub fn check_segments(&self, runners: NonZeroU32) -> Result<(), SplitError> {
+        let empty = (0..runners.get()).find(|&index| {
+            self.scenarios
+                .iter()
+                .all(|s| segment_executor(&s.executor, index, runners).is_none())
         });
-    }
-    Ok(runners)
-}
-
-/// The plan's windowed thresholds, for runners to keep each window's data (never to
-/// abort: the operator judges every window on the merge of all runners').
-fn windowed_thresholds(plan: &Plan) -> std::collections::BTreeMap<String, Vec<ThresholdSpec>> {
-    let mut out: std::collections::BTreeMap<String, Vec<ThresholdSpec>> = Default::default();
-    for th in &plan.thresholds {
-        if let crate::thresholds::Scope::Window(d) = th.scope {
-            out.entry(th.key.clone())
-                .or_default()
-                .push(ThresholdSpec::Detailed(ricochet_crds::ThresholdDetail {
-                    threshold: th.expression.clone(),
-                    abort_on_fail: false,
-                    delay_abort_eval: None,
-                    window: Some(format_duration(d)),
-                    phase: None,
-                }));
+        match empty {
+            Some(index) => Err(SplitError::RunnerWithoutLoad {
+                runners: runners.get(),
+                index,
+            }),
+            None => Ok(()),
         }
     }
-    out
 }
 
-/// A runner's `telemetry`: the same backends and classes; `perSecond` sampling and the
-/// query budget divided by `n`, so the run as a whole samples and queries as written (a
-/// `rate` applies per request and stays).
-fn runner_telemetry(
-    t: &ricochet_crds::TelemetrySpec,
-    n: NonZeroU32,
-) -> ricochet_crds::TelemetrySpec {
+/// The thresholds a runner keeps: the windowed ones, never aborting (the operator judges
+/// every window on the merge of all runners').
+fn windowed_thresholds(thresholds: &[Threshold]) -> Vec<Threshold> {
+    thresholds
+        .iter()
+        .filter(|t| matches!(t.scope, Scope::Window(_)))
+        .map(|t| Threshold {
+            abort_on_fail: false,
+            ..t.clone()
+        })
+        .collect()
+}
+
+/// A runner's telemetry: `perSecond` sampling and the query budget divided by `n`, so the
+/// run as a whole samples and queries as written.
+fn segment_telemetry(t: &TelemetryPlan, n: NonZeroU32) -> TelemetryPlan {
     let n = f64::from(n.get());
-    let mut t = t.clone();
-    if let Some(s) = &mut t.sample
-        && let Some(p) = s.per_second.as_mut()
-    {
-        *p /= n;
+    TelemetryPlan {
+        sample: match t.sample {
+            SamplePolicy::PerSecond(p) => SamplePolicy::PerSecond(p / n),
+            rate @ SamplePolicy::Rate(_) => rate,
+        },
+        max_queries_per_second: t.max_queries_per_second / n,
+        ..t.clone()
     }
-    if t.sample.is_none() {
-        t.sample = Some(ricochet_crds::SampleSpec {
-            rate: None,
-            per_second: Some(ricochet_verify::plan::DEFAULT_PER_SECOND / n),
-        });
-    }
-    t.max_queries_per_second = Some(
-        t.max_queries_per_second
-            .unwrap_or(ricochet_verify::plan::DEFAULT_MAX_QPS)
-            / n,
-    );
-    t
 }
 
-/// One scenario split `n` ways; `None` where a runner's part is nothing.
-fn split_scenario(
-    written: &ScenarioSpec,
-    planned: &ScenarioPlan,
-    n: NonZeroU32,
-) -> Vec<Option<ScenarioSpec>> {
-    let base = ScenarioSpec {
-        share: None,
-        rate: None,
-        start_rate: None,
-        vus: None,
-        stages: Vec::new(),
-        duration: None,
-        start_time: Some(format_duration(planned.start_time)),
-        graceful_stop: Some(format_duration(planned.graceful_stop)),
-        // Each runner holds at most its share of in-flight iterations (at least 1).
-        max_in_flight: Some(planned.max_in_flight.get().div_ceil(n.get()).max(1)),
-        ..written.clone()
-    };
-    let stages = |parts: &[Vec<f64>], i: usize, stages: &[crate::plan::StagePlan]| {
+/// Runner `index`'s part of `executor` split `n` ways; `None` when the part is nothing.
+fn segment_executor(executor: &Executor, index: u32, n: NonZeroU32) -> Option<Executor> {
+    let stages = |part: &dyn Fn(f64) -> f64, stages: &[StagePlan]| -> Vec<StagePlan> {
         stages
             .iter()
-            .zip(parts)
-            .map(|(s, p)| Stage {
-                target: p[i],
-                duration: format_duration(s.duration),
-                name: s.name.clone(),
+            .map(|s| StagePlan {
+                target: part(s.target),
+                ..s.clone()
             })
-            .collect::<Vec<_>>()
+            .collect()
     };
-    let count = n.get() as usize;
-    match &planned.executor {
-        Executor::ConstantArrivalRate { rate, duration } => split_rate(*rate, n)
-            .into_iter()
-            .map(|part| {
-                (part > 0.0).then(|| ScenarioSpec {
-                    rate: Some(part),
-                    duration: Some(format_duration(*duration)),
-                    ..base.clone()
-                })
+    let any_stage = |stages: &[StagePlan]| stages.iter().any(|s| s.target > 0.0);
+    // Parts of a whole number of VUs are at most that number, so they fit a u32.
+    let vus = |v: u64| part_units(v, index, n) as u32;
+    match executor {
+        Executor::ConstantArrivalRate { rate, duration } => {
+            let rate = rate_part(*rate, index, n);
+            (rate > 0.0).then_some(Executor::ConstantArrivalRate {
+                rate,
+                duration: *duration,
             })
-            .collect(),
+        }
         Executor::RampingArrivalRate {
             start_rate,
-            stages: planned_stages,
+            stages: s,
         } => {
-            let start = split_rate(*start_rate, n);
-            let parts: Vec<Vec<f64>> = planned_stages
-                .iter()
-                .map(|s| split_rate(s.target, n))
-                .collect();
-            (0..count)
-                .map(|i| {
-                    let st = stages(&parts, i, planned_stages);
-                    let any = start[i] > 0.0 || st.iter().any(|s| s.target > 0.0);
-                    any.then(|| ScenarioSpec {
-                        start_rate: (start[i] > 0.0).then_some(start[i]),
-                        stages: st,
-                        ..base.clone()
-                    })
-                })
-                .collect()
+            let start_rate = rate_part(*start_rate, index, n);
+            let stages = stages(&|target| rate_part(target, index, n), s);
+            (start_rate > 0.0 || any_stage(&stages))
+                .then_some(Executor::RampingArrivalRate { start_rate, stages })
         }
-        Executor::ConstantVus { vus, duration } => split_units(u64::from(vus.get()), n)
-            .into_iter()
-            .map(|part| {
-                (part > 0).then(|| ScenarioSpec {
-                    vus: Some(part as u32),
-                    duration: Some(format_duration(*duration)),
-                    ..base.clone()
-                })
+        Executor::ConstantVus { vus: v, duration } => {
+            NonZeroU32::new(vus(u64::from(v.get()))).map(|vus| Executor::ConstantVus {
+                vus,
+                duration: *duration,
             })
-            .collect(),
+        }
         Executor::RampingVus {
             start_vus,
-            stages: planned_stages,
+            stages: s,
         } => {
-            let start = split_units(u64::from(*start_vus), n);
-            let parts: Vec<Vec<f64>> = planned_stages
-                .iter()
-                .map(|s| {
-                    split_units(s.target.round() as u64, n)
-                        .into_iter()
-                        .map(|u| u as f64)
-                        .collect()
-                })
-                .collect();
-            (0..count)
-                .map(|i| {
-                    let st = stages(&parts, i, planned_stages);
-                    let any = start[i] > 0 || st.iter().any(|s| s.target > 0.0);
-                    any.then(|| ScenarioSpec {
-                        vus: (start[i] > 0).then_some(start[i] as u32),
-                        stages: st,
-                        ..base.clone()
-                    })
-                })
-                .collect()
+            let start_vus = vus(u64::from(*start_vus));
+            let stages = stages(&|target| f64::from(vus(target.round() as u64)), s);
+            (start_vus > 0 || any_stage(&stages))
+                .then_some(Executor::RampingVus { start_vus, stages })
         }
     }
 }
@@ -290,15 +255,49 @@ fn split_scenario(
 mod tests {
     use super::*;
     use crate::plan::Overrides;
+    use crate::schedule::RateProfile;
     use proptest::prelude::*;
+    use ricochet_crds::LoadTestSpec;
     use std::path::Path;
 
     fn plan_of(spec: &LoadTestSpec) -> Plan {
         Plan::from_spec("t", spec, Path::new("."), &Overrides::default()).unwrap()
     }
 
-    fn spec(yaml: &str) -> LoadTestSpec {
-        serde_saphyr::from_str(yaml).unwrap()
+    fn plan_yaml(yaml: &str) -> Plan {
+        plan_of(&serde_saphyr::from_str(yaml).unwrap())
+    }
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    /// Every runner's segment, `None` where a runner has no load.
+    fn segments(plan: &Plan, n: NonZeroU32) -> Vec<Option<Plan>> {
+        (0..n.get())
+            .map(|i| match plan.segment(i, n) {
+                Ok(p) => Some(p),
+                Err(SplitError::RunnerWithoutLoad { .. }) => None,
+                Err(e) => panic!("{e}"),
+            })
+            .collect()
+    }
+
+    /// A plan of constant or ramping arrival-rate scenarios, one per rate in thousandths.
+    fn rate_plan(rates: &[u64], ramp: bool) -> Plan {
+        let scenarios: Vec<String> = rates
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let rate = units_rate(*r);
+                if ramp {
+                    format!("- {{name: s{i}, executor: ramping-arrival-rate, startRate: {rate}, stages: [{{target: {rate}, duration: 10s}}, {{target: 0, duration: 5s}}], requests: [{{name: r, path: /}}]}}")
+                } else {
+                    format!("- {{name: s{i}, executor: constant-arrival-rate, rate: {rate}, duration: 10s, requests: [{{name: r, path: /}}]}}")
+                }
+            })
+            .collect();
+        plan_yaml(&format!("scenarios:\n{}\n", scenarios.join("\n")))
     }
 
     proptest! {
@@ -306,72 +305,56 @@ mod tests {
         fn parts_sum_to_the_total_exactly_and_differ_by_at_most_one_unit(
             total in 0u64..10_000_000_000, n in 1u32..512,
         ) {
-            let parts = split_units(total, NonZeroU32::new(n).unwrap());
-            prop_assert_eq!(parts.len(), n as usize);
+            let parts: Vec<u64> = (0..n).map(|i| part_units(total, i, nz(n))).collect();
             prop_assert_eq!(parts.iter().sum::<u64>(), total);
             let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
             prop_assert!(hi - lo <= 1);
         }
 
         #[test]
-        fn split_rates_read_back_as_the_same_thousandths(
-            rate_milli in 1u64..100_000_000, n in 1u32..256,
-        ) {
-            let rate = units_rate(rate_milli);
-            let parts = split_rate(rate, NonZeroU32::new(n).unwrap());
-            // Written as YAML and read back (what the runner sees), every part is the
-            // same number of thousandths, and they sum to the total.
-            let yaml = serde_saphyr::to_string(&parts).unwrap();
-            let back: Vec<f64> = serde_saphyr::from_str(&yaml).unwrap();
-            prop_assert_eq!(&back, &parts);
-            prop_assert_eq!(back.iter().map(|r| rate_units(*r)).sum::<u64>(), rate_milli);
+        fn a_part_in_thousandths_reads_back_as_the_same_thousandths(units in 0u64..100_000_000_000) {
+            prop_assert_eq!(rate_units(units_rate(units)), units);
         }
-    }
 
-    proptest! {
-        // Whole specs: for every scenario and every stage, the runners' rates (as written
-        // in their specs) sum to the plan's rate in thousandths, exactly.
+        // For every scenario and every stage, the segments' rates sum to the plan's rate in
+        // thousandths, exactly; a scenario whose part is zero is left out.
         #[test]
-        fn runner_specs_rates_sum_to_the_plans_rates_exactly(
+        fn segments_rates_sum_to_the_plans_rates_exactly(
             rates in proptest::collection::vec(1u64..5_000_000, 1..4),
             ramp in any::<bool>(),
             n in 1u32..40,
         ) {
-            let scenarios: Vec<String> = rates
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let rate = units_rate(*r);
-                    if ramp {
-                        format!("- {{name: s{i}, executor: ramping-arrival-rate, startRate: {rate}, stages: [{{target: {rate}, duration: 10s}}, {{target: 0, duration: 5s}}], requests: [{{name: r, path: /}}]}}")
-                    } else {
-                        format!("- {{name: s{i}, executor: constant-arrival-rate, rate: {rate}, duration: 10s, requests: [{{name: r, path: /}}]}}")
-                    }
-                })
-                .collect();
-            let s = spec(&format!("scenarios:\n{}\n", scenarios.join("\n")));
-            let plan = plan_of(&s);
-            let n = NonZeroU32::new(n).unwrap();
-            let Ok(runners) = split_spec(&s, &plan, n) else {
+            let plan = rate_plan(&rates, ramp);
+            let n = nz(n);
+            if plan.check_segments(n).is_err() {
                 // Only when some runner would get nothing at all.
                 prop_assert!(rates.iter().all(|r| *r < u64::from(n.get())));
                 return Ok(());
-            };
+            }
+            let parts: Vec<Plan> = segments(&plan, n).into_iter().map(Option::unwrap).collect();
             for (si, scenario) in plan.scenarios.iter().enumerate() {
-                let parts: Vec<&ScenarioSpec> = runners
+                let parts: Vec<&Executor> = parts
                     .iter()
-                    .filter_map(|r| r.scenarios.iter().find(|x| x.name == scenario.name))
+                    .filter_map(|p| p.scenarios.iter().find(|x| x.name == scenario.name))
+                    .map(|s| &s.executor)
                     .collect();
+                prop_assert_eq!(parts.len() as u64, u64::from(n.get()).min(rates[si]));
                 match &scenario.executor {
                     Executor::ConstantArrivalRate { rate, .. } => {
-                        let sum: u64 = parts.iter().map(|p| rate_units(p.rate.unwrap())).sum();
+                        let sum: u64 = parts.iter().filter_map(|e| e.peak_rate()).map(rate_units).sum();
                         prop_assert_eq!(sum, rate_units(*rate), "scenario {}", si);
                     }
                     Executor::RampingArrivalRate { start_rate, stages } => {
-                        let sum: u64 = parts.iter().map(|p| rate_units(p.start_rate.unwrap_or(0.0))).sum();
+                        let sum: u64 = parts
+                            .iter()
+                            .map(|e| match e {
+                                Executor::RampingArrivalRate { start_rate, .. } => rate_units(*start_rate),
+                                other => panic!("{other:?}"),
+                            })
+                            .sum();
                         prop_assert_eq!(sum, rate_units(*start_rate));
                         for (k, st) in stages.iter().enumerate() {
-                            let sum: u64 = parts.iter().map(|p| rate_units(p.stages[k].target)).sum();
+                            let sum: u64 = parts.iter().map(|e| rate_units(e.stages()[k].target)).sum();
                             prop_assert_eq!(sum, rate_units(st.target), "stage {}", k);
                         }
                     }
@@ -379,24 +362,55 @@ mod tests {
                 }
             }
         }
+
+        // The open-model schedule follows: for a ramping and a constant scenario, the
+        // segments' planned arrivals sum to the plan's.
+        #[test]
+        fn segments_planned_arrivals_sum_to_the_plans(
+            ramp_rate in 1u64..5_000_000,
+            constant_rate in 1u64..5_000_000,
+            n in 1u32..40,
+        ) {
+            let (ramp, constant) = (units_rate(ramp_rate), units_rate(constant_rate));
+            let plan = plan_yaml(&format!(
+                "scenarios:\n\
+                 - {{name: ramp, executor: ramping-arrival-rate, startRate: {ramp}, stages: [{{target: {constant}, duration: 7s}}, {{target: {ramp}, duration: 3s}}, {{target: 0, duration: 5s}}], requests: [{{name: r, path: /}}]}}\n\
+                 - {{name: constant, executor: constant-arrival-rate, rate: {constant}, duration: 10s, requests: [{{name: r, path: /}}]}}\n"
+            ));
+            let n = nz(n);
+            let parts = segments(&plan, n);
+            for scenario in &plan.scenarios {
+                let whole = RateProfile::of(&scenario.executor).unwrap().total();
+                let sum: f64 = parts
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.scenarios.iter().find(|s| s.name == scenario.name))
+                    .map(|s| RateProfile::of(&s.executor).unwrap().total())
+                    .sum();
+                prop_assert!(
+                    (sum - whole).abs() <= 1e-9 * whole.max(1.0),
+                    "{}: {} planned over {} runners, {} whole", scenario.name, sum, n, whole
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_3x_ga_spec_splits_into_runner_specs_whose_rates_sum_to_the_plan() {
+    fn a_3x_ga_plan_splits_into_segments_whose_rates_sum_to_the_plan() {
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/api-3x-ga.yaml"),
         )
         .unwrap();
         let lt: ricochet_crds::LoadTest = serde_saphyr::from_str(&text).unwrap();
         let plan = plan_of(&lt.spec);
-        let n = NonZeroU32::new(7).unwrap();
-        let runners = split_spec(&lt.spec, &plan, n).unwrap();
-        assert_eq!(runners.len(), 7);
+        let n = nz(7);
+        plan.check_segments(n).unwrap();
+        let parts: Vec<Plan> = (0..7).map(|i| plan.segment(i, n).unwrap()).collect();
         for (si, scenario) in plan.scenarios.iter().enumerate() {
             for (stage_i, stage) in scenario.executor.stages().iter().enumerate() {
-                let sum: u64 = runners
+                let sum: u64 = parts
                     .iter()
-                    .map(|r| rate_units(r.scenarios[si].stages[stage_i].target))
+                    .map(|p| rate_units(p.scenarios[si].executor.stages()[stage_i].target))
                     .sum();
                 assert_eq!(
                     sum,
@@ -406,44 +420,63 @@ mod tests {
                 );
             }
         }
-        // Every runner spec is itself a valid plan, without thresholds or cluster settings.
-        for r in &runners {
-            let p = plan_of(r);
-            assert!(p.thresholds.is_empty());
-            assert!(r.parallelism.is_none() && r.schedule.is_none());
+        // No runner judges a whole-run threshold; the operator does, on the merge.
+        for p in &parts {
+            assert!(
+                p.thresholds
+                    .iter()
+                    .all(|t| matches!(t.scope, Scope::Window(_)) && !t.abort_on_fail)
+            );
         }
-        let total: f64 = runners.iter().map(|r| plan_of(r).total_peak_rate()).sum();
+        let total: f64 = parts.iter().map(Plan::total_peak_rate).sum();
         assert!((total - plan.total_peak_rate()).abs() < 1e-6);
     }
 
     #[test]
     fn vus_split_in_whole_users_and_a_runner_without_load_is_refused() {
-        let s = spec(
-            "scenarios: [{name: v, executor: constant-vus, vus: 5, duration: 10s, requests: [{name: r, path: /}]}]",
+        let plan = plan_yaml(
+            "scenarios: [{name: v, executor: constant-vus, vus: 5, maxInFlight: 5, duration: 10s, requests: [{name: r, path: /}]}]",
         );
-        let plan = plan_of(&s);
-        let runners = split_spec(&s, &plan, NonZeroU32::new(2).unwrap()).unwrap();
-        let vus: Vec<u32> = runners
+        let parts: Vec<Plan> = (0..2).map(|i| plan.segment(i, nz(2)).unwrap()).collect();
+        let vus: Vec<Option<u32>> = parts
             .iter()
-            .map(|r| r.scenarios[0].vus.unwrap())
+            .map(|p| p.scenarios[0].executor.peak_vus())
             .collect();
-        assert_eq!(vus, [3, 2]);
-        let err = split_spec(&s, &plan, NonZeroU32::new(6).unwrap()).unwrap_err();
+        assert_eq!(vus, [Some(3), Some(2)]);
+        // Each runner holds at most its share of in-flight iterations, rounded up.
+        assert_eq!(parts[0].scenarios[0].max_in_flight.get(), 3);
+        let err = SplitError::RunnerWithoutLoad {
+            runners: 6,
+            index: 5,
+        };
+        assert_eq!(plan.check_segments(nz(6)).unwrap_err(), err);
+        assert_eq!(plan.segment(5, nz(6)).unwrap_err(), err);
         assert_eq!(
-            err,
-            SplitError::RunnerWithoutLoad {
-                runners: 6,
-                index: 5
-            }
+            err.to_string(),
+            "spec.parallelism: 6 runners leave runner 5 with no load; use at most as many runners as the smallest scenario has thousandths of an iteration per second (or virtual users)"
+        );
+        assert_eq!(
+            plan.segment(2, nz(2)).unwrap_err().to_string(),
+            "--index: a run of 2 runners has no runner 2; valid indexes are 0 to 1"
         );
     }
 
     #[test]
+    fn a_runner_whose_part_of_a_scenario_is_zero_does_not_run_it() {
+        let plan = plan_yaml(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 90, duration: 10s, requests: [{name: x, path: /x}]}\n- {name: one, executor: constant-vus, vus: 1, duration: 10s, requests: [{name: x, path: /x}]}\n",
+        );
+        let names =
+            |p: &Plan| -> Vec<String> { p.scenarios.iter().map(|s| s.name.clone()).collect() };
+        assert_eq!(names(&plan.segment(0, nz(2)).unwrap()), ["api", "one"]);
+        assert_eq!(names(&plan.segment(1, nz(2)).unwrap()), ["api"]);
+    }
+
+    #[test]
     fn auto_parallelism_divides_the_peak_rate_by_the_runner_maximum() {
-        let s = spec(
+        let plan = plan_yaml(
             "scenarios: [{name: a, executor: constant-arrival-rate, rate: 1000, duration: 10s, requests: [{name: r, path: /}]}]",
         );
-        let plan = plan_of(&s);
         let n = runner_count(Some(Parallelism::Auto), Some(300.0), &plan).unwrap();
         assert_eq!(n.get(), 4);
         assert_eq!(
@@ -455,38 +488,39 @@ mod tests {
 
     #[test]
     fn telemetry_is_split_and_chaos_goes_to_runner_0_only() {
-        let spec = spec(
+        let plan = plan_yaml(
             "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 90, duration: 10s, requests: [{name: x, path: /x}]}\ntelemetry: {sample: {perSecond: 30}, maxQueriesPerSecond: 12}\nchaos: [{at: 1s, for: 2s, fault: {telemetryDropRate: 0.05}}]\n",
         );
-        let plan = plan_of(&spec);
-        let parts = split_spec(&spec, &plan, NonZeroU32::new(3).unwrap()).unwrap();
-        for (i, p) in parts.iter().enumerate() {
-            assert!(
-                p.thresholds.is_empty(),
-                "only windowed thresholds reach runners"
-            );
+        for i in 0..3 {
+            let p = plan.segment(i, nz(3)).unwrap();
+            assert!(p.thresholds.is_empty());
             let t = p.telemetry.as_ref().expect("telemetry carried");
-            assert_eq!(t.sample.as_ref().and_then(|s| s.per_second), Some(10.0));
-            assert_eq!(t.max_queries_per_second, Some(4.0));
-            assert_eq!(p.chaos.len(), usize::from(i == 0), "runner {i}");
+            assert_eq!(t.sample, SamplePolicy::PerSecond(10.0));
+            assert_eq!(t.max_queries_per_second, 4.0);
+            assert_eq!(p.chaos.events.len(), usize::from(i == 0), "runner {i}");
         }
+        // A sampling rate applies per request: every runner keeps it.
+        let plan = plan_yaml(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 90, duration: 10s, requests: [{name: x, path: /x}]}\ntelemetry: {sample: {rate: 0.5}}\n",
+        );
+        let t = plan.segment(1, nz(3)).unwrap().telemetry.unwrap();
+        assert_eq!(t.sample, SamplePolicy::Rate(0.5));
     }
 
     #[test]
     fn windowed_thresholds_reach_runners_without_abort() {
-        let spec = spec(
+        let plan = plan_yaml(
             "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 90, duration: 10s, requests: [{name: x, path: /x}]}\nthresholds:\n  http_req_duration: [\"p(99)<800ms\", {threshold: \"p(99)<800ms\", window: 1m, abortOnFail: true}]\n",
         );
-        let plan = plan_of(&spec);
-        let parts = split_spec(&spec, &plan, NonZeroU32::new(2).unwrap()).unwrap();
-        for p in &parts {
-            let kept = &p.thresholds["http_req_duration"];
+        for i in 0..2 {
+            let kept = plan.segment(i, nz(2)).unwrap().thresholds;
             assert_eq!(kept.len(), 1, "{kept:?}");
-            let ThresholdSpec::Detailed(d) = &kept[0] else {
-                panic!("{kept:?}")
-            };
-            assert_eq!(d.window.as_deref(), Some("1m"));
-            assert!(!d.abort_on_fail);
+            assert_eq!(kept[0].key, "http_req_duration");
+            assert_eq!(
+                kept[0].scope,
+                Scope::Window(std::time::Duration::from_secs(60))
+            );
+            assert!(!kept[0].abort_on_fail);
         }
     }
 }

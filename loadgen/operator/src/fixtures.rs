@@ -568,15 +568,27 @@ mod tests {
         assert_eq!(action, Action::requeue(Duration::from_secs(5)));
         let seen = timeout_after_1s(mock).await;
 
-        // The spec ConfigMap: each runner's part; the parts sum to 1000/s exactly.
-        let data = &seen[1].body["data"];
+        // The spec ConfigMap holds the whole spec alone; the runners' segments of it sum
+        // to 1000/s exactly, and none judges the run-wide threshold.
+        let data = seen[1].body["data"].as_object().unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["loadtest.yaml"]);
+        let doc: LoadTest =
+            serde_saphyr::from_str(data["loadtest.yaml"].as_str().unwrap()).unwrap();
+        assert_eq!(doc.spec, api_spec());
+        let plan = Plan::from_spec(
+            "r1",
+            &doc.spec,
+            std::path::Path::new("/"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let n = std::num::NonZeroU32::new(3).unwrap();
         let mut total = 0;
         for i in 0..3 {
-            let doc: LoadTest =
-                serde_saphyr::from_str(data[format!("runner-{i}.yaml")].as_str().unwrap()).unwrap();
-            let rate = doc.spec.scenarios[0].rate.unwrap();
+            let segment = plan.segment(i, n).unwrap();
+            let rate = segment.scenarios[0].executor.peak_rate().unwrap();
             total += ricochet_engine::segment::rate_units(rate);
-            assert!(doc.spec.thresholds.is_empty());
+            assert!(segment.thresholds.is_empty());
         }
         assert_eq!(total, 1_000_000);
         assert!(
@@ -610,7 +622,6 @@ mod tests {
                 .iter()
                 .map(|a| a.as_str().unwrap())
                 .collect();
-            let spec_file = format!("/etc/ricochet/spec/runner-{i}.yaml");
             let index = i.to_string();
             let result = format!("r1-result-{i}");
             assert_eq!(
@@ -618,7 +629,7 @@ mod tests {
                 [
                     "runner",
                     "--spec",
-                    &spec_file,
+                    "/etc/ricochet/spec/loadtest.yaml",
                     "--run",
                     "r1",
                     "--index",
@@ -638,6 +649,34 @@ mod tests {
         assert_eq!(status["conditions"][0]["type"], "Started");
         assert_eq!(status["conditions"][0]["status"], "False");
         assert_eq!(seen[6].body["reason"], "RunnersCreated");
+    }
+
+    #[tokio::test]
+    async fn a_run_with_more_runners_than_load_fails_before_creating_anything() {
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        // Two virtual users cannot be split over three runners.
+        let few = spec(
+            "target: {url: 'http://echo:8080'}\nscenarios:\n- {name: api, executor: constant-vus, vus: 2, duration: 1m, requests: [{name: get, path: /api/x}]}\nparallelism: 3\n",
+        );
+        let run = test_run("r1", inline(few));
+        let expected = run.clone();
+        let mock = tokio::spawn(async move {
+            let mut server = server;
+            let s = server.expect_status(&expected).await;
+            server.expect_event().await;
+            s
+        });
+        reconcile_run(Arc::new(run), ctx).await.unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(1), mock)
+            .await
+            .unwrap()
+            .unwrap();
+        let status = &seen.body["status"];
+        assert_eq!(status["phase"], "Failed");
+        assert_eq!(
+            status["message"],
+            "spec.parallelism: 3 runners leave runner 2 with no load; use at most as many runners as the smallest scenario has thousandths of an iteration per second (or virtual users)"
+        );
     }
 
     #[tokio::test]

@@ -7,9 +7,10 @@
 //! that links kube, its runtime and the cron parser. It knows nothing of clap.
 //!
 //! A run: resolve the spec (`loadTestRef` or inline) and validate it as `loadgen run`
-//! would → split every rate exactly into `parallelism` parts
-//! ([`ricochet_engine::segment`]) → a ConfigMap
-//! with each runner's spec and one Job per runner ([`resources`]) → phase `Pending` until
+//! would → check that each of the `parallelism` segments of the plan has load
+//! ([`ricochet_engine::segment`]) → a ConfigMap with the whole spec and one Job per
+//! runner, each given its index and the runner count and running its segment of the
+//! plan ([`resources`]) → phase `Pending` until
 //! every runner pod is `Running` → the start barrier (`<run>-start`, see [`resources`]) →
 //! phase `Running` → each runner writes its partial result ([`partial`]) → the operator
 //! merges them exactly, judges the thresholds on the merged data, writes the report
@@ -21,6 +22,11 @@
 //! ricochet_operator::run(ricochet_operator::OperatorConfig::default()).await
 //! # }
 //! ```
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod partial;
 pub mod reconcile;

@@ -27,7 +27,7 @@ use super::partial::{Partial, counters, judge_merged, merge_run, merged_summary,
 use super::resources::{self, MANAGER, PARTIAL_KEY, WHOLE_SPEC_KEY};
 use super::{Context, Error, Result};
 use ricochet_engine::plan::{Overrides, Plan};
-use ricochet_engine::segment::{runner_count, split_spec};
+use ricochet_engine::segment::runner_count;
 
 /// Poll interval while runners start or run (Job changes also trigger reconciles).
 const POLL: Duration = Duration::from_secs(5);
@@ -163,13 +163,14 @@ async fn event(
     ctx.publish(run, "Reconcile", type_, reason, note).await
 }
 
-/// A new run: validate, split, create the spec ConfigMap and the runner Jobs.
+/// A new run: validate, check that every runner gets some load, create the spec
+/// ConfigMap (the whole spec) and the runner Jobs (each told its index and the count).
 async fn start(run: &LoadTestRun, ctx: &Context) -> Result<Action> {
     let spec = match resolve_spec(run, ctx).await? {
         Ok(spec) => spec,
         Err(reason) => return fail(run, ctx, Default::default(), "InvalidSpec", reason).await,
     };
-    let split = plan_of(run, &spec).and_then(|plan| {
+    let runners = plan_of(run, &spec).and_then(|plan| {
         let parallelism = run
             .spec
             .overrides
@@ -178,18 +179,18 @@ async fn start(run: &LoadTestRun, ctx: &Context) -> Result<Action> {
             .or(spec.parallelism);
         let n = runner_count(parallelism, spec.max_rate_per_runner, &plan)
             .map_err(|e| e.to_string())?;
-        let parts = split_spec(&spec, &plan, n).map_err(|e| e.to_string())?;
-        Ok((n, parts))
+        plan.check_segments(n).map_err(|e| e.to_string())?;
+        Ok(n)
     });
-    let (n, parts) = match split {
-        Ok(ok) => ok,
+    let n = match runners {
+        Ok(n) => n,
         Err(reason) => return fail(run, ctx, Default::default(), "InvalidSpec", reason).await,
     };
     let ns = namespace(run)?;
     let name = run.name_any();
     let apply = PatchParams::apply(MANAGER).force();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let cm = resources::spec_config_map(run, &spec, &parts)?;
+    let cm = resources::spec_config_map(run, &spec)?;
     config_maps
         .patch(
             &resources::spec_config_map_name(&name),

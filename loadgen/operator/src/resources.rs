@@ -35,7 +35,7 @@ pub const LABEL_LOAD_TEST: &str = "ricochet.dev/load-test";
 pub const LABEL_PART: &str = "ricochet.dev/part";
 /// Field manager of the operator's server-side applies.
 pub const MANAGER: &str = "ricochet-operator";
-/// Where the runner specs are mounted in a runner pod.
+/// Where `<run>-spec` is mounted in a runner pod.
 pub const SPEC_DIR: &str = "/etc/ricochet/spec";
 /// Key of the whole resolved spec in `<run>-spec`.
 pub const WHOLE_SPEC_KEY: &str = "loadtest.yaml";
@@ -49,7 +49,7 @@ pub fn job_name(run: &str, i: u32) -> String {
     format!("{run}-runner-{i}")
 }
 
-/// Name of the ConfigMap holding the runner specs.
+/// Name of the ConfigMap holding the run's whole spec.
 pub fn spec_config_map_name(run: &str) -> String {
     format!("{run}-spec")
 }
@@ -112,28 +112,15 @@ fn meta(
     })
 }
 
-/// `<run>-spec`: the whole resolved spec and each runner's part as a `LoadTest` document.
-pub fn spec_config_map(
-    run: &LoadTestRun,
-    whole: &LoadTestSpec,
-    runners: &[LoadTestSpec],
-) -> Result<ConfigMap, Error> {
+/// `<run>-spec`: the whole resolved spec as a `LoadTest` document, which every runner
+/// loads and takes its segment of (and the operator reads back to judge the run).
+pub fn spec_config_map(run: &LoadTestRun, whole: &LoadTestSpec) -> Result<ConfigMap, Error> {
     let name = run.name_any();
-    let render = |doc_name: String, spec: &LoadTestSpec| {
-        let lt = LoadTest::new(&doc_name, spec.clone());
-        serde_saphyr::to_string(&lt).map_err(|e| Error::Render(doc_name, e.to_string()))
-    };
-    let mut data = BTreeMap::new();
-    data.insert(WHOLE_SPEC_KEY.to_owned(), render(name.clone(), whole)?);
-    for (i, spec) in runners.iter().enumerate() {
-        data.insert(
-            format!("runner-{i}.yaml"),
-            render(job_name(&name, i as u32), spec)?,
-        );
-    }
+    let doc = serde_saphyr::to_string(&LoadTest::new(&name, whole.clone()))
+        .map_err(|e| Error::Render(name.clone(), e.to_string()))?;
     Ok(ConfigMap {
         metadata: meta(run, spec_config_map_name(&name), "spec", &[])?,
-        data: Some(data),
+        data: Some(BTreeMap::from([(WHOLE_SPEC_KEY.to_owned(), doc)])),
         ..ConfigMap::default()
     })
 }
@@ -163,8 +150,10 @@ pub fn report_config_map(
 }
 
 /// Runner `i` of `n`: one pod, never restarted (a failed runner fails the run rather than
-/// silently re-running half of its load), its spec mounted read-only, a read-only root
-/// filesystem, non-root.
+/// silently re-running half of its load), the whole spec mounted read-only, a read-only
+/// root filesystem, non-root. Its args name the whole spec, its index and the runner
+/// count, and the run's `spec.overrides` as `--multiplier`/`--duration`, so that the runner
+/// validates the same plan as the operator and takes its segment of it.
 pub fn runner_job(
     run: &LoadTestRun,
     i: u32,
@@ -198,10 +187,10 @@ pub fn runner_job(
         },
     ];
     env.extend(template.env.iter().cloned());
-    let args = vec![
+    let mut args = vec![
         "runner".to_owned(),
         "--spec".to_owned(),
-        format!("{SPEC_DIR}/runner-{i}.yaml"),
+        format!("{SPEC_DIR}/{WHOLE_SPEC_KEY}"),
         "--run".to_owned(),
         name.clone(),
         "--index".to_owned(),
@@ -213,6 +202,15 @@ pub fn runner_job(
         "--result-config-map".to_owned(),
         result_config_map_name(&name, i),
     ];
+    // The overrides as written: the runner parses them as the operator did.
+    let overrides = run.spec.overrides.as_ref();
+    if let Some(m) = overrides.and_then(|o| o.multiplier) {
+        // `f64`'s Display is the shortest text that reads back as the same number.
+        args.extend(["--multiplier".to_owned(), m.to_string()]);
+    }
+    if let Some(d) = overrides.and_then(|o| o.duration.clone()) {
+        args.extend(["--duration".to_owned(), d]);
+    }
     let container = Container {
         name: "runner".into(),
         image: Some(
@@ -299,4 +297,47 @@ pub fn runner_job(
         }),
         ..Job::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::test_run;
+    use ricochet_crds::{LoadTestRef, LoadTestRunSpec, RunOverrides};
+
+    fn args(job: &Job) -> Vec<String> {
+        let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        pod.and_then(|p| p.containers[0].args.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_runner_job_runs_its_segment_of_the_whole_spec_with_the_runs_overrides() {
+        let mut spec = LoadTestRunSpec {
+            load_test_ref: Some(LoadTestRef { name: "x".into() }),
+            spec: None,
+            overrides: None,
+        };
+        let config = OperatorConfig::default();
+        let plain = runner_job(&test_run("r1", spec.clone()), 1, 4, None, &config).unwrap();
+        let plain = args(&plain);
+        assert_eq!(
+            plain[..3],
+            ["runner", "--spec", "/etc/ricochet/spec/loadtest.yaml"]
+        );
+        assert!(!plain.contains(&"--multiplier".to_owned()), "{plain:?}");
+
+        spec.overrides = Some(RunOverrides {
+            multiplier: Some(0.1),
+            duration: Some("90s".into()),
+            parallelism: None,
+        });
+        let job = runner_job(&test_run("r1", spec), 1, 4, None, &config).unwrap();
+        let args = args(&job);
+        assert_eq!(args[..plain.len()], plain[..]);
+        assert_eq!(
+            args[plain.len()..],
+            ["--multiplier", "0.1", "--duration", "90s"]
+        );
+    }
 }

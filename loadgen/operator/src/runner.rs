@@ -131,7 +131,8 @@ pub async fn write_result(client: Client, namespace: &str, cm: &ConfigMap) -> Re
 }
 
 /// Runs one runner's part of a run: waits at the start barrier (in cluster) or until
-/// `start_at`, runs `plan`, and writes the partial result to its ConfigMap or file.
+/// `start_at`, runs `plan` (the runner's segment of the whole plan, [`Plan::segment`]),
+/// and writes the partial result to its ConfigMap or file.
 pub async fn run_part(
     args: &RunnerOptions,
     plan: &Plan,

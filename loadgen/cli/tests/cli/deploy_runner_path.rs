@@ -1,14 +1,13 @@
 //! The runner path on loopback (issue 6): a run split exactly over N `loadgen runner`
-//! processes, started together at one instant, whose partial results the operator's merge
-//! and threshold code turns into one verdict — the same verdict, and the same number of
-//! requests within sampling noise, as one process running the whole run.
+//! processes — each given the whole spec, its index and the count, as the operator's Jobs
+//! are — started together at one instant, whose partial results the operator's merge and
+//! threshold code turns into one verdict: the same verdict, and the same number of requests
+//! within sampling noise, as one process running the whole run.
 
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::Command;
 
 use ricochet_crds::{LoadTest, LoadTestSpec, Verdict};
-use ricochet_engine::segment::split_spec;
 use ricochet_engine::{Overrides, Plan};
 use ricochet_operator::partial::{Partial, counters, judge_merged, merge_run};
 
@@ -29,17 +28,17 @@ telemetry: {sample: {rate: 1}, settleTimeout: 10s}
 /// Runs `spec` split over `n` runner processes; returns (verdict, http_reqs, traces
 /// found by the runners' telemetry verification, merged).
 fn run_split(dir: &Path, spec: &LoadTestSpec, plan: &Plan, n: u32) -> (Verdict, u64, u64) {
-    let parts = split_spec(spec, plan, NonZeroU32::new(n).unwrap()).unwrap();
+    // The whole spec, as the operator writes it into `<run>-spec`'s `loadtest.yaml`.
+    let file = dir.join(format!("n{n}-loadtest.yaml"));
+    std::fs::write(
+        &file,
+        serde_saphyr::to_string(&LoadTest::new("e2e", spec.clone())).unwrap(),
+    )
+    .unwrap();
     let start_at =
         k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(2);
-    let children: Vec<_> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| {
-            let file = dir.join(format!("n{n}-runner-{i}.yaml"));
-            let doc =
-                serde_saphyr::to_string(&LoadTest::new(&format!("r-{i}"), part.clone())).unwrap();
-            std::fs::write(&file, doc).unwrap();
+    let children: Vec<_> = (0..n)
+        .map(|i| {
             let result = dir.join(format!("n{n}-result-{i}.json"));
             let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
                 .args(["runner", "--spec"])
