@@ -93,7 +93,7 @@ impl PrometheusClient {
         parse_vector(&data).map_err(|e| self.unexpected(&a, &e))
     }
 
-    /// The sum of an instant query's values (e.g. [`REQUESTS_TOTAL_QUERY`]); `None` when
+    /// The sum of an instant query's values (e.g. `sum(http_server_request_duration_seconds_count)`); `None` when
     /// the vector is empty (no such series yet).
     pub async fn total(&self, promql: &str) -> Result<Option<f64>, Unavailable> {
         let v = self.instant(promql).await?;

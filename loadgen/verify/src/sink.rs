@@ -20,22 +20,18 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -79,7 +75,7 @@ pub struct SinkStats {
     pub traces_evicted: u64,
     /// Trace ids evicted (logs).
     pub logs_evicted: u64,
-    /// OTLP/HTTP requests refused (bad body, content type, path).
+    /// OTLP requests refused, over HTTP or gRPC (bad body, content type, path, method).
     pub rejected_requests: u64,
 }
 
@@ -269,24 +265,18 @@ impl Sink {
         })?;
         let store = Arc::new(Store::new(capacity));
         let cancel = CancellationToken::new();
-        let svc = Otlp {
-            store: store.clone(),
-        };
-        let grpc_task = {
-            let cancel = cancel.clone();
-            let router = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(svc.clone()))
-                .add_service(LogsServiceServer::new(svc));
-            tokio::spawn(async move {
-                let incoming = tonic::transport::server::TcpIncoming::from(grpc);
-                // A serve error ends the gRPC side only; verification then reads missing for
-                // gRPC exporters, which the exporters' own failure counters explain.
-                let _ = router
-                    .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
-                    .await;
-            })
-        };
-        let http_task = tokio::spawn(http_accept_loop(http, store.clone(), cancel.clone()));
+        let grpc_task = tokio::spawn(accept_loop(
+            grpc,
+            store.clone(),
+            cancel.clone(),
+            Protocol::Grpc,
+        ));
+        let http_task = tokio::spawn(accept_loop(
+            http,
+            store.clone(),
+            cancel.clone(),
+            Protocol::Http,
+        ));
         Ok(Self {
             store,
             grpc_addr,
@@ -377,38 +367,21 @@ impl Verifier for SinkVerifier {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Otlp {
+/// Which OTLP transport a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// OTLP/gRPC: unary `Export` calls over HTTP/2.
+    Grpc,
+    /// OTLP/HTTP: `POST /v1/traces`, `/v1/logs`, protobuf or JSON.
+    Http,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
     store: Arc<Store>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Otlp {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.store.record_traces(request.get_ref());
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for Otlp {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.store.record_logs(request.get_ref());
-        Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-async fn http_accept_loop(listener: TcpListener, store: Arc<Store>, cancel: CancellationToken) {
+    cancel: CancellationToken,
+    protocol: Protocol,
+) {
     loop {
         let (stream, _) = tokio::select! {
             () = cancel.cancelled() => return,
@@ -423,7 +396,12 @@ async fn http_accept_loop(listener: TcpListener, store: Arc<Store>, cancel: Canc
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let store = store.clone();
-                async move { Ok::<_, Infallible>(handle_http(&store, req).await) }
+                async move {
+                    Ok::<_, Infallible>(match protocol {
+                        Protocol::Grpc => handle_grpc(&store, req).await,
+                        Protocol::Http => handle_http(&store, req).await,
+                    })
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -436,19 +414,172 @@ async fn http_accept_loop(listener: TcpListener, store: Arc<Store>, cancel: Canc
     }
 }
 
+/// A reply body: at most one data frame, then trailers (gRPC's status) if any.
+#[derive(Debug, Default)]
+struct Reply {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl hyper::body::Body for Reply {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let frame = match self.data.take() {
+            Some(d) => Some(Frame::data(d)),
+            None => self.trailers.take().map(Frame::trailers),
+        };
+        Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
 fn reply(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+) -> Response<Reply> {
+    let mut r = Response::new(Reply {
+        data: Some(body.into()),
+        trailers: None,
+    });
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
 }
 
-async fn handle_http(store: &Store, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The gRPC paths of the two `Export` methods.
+const GRPC_TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const GRPC_LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// gRPC status codes the sink answers with.
+const GRPC_OK: u8 = 0;
+const GRPC_INVALID_ARGUMENT: u8 = 3;
+const GRPC_UNIMPLEMENTED: u8 = 12;
+
+/// A gRPC reply: `message` framed (uncompressed) when the call succeeded, and the status
+/// in the trailers (a trailers-only reply for an error).
+fn grpc_reply(code: u8, message: &str, response: Option<Vec<u8>>) -> Response<Reply> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    if !message.is_empty()
+        && let Ok(v) = HeaderValue::from_str(message)
+    {
+        trailers.insert("grpc-message", v);
+    }
+    let data = response.map(|m| {
+        let mut framed = BytesMut::with_capacity(5 + m.len());
+        framed.put_u8(0);
+        framed.put_u32(u32::try_from(m.len()).unwrap_or(u32::MAX));
+        framed.put_slice(&m);
+        framed.freeze()
+    });
+    let mut r = match data {
+        Some(d) => Response::new(Reply {
+            data: Some(d),
+            trailers: Some(trailers),
+        }),
+        None => {
+            // Trailers-only: the status travels in the headers.
+            let mut r = Response::new(Reply::default());
+            r.headers_mut().extend(trailers);
+            r
+        }
+    };
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc+proto"),
+    );
+    r
+}
+
+/// One unary OTLP/gRPC `Export` call: the length-prefixed message decoded and recorded.
+async fn handle_grpc(store: &Store, req: Request<Incoming>) -> Response<Reply> {
+    let reject = |code, msg: String| {
+        *lock(&store.rejected) += 1;
+        grpc_reply(code, &msg, None)
+    };
+    let path = req.uri().path().to_owned();
+    let traces = match path.as_str() {
+        GRPC_TRACES => true,
+        GRPC_LOGS => false,
+        _ => {
+            return reject(
+                GRPC_UNIMPLEMENTED,
+                format!(
+                    "no OTLP service method {path}; the sink takes TraceService/Export and LogsService/Export"
+                ),
+            );
+        }
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY + 5).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reject(GRPC_INVALID_ARGUMENT, format!("cannot read the body: {e}")),
+    };
+    let message = match body.as_ref() {
+        [0, len @ ..] if len.len() >= 4 => {
+            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            match 5usize.checked_add(n) {
+                Some(end) if end == body.len() => body.slice(5..end),
+                _ => {
+                    return reject(
+                        GRPC_INVALID_ARGUMENT,
+                        format!(
+                            "the message is {} bytes, its prefix says {n}",
+                            body.len().saturating_sub(5)
+                        ),
+                    );
+                }
+            }
+        }
+        [1, ..] => {
+            return reject(
+                GRPC_UNIMPLEMENTED,
+                "compressed messages are not supported; send them uncompressed".to_owned(),
+            );
+        }
+        _ => {
+            return reject(
+                GRPC_INVALID_ARGUMENT,
+                "not a gRPC length-prefixed message".to_owned(),
+            );
+        }
+    };
+    let answer = if traces {
+        ExportTraceServiceRequest::decode(message).map(|r| {
+            store.record_traces(&r);
+            ExportTraceServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec()
+        })
+    } else {
+        ExportLogsServiceRequest::decode(message).map(|r| {
+            store.record_logs(&r);
+            ExportLogsServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec()
+        })
+    };
+    match answer {
+        Ok(response) => grpc_reply(GRPC_OK, "", Some(response)),
+        Err(e) => reject(
+            GRPC_INVALID_ARGUMENT,
+            format!("the message is not an OTLP export request: {e}"),
+        ),
+    }
+}
+
+async fn handle_http(store: &Store, req: Request<Incoming>) -> Response<Reply> {
     let reject = |status, msg: String| {
         *lock(&store.rejected) += 1;
         reply(status, "text/plain; charset=utf-8", msg)

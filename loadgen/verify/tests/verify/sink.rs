@@ -316,3 +316,98 @@ async fn otlp_json_over_http_is_accepted_too() {
     );
     sink.shutdown().await;
 }
+
+/// One raw OTLP/gRPC call over HTTP/2 (prior knowledge): the response headers, body and
+/// trailers, as a gRPC client sees them.
+async fn grpc_call(
+    endpoint: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (http::HeaderMap, bytes::Bytes, Option<http::HeaderMap>) {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::post(format!("{endpoint}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "gRPC answers HTTP 200 whatever its status"
+    );
+    let headers = resp.headers().clone();
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    (headers, collected.to_bytes(), trailers)
+}
+
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[tokio::test]
+async fn grpc_calls_get_grpc_statuses_and_bad_ones_are_counted() {
+    let sink = Sink::start(1000).await.unwrap();
+    let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let message = fixture("pushed-otlp-trace-0af76519.pb");
+
+    // A good call: one framed response message, then grpc-status 0 in the trailers.
+    let (headers, body, trailers) =
+        grpc_call(&sink.grpc_endpoint(), export, framed(&message)).await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/grpc")
+    );
+    let trailers = trailers.expect("a unary reply ends with trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(
+        body.len(),
+        5 + u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize
+    );
+    let got = sink
+        .verifier(Signal::Traces)
+        .check(&[Sample::now(id(T2))])
+        .await
+        .outcomes;
+    assert!(
+        matches!(got[0], Outcome::Found { spans: Some(1), .. }),
+        "{got:?}"
+    );
+
+    // Another service's method: UNIMPLEMENTED (12), trailers-only.
+    let (headers, body, _) = grpc_call(
+        &sink.grpc_endpoint(),
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        framed(&[]),
+    )
+    .await;
+    assert_eq!(headers["grpc-status"], "12");
+    assert!(body.is_empty());
+    // A length prefix that does not match the message: INVALID_ARGUMENT (3), named.
+    let mut short = framed(&message);
+    short.truncate(short.len() - 1);
+    let (headers, _, _) = grpc_call(&sink.grpc_endpoint(), export, short).await;
+    assert_eq!(headers["grpc-status"], "3");
+    assert!(
+        headers["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("its prefix says")
+    );
+    // A compressed message (flag 1) is refused, not misread.
+    let mut compressed = framed(&message);
+    compressed[0] = 1;
+    let (headers, _, _) = grpc_call(&sink.grpc_endpoint(), export, compressed).await;
+    assert_eq!(headers["grpc-status"], "12");
+    assert_eq!(sink.stats().rejected_requests, 3);
+    sink.shutdown().await;
+}
