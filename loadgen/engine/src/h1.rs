@@ -1,15 +1,15 @@
-//! HTTP/1.1 spoken inline on an owned `TcpStream`: the request is serialized once into a
+//! HTTP/1.1 spoken inline on an owned `TcpStream` (any byte stream in tests): the request is serialized once into a
 //! [`Template`] (only the two per-request trace headers are patched in place), written with
 //! one `write_all`, and the response is read into a per-connection buffer and parsed with
 //! `httparse` (head) and by hand (Content-Length, chunked, read-until-close bodies). No
 //! connection task, no channel, no `HeaderMap` per response.
 
-use echo_server::contract::TRACEPARENT;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
+use echo_server::contract::TRACEPARENT;
 use http::{HeaderMap, Method};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest response head (status line and headers) accepted, and the bound on one chunk-size
@@ -113,8 +113,8 @@ enum Framing {
 }
 
 /// One HTTP/1.1 connection with its reusable buffers.
-pub(crate) struct Conn {
-    stream: TcpStream,
+pub(crate) struct Conn<S = TcpStream> {
+    stream: S,
     wbuf: Vec<u8>,
     rbuf: Vec<u8>,
     /// Unconsumed bytes are `rbuf[pos..filled]`.
@@ -133,8 +133,18 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// Whether the peer closed (or wrote to) this connection while it sat idle: a
+    /// non-blocking read finds end of stream, an error or bytes nobody asked for. No system
+    /// call unless the socket was reported readable.
+    pub(crate) fn closed_while_idle(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Wraps a connected stream.
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: S) -> Self {
         Self {
             stream,
             wbuf: Vec::new(),
@@ -190,14 +200,6 @@ impl Conn {
             received: head_len as u64 + body.received,
             reusable,
         })
-    }
-
-    /// Whether the peer closed (or wrote to) this connection while it sat idle: a
-    /// non-blocking read finds end of stream, an error or bytes nobody asked for. No system
-    /// call unless the socket was reported readable.
-    pub(crate) fn closed_while_idle(&mut self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Reads more bytes after `rbuf[..filled]`; `Ok(false)` at end of stream.
@@ -462,5 +464,185 @@ pub fn describe_io(e: &std::io::Error) -> String {
                 None => s,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use proptest::prelude::*;
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// A peer that accepts every write and answers with the given reads, one per
+    /// `poll_read`, then end of stream: the read boundaries are exactly the test's.
+    struct Scripted(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(front) = self.0.front_mut() {
+                let n = front.len().min(buf.remaining());
+                buf.put_slice(&front[..n]);
+                front.drain(..n);
+                if front.is_empty() {
+                    self.0.pop_front();
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Scripted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// How a generated response delimits its body.
+    #[derive(Clone, Debug)]
+    enum Body {
+        Length(Vec<u8>),
+        /// Chunks (empty ones left out: a zero-size chunk ends the body), with a trailer.
+        Chunked(Vec<Vec<u8>>, bool),
+        /// `Connection: close` and no length: the body runs to end of stream.
+        Close(Vec<u8>),
+        /// 204: no body.
+        NoContent,
+    }
+
+    /// A valid response, its head length (interim 100 included) and its payload length.
+    fn render(interim: bool, extra: &[(String, String)], body: &Body) -> (Vec<u8>, usize, usize) {
+        let mut head = Vec::new();
+        if interim {
+            head.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let status = if matches!(body, Body::NoContent) {
+            204
+        } else {
+            200
+        };
+        head.extend_from_slice(format!("HTTP/1.1 {status} X\r\n").as_bytes());
+        for (k, v) in extra {
+            head.extend_from_slice(format!("x-{k}: {v}\r\n").as_bytes());
+        }
+        let mut tail = Vec::new();
+        let payload = match body {
+            Body::Length(b) => {
+                head.extend_from_slice(format!("content-length: {}\r\n", b.len()).as_bytes());
+                tail.extend_from_slice(b);
+                b.len()
+            }
+            Body::Chunked(chunks, trailer) => {
+                head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                for c in chunks.iter().filter(|c| !c.is_empty()) {
+                    tail.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    tail.extend_from_slice(c);
+                    tail.extend_from_slice(b"\r\n");
+                }
+                tail.extend_from_slice(b"0\r\n");
+                if *trailer {
+                    tail.extend_from_slice(b"x-checksum: 1\r\n");
+                }
+                tail.extend_from_slice(b"\r\n");
+                chunks.iter().map(Vec::len).sum()
+            }
+            Body::Close(b) => {
+                head.extend_from_slice(b"connection: close\r\n");
+                tail.extend_from_slice(b);
+                b.len()
+            }
+            Body::NoContent => 0,
+        };
+        head.extend_from_slice(b"\r\n");
+        let head_len = head.len();
+        head.extend_from_slice(&tail);
+        (head, head_len, payload)
+    }
+
+    /// Status, bytes received, reusable, whether body data was seen.
+    fn exchange(reads: Vec<Vec<u8>>) -> Result<(u16, u64, bool, bool), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let template = Template::new(&Method::GET, "/x", &HeaderMap::new(), b"");
+        let mut conn = Conn::new(Scripted(reads.into()));
+        let r = rt
+            .block_on(conn.exchange(&template, &[b'0'; TRACEPARENT_LEN], &[b'0'; REQUEST_ID_LEN]))
+            .map_err(|e| e.to_string())?;
+        Ok((r.status, r.received, r.reusable, r.first_data.is_some()))
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..max)
+    }
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            bytes(300).prop_map(Body::Length),
+            (proptest::collection::vec(bytes(40), 0..6), any::<bool>())
+                .prop_map(|(c, t)| Body::Chunked(c, t)),
+            bytes(300).prop_map(Body::Close),
+            Just(Body::NoContent),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any split of a valid response into reads parses as the whole response in one
+        /// read does, and counts the head plus the payload (not the chunk framing).
+        #[test]
+        fn any_split_of_a_valid_response_parses_the_same(
+            interim in any::<bool>(),
+            extra in proptest::collection::vec(("[a-z]{1,8}", "[ -~]{0,20}"), 0..4),
+            body in body(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let extra: Vec<(String, String)> =
+                extra.into_iter().map(|(k, v)| (k, v.trim().to_owned())).collect();
+            let (wire, head_len, payload) = render(interim, &extra, &body);
+            let whole = exchange(vec![wire.clone()]);
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            at.extend([0, wire.len()]);
+            at.sort_unstable();
+            at.dedup();
+            let reads: Vec<Vec<u8>> = at.windows(2).map(|w| wire[w[0]..w[1]].to_vec()).collect();
+            let split = exchange(reads);
+            prop_assert_eq!(&split, &whole);
+            let (status, received, reusable, data) = whole.map_err(TestCaseError::fail)?;
+            prop_assert_eq!(status, if matches!(body, Body::NoContent) { 204 } else { 200 });
+            prop_assert_eq!(received, (head_len + payload) as u64);
+            prop_assert_eq!(reusable, !matches!(body, Body::Close(_)));
+            prop_assert_eq!(data, payload > 0);
+        }
+    }
+
+    #[test]
+    fn a_truncated_body_is_an_error_whatever_the_split() {
+        let (wire, _, _) = render(false, &[], &Body::Length(vec![b'x'; 100]));
+        let cut = wire.len() - 10;
+        let one = exchange(vec![wire[..cut].to_vec()]);
+        let two = exchange(vec![wire[..5].to_vec(), wire[5..cut].to_vec()]);
+        assert_eq!(one, Err(CLOSED_EARLY.to_owned()));
+        assert_eq!(two, one);
     }
 }
