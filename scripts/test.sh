@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine, installing what the tests need
 # from Debian's packages when absent:
-# - prometheus: loadgen/tests/prometheus_roundtrip.rs runs a real Prometheus. The package
+# - prometheus: loadgen/cli/tests/cli/prometheus_roundtrip.rs runs a real Prometheus. The package
 #   may start its own service on :9090 (hence --no-install-recommends for the node
 #   exporter); that does not matter: the test starts its own prometheus on a free
 #   loopback port with a temp config and data dir.
 # - chromium: reports/tests/browser.sh opens the HTML report in headless Chromium and
 #   fails on console errors or network requests; the screenshot it takes is kept at
 #   target/report-screenshot.png.
+# - kubernetes-client (kubectl): loadgen/cli/tests/cli/deploy_manifests.rs renders every overlay with
+#   `kubectl kustomize`.
+# - bsdutils (`script`): loadgen/cli/tests/cli/run_cli.rs runs loadgen on a pseudo-terminal
+#   to check the live progress bar and the coloured summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
   SUDO=""

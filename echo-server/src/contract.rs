@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ChaosSpec;
+use crate::telemetry::ExporterHealth;
 pub use crate::telemetry::TRACEPARENT;
-use crate::telemetry::TelemetryReport;
 
 /// The request-duration histogram's name (its series are `_bucket`, `_sum`, `_count`).
 pub const DURATION_METRIC: &str = "http_server_request_duration_seconds";
@@ -28,7 +28,7 @@ pub struct Health {
     /// `service.name`.
     pub service: String,
     /// The exporter's state and counters.
-    pub exporter: TelemetryReport,
+    pub exporter: ExporterHealth,
     /// The last trace ids the exporter confirmed exported.
     pub exported_trace_ids: Vec<String>,
     /// Request log lines dropped (stdout could not keep up).

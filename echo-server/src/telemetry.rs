@@ -360,7 +360,7 @@ impl std::fmt::Debug for Telemetry {
 
 /// What `/healthz` reports about telemetry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TelemetryReport {
+pub struct ExporterHealth {
     /// `ok`, `degraded` (exports failing) or `disabled` (no exporter).
     pub state: String,
     /// OTLP endpoint.
@@ -519,8 +519,8 @@ impl Telemetry {
         self.chaos_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The `/healthz` view.
-    pub fn report(&self) -> TelemetryReport {
+    /// The exporter's state and counters, as `/healthz` shows them.
+    pub fn health(&self) -> ExporterHealth {
         let spans = self.span_stats.snapshot();
         let logs = self.log_stats.snapshot();
         let state = match (&self.otlp, spans.degraded || logs.degraded) {
@@ -528,7 +528,7 @@ impl Telemetry {
             (Some(_), true) => "degraded",
             (Some(_), false) => "ok",
         };
-        TelemetryReport {
+        ExporterHealth {
             state: state.to_owned(),
             endpoint: self.otlp.as_ref().map(|o| o.endpoint.clone()),
             protocol: self.otlp.as_ref().map(|o| o.protocol.to_string()),

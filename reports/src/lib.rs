@@ -10,7 +10,9 @@
 //!
 //! and compares two runs ([`compare::compare`]).
 //!
-//! The intended CLI (wired in `loadgen`'s `cli.rs`) is:
+//! This package knows no engine: it is a leaf under `ricochet-engine` (which builds the
+//! summary), `ricochet-operator` (which merges runners' summaries) and the `loadgen` CLI,
+//! which calls it like this:
 //!
 //! ```text
 //! loadgen run SCENARIO.yaml --out DIR        # write_all(): summary.json, report.md, report.html, junit.xml

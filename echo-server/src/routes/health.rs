@@ -12,7 +12,7 @@ use crate::contract::Health;
 /// Liveness, exporter counters, the last confirmed trace ids and active faults. Status is
 /// `degraded` while exports fail.
 pub fn healthz(state: &AppState) -> Response<HandlerBody> {
-    let exporter = state.telemetry.report();
+    let exporter = state.telemetry.health();
     let chaos = state.chaos.get();
     let health = Health {
         status: if exporter.state == "degraded" {

@@ -118,7 +118,7 @@ impl Failure {
 }
 
 /// What every command returns: how it ended, or why it could not do its job.
-pub type Outcome = Result<Exit, Failure>;
+pub type CommandResult = Result<Exit, Failure>;
 
 /// Parses `args`, runs the command, prints its error (if any) and returns the exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -144,7 +144,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 /// Runs one command.
-pub fn execute(command: Command) -> Outcome {
+pub fn execute(command: Command) -> CommandResult {
     match command {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => run::run(&args),
@@ -157,7 +157,7 @@ pub fn execute(command: Command) -> Outcome {
 }
 
 /// `loadgen validate`: the plan's summary on stdout and 0, or the error and 2.
-fn validate(args: &ValidateArgs) -> Outcome {
+fn validate(args: &ValidateArgs) -> CommandResult {
     let plan = ricochet_engine::load_plan(&args.scenario, &args.overrides.overrides())
         .map_err(|e| Failure::new(e.exit(), e))?;
     println!("OK {}: {}", args.scenario.display(), plan.summary());

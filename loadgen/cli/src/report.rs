@@ -10,7 +10,7 @@ use ricochet_reports::compare::{Limits, compare as compare_runs};
 use ricochet_reports::model::Summary;
 use ricochet_reports::{Format, load_summary, render, text};
 
-use crate::{Failure, Outcome};
+use crate::{CommandResult, Failure};
 
 /// Arguments of `loadgen report`.
 #[derive(Args, Debug)]
@@ -62,7 +62,7 @@ fn parse_format(text: &str) -> Result<Format, String> {
 
 /// `loadgen report`: 0 when rendered, 2 when the summary cannot be read, 3 when the
 /// output cannot be written.
-pub(crate) fn report(args: &ReportArgs) -> Outcome {
+pub(crate) fn report(args: &ReportArgs) -> CommandResult {
     let summary = load(&args.summary)?;
     let rendered = match (args.format, &args.output) {
         (Format::Text, None) => text::render(&summary, std::io::stdout().is_terminal()),
@@ -74,7 +74,7 @@ pub(crate) fn report(args: &ReportArgs) -> Outcome {
 
 /// `loadgen compare`: 0 without regression, 1 when a limit is exceeded (each named on
 /// stderr), 2 when a summary or the limits cannot be read.
-pub(crate) fn compare(args: &CompareArgs) -> Outcome {
+pub(crate) fn compare(args: &CompareArgs) -> CommandResult {
     let limits =
         Limits::parse(&args.max_regression).map_err(|e| Failure::new(Exit::InvalidInput, e))?;
     let baseline = load(&args.baseline)?;

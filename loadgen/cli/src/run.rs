@@ -11,7 +11,7 @@ use ricochet_engine::run::{RunOptions, StopKind, Stopper, execute};
 use ricochet_engine::worker::Pacing;
 
 use crate::progress::Terminal;
-use crate::{Failure, Outcome, OverrideArgs, runtime};
+use crate::{CommandResult, Failure, OverrideArgs, runtime};
 
 /// Arguments of `loadgen run`.
 #[derive(Args, Debug, Clone)]
@@ -64,7 +64,7 @@ impl From<PacingArg> for Pacing {
 
 /// `loadgen run`: runs the plan, prints the summary, returns the run's exit code; the
 /// reason the run could not be carried out is the failure.
-pub(crate) fn run(args: &RunArgs) -> Outcome {
+pub(crate) fn run(args: &RunArgs) -> CommandResult {
     let plan = ricochet_engine::load_plan(&args.scenario, &args.overrides.overrides())
         .map_err(|e| Failure::new(e.exit(), e))?;
     let runtime = runtime()?;

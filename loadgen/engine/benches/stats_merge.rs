@@ -8,11 +8,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ricochet_engine::stats::{Sample, SeriesKey, Stats};
+use ricochet_engine::stats::{Measurement, SeriesKey, Stats};
 
-fn sample(t0: Instant, i: u64) -> Sample {
+fn sample(t0: Instant, i: u64) -> Measurement {
     let scheduled = t0 + Duration::from_micros(i * 50);
-    Sample {
+    Measurement {
         key: SeriesKey {
             scenario: 0,
             request: (i % 3) as u16,
@@ -33,7 +33,7 @@ fn sample(t0: Instant, i: u64) -> Sample {
 
 fn bench(c: &mut Criterion) {
     let t0 = Instant::now();
-    let samples: Vec<Sample> = (0..10_000).map(|i| sample(t0, i)).collect();
+    let samples: Vec<Measurement> = (0..10_000).map(|i| sample(t0, i)).collect();
     c.bench_function("record 10k samples", |b| {
         b.iter(|| {
             let mut st = Stats::default();

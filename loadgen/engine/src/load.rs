@@ -6,7 +6,6 @@
 //! position of the field they reject in the index.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ricochet_crds::LoadTestSpec;
@@ -247,17 +246,6 @@ impl SourceIndex {
             .filter(|(p, _, _)| *p <= position)
             .max_by_key(|(p, _, is_key)| (*p, !*is_key))
             .map(|(_, path, _)| path.clone())
-    }
-
-    /// Every indexed path with its position, sorted by path (for tests and debugging).
-    pub fn dump(&self) -> String {
-        let mut entries: Vec<_> = self.positions.iter().collect();
-        entries.sort();
-        let mut out = String::new();
-        for (path, p) in entries {
-            let _ = writeln!(out, "{}:{} {path}", p.line, p.column);
-        }
-        out
     }
 }
 

@@ -144,14 +144,6 @@ impl RateProfile {
         (self.cumulative(to) - self.cumulative(from)).max(0.0)
     }
 
-    /// The highest rate reached.
-    pub fn max_rate(&self) -> f64 {
-        self.segments
-            .iter()
-            .map(|s| s.r0.max(s.r1))
-            .fold(0.0, f64::max)
-    }
-
     /// The intended instants, as offsets from the profile's start, in order.
     pub fn arrivals(&self) -> Arrivals<'_> {
         Arrivals {
@@ -295,18 +287,6 @@ pub fn stage_at(executor: &Executor, offset: Duration) -> Option<usize> {
         }
     }
     None
-}
-
-/// Planned length of a scenario's executor.
-pub fn executor_duration(executor: &Executor) -> Duration {
-    match executor {
-        Executor::ConstantArrivalRate { duration, .. } | Executor::ConstantVus { duration, .. } => {
-            *duration
-        }
-        Executor::RampingArrivalRate { stages, .. } | Executor::RampingVus { stages, .. } => {
-            stages.iter().map(|s| s.duration).sum()
-        }
-    }
 }
 
 #[cfg(test)]

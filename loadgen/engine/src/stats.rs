@@ -135,7 +135,7 @@ impl Stats {
     }
 
     /// Records one finished request.
-    pub fn record(&mut self, s: &Sample) {
+    pub fn record(&mut self, s: &Measurement) {
         let series = self.series.entry(s.key).or_default();
         series.requests += 1;
         series.failed += u64::from(s.failed);
@@ -191,7 +191,7 @@ impl Stats {
 
 /// One finished request, as the worker saw it.
 #[derive(Clone, Copy, Debug)]
-pub struct Sample {
+pub struct Measurement {
     /// Its series.
     pub key: SeriesKey,
     /// Failed: transport error, timeout or status >= 400.
@@ -290,7 +290,7 @@ impl Recorder {
     }
 
     /// Records a finished request into the bucket of its completion second.
-    pub fn record(&self, sample: &Sample) {
+    pub fn record(&self, sample: &Measurement) {
         let sec = self.second_of(sample.end);
         self.with_shard(|s| s.bucket(sec).record(sample));
     }
@@ -364,9 +364,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample(at: Instant, scheduled_us: u64, end_us: u64, status: u16) -> Sample {
+    fn sample(at: Instant, scheduled_us: u64, end_us: u64, status: u16) -> Measurement {
         let scheduled = at + Duration::from_micros(scheduled_us);
-        Sample {
+        Measurement {
             key: SeriesKey {
                 scenario: 0,
                 request: 0,

@@ -20,7 +20,7 @@ use ricochet_verify::sampler::{Completed, Sampler};
 
 use crate::plan::telemetry::expected_spans;
 use crate::schedule::{RateProfile, VuProfile, stage_at};
-use crate::stats::{Recorder, Sample, ScenarioKey, SeriesKey};
+use crate::stats::{Measurement, Recorder, ScenarioKey, SeriesKey};
 
 /// Everything an iteration of one scenario needs.
 #[derive(Debug)]
@@ -155,7 +155,7 @@ impl ScenarioCtx {
                         request_id: ex.ids.request_id(),
                     });
                 }
-                Sample {
+                Measurement {
                     key: key(ex.status),
                     failed: ex.status >= 400,
                     stream: req.stream,
@@ -172,7 +172,7 @@ impl ScenarioCtx {
                 if let FailureKind::Connect(msg) = &f.kind {
                     self.recorder.note_connect_error(msg);
                 }
-                Sample {
+                Measurement {
                     key: key(0),
                     failed: true,
                     stream: req.stream,

@@ -51,12 +51,6 @@ impl LokiVerifier {
         }
     }
 
-    /// Sets the ids per query (at least 1).
-    pub fn with_batch(mut self, batch: usize) -> Self {
-        self.batch = batch.max(1);
-        self
-    }
-
     /// The LogQL query for `ids`.
     pub fn logql(&self, ids: &[TraceId]) -> String {
         let alt: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();

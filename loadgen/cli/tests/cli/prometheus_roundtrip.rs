@@ -2,7 +2,7 @@
 //! `scripts/test.sh` installs when absent): the test starts `/usr/bin/prometheus` on a free
 //! loopback port with exemplar storage, a temp config and data dir, scraping every second
 //! an OpenMetrics exposition served on 127.0.0.1 (the recorded echo-server exposition of
-//! `shared/fixtures/backends/openmetrics-echo-metrics.txt`: three requests, one exemplar
+//! `loadgen/verify/tests/fixtures/backends/openmetrics-echo-metrics.txt` (recorded, copied from shared/fixtures): three requests, one exemplar
 //! each). loadgen's Prometheus client must then find the three exemplar trace ids and the
 //! request total of 3, polling with a patience of `RICOCHET_TEST_PATIENCE_SECS` (default
 //! 30 s). Without prometheus installed the test fails; it is never skipped.

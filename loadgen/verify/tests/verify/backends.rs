@@ -1,5 +1,5 @@
 //! The Tempo, Jaeger, Loki and Prometheus verifiers against real recorded responses
-//! (`shared/fixtures/backends/`, recorded from Tempo 2.2.4, Loki 2.9.9 and Prometheus
+//! (`tests/fixtures/backends/`, copied from shared/fixtures, recorded from Tempo 2.2.4, Loki 2.9.9 and Prometheus
 //! 2.42): each body is served with its recorded status and content type by a stub HTTP
 //! server on 127.0.0.1:0, which also records what the client sent. Plus the common
 //! behaviour: 429 + Retry-After, backend down, 500, auth headers, secrets never in reasons.
