@@ -8,13 +8,11 @@
 //! and discard each window as soon as it is complete.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use ricochet_reports::model::{TimePoint, Verdict};
+use ricochet_reports::model::TimePoint;
 
-use crate::evaluate::{
-    Evidence, Judgement, TagIndex, TelemetryEvidence, Windows, judge, ms, worse,
-};
+use crate::evaluate::{TagIndex, judge, ms};
+use crate::judge::{Evidence, TelemetryEvidence, WindowTally, Windows, window_secs};
 use crate::plan::Plan;
 use crate::schedule::RateProfile;
 use crate::stats::{Stats, merge_hist, new_hist};
@@ -26,110 +24,6 @@ struct WindowState {
     threshold: usize,
     len: u32,
     current: Option<(u32, Stats)>,
-}
-
-/// The verdicts of a windowed threshold's windows of `len` seconds so far: how many were
-/// judged, the worst and the first failing one.
-#[derive(Debug, Clone)]
-pub struct WindowTally {
-    len: u32,
-    judged: u32,
-    worst: Option<(f64, u32)>,
-    first_failure: Option<(f64, u32)>,
-    last_reason: Option<String>,
-}
-
-impl WindowTally {
-    /// No window judged yet, of `len` seconds.
-    pub fn new(len: u32) -> Self {
-        Self {
-            len,
-            judged: 0,
-            worst: None,
-            first_failure: None,
-            last_reason: None,
-        }
-    }
-
-    /// An empty tally for every windowed threshold of `thresholds`, by index.
-    pub fn for_thresholds(thresholds: &[Threshold]) -> BTreeMap<usize, WindowTally> {
-        thresholds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| match t.scope {
-                Scope::Window(d) => Some((i, WindowTally::new(window_secs(d)))),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The window length, seconds.
-    pub fn window_secs(&self) -> u32 {
-        self.len
-    }
-
-    /// Adds window `window`'s judgement of `th`.
-    pub fn add(&mut self, th: &Threshold, window: u32, j: Judgement) {
-        let Some(observed) = j.observed else {
-            self.last_reason = j.reason;
-            return;
-        };
-        self.judged += 1;
-        if self
-            .worst
-            .is_none_or(|(v, _)| worse(th.comparison, observed, v))
-        {
-            self.worst = Some((observed, window));
-        }
-        if j.verdict == Verdict::Fail && self.first_failure.is_none() {
-            self.first_failure = Some((observed, window));
-        }
-    }
-
-    /// The threshold's verdict over its windows: failed when any window failed (naming
-    /// the first and the worst), unknown when none had samples.
-    pub fn judgement(&self) -> Judgement {
-        let len = self.len;
-        let span = |w: u32| {
-            let from = w * len;
-            format!("{from}s–{}s", from + len)
-        };
-        if let Some((v, w)) = self.first_failure {
-            let (worst, ww) = self.worst.unwrap_or((v, w));
-            return Judgement {
-                observed: Some(worst),
-                verdict: Verdict::Fail,
-                reason: Some(format!(
-                    "window {} ({}) failed first with {v:.3}; worst window {} ({}) observed {worst:.3}",
-                    w + 1,
-                    span(w),
-                    ww + 1,
-                    span(ww)
-                )),
-            };
-        }
-        match self.worst {
-            Some((worst, ww)) => Judgement {
-                observed: Some(worst),
-                verdict: Verdict::Pass,
-                reason: Some(format!(
-                    "{} windows passed; worst window {} ({})",
-                    self.judged,
-                    ww + 1,
-                    span(ww)
-                )),
-            },
-            None => Judgement {
-                observed: None,
-                verdict: Verdict::Unknown,
-                reason: Some(
-                    self.last_reason
-                        .clone()
-                        .unwrap_or_else(|| "no window had samples".into()),
-                ),
-            },
-        }
-    }
 }
 
 /// What the collector knows so far.
@@ -392,13 +286,6 @@ impl Aggregator {
     }
 }
 
-/// A window length in whole seconds (at least 1).
-pub fn window_secs(d: Duration) -> u32 {
-    u32::try_from(d.as_secs_f64().round() as u64)
-        .unwrap_or(u32::MAX)
-        .max(1)
-}
-
 fn set_percentiles(p: &mut TimePoint, h: &crate::stats::Hist) {
     if !h.is_empty() {
         p.p50_ms = Some(ms(h.value_at_quantile(0.5)));
@@ -409,7 +296,12 @@ fn set_percentiles(p: &mut TimePoint, h: &crate::stats::Hist) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use ricochet_reports::model::Verdict;
+
     use super::*;
+    use crate::evaluate::Judgement;
     use crate::metric::Metric;
     use crate::stats::ScenarioKey;
     use crate::testing::{plan_with, requests, scenario, threshold};

@@ -5,21 +5,18 @@
 //! never averaged) and compares one aggregate with the limit. No samples → `Unknown`,
 //! which fails the gate closed, with the reason.
 //!
-//! [`Evidence::judge_threshold`] is the one place that decides what a threshold is judged
-//! on (the whole run, a phase, its windows, or the telemetry tallies); the live abort
-//! checks, the end of a run and the operator's merge of every runner all go through it.
+//! [`crate::judge::Evidence::judge_threshold`] decides what each threshold is judged on
+//! (the whole run, a phase, its windows, or the telemetry tallies) and calls into here.
 
 use std::collections::BTreeMap;
 
+use ricochet_reports::model::TrendStats;
 use ricochet_reports::model::Verdict;
-use ricochet_verify::verification::Results;
 
-use crate::aggregate::WindowTally;
 use crate::metric::Metric;
 use crate::plan::{Executor, Plan};
 use crate::stats::{Hist, ScenarioKey, SeriesKey, SeriesStats, Stats, merge_hist, new_hist};
-use crate::telemetry::TelemetryJudge as _;
-use crate::thresholds::{Aggregation, Comparison, Scope, Threshold};
+use crate::thresholds::{Aggregation, Comparison, Threshold};
 
 /// Names of the tags of every series, resolved from the plan.
 #[derive(Clone, Debug)]
@@ -247,72 +244,8 @@ impl Judgement {
     }
 }
 
-/// Everything a plan's thresholds are judged on.
-#[derive(Clone, Copy, Debug)]
-pub struct Evidence<'a> {
-    /// The plan's thresholds, in the order written.
-    pub thresholds: &'a [Threshold],
-    /// Every sample so far.
-    pub stats: &'a Stats,
-    /// The plan's tag index.
-    pub index: &'a TagIndex,
-    /// Seconds the samples cover (counter rates).
-    pub seconds: f64,
-    /// The windowed thresholds' verdicts.
-    pub windows: Windows<'a>,
-    /// The telemetry thresholds' tallies.
-    pub telemetry: TelemetryEvidence<'a>,
-}
-
-/// What windowed thresholds are judged on.
-#[derive(Clone, Copy, Debug)]
-pub enum Windows<'a> {
-    /// The closed windows' tallies, by threshold index.
-    Tallied(&'a BTreeMap<usize, WindowTally>),
-    /// Windows cannot be judged, for this reason.
-    Unavailable(&'a str),
-}
-
-/// What telemetry thresholds are judged on.
-#[derive(Clone, Copy, Debug)]
-pub enum TelemetryEvidence<'a> {
-    /// The verifiers' tallies, live or settled.
-    Verified(&'a Results),
-    /// The run did not verify telemetry (or has not reported yet).
-    NotVerified,
-    /// No tallies, for this reason.
-    Unavailable(&'a str),
-}
-
-impl Evidence<'_> {
-    /// Judges threshold `i` on what its metric and scope select: the telemetry tallies, the
-    /// whole run, one phase, or its windows (failing when any window failed).
-    pub fn judge_threshold(&self, i: usize) -> Judgement {
-        let Some(th) = self.thresholds.get(i) else {
-            return Judgement::unknown(format!("no threshold {i} in this plan"));
-        };
-        if th.metric.is_telemetry() {
-            return match self.telemetry {
-                TelemetryEvidence::Verified(results) => results.judge(th),
-                TelemetryEvidence::NotVerified => not_measured(th),
-                TelemetryEvidence::Unavailable(reason) => Judgement::unknown(reason.to_owned()),
-            };
-        }
-        match (&th.scope, self.windows) {
-            (Scope::Run, _) => judge(th, self.stats, self.index, None, self.seconds),
-            (Scope::Phase(name), _) => judge(th, self.stats, self.index, Some(name), self.seconds),
-            (Scope::Window(_), Windows::Tallied(tallies)) => match tallies.get(&i) {
-                Some(tally) => tally.judgement(),
-                None => Judgement::unknown("window state missing".into()),
-            },
-            (Scope::Window(_), Windows::Unavailable(reason)) => {
-                Judgement::unknown(reason.to_owned())
-            }
-        }
-    }
-}
-
-fn not_measured(th: &Threshold) -> Judgement {
+/// The judgement of a threshold whose metric this run did not measure.
+pub(crate) fn not_measured(th: &Threshold) -> Judgement {
     Judgement::unknown(format!(
         "metric `{}` is not measured by this run (telemetry verification did not run or the name is unknown)",
         th.metric
@@ -426,13 +359,23 @@ pub fn worse(cmp: Comparison, a: f64, b: f64) -> bool {
     }
 }
 
+/// Trend statistics of `h` (µs) in ms, `None` when empty.
+pub fn trend_stats(h: &Hist) -> Option<TrendStats> {
+    (!h.is_empty()).then(|| TrendStats {
+        min: ms(h.min()),
+        avg: h.mean() / 1000.0,
+        med: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p95: ms(h.value_at_quantile(0.95)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::RoundTrip;
-    use crate::testing::{requests, stage};
     use crate::thresholds::parse_condition;
-    use ricochet_verify::Signal;
     use std::time::Duration;
 
     fn plan() -> Plan {
@@ -598,133 +541,6 @@ mod tests {
             let j = judge(&th, &st, &idx, None, 1.0);
             assert_eq!(j.observed, Some(1.005), "{condition}");
             assert_eq!(j.verdict, verdict, "{condition}");
-        }
-    }
-
-    fn ramping_plan() -> Plan {
-        let mut sc = crate::testing::scenario("api", 10.0, "/api/x");
-        sc.executor = Executor::RampingArrivalRate {
-            start_rate: 0.0,
-            stages: vec![
-                stage(10.0, 1, Some("ramp-up")),
-                stage(10.0, 1, Some("steady")),
-            ],
-        };
-        crate::testing::plan_with(vec![sc])
-    }
-
-    #[test]
-    fn the_one_judge_picks_the_samples_by_metric_and_scope() {
-        let p = ramping_plan();
-        let idx = TagIndex::new(&p);
-        let mut st = requests(0, 1, 200, &[10, 10, 10]);
-        st.merge(&requests(0, 2, 200, &[500, 500]));
-        let p99 = |scope| Threshold {
-            scope,
-            ..threshold(
-                Metric::HttpReqDuration,
-                &[],
-                Aggregation::Percentile(99.0),
-                Comparison::Lt,
-                100.0,
-            )
-        };
-        let missing = threshold(
-            Metric::Telemetry(RoundTrip::Missing(Signal::Traces)),
-            &[],
-            Aggregation::Rate,
-            Comparison::Lt,
-            0.01,
-        );
-        let thresholds = vec![
-            p99(Scope::Run),
-            p99(Scope::Phase("ramp-up".into())),
-            p99(Scope::Phase("steady".into())),
-            p99(Scope::Window(Duration::from_secs(1))),
-            missing,
-        ];
-        let mut tally = WindowTally::new(1);
-        tally.add(
-            &thresholds[3],
-            0,
-            judge(&thresholds[3], &st, &idx, None, 1.0),
-        );
-        let tallies: BTreeMap<usize, WindowTally> = [(3, tally)].into();
-        let no_tallies = BTreeMap::new();
-        let evidence = Evidence {
-            thresholds: &thresholds,
-            stats: &st,
-            index: &idx,
-            seconds: 2.0,
-            windows: Windows::Tallied(&tallies),
-            telemetry: TelemetryEvidence::NotVerified,
-        };
-        let verdict = |ev: &Evidence<'_>, i| ev.judge_threshold(i).verdict;
-        assert_eq!(verdict(&evidence, 0), Verdict::Fail);
-        assert_eq!(
-            verdict(&evidence, 1),
-            Verdict::Pass,
-            "only the ramp-up samples"
-        );
-        assert_eq!(
-            verdict(&evidence, 2),
-            Verdict::Fail,
-            "only the steady samples"
-        );
-        let window = evidence.judge_threshold(3);
-        assert_eq!(window.verdict, Verdict::Fail);
-        assert_eq!(
-            window.reason.as_deref(),
-            Some(
-                "window 1 (0s–1s) failed first with 500.223; worst window 1 (0s–1s) observed 500.223"
-            )
-        );
-        assert_eq!(
-            evidence.judge_threshold(4).reason.as_deref(),
-            Some(
-                "metric `telemetry_trace_missing` is not measured by this run (telemetry verification did not run or the name is unknown)"
-            )
-        );
-        assert_eq!(verdict(&evidence, 5), Verdict::Unknown);
-
-        let results = Results {
-            signals: Vec::new(),
-            classes: Vec::new(),
-            sample: ricochet_verify::plan::SamplePolicy::Rate(1.0),
-            settle_timeout: Duration::from_secs(1),
-            sampled: 0,
-            dropped: 0,
-        };
-        let cases = [
-            (
-                Windows::Tallied(&no_tallies),
-                TelemetryEvidence::Verified(&results),
-                "window state missing",
-                "no trace backend was verified in this run, so `telemetry_trace_missing` was not measured",
-            ),
-            (
-                Windows::Unavailable("windows were omitted"),
-                TelemetryEvidence::Unavailable("no runner reported"),
-                "windows were omitted",
-                "no runner reported",
-            ),
-        ];
-        for (windows, telemetry, window_reason, telemetry_reason) in cases {
-            let ev = Evidence {
-                windows,
-                telemetry,
-                ..evidence
-            };
-            let (w, t) = (ev.judge_threshold(3), ev.judge_threshold(4));
-            assert_eq!(
-                (w.verdict, w.reason.as_deref()),
-                (Verdict::Unknown, Some(window_reason))
-            );
-            assert_eq!(
-                (t.verdict, t.reason.as_deref()),
-                (Verdict::Unknown, Some(telemetry_reason))
-            );
-            assert_eq!(verdict(&ev, 0), Verdict::Fail);
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod client;
 pub mod embedded;
 pub mod evaluate;
 mod h1;
+pub mod judge;
 pub mod progress;
 pub mod run;
 pub mod schedule;

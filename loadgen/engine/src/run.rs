@@ -15,7 +15,7 @@ use crate::aggregate::{Aggregator, ClosedWindow};
 use crate::chaos::Admin;
 use crate::client::{Client, Target, TargetError};
 use crate::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
-use crate::evaluate::TelemetryEvidence;
+use crate::judge::TelemetryEvidence;
 use crate::plan::chaos::AdminPlan;
 use crate::plan::{Plan, TargetPlan};
 use crate::progress::{Notice, ProgressSink, Silent, Snapshot};

@@ -5,14 +5,14 @@ use std::time::SystemTime;
 
 use ricochet_reports::model::{
     MetricKind as ModelKind, MetricSummary, Outcome, PercentilePoint, Phase, RunInfo,
-    SCHEMA_VERSION, ScenarioSummary, Summary, ThresholdResult, TrendStats,
+    SCHEMA_VERSION, ScenarioSummary, Summary, ThresholdResult,
 };
 
 use crate::aggregate::Aggregator;
-use crate::evaluate::{Selected, ms, select};
+use crate::evaluate::{Selected, ms, select, trend_stats};
 use crate::metric::Metric;
 use crate::plan::Plan;
-use crate::stats::{Hist, merge_hist, new_hist};
+use crate::stats::{merge_hist, new_hist};
 use crate::thresholds::Scope;
 use crate::worker::Pacing;
 
@@ -53,19 +53,6 @@ pub struct RunFacts {
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Trend statistics of `h` (µs) in ms, `None` when empty.
-pub fn trend_stats(h: &Hist) -> Option<TrendStats> {
-    (!h.is_empty()).then(|| TrendStats {
-        min: ms(h.min()),
-        avg: h.mean() / 1000.0,
-        med: ms(h.value_at_quantile(0.5)),
-        p90: ms(h.value_at_quantile(0.9)),
-        p95: ms(h.value_at_quantile(0.95)),
-        p99: ms(h.value_at_quantile(0.99)),
-        max: ms(h.max()),
-    })
 }
 
 fn metric_summary(selected: &Selected, seconds: f64) -> MetricSummary {

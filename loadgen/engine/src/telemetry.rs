@@ -35,9 +35,8 @@ use ricochet_reports::model::{
 use ricochet_verify::verification::Results;
 use ricochet_verify::{Rate, Signal, Tally};
 
-use crate::evaluate::{Judgement, Selected, judge_selected};
+use crate::evaluate::{Judgement, Selected, judge_selected, trend_stats};
 use crate::metric::{Metric, RoundTrip};
-use crate::summary::trend_stats;
 use crate::thresholds::{Aggregation, Threshold};
 
 /// The verdict on one keep class of one signal.

@@ -15,8 +15,8 @@ use ricochet_crds::{ThresholdVerdict, Verdict};
 use ricochet_reports::model::Verdict as ModelVerdict;
 use serde::{Deserialize, Serialize};
 
-use ricochet_engine::aggregate::WindowTally;
-use ricochet_engine::evaluate::{Evidence, TagIndex, TelemetryEvidence, Windows, judge};
+use ricochet_engine::evaluate::{TagIndex, judge};
+use ricochet_engine::judge::{Evidence, TelemetryEvidence, WindowTally, Windows};
 use ricochet_engine::metric::Metric;
 use ricochet_engine::plan::Plan;
 use ricochet_engine::stats::{Hist, ScenarioCounters, ScenarioKey, SeriesKey, SeriesStats, Stats};
@@ -137,7 +137,7 @@ impl PartialWindow {
                     encode_stats(&c.stats, plan).map(|(series, scenarios)| PartialWindow {
                         threshold: th.key.clone(),
                         expression: th.expression.clone(),
-                        window_secs: ricochet_engine::aggregate::window_secs(d),
+                        window_secs: ricochet_engine::judge::window_secs(d),
                         index: c.index,
                         series,
                         scenarios,
@@ -174,7 +174,7 @@ pub fn merge_run(plan: &Plan, partials: &[Partial]) -> Result<Merged, PartialErr
             let Some(i) = plan.thresholds.iter().position(|th| {
                 th.key == w.threshold
                     && th.expression == w.expression
-                    && matches!(th.scope, Scope::Window(d) if ricochet_engine::aggregate::window_secs(d) == w.window_secs)
+                    && matches!(th.scope, Scope::Window(d) if ricochet_engine::judge::window_secs(d) == w.window_secs)
             }) else {
                 continue;
             };
