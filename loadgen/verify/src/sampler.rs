@@ -58,9 +58,15 @@ impl Sampler {
         }
     }
 
-    fn take(&self) -> bool {
+    /// Whether to verify the request that carried `trace_id`. A `rate` decides on the
+    /// trace id's low 64 bits, which loadgen draws at random for every request (as
+    /// OpenTelemetry's trace-id-ratio sampler does): no random draw per request.
+    fn take(&self, trace_id: TraceId) -> bool {
         match self.policy {
-            SamplePolicy::Rate(r) => r >= 1.0 || rand::random::<f64>() <= r,
+            SamplePolicy::Rate(r) => {
+                let low = u64::from_be_bytes(trace_id.0[8..].try_into().unwrap_or_default());
+                r >= 1.0 || (low >> 11) as f64 / (1u64 << 53) as f64 <= r
+            }
             SamplePolicy::PerSecond(n) => {
                 let interval = (1e9 / n) as u64;
                 let burst = 1_000_000_000u64;
@@ -97,7 +103,7 @@ impl Sampler {
 
     /// Considers a completed request for verification (cheap when not sampled).
     pub fn offer(&self, c: Completed<'_>) {
-        if !self.take() {
+        if !self.take(c.trace_id) {
             return;
         }
         let now = SystemTime::now();
@@ -143,7 +149,34 @@ mod tests {
             CancellationToken::new(),
         ));
         let s = Sampler::new(SamplePolicy::PerSecond(100.0), Vec::new(), p);
-        let taken = (0..10_000).filter(|_| s.take()).count();
+        let taken = (0..10_000).filter(|_| s.take(TraceId([7; 16]))).count();
         assert!((100..=102).contains(&taken), "{taken}");
+    }
+
+    #[test]
+    fn a_rate_keeps_that_fraction_of_random_trace_ids() {
+        let p = Arc::new(Pipeline::start(
+            Vec::new(),
+            PollPolicy::default(),
+            1,
+            CancellationToken::new(),
+        ));
+        let s = Sampler::new(SamplePolicy::Rate(0.1), Vec::new(), p);
+        // Trace ids as loadgen makes them: random (here splitmix64, fixed seed).
+        let mut z = 0x7269_636f_6368_6574u64;
+        let ids: Vec<TraceId> = (0..20_000)
+            .map(|_| {
+                z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut x = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                let mut id = [0u8; 16];
+                id[8..].copy_from_slice(&(x ^ (x >> 31)).to_be_bytes());
+                TraceId(id)
+            })
+            .collect();
+        let taken = ids.iter().filter(|id| s.take(**id)).count();
+        assert!((1800..=2200).contains(&taken), "{taken} of 20000");
+        // The decision belongs to the trace: asking again gives the same answer.
+        assert!(ids.iter().all(|id| s.take(*id) == s.take(*id)));
     }
 }
