@@ -98,21 +98,25 @@ fn parse_duration_flag(text: &str) -> Result<Duration, String> {
     ricochet_engine::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
-/// A command that could not do its job: the error to print and the exit code.
+/// A command that could not do its job: the sentence to print and the exit code.
+///
+/// The libraries' errors are whole sentences that already name their cause (house style:
+/// file, field or flag, the bad value, what is valid), so the message is their `Display`,
+/// printed once; printing the error's source chain as well would repeat the cause.
 #[derive(Debug)]
 pub struct Failure {
     /// The exit code.
     pub exit: Exit,
-    /// What went wrong, printed once as `error: {:#}`.
-    pub error: anyhow::Error,
+    /// What went wrong, printed once as `error: {message}`.
+    pub message: String,
 }
 
 impl Failure {
     /// A failure with this exit code.
-    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
+    pub fn new(exit: Exit, error: impl std::fmt::Display) -> Self {
         Self {
             exit,
-            error: error.into(),
+            message: error.to_string(),
         }
     }
 }
@@ -136,7 +140,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let exit = match execute(cli.command) {
         Ok(exit) => exit,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            eprintln!("error: {}", failure.message);
             failure.exit
         }
     };
@@ -176,7 +180,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     builder.enable_all().build().map_err(|e| {
         Failure::new(
             Exit::RunFailed,
-            anyhow::Error::new(e).context("cannot start the async runtime"),
+            format!("cannot start the async runtime: {e}"),
         )
     })
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use clap::Args;
 use k8s_openapi::jiff::Timestamp;
 use ricochet_engine::{Exit, Overrides};
@@ -61,7 +60,7 @@ pub(crate) fn operator(args: &OperatorArgs) -> CommandResult {
     };
     runtime()?
         .block_on(ricochet_operator::run(config))
-        .map_err(|e| Failure::new(Exit::RunFailed, anyhow::Error::new(e).context("operator")))?;
+        .map_err(|e| Failure::new(Exit::RunFailed, format!("operator: {e}")))?;
     Ok(Exit::Passed)
 }
 
@@ -80,7 +79,7 @@ fn init_logging() {
 /// `loadgen crd`: both CRDs as one YAML stream on stdout.
 pub(crate) fn crd() -> CommandResult {
     let yaml = ricochet_crds::all_crds_yaml()
-        .map_err(|e| Failure::new(Exit::RunFailed, anyhow!("crd: {e}")))?;
+        .map_err(|e| Failure::new(Exit::RunFailed, format!("crd: {e}")))?;
     use std::io::Write as _;
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::stdout().write_all(yaml.as_bytes());
@@ -162,11 +161,6 @@ pub(crate) fn runner(args: &RunnerArgs) -> CommandResult {
             &segment,
             Arc::new(Terminal::lines()),
         ))
-        .map_err(|e| {
-            Failure::new(
-                Exit::RunFailed,
-                anyhow::Error::new(e).context(format!("runner {}", args.index)),
-            )
-        })?;
+        .map_err(|e| Failure::new(Exit::RunFailed, format!("runner {}: {e}", args.index)))?;
     Ok(Exit::Passed)
 }

@@ -114,7 +114,7 @@ fn emit(rendered: &str, output: Option<&Path>) -> Result<(), Failure> {
         Some(path) => std::fs::write(path, rendered).map_err(|e| {
             Failure::new(
                 Exit::RunFailed,
-                anyhow::Error::new(e).context(format!("cannot write {}", path.display())),
+                format!("cannot write {}: {e}", path.display()),
             )
         }),
     }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use ricochet_engine::run::{RunOptions, StopKind, Stopper, execute};
 use ricochet_engine::worker::Pacing;
@@ -88,7 +87,7 @@ pub(crate) fn run(args: &RunArgs) -> CommandResult {
         print!("{}", ricochet_reports::text::render(&report.summary, color));
     }
     match report.message {
-        Some(m) => Err(Failure::new(report.exit, anyhow!(m))),
+        Some(m) => Err(Failure::new(report.exit, m)),
         None => Ok(report.exit),
     }
 }

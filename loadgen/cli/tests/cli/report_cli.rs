@@ -133,3 +133,28 @@ fn compare_rejects_a_summary_of_another_schema_version_with_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("schemaVersion 7 is not supported"));
 }
+
+#[test]
+fn a_missing_summary_exits_2_naming_the_file_and_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("summary.json");
+    let out = loadgen()
+        .arg("report")
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!("error: {}: cannot read: ", missing.display())),
+        "{stderr}"
+    );
+    // One sentence, one line: the cause is not printed again after it.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
