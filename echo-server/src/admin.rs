@@ -5,7 +5,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
 
 use crate::chaos::ChaosSpec;
-use crate::routes::{error, json_value};
+use crate::routes::{body_timeout, error, json_value};
 use crate::{AppState, ResponseBody};
 
 const MAX_BODY: usize = 64 * 1024;
@@ -60,13 +60,16 @@ where
             json_value(StatusCode::OK, &ChaosSpec::default())
         }
         Method::PUT => {
+            let version = req.version();
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("cannot read the body: {e}"),
-                    );
+                    return body_timeout(state, version, &*e).unwrap_or_else(|| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("cannot read the body: {e}"),
+                        )
+                    });
                 }
             };
             let spec: ChaosSpec = match serde_json::from_slice(&body) {
@@ -79,7 +82,15 @@ where
                 }
             };
             if let Err(e) = spec.validate() {
-                return error(StatusCode::BAD_REQUEST, &e);
+                return json_value(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({
+                        "error": e.to_string(),
+                        "field": e.field,
+                        "value": e.value,
+                        "expected": e.expected,
+                    }),
+                );
             }
             state.chaos.set(spec);
             json_value(StatusCode::OK, &*state.chaos.get())

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Distribution;
+use crate::config::{Distribution, ERROR_STATUSES, MAX_DELAY};
+use crate::routes::Route;
 
 /// Deterministic source of uniform numbers: SplitMix64 over (seed, draw number). Draws are
 /// independent of which thread asks, so the number of hits over N draws depends only on
@@ -72,9 +73,9 @@ impl TryFrom<String> for StatusClass {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         match s.as_bytes() {
-            [d @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(Self(d - b'0')),
+            [d @ b'2'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(Self(d - b'0')),
             _ => Err(format!(
-                "invalid status class {s:?}: expected 1xx, 2xx, 3xx, 4xx or 5xx"
+                "invalid status class {s:?}: expected 2xx, 3xx, 4xx or 5xx (1xx are not final responses)"
             )),
         }
     }
@@ -168,31 +169,75 @@ pub struct ChaosSpec {
     pub telemetry_drop: Option<DropFault>,
 }
 
+/// A fault field out of its range: which field, the value given and what is valid.
+/// `PUT /chaos` answers it as a 400 with these three and the sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field} {value} is invalid: expected {expected}")]
+pub struct InvalidFault {
+    /// The field's path in the document, e.g. `latency.delay`.
+    pub field: &'static str,
+    /// The value given, as JSON would write it.
+    pub value: String,
+    /// What would be valid.
+    pub expected: String,
+}
+
 impl ChaosSpec {
-    /// Checks rates and statuses; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        let rate_ok = |r: f64| (0.0..=1.0).contains(&r);
-        if let Some(e) = &self.errors {
-            if !rate_ok(e.rate) {
-                return Err(format!(
-                    "errors.rate {} is not a fraction between 0 and 1",
-                    e.rate
-                ));
+    /// Checks every field against the limits the query parameters have too: delays
+    /// (every draw) within [`MAX_DELAY`], rates in `[0, 1]`, error statuses in
+    /// [`ERROR_STATUSES`], routes among the server's route templates. Status classes are
+    /// checked when the document is parsed.
+    pub fn validate(&self) -> Result<(), InvalidFault> {
+        let invalid = |field, value: String, expected: String| {
+            Err(InvalidFault {
+                field,
+                value,
+                expected,
+            })
+        };
+        let rate = |field, r: f64| {
+            if (0.0..=1.0).contains(&r) {
+                Ok(())
+            } else {
+                invalid(field, r.to_string(), "a fraction between 0 and 1".into())
             }
-            if !(400..=599).contains(&e.status) {
-                return Err(format!(
-                    "errors.status {} is not an error status (400-599)",
-                    e.status
-                ));
+        };
+        let route = |field, r: &Option<String>| match r {
+            Some(r) if !Route::TEMPLATES.contains(&r.as_str()) => invalid(
+                field,
+                format!("{r:?}"),
+                format!("one of the route templates {}", Route::TEMPLATES.join(", ")),
+            ),
+            _ => Ok(()),
+        };
+        if let Some(l) = &self.latency {
+            if let Some(expected) = l.delay.exceeds_max_delay() {
+                return invalid(
+                    "latency.delay",
+                    format!("{:?}", l.delay.to_string()),
+                    expected,
+                );
             }
+            route("latency.route", &l.route)?;
         }
-        if let Some(d) = &self.telemetry_drop
-            && !rate_ok(d.rate)
-        {
-            return Err(format!(
-                "telemetryDrop.rate {} is not a fraction between 0 and 1",
-                d.rate
-            ));
+        if let Some(e) = &self.errors {
+            rate("errors.rate", e.rate)?;
+            if !ERROR_STATUSES.contains(&e.status) {
+                return invalid(
+                    "errors.status",
+                    e.status.to_string(),
+                    format!(
+                        "an error status between {} and {}",
+                        ERROR_STATUSES.start(),
+                        ERROR_STATUSES.end()
+                    ),
+                );
+            }
+            route("errors.route", &e.route)?;
+        }
+        if let Some(d) = &self.telemetry_drop {
+            rate("telemetryDrop.rate", d.rate)?;
+            route("telemetryDrop.route", &d.route)?;
         }
         Ok(())
     }
@@ -268,7 +313,8 @@ impl Chaos {
         if let Some(l) = &spec.latency
             && scope_matches(&l.route, l.status_class, route, workload, status)
         {
-            v.delay = Some(l.delay.sample(self.dice.uniform()));
+            // `set` does not insist on a validated spec: cap here too.
+            v.delay = Some(l.delay.sample(self.dice.uniform()).min(MAX_DELAY));
         }
         v
     }
@@ -320,6 +366,123 @@ mod tests {
         assert!(!c.drop_telemetry("/metrics", false, 200));
     }
 
+    /// Every fault field out of range, and the exact sentence, field, value and range
+    /// `PUT /chaos` answers with.
+    #[test]
+    fn every_fault_field_is_validated_with_field_value_and_range() {
+        const RATE: &str = "a fraction between 0 and 1";
+        let routes = format!("one of the route templates {}", Route::TEMPLATES.join(", "));
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // See: issue #15 item 4 -- accepted, then panicked a worker converting the draw.
+            (
+                r#"{"latency":{"delay":"exp:500000000000years"}}"#,
+                "latency.delay",
+                r#""exp:500000000000years""#,
+                "an exp: mean of at most 3s (draws reach 20x the mean, which must stay within 60s)",
+            ),
+            (
+                r#"{"latency":{"delay":"exp:3001ms"}}"#,
+                "latency.delay",
+                r#""exp:3s 1ms""#,
+                "an exp: mean of at most 3s (draws reach 20x the mean, which must stay within 60s)",
+            ),
+            (
+                r#"{"latency":{"delay":"61s"}}"#,
+                "latency.delay",
+                r#""1m 1s""#,
+                "a delay of at most 60s",
+            ),
+            (
+                r#"{"latency":{"delay":"uniform:1s:90s"}}"#,
+                "latency.delay",
+                r#""uniform:1s:1m 30s""#,
+                "an upper bound of at most 60s",
+            ),
+            (
+                r#"{"latency":{"delay":"1ms","route":"/nope"}}"#,
+                "latency.route",
+                r#""/nope""#,
+                &routes,
+            ),
+            (r#"{"errors":{"rate":1.5}}"#, "errors.rate", "1.5", RATE),
+            (r#"{"errors":{"rate":-0.1}}"#, "errors.rate", "-0.1", RATE),
+            (
+                r#"{"errors":{"rate":0.1,"status":200}}"#,
+                "errors.status",
+                "200",
+                "an error status between 400 and 599",
+            ),
+            (
+                r#"{"errors":{"rate":0.1,"status":600}}"#,
+                "errors.status",
+                "600",
+                "an error status between 400 and 599",
+            ),
+            (
+                r#"{"errors":{"rate":0.1,"route":"/api"}}"#,
+                "errors.route",
+                r#""/api""#,
+                &routes,
+            ),
+            (
+                r#"{"telemetryDrop":{"rate":1.0000001}}"#,
+                "telemetryDrop.rate",
+                "1.0000001",
+                RATE,
+            ),
+            (
+                r#"{"telemetryDrop":{"rate":0.5,"route":"unmatched"}}"#,
+                "telemetryDrop.route",
+                r#""unmatched""#,
+                &routes,
+            ),
+        ];
+        for (raw, field, value, expected) in cases {
+            let spec: ChaosSpec = serde_json::from_str(raw).unwrap();
+            let e = spec.validate().unwrap_err();
+            assert_eq!(
+                (e.field, e.value.as_str(), e.expected.as_str()),
+                (*field, *value, *expected),
+                "{raw}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("{field} {value} is invalid: expected {expected}")
+            );
+        }
+        for raw in [
+            r#"{"latency":{"delay":"60s","route":"/metrics"}}"#,
+            r#"{"latency":{"delay":"exp:3s"}}"#,
+            r#"{"latency":{"delay":"uniform:0s:60s"}}"#,
+            r#"{"errors":{"rate":0,"status":400},"telemetryDrop":{"rate":1}}"#,
+            r#"{"errors":{"rate":1,"status":599,"route":"/api/{*path}"}}"#,
+        ] {
+            let spec: ChaosSpec = serde_json::from_str(raw).unwrap();
+            assert_eq!(spec.validate(), Ok(()), "{raw}");
+        }
+        let e = serde_json::from_str::<ChaosSpec>(r#"{"errors":{"rate":1,"statusClass":"1xx"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"invalid status class "1xx": expected 2xx, 3xx, 4xx or 5xx"#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn route_templates_are_the_routes_templates() {
+        let all = [
+            Route::Echo,
+            Route::Api,
+            Route::ChatStream,
+            Route::Storm,
+            Route::Healthz,
+            Route::Readyz,
+            Route::Metrics,
+        ];
+        assert_eq!(all.map(Route::as_str), Route::TEMPLATES);
+    }
+
     #[test]
     fn spec_round_trips_and_rejects_unknown_fields() {
         let raw = r#"{"latency":{"delay":"uniform:10ms:50ms","route":"/api/{*path}"},"errors":{"rate":0.1,"status":503},"telemetryDrop":{"rate":0.9,"statusClass":"2xx"}}"#;
@@ -329,6 +492,6 @@ mod tests {
         assert_eq!(spec, back);
         assert!(serde_json::from_str::<ChaosSpec>(r#"{"latncy":{}}"#).is_err());
         let bad: ChaosSpec = serde_json::from_str(r#"{"errors":{"rate":1.5}}"#).unwrap();
-        assert!(bad.validate().unwrap_err().contains("errors.rate"));
+        assert_eq!(bad.validate().unwrap_err().field, "errors.rate");
     }
 }

@@ -222,18 +222,40 @@ pub(crate) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Protocol limits of the public listener.
+/// Protocol limits of the public listener (the admin listener shares its timeouts and
+/// holds at most [`ADMIN_MAX_CONNECTIONS`]).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest accepted request body on `/echo` (larger: 413).
     pub body_limit: usize,
     /// Largest request head (HTTP/1 read buffer, HTTP/2 header list), in bytes.
     pub max_header_bytes: usize,
-    /// A connection whose request head is not complete within this time is closed.
+    /// A connection whose request head is not complete within this time is closed; so is
+    /// a connection that sends nothing at all, and (hyper starts the timer as soon as it
+    /// waits for a head) an HTTP/1.1 keep-alive connection idle for this long.
     pub header_read_timeout: Duration,
+    /// A request whose body has not fully arrived this long after the handler began
+    /// reading it is answered 408 and its connection closed.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight (HTTP/1.1 between requests, HTTP/2 with no
+    /// open stream, e.g. one that only sent the preface) is closed after this long.
+    pub idle_timeout: Duration,
+    /// HTTP/2: a PING is sent after this long without a frame from the client.
+    pub h2_keep_alive_interval: Duration,
+    /// HTTP/2: the connection is closed when a PING is not acknowledged within this.
+    pub h2_keep_alive_timeout: Duration,
+    /// Connections held open at once; beyond it a new connection is accepted and closed
+    /// at once, counted in `echo_connections_refused_total`.
+    pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub grace: Duration,
 }
+
+/// Connections the admin listener holds at once (it serves a handful of operators).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Largest `--max-connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -241,13 +263,33 @@ impl Default for Limits {
             body_limit: 1024 * 1024,
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Duration::from_secs(30),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            max_connections: 20_000,
             grace: Duration::from_secs(10),
         }
     }
 }
 
+/// Longest delay any fault or parameter adds to a request (`?delay=`, `--api-delay`, the
+/// admin API's `latency.delay`): every draw of a distribution stays within it.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// An exponential delay's draws are capped at this multiple of its mean.
+pub const EXP_CAP: u32 = 20;
+
+/// Statuses `?status=` may ask for: any final response. 1xx are not final responses
+/// (hyper answers a handler's 1xx as 500), and codes above 599 are not HTTP statuses.
+pub const RESPONSE_STATUSES: std::ops::RangeInclusive<u16> = 200..=599;
+
+/// Statuses of injected errors (`--api-error-status`, the admin API's `errors.status`):
+/// the error statuses among [`RESPONSE_STATUSES`].
+pub const ERROR_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
+
 /// A latency distribution: `25ms`, `uniform:10ms:50ms` or `exp:20ms` (exponential with
-/// that mean, capped at 20x the mean).
+/// that mean, capped at [`EXP_CAP`] times the mean).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Distribution {
@@ -260,14 +302,53 @@ pub enum Distribution {
 }
 
 impl Distribution {
-    /// Draws a value from `u`, a uniform number in `[0, 1)`.
+    /// Draws a value from `u`, a uniform number in `[0, 1)`. Total: no distribution and no
+    /// `u` (out of range, NaN) can panic; a draw never exceeds [`Self::max_draw`].
     pub fn sample(&self, u: f64) -> Duration {
-        match *self {
+        let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
+        let d = match *self {
             Self::Fixed(d) => d,
-            Self::Uniform(lo, hi) => lo + (hi.saturating_sub(lo)).mul_f64(u),
-            Self::Exponential(mean) => mean.mul_f64((-(1.0 - u).ln()).min(20.0)),
+            Self::Uniform(lo, hi) => lo.saturating_add(scale(hi.saturating_sub(lo), u)),
+            Self::Exponential(mean) => scale(mean, -(1.0 - u).ln()),
+        };
+        d.min(self.max_draw())
+    }
+
+    /// The largest value a draw can take: the value, the upper bound, or [`EXP_CAP`]
+    /// times the mean (saturating).
+    pub fn max_draw(&self) -> Duration {
+        match *self {
+            Self::Fixed(d) | Self::Uniform(_, d) => d,
+            Self::Exponential(mean) => mean.saturating_mul(EXP_CAP),
         }
     }
+
+    /// `None` when every draw is within [`MAX_DELAY`]; otherwise what would be valid.
+    pub fn exceeds_max_delay(&self) -> Option<String> {
+        if self.max_draw() <= MAX_DELAY {
+            return None;
+        }
+        // Whole seconds, written as `?delay=`'s message writes them ("60s", not "1m").
+        let max = format!("{}s", MAX_DELAY.as_secs());
+        Some(match self {
+            Self::Exponential(_) => format!(
+                "an exp: mean of at most {}s (draws reach {EXP_CAP}x the mean, which must stay within {max})",
+                (MAX_DELAY / EXP_CAP).as_secs()
+            ),
+            Self::Uniform(..) => format!("an upper bound of at most {max}"),
+            Self::Fixed(_) => format!("a delay of at most {max}"),
+        })
+    }
+}
+
+/// `d × f` without the panics of `Duration::mul_f64`: negative or NaN is zero, too large
+/// for a `Duration` saturates.
+fn scale(d: Duration, f: f64) -> Duration {
+    let secs = d.as_secs_f64() * f;
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 fn parse_duration(name: &str, s: &str) -> Result<Duration> {
@@ -352,7 +433,7 @@ pub struct ApiConfig {
 }
 
 /// The admin token; its `Debug` never shows the secret.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct AdminToken(String);
 
 impl AdminToken {
@@ -362,17 +443,27 @@ impl AdminToken {
         (!t.is_empty()).then_some(Self(t))
     }
 
-    /// Whether `candidate` equals the token (comparison time independent of the position
-    /// of the first difference).
+    /// A fresh token of 256 bits from the operating system's CSPRNG, as 64 hex digits.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(Error::Random)?;
+        let mut hex = [0u8; 64];
+        crate::hex_id(&bytes, &mut hex);
+        Ok(Self(String::from_utf8_lossy(&hex).into_owned()))
+    }
+
+    /// The secret itself, for the one caller that must hand it on (an embedder giving
+    /// its own client the token). Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `candidate` equals the token, in time independent of the contents (`subtle`:
+    /// no early exit at the first differing byte, behind an optimisation barrier). Only the
+    /// length is not secret: a candidate of another length is refused at once.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let a = self.0.as_bytes();
-        if a.len() != candidate.len() {
-            return false;
-        }
-        a.iter()
-            .zip(candidate)
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+        use subtle::ConstantTimeEq as _;
+        bool::from(self.0.as_bytes().ct_eq(candidate))
     }
 }
 
@@ -490,9 +581,28 @@ pub struct Cli {
     /// Request head limit, in bytes.
     #[arg(long, env = "ECHO_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
-    /// Connections whose request head is incomplete after this long are closed.
+    /// Connections whose request head is incomplete after this long are closed (also
+    /// silent connections and idle HTTP/1.1 keep-alive connections).
     #[arg(long, env = "ECHO_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// A request body not fully received this long after reading began is answered 408
+    /// and its connection closed.
+    #[arg(long, env = "ECHO_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+    /// Connections with no request in flight (HTTP/2: no open stream) are closed after
+    /// this long.
+    #[arg(long, env = "ECHO_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// HTTP/2: send a PING after this long without a frame from the client.
+    #[arg(long, env = "ECHO_H2_KEEP_ALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub h2_keep_alive_interval: Duration,
+    /// HTTP/2: close the connection when a PING is not acknowledged within this.
+    #[arg(long, env = "ECHO_H2_KEEP_ALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub h2_keep_alive_timeout: Duration,
+    /// Connections held at once; beyond it new connections are accepted and closed at
+    /// once (counted in echo_connections_refused_total).
+    #[arg(long, env = "ECHO_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
     /// Shutdown waits this long for in-flight requests.
     #[arg(long, env = "ECHO_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -521,11 +631,48 @@ impl Cli {
                 reason: "expected a fraction between 0 and 1".into(),
             });
         }
-        if !(100..=599).contains(&self.api_error_status) {
+        if !ERROR_STATUSES.contains(&self.api_error_status) {
             return Err(Error::InvalidSetting {
                 name: "--api-error-status".into(),
                 value: self.api_error_status.to_string(),
-                reason: "expected an HTTP status between 100 and 599".into(),
+                reason: format!(
+                    "expected an error status between {} and {}",
+                    ERROR_STATUSES.start(),
+                    ERROR_STATUSES.end()
+                ),
+            });
+        }
+        if let Some(d) = &self.api_delay
+            && let Some(valid) = d.exceeds_max_delay()
+        {
+            return Err(Error::InvalidSetting {
+                name: "--api-delay".into(),
+                value: d.to_string(),
+                reason: format!("expected {valid}"),
+            });
+        }
+        for (name, value) in [
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--body-read-timeout", self.body_read_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--h2-keep-alive-interval", self.h2_keep_alive_interval),
+            ("--h2-keep-alive-timeout", self.h2_keep_alive_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidSetting {
+                    name: name.into(),
+                    value: humantime::format_duration(value).to_string(),
+                    reason: "expected a duration longer than 0s such as 10s".into(),
+                });
+            }
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            return Err(Error::InvalidSetting {
+                name: "--max-connections".into(),
+                value: self.max_connections.to_string(),
+                reason: format!(
+                    "expected a number of connections between 1 and {MAX_CONNECTIONS_LIMIT}"
+                ),
             });
         }
         let admin_token = match self.admin_token {
@@ -548,6 +695,11 @@ impl Cli {
                 body_limit: self.body_limit,
                 max_header_bytes: self.max_header_bytes,
                 header_read_timeout: self.header_read_timeout,
+                body_read_timeout: self.body_read_timeout,
+                idle_timeout: self.idle_timeout,
+                h2_keep_alive_interval: self.h2_keep_alive_interval,
+                h2_keep_alive_timeout: self.h2_keep_alive_timeout,
+                max_connections: self.max_connections,
                 grace: self.grace,
             },
             api: ApiConfig {
@@ -655,5 +807,122 @@ mod tests {
         let t = AdminToken::new("s3cret").unwrap();
         assert!(!format!("{t:?}").contains("s3cret"));
         assert!(t.matches(b"s3cret") && !t.matches(b"s3creT") && !t.matches(b"s3"));
+        assert!(!t.matches(b"") && !t.matches(b"s3cret\0") && !t.matches(b"S3cret"));
+    }
+
+    #[test]
+    fn generated_admin_tokens_are_256_bit_hex_and_differ() {
+        let a = AdminToken::generate().unwrap();
+        let b = AdminToken::generate().unwrap();
+        assert_eq!(a.expose().len(), 64);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a.expose(), b.expose());
+        assert!(a.matches(a.expose().as_bytes()) && !a.matches(b.expose().as_bytes()));
+    }
+
+    /// See: issue #15 item 4 -- `exp:500000000000years` panicked a worker ("cannot
+    /// convert float seconds to Duration"). No distribution and no draw can panic.
+    #[test]
+    fn sampling_never_panics_and_stays_within_the_largest_draw() {
+        let huge = [
+            "exp:500000000000years",
+            "500000000000years",
+            "uniform:0s:500000000000years",
+            "uniform:500000000000years:500000000000years",
+            "exp:0s",
+            "0s",
+        ];
+        for raw in huge {
+            let d: Distribution = raw.parse().unwrap();
+            for u in [0.0, 0.5, 0.999_999, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY] {
+                let v = d.sample(u);
+                assert!(v <= d.max_draw(), "{raw} at {u}: {v:?}");
+            }
+        }
+        let far = Distribution::Exponential(Duration::MAX);
+        assert_eq!(far.max_draw(), Duration::MAX);
+        assert!(far.sample(0.999).as_secs() > 0);
+        let e: Distribution = "exp:20ms".parse().unwrap();
+        assert_eq!(e.max_draw(), Duration::from_millis(400));
+        assert_eq!(e.sample(1.0), Duration::from_millis(400));
+    }
+
+    /// Each invalid flag and the exact sentence it is refused with.
+    #[test]
+    fn invalid_flags_are_refused_with_flag_value_and_range() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--api-delay", "exp:5s"],
+                r#"invalid --api-delay value "exp:5s": expected an exp: mean of at most 3s (draws reach 20x the mean, which must stay within 60s)"#,
+            ),
+            (
+                &["--api-delay", "2m"],
+                r#"invalid --api-delay value "2m": expected a delay of at most 60s"#,
+            ),
+            (
+                &["--api-error-status", "200"],
+                r#"invalid --api-error-status value "200": expected an error status between 400 and 599"#,
+            ),
+            (
+                &["--api-error-status", "100"],
+                r#"invalid --api-error-status value "100": expected an error status between 400 and 599"#,
+            ),
+            (
+                &["--api-error-rate", "1.5"],
+                r#"invalid --api-error-rate value "1.5": expected a fraction between 0 and 1"#,
+            ),
+            (
+                &["--idle-timeout", "0s"],
+                r#"invalid --idle-timeout value "0s": expected a duration longer than 0s such as 10s"#,
+            ),
+            (
+                &["--body-read-timeout", "0s"],
+                r#"invalid --body-read-timeout value "0s": expected a duration longer than 0s such as 10s"#,
+            ),
+            (
+                &["--h2-keep-alive-interval", "0s"],
+                r#"invalid --h2-keep-alive-interval value "0s": expected a duration longer than 0s such as 10s"#,
+            ),
+            (
+                &["--max-connections", "0"],
+                r#"invalid --max-connections value "0": expected a number of connections between 1 and 1000000"#,
+            ),
+        ];
+        for (args, want) in cases {
+            let cli = Cli::parse_from(std::iter::once("echo-server").chain(args.iter().copied()));
+            let err = cli.into_config(&env(&[])).unwrap_err().to_string();
+            assert_eq!(err, *want, "{args:?}");
+        }
+        let cli = Cli::parse_from([
+            "echo-server",
+            "--idle-timeout",
+            "2s",
+            "--body-read-timeout",
+            "3s",
+            "--h2-keep-alive-interval",
+            "4s",
+            "--h2-keep-alive-timeout",
+            "5s",
+            "--max-connections",
+            "7",
+        ]);
+        let (_, c) = cli.into_config(&env(&[])).unwrap();
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.idle_timeout,
+                l.body_read_timeout,
+                l.h2_keep_alive_interval,
+                l.h2_keep_alive_timeout,
+                l.max_connections
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(3),
+                Duration::from_secs(4),
+                Duration::from_secs(5),
+                7
+            )
+        );
     }
 }

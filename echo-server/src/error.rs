@@ -57,6 +57,9 @@ pub enum Error {
     /// Flushing or shutting down telemetry failed; each failure is listed.
     #[error("telemetry shutdown reported failures: {}", .0.join("; "))]
     TelemetryShutdown(Vec<String>),
+    /// The operating system's random source failed (drawing an admin token).
+    #[error("cannot draw an admin token from the operating system's random source: {0}")]
+    Random(getrandom::Error),
     /// The request-log writer thread could not be started.
     #[error("cannot start the request-log writer thread: {0}")]
     LogWriter(std::io::Error),

@@ -57,6 +57,148 @@ type ByTenant = HashMap<Arc<str>, Arc<Series>>;
 pub struct Metrics {
     series: RwLock<HashMap<Outer, ByTenant>>,
     tenants: RwLock<HashMap<Arc<str>, ()>>,
+    /// Connections of the public listener.
+    pub connections: Connections,
+}
+
+/// Open connections of the public listener (gauge).
+pub const CONNECTIONS_OPEN: &str = "echo_connections_open";
+/// Connections refused because `max_connections` were open (counter).
+pub const CONNECTIONS_REFUSED: &str = "echo_connections_refused";
+/// Connections the server closed on a timeout, by `reason` (counter).
+pub const CONNECTIONS_CLOSED: &str = "echo_connections_closed";
+/// Requests answered 408 because their body did not arrive in time (counter).
+pub const BODY_TIMEOUTS: &str = "echo_request_body_timeouts";
+
+/// Why the server closed a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No byte within the header read timeout.
+    Silent,
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// hyper's timers: an HTTP/1.1 head not complete in time, or an HTTP/2 PING not
+    /// acknowledged.
+    Timeout,
+}
+
+impl CloseReason {
+    const ALL: [Self; 3] = [Self::Silent, Self::Idle, Self::Timeout];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silent => "silent",
+            Self::Idle => "idle",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Connection counters of the public listener.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: AtomicU64,
+    refused: AtomicU64,
+    closed: [AtomicU64; 3],
+    body_timeouts: AtomicU64,
+}
+
+impl Connections {
+    /// A connection was accepted and is held.
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A held connection ended.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was refused; returns the total so far.
+    pub fn refuse(&self) -> u64 {
+        self.refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The server closed a connection for `reason`.
+    pub fn closed_by(&self, reason: CloseReason) {
+        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request body timed out.
+    pub fn body_timeout(&self) {
+        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections held now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed for `reason` so far.
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        self.closed[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Request bodies that timed out so far.
+    pub fn body_timeouts(&self) -> u64 {
+        self.body_timeouts.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, om: bool, out: &mut String) {
+        let head = |out: &mut String, family: &str, kind: &str, help: &str| {
+            let series = if kind == "counter" {
+                format!("{family}_total")
+            } else {
+                family.to_owned()
+            };
+            if om {
+                let _ = writeln!(out, "# TYPE {family} {kind}\n# HELP {family} {help}");
+            } else {
+                let _ = writeln!(out, "# HELP {series} {help}\n# TYPE {series} {kind}");
+            }
+        };
+        head(
+            out,
+            CONNECTIONS_OPEN,
+            "gauge",
+            "Connections the public listener holds.",
+        );
+        let _ = writeln!(out, "{CONNECTIONS_OPEN} {}", self.open());
+        head(
+            out,
+            CONNECTIONS_REFUSED,
+            "counter",
+            "Connections closed on accept because max_connections were open.",
+        );
+        let _ = writeln!(out, "{CONNECTIONS_REFUSED}_total {}", self.refused());
+        head(
+            out,
+            CONNECTIONS_CLOSED,
+            "counter",
+            "Connections the server closed: silent (no byte), idle (no request in flight), timeout (head not read in time, HTTP/2 PING unanswered).",
+        );
+        for r in CloseReason::ALL {
+            let _ = writeln!(
+                out,
+                "{CONNECTIONS_CLOSED}_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.closed_for(r)
+            );
+        }
+        head(
+            out,
+            BODY_TIMEOUTS,
+            "counter",
+            "Requests answered 408 because their body did not arrive within the body read timeout.",
+        );
+        let _ = writeln!(out, "{BODY_TIMEOUTS}_total {}", self.body_timeouts());
+    }
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -259,6 +401,7 @@ impl Metrics {
                 );
             }
         }
+        self.connections.render(om, &mut out);
         if om {
             out.push_str("# EOF\n");
         }

@@ -18,25 +18,31 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
 /// Starts the stream; the body yields one NDJSON line per token.
 pub fn handle<B>(req: Request<B>) -> Response<HandlerBody> {
     let query = req.uri().query();
-    let tokens = match query_param(query, "tokens").map(str::parse::<u32>) {
+    let tokens = match query_param(query, "tokens") {
         None => 16,
-        Some(Ok(n)) if n <= MAX_TOKENS => n,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid tokens: expected a whole number up to 100000",
-            );
-        }
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if n <= MAX_TOKENS => n,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid tokens {raw:?}: expected a whole number up to {MAX_TOKENS}"),
+                );
+            }
+        },
     };
-    let interval = match query_param(query, "interval").map(humantime::parse_duration) {
+    let interval = match query_param(query, "interval") {
         None => Duration::from_millis(20),
-        Some(Ok(d)) if d <= MAX_INTERVAL => d,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid interval: expected a duration up to 10s such as 20ms",
-            );
-        }
+        Some(raw) => match humantime::parse_duration(raw) {
+            Ok(d) if d <= MAX_INTERVAL => d,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "invalid interval {raw:?}: expected a duration up to 10s such as 20ms"
+                    ),
+                );
+            }
+        },
     };
     let chunks = stream::unfold(0u32, move |i| async move {
         if i >= tokens {

@@ -5,7 +5,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 
-use super::{HandlerBody, error, json_value};
+use super::{HandlerBody, body_timeout, error, json_value};
 use crate::AppState;
 
 /// Reflects method, path, query, headers and body; 413 beyond the body limit.
@@ -34,10 +34,12 @@ where
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the request body: {e}"),
-            );
+            return body_timeout(state, parts.version, &*e).unwrap_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {e}"),
+                )
+            });
         }
     };
     let mut headers = Map::new();

@@ -57,6 +57,17 @@ impl Route {
         }
     }
 
+    /// The templates of the matched routes, as faults may name them in `route`.
+    pub const TEMPLATES: [&'static str; 7] = [
+        "/echo",
+        "/api/{*path}",
+        "/chat/stream",
+        "/storm",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+
     /// The route template.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -133,6 +144,24 @@ pub fn json_value(status: StatusCode, v: &impl serde::Serialize) -> Response<Han
 /// `{"error": msg}` with `status`.
 pub fn error(status: StatusCode, msg: &str) -> Response<HandlerBody> {
     json_value(status, &serde_json::json!({ "error": msg }))
+}
+
+/// 408 when `e`, the error of reading a request body, is the body read timeout (counted
+/// in the connection metrics); the HTTP/1.1 connection is closed after it, since the rest
+/// of the body is still on its way.
+pub(crate) fn body_timeout(
+    state: &AppState,
+    version: http::Version,
+    e: &(dyn std::error::Error + 'static),
+) -> Option<Response<HandlerBody>> {
+    crate::serve::BodyError::timeout_of(e)?;
+    state.metrics.connections.body_timeout();
+    let mut r = error(StatusCode::REQUEST_TIMEOUT, &e.to_string());
+    if version < http::Version::HTTP_2 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Some(r)
 }
 
 /// Query parameter `name` (first occurrence, not percent-decoded).

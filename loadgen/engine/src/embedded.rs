@@ -1,7 +1,7 @@
 //! The embedded echo-server: started in-process on `127.0.0.1:0` when a plan names no
 //! target (or `--embedded`), stopped when the run ends. With telemetry verification it
 //! exports its spans and logs over OTLP/gRPC to the embedded sink; with `spec.chaos` its
-//! admin listener runs on loopback behind a random bearer token.
+//! admin listener runs on loopback behind a random bearer token from the OS CSPRNG.
 
 use std::net::SocketAddr;
 
@@ -55,14 +55,12 @@ impl Embedded {
         }
         let mut admin_token = None;
         if opts.admin {
-            let token = format!(
-                "{:016x}{:016x}",
-                crate::client::random_u64(),
-                crate::client::random_u64()
-            );
+            // 256 bits from the OS CSPRNG: the admin port is reachable by every local user.
+            let token =
+                echo_server::config::AdminToken::generate().map_err(EmbeddedError::Start)?;
+            admin_token = Some(Secret::new(token.expose().to_owned()));
             config.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-            config.admin_token = echo_server::config::AdminToken::new(token.clone());
-            admin_token = Some(Secret::new(token));
+            config.admin_token = Some(token);
         }
         let server = echo_server::start(config, listener)
             .await
