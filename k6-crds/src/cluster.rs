@@ -126,6 +126,11 @@ pub struct RunnerTemplate {
     /// Whole Secrets or ConfigMaps exposed as environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromSource>,
+    /// ConfigMap holding the files that requests' `bodyFile`s name (each key a file name,
+    /// e.g. from `kubectl create configmap NAME --from-file=order.json`), mounted read-only
+    /// in every runner. In a cluster, body files are read from it and nowhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_files_config_map: Option<String>,
 }
 
 /// What is kept once a run has finished.

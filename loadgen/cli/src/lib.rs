@@ -8,12 +8,12 @@
 //! clap and the terminal; nothing depends on it.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ricochet_engine::{Exit, Overrides};
+use ricochet_engine::{Exit, Overrides, Plan, PlanError};
 
 mod operator;
 mod progress;
@@ -81,6 +81,10 @@ pub struct OverrideArgs {
     /// Target the embedded echo-server on loopback, whatever `spec.target` says.
     #[arg(long)]
     pub embedded: bool,
+    /// Let `bodyFile`s be absolute paths or lie outside the scenario file's folder (by
+    /// default they must lie in it or below it).
+    #[arg(long)]
+    pub allow_body_files_outside: bool,
 }
 
 impl OverrideArgs {
@@ -91,6 +95,14 @@ impl OverrideArgs {
             duration: self.duration,
             embedded: self.embedded,
         }
+    }
+
+    /// Loads and validates `scenario` with these flags applied.
+    pub fn load_plan(&self, scenario: &Path) -> Result<Plan, PlanError> {
+        let bodies = ricochet_engine::plan::BodySource::Beside {
+            allow_outside: self.allow_body_files_outside,
+        };
+        ricochet_engine::load::load_plan_with(scenario, &self.overrides(), bodies)
     }
 }
 
@@ -162,7 +174,9 @@ pub fn execute(command: Command) -> CommandResult {
 
 /// `loadgen validate`: the plan's summary on stdout and 0, or the error and 2.
 fn validate(args: &ValidateArgs) -> CommandResult {
-    let plan = ricochet_engine::load_plan(&args.scenario, &args.overrides.overrides())
+    let plan = args
+        .overrides
+        .load_plan(&args.scenario)
         .map_err(|e| Failure::new(e.exit(), e))?;
     println!("OK {}: {}", args.scenario.display(), plan.summary());
     Ok(Exit::Passed)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use k8s_openapi::jiff::Timestamp;
+use ricochet_engine::plan::BodySource;
 use ricochet_engine::{Exit, Overrides};
 use ricochet_operator::OperatorConfig;
 use ricochet_operator::runner::{RunnerOptions, run_part};
@@ -122,6 +123,10 @@ pub struct RunnerArgs {
     /// Locally: write the partial result (JSON) to this file.
     #[arg(long, conflicts_with = "run", required_unless_present = "run")]
     pub result_file: Option<PathBuf>,
+    /// Read `bodyFile`s from this folder (and below) only, not beside the spec: in a
+    /// cluster, the mounted `spec.runner.bodyFilesConfigMap`.
+    #[arg(long, value_name = "DIR")]
+    pub body_dir: Option<PathBuf>,
 }
 
 impl RunnerArgs {
@@ -150,7 +155,11 @@ impl RunnerArgs {
 /// 0 when the partial result is written, 2 for an invalid spec or a segment without load, 3
 /// when the run could not be carried out.
 pub(crate) fn runner(args: &RunnerArgs) -> CommandResult {
-    let plan = ricochet_engine::load_plan(&args.spec, &args.overrides())
+    let bodies = match &args.body_dir {
+        Some(dir) => BodySource::Folder(dir),
+        None => BodySource::default(),
+    };
+    let plan = ricochet_engine::load::load_plan_with(&args.spec, &args.overrides(), bodies)
         .map_err(|e| Failure::new(e.exit(), e))?;
     let segment = plan
         .segment(args.index, args.runners)

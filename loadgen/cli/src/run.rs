@@ -64,7 +64,11 @@ impl From<PacingArg> for Pacing {
 /// `loadgen run`: runs the plan, prints the summary, returns the run's exit code; the
 /// reason the run could not be carried out is the failure.
 pub(crate) fn run(args: &RunArgs) -> CommandResult {
-    let plan = ricochet_engine::load_plan(&args.scenario, &args.overrides.overrides())
+    let plan = args
+        .overrides
+        .load_plan(&args.scenario)
+        .map_err(|e| Failure::new(e.exit(), e))?;
+    plan.check_one_process()
         .map_err(|e| Failure::new(e.exit(), e))?;
     let runtime = runtime()?;
     let opts = RunOptions {

@@ -4,26 +4,41 @@
 //! → position; YAML syntax errors come from here), once by serde-saphyr into the typed spec
 //! (unknown fields, wrong types). Semantic checks in [`Plan::from_source`] then look up the
 //! position of the field they reject in the index.
+//!
+//! A scenario file is at most [`MAX_SCENARIO_BYTES`] long, and holds at most
+//! serde-saphyr's default budget of nodes, nesting and aliases; beyond, one sentence says so.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ricochet_crds::LoadTestSpec;
 use serde::Deserialize;
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::granit_parser::{Event, Parser};
-use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
+use serde_saphyr::{Budget, DefaultMessageFormatter, MessageFormatter};
 
-use crate::plan::{Locate, Overrides, Plan, PlanError, Position};
+use crate::plan::{BodySource, Locate, Overrides, Plan, PlanError, Position};
 
-/// Reads the `LoadTest` at `path`, validates it and applies `overrides`.
+/// The largest scenario file loadgen reads: 4 MiB (large request bodies go in `bodyFile`s).
+pub const MAX_SCENARIO_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the `LoadTest` at `path`, validates it and applies `overrides`; its `bodyFile`s
+/// must lie in the file's folder.
 pub fn load_plan(path: &Path, overrides: &Overrides) -> Result<Plan, PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PlanError {
-        file: Some(path.to_path_buf()),
-        position: None,
-        field: None,
-        message: format!("cannot read the scenario file: {e}"),
-    })?;
-    Document::parse(path, &text)?.plan(overrides)
+    load_plan_with(path, overrides, BodySource::default())
+}
+
+/// Like [`load_plan`], with the `bodyFile`s read from `bodies`.
+pub fn load_plan_with(
+    path: &Path,
+    overrides: &Overrides,
+    bodies: BodySource<'_>,
+) -> Result<Plan, PlanError> {
+    let doc = Document::read(path)?;
+    Plan::from_source(
+        &doc.name, &doc.spec, &doc.file, &doc.index, overrides, bodies,
+    )
 }
 
 /// A parsed `LoadTest` document and where each of its fields was written.
@@ -63,6 +78,34 @@ struct Metadata {
 }
 
 impl Document {
+    /// Reads and parses the file at `path`, at most [`MAX_SCENARIO_BYTES`] long.
+    pub fn read(path: &Path) -> Result<Document, PlanError> {
+        let unreadable = |message: String| PlanError {
+            file: Some(path.to_path_buf()),
+            position: None,
+            field: None,
+            message,
+        };
+        let mut bytes = Vec::new();
+        // Through a cap, so that `/dev/zero` or a pipe that never ends is refused, not read.
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| unreadable(format!("cannot read the scenario file: {e}")))?;
+        if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+            return Err(unreadable(format!(
+                "the scenario file is larger than {} MiB ({MAX_SCENARIO_BYTES} bytes), the most loadgen reads; put large request bodies in `bodyFile`s",
+                MAX_SCENARIO_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            unreadable(format!(
+                "the scenario file is not UTF-8 text (byte {} is not valid UTF-8)",
+                e.utf8_error().valid_up_to() + 1
+            ))
+        })?;
+        Document::parse(path, &text)
+    }
+
     /// Parses `text` (the contents of `file`) into a document, checking YAML syntax, field
     /// names and types, `apiVersion` and `kind`.
     pub fn parse(file: &Path, text: &str) -> Result<Document, PlanError> {
@@ -73,13 +116,8 @@ impl Document {
                 field,
                 message,
             };
-        let index = SourceIndex::build(text).map_err(|(position, message)| {
-            located(
-                Some(position),
-                None,
-                format!("YAML syntax error: {message}"),
-            )
-        })?;
+        let index = SourceIndex::build(text)
+            .map_err(|(position, message)| located(Some(position), None, message))?;
         let envelope: Envelope = serde_saphyr::from_str(text).map_err(|e| {
             let e = e.without_snippet();
             let position = e.location().map(|l| Position {
@@ -87,7 +125,9 @@ impl Document {
                 column: l.column() as usize,
             });
             let message = yaml_error_message(e, text, position);
-            let field = position.and_then(|p| index.field_at(p));
+            // A budget is the whole document's, not the field where it ran out.
+            let budget = matches!(e, serde_saphyr::Error::Budget { .. });
+            let field = position.filter(|_| !budget).and_then(|p| index.field_at(p));
             located(position, field.filter(|f| !f.is_empty()), message)
         })?;
         let at = |path: &str, message: String| {
@@ -133,7 +173,14 @@ impl Document {
 
     /// Validates the document into a plan with `overrides` applied.
     pub fn plan(&self, overrides: &Overrides) -> Result<Plan, PlanError> {
-        Plan::from_source(&self.name, &self.spec, &self.file, &self.index, overrides)
+        Plan::from_source(
+            &self.name,
+            &self.spec,
+            &self.file,
+            &self.index,
+            overrides,
+            BodySource::default(),
+        )
     }
 }
 
@@ -160,8 +207,10 @@ fn join_key(parent: &str, key: &str) -> String {
 }
 
 impl SourceIndex {
-    /// Indexes `text`; a YAML syntax error is returned with its position and message.
+    /// Indexes `text`; a YAML syntax error, or more nodes or nesting than serde-saphyr's
+    /// default [`Budget`] allows, is returned with its position and sentence.
     pub fn build(text: &str) -> Result<SourceIndex, (Position, String)> {
+        let budget = Budget::default();
         let mut index = SourceIndex::default();
         let mut stack: Vec<Frame> = Vec::new();
         for item in Parser::new_from_str(text) {
@@ -172,7 +221,7 @@ impl SourceIndex {
                         line: m.line(),
                         column: m.col() + 1,
                     },
-                    e.info(),
+                    format!("YAML syntax error: {}", e.info()),
                 )
             })?;
             let position = Position {
@@ -195,6 +244,13 @@ impl SourceIndex {
             }
             if !is_node {
                 continue;
+            }
+            // Each node's path is stored, and is as long as the nesting is deep: both bounded.
+            if index.nodes.len() >= budget.max_nodes {
+                return Err((position, too_many_nodes(budget.max_nodes)));
+            }
+            if stack.len() >= budget.max_depth {
+                return Err((position, too_deep(budget.max_depth)));
             }
             // The path of this node, or `None` when it is a mapping key.
             let path = match stack.last_mut() {
@@ -303,7 +359,45 @@ fn yaml_error_message(e: &serde_saphyr::Error, text: &str, position: Option<Posi
         E::DuplicateMappingKey { key: Some(key), .. } => {
             format!("`{key}` is written twice; each field may appear once")
         }
+        E::Budget { breach, .. } => budget_message(breach),
         other => DefaultMessageFormatter.format_message(other).into_owned(),
+    }
+}
+
+fn too_many_nodes(max: usize) -> String {
+    format!(
+        "the document holds more than {max} YAML nodes (values, lists and mappings), more than loadgen reads in a scenario file"
+    )
+}
+
+fn too_deep(max: usize) -> String {
+    format!(
+        "the document nests lists and mappings more than {max} deep, more than loadgen reads in a scenario file"
+    )
+}
+
+/// The sentence for a document beyond serde-saphyr's default [`Budget`].
+fn budget_message(breach: &BudgetBreach) -> String {
+    let budget = Budget::default();
+    let beyond = |what: &str| {
+        format!("the document holds {what}, more than loadgen reads in a scenario file")
+    };
+    match breach {
+        BudgetBreach::Nodes { .. } => too_many_nodes(budget.max_nodes),
+        BudgetBreach::Depth { .. } => too_deep(budget.max_depth),
+        BudgetBreach::Events { .. } => {
+            beyond(&format!("more than {} YAML events", budget.max_events))
+        }
+        BudgetBreach::Aliases { .. } | BudgetBreach::AliasAnchorRatio { .. } => {
+            beyond("too many aliases (`*name`)")
+        }
+        BudgetBreach::Anchors { .. } => beyond("too many anchors (`&name`)"),
+        BudgetBreach::Documents { .. } => beyond("too many YAML documents"),
+        BudgetBreach::MergeKeys { .. } => beyond("too many merge keys (`<<`)"),
+        BudgetBreach::ScalarBytes { .. } | BudgetBreach::InputBytes { .. } => {
+            beyond("too much text")
+        }
+        _ => beyond("too much YAML structure"),
     }
 }
 
@@ -334,5 +428,72 @@ impl Locate for SourceIndex {
             }
             path = parent(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sentence(result: Result<impl Sized, PlanError>) -> String {
+        result.map_or_else(|e| e.to_string(), |_| "(valid)".to_owned())
+    }
+
+    fn error_of(text: &str) -> String {
+        sentence(Document::parse(Path::new("x.yaml"), text))
+    }
+
+    // See: issue #15, item 2: a 45 MB file ended in a Debug dump of the budget breach.
+    #[test]
+    fn a_file_beyond_the_limits_is_one_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        let line = "# padding\n";
+        let lines = MAX_SCENARIO_BYTES as usize / line.len() + 1;
+        std::fs::write(&big, line.repeat(lines)).unwrap();
+        let latin1 = dir.path().join("latin1.yaml");
+        std::fs::write(&latin1, b"kind: \xe9\n").unwrap();
+        let load = |path: &Path| sentence(load_plan(path, &Overrides::default()));
+        let too_big = "the scenario file is larger than 4 MiB (4194304 bytes), the most loadgen reads; put large request bodies in `bodyFile`s";
+        let aliases = format!(
+            "apiVersion: ricochet.dev/v1alpha1\nkind: LoadTest\nmetadata:\n  labels: {{a: &x v, {}}}\nspec: {{scenarios: []}}\n",
+            (0..150)
+                .map(|i| format!("k{i}: *x"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let cases = [
+            (load(&big), format!("{}: {too_big}", big.display())),
+            (load(Path::new("/dev/zero")), format!("/dev/zero: {too_big}")),
+            (
+                load(&latin1),
+                format!(
+                    "{}: the scenario file is not UTF-8 text (byte 7 is not valid UTF-8)",
+                    latin1.display()
+                ),
+            ),
+            (
+                error_of(&format!("a: [{}]\n", "1,".repeat(250_001))),
+                format!(
+                    "x.yaml:1:{}: the document holds more than 250000 YAML nodes (values, lists and mappings), more than loadgen reads in a scenario file",
+                    // The root mapping, `a`, the list and 249 997 items come before.
+                    5 + 2 * 249_997
+                ),
+            ),
+            (
+                error_of(&format!("{}{}", "[".repeat(100), "]".repeat(100))),
+                "x.yaml:1:65: the document nests lists and mappings more than 64 deep, more than loadgen reads in a scenario file".to_owned(),
+            ),
+            (
+                error_of(&aliases),
+                "x.yaml:6:1: the document holds too many aliases (`*name`), more than loadgen reads in a scenario file".to_owned(),
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(got, want)| got != want)
+            .map(|(got, want)| format!(" want: {want}\n  got: {got}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,7 +25,7 @@ use serde_json::json;
 use super::partial::{Partial, counters, judge_merged, merge_run, merged_summary, p99};
 use super::resources::{self, MANAGER, PARTIAL_KEY, WHOLE_SPEC_KEY};
 use super::{Context, Error, Result};
-use ricochet_engine::plan::{Overrides, Plan};
+use ricochet_engine::plan::{BodyFiles, Overrides, Plan};
 use ricochet_engine::segment::runner_count;
 
 /// Poll interval while runners start or run (Job changes also trigger reconciles).
@@ -104,9 +103,34 @@ async fn resolve_spec(
     })
 }
 
+/// Validates the run's spec as its runners will, without reading the operator's own file
+/// system: body files are checked for their shape here and read by the runners from
+/// `spec.runner.bodyFilesConfigMap`, which must then be named.
 fn plan_of(run: &LoadTestRun, spec: &LoadTestSpec) -> std::result::Result<Plan, String> {
     let overrides = overrides(run)?;
-    Plan::from_spec(&run.name_any(), spec, Path::new("/"), &overrides).map_err(|e| e.to_string())
+    let plan = Plan::from_spec(&run.name_any(), spec, BodyFiles::Deferred, &overrides)
+        .map_err(|e| e.to_string())?;
+    let bodies = spec
+        .runner
+        .as_ref()
+        .and_then(|r| r.body_files_config_map.as_ref());
+    for (i, sc) in spec.scenarios.iter().enumerate() {
+        for (j, r) in sc.requests.iter().enumerate() {
+            let Some(file) = &r.body_file else { continue };
+            let field = format!("spec.scenarios[{i}].requests[{j}].bodyFile");
+            if bodies.is_none() {
+                return Err(format!(
+                    "{field}: `{file}` cannot be read in a cluster without `spec.runner.bodyFilesConfigMap`: create a ConfigMap holding it (`kubectl create configmap NAME --from-file={file}`) and name it there, or give the body inline with `body`"
+                ));
+            }
+            if file.contains('/') {
+                return Err(format!(
+                    "{field}: `{file}` names a folder, but in a cluster body files are the keys of `spec.runner.bodyFilesConfigMap`, which have none: name the file alone"
+                ));
+            }
+        }
+    }
+    Ok(plan)
 }
 
 fn now(ctx: &Context) -> Time {
@@ -756,4 +780,54 @@ pub fn report_files(summary: &ricochet_reports::model::Summary) -> BTreeMap<Stri
             bound(ricochet_reports::render(summary, Format::Junit)),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::test_run;
+    use ricochet_crds::LoadTestRunSpec;
+
+    fn with_body_file(file: &str, config_map: Option<&str>) -> LoadTestSpec {
+        let runner = config_map
+            .map(|c| format!("runner: {{bodyFilesConfigMap: {c}}}\n"))
+            .unwrap_or_default();
+        serde_saphyr::from_str(&format!(
+            "target: {{url: 'http://echo:8080'}}\nscenarios:\n- {{name: api, executor: constant-arrival-rate, rate: 10, duration: 1m, requests: [{{name: post, method: POST, path: /api/x, bodyFile: '{file}'}}]}}\n{runner}"
+        ))
+        .unwrap()
+    }
+
+    fn check(spec: &LoadTestSpec) -> std::result::Result<Plan, String> {
+        let run = test_run(
+            "r1",
+            LoadTestRunSpec {
+                load_test_ref: None,
+                spec: Some(Box::new(spec.clone())),
+                overrides: None,
+            },
+        );
+        plan_of(&run, spec)
+    }
+
+    #[test]
+    fn body_files_come_from_the_named_config_map_and_never_from_the_operators_disk() {
+        // Named: checked for shape only; the file exists only in the runners' mount.
+        let plan = check(&with_body_file("order.json", Some("bodies"))).unwrap();
+        assert_eq!(plan.scenarios[0].requests[0].body, "", "nothing read here");
+
+        assert_eq!(
+            check(&with_body_file("order.json", None)).unwrap_err(),
+            "spec.scenarios[0].requests[0].bodyFile: `order.json` cannot be read in a cluster without `spec.runner.bodyFilesConfigMap`: create a ConfigMap holding it (`kubectl create configmap NAME --from-file=order.json`) and name it there, or give the body inline with `body`"
+        );
+        let token = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+        let e = check(&with_body_file(token, Some("bodies"))).unwrap_err();
+        assert!(e.contains("is an absolute path"), "{e}");
+        let e = check(&with_body_file("../spec/loadtest.yaml", Some("bodies"))).unwrap_err();
+        assert!(e.contains("goes up a folder"), "{e}");
+        assert_eq!(
+            check(&with_body_file("data/order.json", Some("bodies"))).unwrap_err(),
+            "spec.scenarios[0].requests[0].bodyFile: `data/order.json` names a folder, but in a cluster body files are the keys of `spec.runner.bodyFilesConfigMap`, which have none: name the file alone"
+        );
+    }
 }

@@ -37,6 +37,8 @@ pub const LABEL_PART: &str = "ricochet.dev/part";
 pub const MANAGER: &str = "ricochet-operator";
 /// Where `<run>-spec` is mounted in a runner pod.
 pub const SPEC_DIR: &str = "/etc/ricochet/spec";
+/// Where `spec.runner.bodyFilesConfigMap` is mounted in a runner pod.
+pub const BODY_FILES_DIR: &str = "/etc/ricochet/bodies";
 /// Key of the whole resolved spec in `<run>-spec`.
 pub const WHOLE_SPEC_KEY: &str = "loadtest.yaml";
 /// Key of a runner's partial result in `<run>-result-<i>`.
@@ -211,6 +213,51 @@ pub fn runner_job(
     if let Some(d) = overrides.and_then(|o| o.duration.clone()) {
         args.extend(["--duration".to_owned(), d]);
     }
+    let mut mounts = vec![
+        VolumeMount {
+            name: "spec".into(),
+            mount_path: SPEC_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "spec".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: spec_config_map_name(&name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if let Some(bodies) = &template.body_files_config_map {
+        args.extend(["--body-dir".to_owned(), BODY_FILES_DIR.to_owned()]);
+        mounts.push(VolumeMount {
+            name: "bodies".into(),
+            mount_path: BODY_FILES_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "bodies".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: bodies.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     let container = Container {
         name: "runner".into(),
         image: Some(
@@ -230,19 +277,7 @@ pub fn runner_job(
             run_as_non_root: Some(true),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "spec".into(),
-                mount_path: SPEC_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     let pod_labels = metadata.labels.clone();
@@ -275,21 +310,7 @@ pub fn runner_job(
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "spec".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: spec_config_map_name(&name),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Volume::default()
-                        },
-                    ]),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },
@@ -339,5 +360,46 @@ mod tests {
             args[plain.len()..],
             ["--multiplier", "0.1", "--duration", "90s"]
         );
+    }
+
+    #[test]
+    fn named_body_files_are_mounted_read_only_and_read_from_there_only() {
+        let spec = LoadTestRunSpec {
+            load_test_ref: Some(LoadTestRef { name: "x".into() }),
+            spec: None,
+            overrides: None,
+        };
+        let config = OperatorConfig::default();
+        let run = test_run("r1", spec);
+        let plain = runner_job(&run, 0, 1, None, &config).unwrap();
+        assert!(!args(&plain).contains(&"--body-dir".to_owned()));
+        let pod = |job: &Job| job.spec.clone().unwrap().template.spec.unwrap();
+        assert_eq!(pod(&plain).volumes.unwrap().len(), 2, "spec and tmp only");
+
+        let template = RunnerTemplate {
+            body_files_config_map: Some("payloads".into()),
+            ..RunnerTemplate::default()
+        };
+        let job = runner_job(&run, 0, 1, Some(&template), &config).unwrap();
+        let args = args(&job);
+        let at = args.iter().position(|a| a == "--body-dir").unwrap();
+        assert_eq!(args[at + 1], BODY_FILES_DIR);
+        let pod = pod(&job);
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "bodies")
+            .unwrap();
+        assert_eq!(volume.config_map.unwrap().name, "payloads");
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "bodies")
+            .unwrap();
+        assert_eq!(mount.mount_path, BODY_FILES_DIR);
+        assert_eq!(mount.read_only, Some(true));
     }
 }

@@ -191,3 +191,78 @@ fn the_readme_loadtest_example_validates() {
             "2 scenarios (api, chat), target rate 1200 req/s",
         ));
 }
+
+// See: issue #15, items 1 and 2: each of these validated (exit 0) or crashed.
+#[test]
+fn plan_bounds_exit_2_with_one_sentence_naming_the_limit() {
+    let target = |url: &str| {
+        VALID.replace(
+            "  traffic:",
+            &format!("  target: {{url: \"{url}\"}}\n  traffic:"),
+        )
+    };
+    let body_file = |file: &str| {
+        VALID.replace(
+            "path: /api/orders}",
+            &format!("path: /api/orders, bodyFile: {file}}}"),
+        )
+    };
+    let cases: [(String, &[&str], &str); 8] = [
+        (
+            target("http://127.0.0.1:99999"),
+            &[],
+            "scenario.yaml:5:12: spec.target.url: `http://127.0.0.1:99999` has port 99999; a port is a number from 1 to 65535",
+        ),
+        (
+            target("http://alice:s3cretpw@svc:8080"),
+            &[],
+            "scenario.yaml:5:12: spec.target.url: userinfo (`user:password@`) is not allowed in a URL; write `http://svc:8080` and send credentials in the requests' `headers` (e.g. `authorization`) instead",
+        ),
+        (
+            VALID.replace("share: 0.5", "rate: 1e12"),
+            &[],
+            "scenario.yaml:9:7: spec.scenarios[0].rate: gives a peak rate of 1000000000000 req/s, more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+        ),
+        (
+            VALID.replace("duration: 30s", "duration: 100000000h"),
+            &[],
+            "scenario.yaml:10:7: spec.scenarios[0].duration: `100000000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+        ),
+        (
+            body_file("/dev/zero"),
+            &[],
+            "scenario.yaml:12:45: spec.scenarios[0].requests[0].bodyFile: `/dev/zero` is an absolute path; a body file must lie in the scenario file's folder or below it (or pass `--allow-body-files-outside`)",
+        ),
+        (
+            body_file("/dev/zero"),
+            &["--allow-body-files-outside"],
+            "scenario.yaml:12:45: spec.scenarios[0].requests[0].bodyFile: `/dev/zero` (resolved to `/dev/zero`) is a character device, not a regular file; a body file must be a regular file",
+        ),
+        (
+            VALID.to_owned(),
+            &["--multiplier", "1e308"],
+            "scenario.yaml: --multiplier: 1e308 gives spec.scenarios[0] a peak rate of inf req/s (0.5 x gaBaselineRps 100 x multiplier 1e308), more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+        ),
+        (
+            VALID.to_owned(),
+            &["--duration", "745h"],
+            "--duration: `745h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+        ),
+    ];
+    for (yaml, flags, sentence) in cases {
+        validate_text(&yaml, flags)
+            .code(2)
+            .stdout("")
+            .stderr(format!("error: {sentence}\n"));
+    }
+}
+
+#[test]
+fn vu_scenarios_alone_are_summarised_without_a_rate() {
+    let vus = VALID
+        .replace("constant-arrival-rate", "constant-vus")
+        .replace("share: 0.5", "vus: 7");
+    validate_text(&vus, &[]).success().stdout(
+        "OK scenario.yaml: cli: 1 scenario (api), 7 VUs, duration 30s, 1 threshold, target embedded echo-server\n",
+    );
+}

@@ -10,8 +10,8 @@ use ricochet_crds::{AdminSpec, ChaosEventSpec, FaultSpec};
 use ricochet_verify::plan::SecretSource;
 
 use super::telemetry::secret;
-use super::{FieldError, field_err as err};
-use crate::duration::{format_duration, parse_duration};
+use super::{FieldError, bounded_duration, field_err as err};
+use crate::duration::format_duration;
 
 /// One fault of the timeline, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,12 +85,11 @@ impl ChaosPlan {
         let mut out = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             let path = format!("spec.chaos[{i}]");
-            let at = parse_duration(&e.at).map_err(|x| err(format!("{path}.at"), x.to_string()))?;
+            let at = bounded_duration(&format!("{path}.at"), &e.at)?;
             let until = match &e.for_ {
                 None => None,
                 Some(f) => {
-                    let d =
-                        parse_duration(f).map_err(|x| err(format!("{path}.for"), x.to_string()))?;
+                    let d = bounded_duration(&format!("{path}.for"), f)?;
                     if d.is_zero() {
                         return Err(err(format!("{path}.for"), "must be longer than 0s"));
                     }
@@ -180,6 +179,21 @@ pub(crate) fn fault(path: &str, f: &FaultSpec) -> Result<(ChaosSpec, String), Fi
             "needs at least one of `telemetryDropRate`, `errorRate` or `latency`",
         ));
     }
+    // The echo-server's own limits (delays within 60 s, known routes), checked here so a
+    // drill is refused before it starts rather than answered 400 halfway through.
+    spec.validate().map_err(|e| {
+        let (field, written) = match e.field {
+            "latency.delay" => ("latency", f.latency.clone().unwrap_or_default()),
+            "errors.rate" => ("errorRate", e.value),
+            "errors.status" => ("errorStatus", e.value),
+            "telemetryDrop.rate" => ("telemetryDropRate", e.value),
+            _ => ("route", f.route.clone().unwrap_or_default()),
+        };
+        err(
+            format!("{path}.{field}"),
+            format!("`{written}` is invalid: expected {}", e.expected),
+        )
+    })?;
     if let Some(r) = &route {
         label.push(format!("route={r}"));
     }
@@ -238,5 +252,47 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "f.statusClass");
+    }
+
+    #[test]
+    fn the_echo_servers_own_limits_are_checked_at_plan_time() {
+        let e = fault(
+            "f",
+            &FaultSpec {
+                latency: Some("90s".into()),
+                ..FaultSpec::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "f.latency");
+        assert_eq!(
+            e.message,
+            "`90s` is invalid: expected a delay of at most 60s"
+        );
+        let e = fault(
+            "f",
+            &FaultSpec {
+                error_rate: Some(0.1),
+                route: Some("/nope".into()),
+                ..FaultSpec::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "f.route");
+        assert!(
+            e.message
+                .starts_with("`/nope` is invalid: expected one of the route templates /echo"),
+            "{}",
+            e.message
+        );
+        fault(
+            "f",
+            &FaultSpec {
+                latency: Some("exp:3s".into()),
+                route: Some("/echo".into()),
+                ..FaultSpec::default()
+            },
+        )
+        .unwrap();
     }
 }

@@ -14,24 +14,33 @@
 //!   VU executors the peak number of VUs (a VU has one iteration in flight);
 //! - `--duration D`: every scenario lasts `D` — constant executors' `duration` becomes `D`,
 //!   ramping stages are scaled by `D / sum(stages)`, and `startTime` by the same factor.
+//!
+//! Limits (each refused with the limit named): a runner's peak arrival rate
+//! [`MAX_RATE_PER_PROCESS`], its VUs [`MAX_VUS_PER_PROCESS`], a scenario's `maxInFlight`
+//! and `maxConnections` [`MAX_IN_FLIGHT_PER_PROCESS`] (a plan with `parallelism` is judged
+//! per runner, up to [`MAX_RUNNERS`]); rates at least [`MIN_RATE`]; every duration at most
+//! [`MAX_DURATION`]; a `bodyFile` a regular file of at most [`MAX_BODY_BYTES`] in the
+//! scenario file's folder (see [`BodyFiles`]); no userinfo in URLs and ports 1 to 65535;
+//! no framing, connection or trace headers ([`RESERVED_HEADERS`]) in `headers`.
 
 pub mod chaos;
 pub mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ricochet_crds::{ExecutorKind, LoadTestSpec, RequestSpec, ScenarioSpec};
+use ricochet_crds::{ExecutorKind, LoadTestSpec, Parallelism, RequestSpec, ScenarioSpec};
 
 use ricochet_verify::plan::TelemetryPlan;
 
 use self::chaos::ChaosPlan;
 use crate::Exit;
 use crate::duration::{format_duration, parse_duration};
-use crate::thresholds::{Threshold, ThresholdContext, ThresholdField, parse_threshold};
+use crate::thresholds::{Scope, Threshold, ThresholdContext, ThresholdField, parse_threshold};
 
 /// A field of `spec.telemetry` or `spec.chaos` that is wrong: its path and why (located
 /// in the file by [`PlanError`]).
@@ -201,6 +210,41 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// Run against the embedded echo-server whatever `target` says (`--embedded`).
     pub embedded: bool,
+}
+
+/// How `bodyFile`s are treated while a plan is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFiles<'a> {
+    /// Read each one, relative to `base_dir` (the scenario file's folder). Unless
+    /// `allow_outside` (`--allow-body-files-outside`), a path that is absolute or leads
+    /// out of `base_dir` (through `..` or a symbolic link) is refused.
+    Read {
+        /// The folder relative paths start from.
+        base_dir: &'a Path,
+        /// Read any path the document names.
+        allow_outside: bool,
+    },
+    /// Check each path's shape (relative, no `..`) but read no file: bodies from files stay
+    /// empty, and secret and CA file paths stay as written. For a process whose file
+    /// system is not the runners' (the operator).
+    Deferred,
+}
+
+impl<'a> From<&'a Path> for BodyFiles<'a> {
+    /// Read body files under `base_dir`, none outside it.
+    fn from(base_dir: &'a Path) -> Self {
+        BodyFiles::Read {
+            base_dir,
+            allow_outside: false,
+        }
+    }
+}
+
+impl<'a> From<&'a PathBuf> for BodyFiles<'a> {
+    /// Read body files under `base_dir`, none outside it.
+    fn from(base_dir: &'a PathBuf) -> Self {
+        base_dir.as_path().into()
+    }
 }
 
 /// Invalid input: one sentence naming the file, line, column and field (or flag), what is
@@ -382,24 +426,32 @@ impl Plan {
 
     /// Sum of the arrival-rate scenarios' peak rates, iterations per second.
     pub fn total_peak_rate(&self) -> f64 {
+        // A fold from +0, not `sum()`, whose empty sum is -0.
         self.scenarios
             .iter()
             .filter_map(|s| s.executor.peak_rate())
-            .sum()
+            .fold(0.0, |total, rate| total + rate)
     }
 
     /// One line for `loadgen validate`: scenarios, total target rate, duration, target.
     pub fn summary(&self) -> String {
         let names: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
-        let vus: u32 = self
+        let vus: u64 = self
             .scenarios
             .iter()
             .filter_map(|s| s.executor.peak_vus())
+            .map(u64::from)
             .sum();
-        let mut load = format!("target rate {} req/s", round2(self.total_peak_rate()));
-        if vus > 0 {
-            load.push_str(&format!(" + {vus} VUs"));
-        }
+        let rated = self
+            .scenarios
+            .iter()
+            .any(|s| s.executor.peak_rate().is_some());
+        let rate = format!("target rate {} req/s", round2(self.total_peak_rate()));
+        let load = match (rated, vus) {
+            (true, 0) => rate,
+            (true, _) => format!("{rate} + {vus} VUs"),
+            (false, _) => format!("{vus} VUs"),
+        };
         let target = match &self.target {
             TargetPlan::Embedded => "embedded echo-server".to_owned(),
             TargetPlan::Url(url) => url.base.to_string(),
@@ -416,42 +468,196 @@ impl Plan {
         )
     }
 
-    /// Validates `spec` into a plan; `base_dir` resolves `bodyFile`s. Errors name the field
-    /// but no file or line (see [`Plan::from_source`] for documents loaded from a file).
-    pub fn from_spec(
+    /// Refuses to run the whole plan in one process when its load is meant to be split
+    /// over runners (`parallelism`) and is more than one process drives.
+    pub fn check_one_process(&self) -> Result<(), PlanError> {
+        let rate = self.total_peak_rate();
+        if rate <= MAX_RATE_PER_PROCESS {
+            return Ok(());
+        }
+        Err(PlanError {
+            file: None,
+            position: None,
+            field: None,
+            message: format!(
+                "the scenarios ask for a peak of {} req/s, more than the {} req/s one loadgen process can drive; `loadgen operator` splits a plan with `parallelism` over runners in a cluster, or lower the rate with `--multiplier` to run it here",
+                number(rate),
+                number(MAX_RATE_PER_PROCESS)
+            ),
+        })
+    }
+
+    /// Validates `spec` into a plan; `body_files` says where `bodyFile`s (and relative
+    /// secret and CA files) are found: a folder (`&Path`, files outside it refused) or
+    /// [`BodyFiles::Deferred`]. Errors name the field but no file or line (see
+    /// [`Plan::from_source`] for documents loaded from a file).
+    pub fn from_spec<'a>(
         name: &str,
         spec: &LoadTestSpec,
-        base_dir: &Path,
+        body_files: impl Into<BodyFiles<'a>>,
         overrides: &Overrides,
     ) -> Result<Plan, PlanError> {
         Checker {
             file: None,
             locate: None,
-            base_dir,
+            body_files: body_files.into(),
         }
         .plan(name, spec, overrides)
     }
 
-    /// Like [`Plan::from_spec`], with errors located in `file` through `locate`.
+    /// Like [`Plan::from_spec`] with body files read from `bodies`, errors located in
+    /// `file` through `locate`.
     pub fn from_source(
         name: &str,
         spec: &LoadTestSpec,
         file: &Path,
         locate: &dyn Locate,
         overrides: &Overrides,
+        bodies: BodySource<'_>,
     ) -> Result<Plan, PlanError> {
-        let base_dir = file.parent().unwrap_or(Path::new("."));
+        let body_files = match bodies {
+            BodySource::Beside { allow_outside } => BodyFiles::Read {
+                base_dir: file.parent().unwrap_or(Path::new(".")),
+                allow_outside,
+            },
+            BodySource::Folder(base_dir) => BodyFiles::Read {
+                base_dir,
+                allow_outside: false,
+            },
+        };
         Checker {
             file: Some(file),
             locate: Some(locate),
-            base_dir,
+            body_files,
         }
         .plan(name, spec, overrides)
     }
 }
 
+/// Where the `bodyFile`s of a scenario file are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum BodySource<'a> {
+    /// The scenario file's folder and below; with `allow_outside`
+    /// (`--allow-body-files-outside`), any path.
+    Beside {
+        /// Read any path the document names.
+        allow_outside: bool,
+    },
+    /// This folder and below, wherever the scenario file is: a runner in a cluster reads
+    /// them from the ConfigMap `spec.runner.bodyFilesConfigMap` mounted there.
+    Folder(&'a Path),
+}
+
+impl Default for BodySource<'_> {
+    fn default() -> Self {
+        BodySource::Beside {
+            allow_outside: false,
+        }
+    }
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// `x` for a message: to three decimals, or `1.5e-8`-style (four significant digits) when
+/// that would hide it.
+pub(crate) fn number(x: f64) -> String {
+    if x.is_finite() && x != 0.0 && !(1e-3..1e15).contains(&x.abs()) {
+        let text = format!("{x:.3e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        format!("{mantissa}e{exponent}")
+    } else {
+        format!("{}", (x * 1000.0).round() / 1000.0)
+    }
+}
+
+/// The highest peak arrival rate one loadgen process is given, iterations per second
+/// (all its scenarios together); beyond it, `parallelism` splits the load across runners.
+pub const MAX_RATE_PER_PROCESS: f64 = 1_000_000.0;
+/// The lowest rate loadgen schedules: one thousandth of an iteration per second, the
+/// resolution at which [`Plan::segment`] splits rates.
+pub const MIN_RATE: f64 = 0.001;
+/// The most virtual users one loadgen process holds (all its scenarios together).
+pub const MAX_VUS_PER_PROCESS: u64 = 100_000;
+/// The most in-flight iterations (`maxInFlight`) and open connections (`maxConnections`)
+/// one scenario may have in one loadgen process.
+pub const MAX_IN_FLIGHT_PER_PROCESS: u32 = 100_000;
+/// The most threshold windows a run split over runners may have, all windowed thresholds
+/// together: each runner sends every closed window back in its partial result.
+pub const MAX_SPLIT_WINDOWS: u32 = 720;
+/// The most runners a run may be split across (`parallelism`).
+pub const MAX_RUNNERS: u32 = 10_000;
+/// The longest duration a document may give anything (scenario, stage, start time,
+/// timeout, chaos event, threshold window) and the latest a scenario may end: 31 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(31 * 24 * 3600);
+/// The largest request body: 16 MiB.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// `sample.perSecond` and `maxQueriesPerSecond` are at least this (one every 1000 s).
+pub const MIN_PER_SECOND: f64 = 0.001;
+/// The most `maxQueriesPerSecond` a run may send to its backends.
+pub const MAX_QUERIES_PER_SECOND: f64 = 10_000.0;
+/// Headers the HTTP client writes itself (framing, connection, trace context), refused in
+/// a request's `headers`.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "traceparent",
+    "x-request-id",
+];
+
+/// The sentence for a duration `shown` that is longer than [`MAX_DURATION`].
+fn too_long(shown: &str) -> String {
+    format!(
+        "`{shown}` is longer than {} days (`{}`), the longest duration loadgen accepts",
+        MAX_DURATION.as_secs() / 86_400,
+        format_duration(MAX_DURATION)
+    )
+}
+
+/// Parses the duration written at `field`, at most [`MAX_DURATION`].
+pub(crate) fn bounded_duration(field: &str, text: &str) -> Result<Duration, FieldError> {
+    let d = parse_duration(text).map_err(|e| field_err(field, e.to_string()))?;
+    if d > MAX_DURATION {
+        return Err(field_err(field, too_long(text)));
+    }
+    Ok(d)
+}
+
+/// What is wrong with the authority of `url` (`scheme://authority/path`), if anything:
+/// userinfo (refused without echoing it; `credentials` says where credentials go
+/// instead) or a port outside 1 to 65535.
+pub(crate) fn url_authority_problem(url: &str, credentials: &str) -> Option<String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        let shown = match scheme {
+            Some(scheme) => format!("{scheme}://{host}{tail}"),
+            None => format!("{host}{tail}"),
+        };
+        return Some(format!(
+            "userinfo (`user:password@`) is not allowed in a URL; write `{shown}` and {credentials}"
+        ));
+    }
+    let port = match authority.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    }?;
+    let valid = port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
+    (!valid && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("`{url}` has port {port}; a port is a number from 1 to 65535"))
 }
 
 /// Default per-request timeout.
@@ -490,12 +696,101 @@ fn executor_fields(kind: ExecutorKind) -> &'static str {
     }
 }
 
+/// What set a scenario's peak rate, for the error that refuses it.
+enum Blame {
+    /// `--multiplier`, with its value.
+    Flag(f64),
+    /// A field of the document.
+    Field(String),
+}
+
+/// What set scenario `path`'s peak rate (`--multiplier` when it multiplied a share, else
+/// the field), and for a share how the rate derives from it.
+fn rate_source(
+    path: &str,
+    sc: &ScenarioSpec,
+    executor: &Executor,
+    spec: &LoadTestSpec,
+    overrides: &Overrides,
+) -> (Blame, String) {
+    if let Executor::RampingArrivalRate { start_rate, stages } = executor {
+        // The stage (or start) at the peak, as written: a rate, or a fraction of the rate.
+        let start = (
+            format!("{path}.startRate"),
+            *start_rate,
+            sc.start_rate.unwrap_or(0.0),
+        );
+        let (field, _, written) =
+            stages
+                .iter()
+                .zip(&sc.stages)
+                .enumerate()
+                .fold(start, |best, (k, (planned, spec))| {
+                    if planned.target > best.1 {
+                        (
+                            format!("{path}.stages[{k}].target"),
+                            planned.target,
+                            spec.target,
+                        )
+                    } else {
+                        best
+                    }
+                });
+        // Absolute targets, or a peak beyond the full rate, are the stage's doing.
+        if (sc.share.is_none() && sc.rate.is_none()) || written > 1.0 {
+            return (Blame::Field(field), String::new());
+        }
+    }
+    match (sc.share, &spec.traffic) {
+        (Some(share), Some(traffic)) => {
+            let multiplier = overrides
+                .multiplier
+                .or(traffic.multiplier)
+                .unwrap_or(DEFAULT_MULTIPLIER);
+            let note = format!(
+                " ({} x gaBaselineRps {} x multiplier {})",
+                number(share),
+                number(traffic.ga_baseline_rps),
+                number(multiplier)
+            );
+            match overrides.multiplier {
+                Some(m) => (Blame::Flag(m), note),
+                None => (Blame::Field(format!("{path}.share")), note),
+            }
+        }
+        _ => (Blame::Field(format!("{path}.rate")), String::new()),
+    }
+}
+
+/// The field that set the peak VUs of a VU executor: `vus` or the peak stage's `target`.
+fn vus_field(path: &str, executor: &Executor) -> String {
+    match executor {
+        Executor::RampingVus { start_vus, stages } => {
+            stages
+                .iter()
+                .enumerate()
+                .fold(
+                    (format!("{path}.vus"), f64::from(*start_vus)),
+                    |best, (k, s)| {
+                        if s.target > best.1 {
+                            (format!("{path}.stages[{k}].target"), s.target)
+                        } else {
+                            best
+                        }
+                    },
+                )
+                .0
+        }
+        _ => format!("{path}.vus"),
+    }
+}
+
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 struct Checker<'a> {
     file: Option<&'a Path>,
     locate: Option<&'a dyn Locate>,
-    base_dir: &'a Path,
+    body_files: BodyFiles<'a>,
 }
 
 impl Checker<'_> {
@@ -510,7 +805,23 @@ impl Checker<'_> {
     }
 
     fn duration(&self, field: &str, text: &str) -> Result<Duration, PlanError> {
-        parse_duration(text).map_err(|e| self.err(field, e.to_string()))
+        bounded_duration(field, text).map_err(|e| self.err(e.field, e.message))
+    }
+
+    /// The folder relative secret and CA file paths start from (as written when deferred).
+    fn base_dir(&self) -> &Path {
+        match self.body_files {
+            BodyFiles::Read { base_dir, .. } => base_dir,
+            BodyFiles::Deferred => Path::new(""),
+        }
+    }
+
+    /// An error about a flag, in the context of this document.
+    fn flag_err(&self, flag: &str, message: impl Into<String>) -> PlanError {
+        PlanError {
+            file: self.file.map(Path::to_path_buf),
+            ..PlanError::flag(flag, message)
+        }
     }
 
     fn positive(&self, field: &str, value: f64, what: &str) -> Result<f64, PlanError> {
@@ -538,11 +849,17 @@ impl Checker<'_> {
                 format!("must be a finite number > 0, got {m}"),
             ));
         }
-        if overrides.duration.is_some_and(|d| d.is_zero()) {
-            return Err(PlanError::flag(
-                "--duration",
-                "must be longer than 0s, e.g. `10s`",
-            ));
+        match overrides.duration {
+            Some(d) if d.is_zero() => {
+                return Err(PlanError::flag(
+                    "--duration",
+                    "must be longer than 0s, e.g. `10s`",
+                ));
+            }
+            Some(d) if d > MAX_DURATION => {
+                return Err(PlanError::flag("--duration", too_long(&format_duration(d))));
+            }
+            _ => {}
         }
         let (total_rate, multiplier) = match &spec.traffic {
             Some(traffic) => {
@@ -563,13 +880,10 @@ impl Checker<'_> {
                 (Some(baseline * multiplier), Some(multiplier))
             }
             None if overrides.multiplier.is_some() => {
-                return Err(PlanError {
-                    file: self.file.map(Path::to_path_buf),
-                    ..PlanError::flag(
-                        "--multiplier",
-                        "the scenario has no `spec.traffic`, so no rate derives from a multiplier; add `traffic: {gaBaselineRps: N}` and `share`s, or drop the flag",
-                    )
-                });
+                return Err(self.flag_err(
+                    "--multiplier",
+                    "the scenario has no `spec.traffic`, so no rate derives from a multiplier; add `traffic: {gaBaselineRps: N}` and `share`s, or drop the flag",
+                ));
             }
             None => (None, None),
         };
@@ -658,6 +972,19 @@ impl Checker<'_> {
                     };
                     self.err(field, e.message)
                 })?;
+                if let ricochet_crds::ThresholdSpec::Detailed(d) = condition {
+                    let window = matches!(threshold.scope, Scope::Window(w) if w > MAX_DURATION);
+                    let late = threshold.delay_abort_eval > MAX_DURATION;
+                    for (too_long_here, field, text) in [
+                        (window, "window", &d.window),
+                        (late, "delayAbortEval", &d.delay_abort_eval),
+                    ] {
+                        if too_long_here {
+                            let text = text.as_deref().unwrap_or_default();
+                            return Err(self.err(format!("{path}[{j}].{field}"), too_long(text)));
+                        }
+                    }
+                }
                 thresholds.push(threshold);
             }
         }
@@ -666,7 +993,7 @@ impl Checker<'_> {
         let field = |e: FieldError| self.err(e.field, e.message);
         let telemetry = match &spec.telemetry {
             Some(t) => {
-                let p = telemetry::telemetry_plan(t, self.base_dir).map_err(field)?;
+                let p = telemetry::telemetry_plan(t, self.base_dir()).map_err(field)?;
                 if p.uses_sink() && !embedded {
                     return Err(self.err(
                         "spec.telemetry",
@@ -693,11 +1020,11 @@ impl Checker<'_> {
             &spec.chaos,
             spec.target.as_ref().and_then(|t| t.admin.as_ref()),
             embedded,
-            self.base_dir,
+            self.base_dir(),
         )
         .map_err(field)?;
 
-        Ok(Plan {
+        let plan = Plan {
             name: name.to_owned(),
             source: self.file.map(Path::to_path_buf),
             target,
@@ -706,7 +1033,185 @@ impl Checker<'_> {
             thresholds,
             telemetry,
             chaos,
-        })
+        };
+        self.process_limits(spec, &plan, overrides)?;
+        Ok(plan)
+    }
+
+    /// Checks what each runner (one process) is given against the per-process limits:
+    /// arrival rate, VUs, in-flight iterations; and that every rate is at least
+    /// [`MIN_RATE`].
+    fn process_limits(
+        &self,
+        spec: &LoadTestSpec,
+        plan: &Plan,
+        overrides: &Overrides,
+    ) -> Result<(), PlanError> {
+        if let Some(Parallelism::Runners(n)) = spec.parallelism
+            && n > MAX_RUNNERS
+        {
+            return Err(self.err(
+                "spec.parallelism",
+                format!("must be at most {MAX_RUNNERS} runners, got {n}"),
+            ));
+        }
+        match spec.max_rate_per_runner {
+            Some(max) if !(max.is_finite() && (MIN_RATE..=MAX_RATE_PER_PROCESS).contains(&max)) => {
+                return Err(self.err(
+                    "spec.maxRatePerRunner",
+                    format!(
+                        "must be a number from {MIN_RATE} to {} (iterations per second one loadgen process can drive), got {}",
+                        number(MAX_RATE_PER_PROCESS),
+                        number(max)
+                    ),
+                ));
+            }
+            None if spec.parallelism == Some(Parallelism::Auto) => {
+                return Err(self.err(
+                    "spec.parallelism",
+                    "`auto` needs `spec.maxRatePerRunner` (the most iterations per second one runner is given), e.g. `maxRatePerRunner: 20000`",
+                ));
+            }
+            _ => {}
+        }
+        let runners =
+            crate::segment::runner_count(spec.parallelism, spec.max_rate_per_runner, plan)
+                .map_err(|e| self.err("spec.parallelism", e.to_string()))?
+                .get();
+        let hint = match spec.parallelism {
+            None => "use `parallelism` to split the load across runners".to_owned(),
+            Some(Parallelism::Runners(n)) if n < MAX_RUNNERS => {
+                "raise `parallelism` to split the load across more runners".to_owned()
+            }
+            Some(_) => format!("lower the load: a run has at most {MAX_RUNNERS} runners"),
+        };
+        if runners > 1 {
+            self.split_windows(plan)?;
+        }
+        // `value unit[note][, per-runner unit for each of n runners], more than ...; hint`.
+        let beyond = |value: f64, unit: &str, note: &str, limit: f64, verb: &str| {
+            let each = if runners > 1 {
+                let per = value / f64::from(runners);
+                let per = if unit == "req/s" { per } else { per.ceil() };
+                format!(", {} {unit} for each of {runners} runners", number(per))
+            } else {
+                String::new()
+            };
+            format!(
+                "{} {unit}{note}{each}, more than the {} {unit} one loadgen process can {verb}; {hint}",
+                number(value),
+                number(limit)
+            )
+        };
+        let over = |value: f64, limit: f64| value / f64::from(runners) > limit;
+        let (mut total_rate, mut total_vus, mut total_concurrent) = (0.0, 0.0, 0.0);
+        for (i, (sc, s)) in spec.scenarios.iter().zip(&plan.scenarios).enumerate() {
+            let path = format!("spec.scenarios[{i}]");
+            if let Some(peak) = s.executor.peak_rate() {
+                total_rate += peak;
+                let (blame, note) = rate_source(&path, sc, &s.executor, spec, overrides);
+                let error = |message: String| match &blame {
+                    Blame::Flag(m) => self.flag_err(
+                        "--multiplier",
+                        format!("{} gives {path} {message}", number(*m)),
+                    ),
+                    Blame::Field(field) => self.err(field, format!("gives {message}")),
+                };
+                if peak < MIN_RATE {
+                    return Err(error(format!(
+                        "a peak rate of {} req/s{note}, below {MIN_RATE} req/s (one iteration every {}s), the lowest rate loadgen schedules",
+                        number(peak),
+                        number(1.0 / MIN_RATE)
+                    )));
+                }
+                let max = MAX_RATE_PER_PROCESS;
+                if over(peak, max) {
+                    let limit = beyond(peak, "req/s", &note, max, "drive");
+                    return Err(error(format!("a peak rate of {limit}")));
+                }
+                if over(total_rate, max) {
+                    let limit = beyond(total_rate, "req/s", "", max, "drive");
+                    return Err(error(format!(
+                        "all scenarios together a peak rate of {limit}"
+                    )));
+                }
+            }
+            if let Some(peak) = s.executor.peak_vus() {
+                let peak = f64::from(peak);
+                total_vus += peak;
+                let field = vus_field(&path, &s.executor);
+                let max = MAX_VUS_PER_PROCESS as f64;
+                if over(peak, max) {
+                    let limit = beyond(peak, "VUs", "", max, "hold");
+                    return Err(self.err(field, format!("gives a peak of {limit}")));
+                }
+                if over(total_vus, max) {
+                    let limit = beyond(total_vus, "VUs", "", max, "hold");
+                    return Err(self.err(
+                        field,
+                        format!("gives all scenarios together a peak of {limit}"),
+                    ));
+                }
+            }
+            if let Some(n) = sc.max_in_flight {
+                let max = f64::from(MAX_IN_FLIGHT_PER_PROCESS);
+                if over(f64::from(n), max) {
+                    let limit = beyond(f64::from(n), "in-flight iterations", "", max, "hold");
+                    return Err(self.err(format!("{path}.maxInFlight"), format!("allows {limit}")));
+                }
+            }
+            // What a run allocates tasks and connections for: each VU, and each arrival
+            // scenario's `maxInFlight` (written or default), all scenarios together.
+            let (concurrent, field) = match s.executor.peak_vus() {
+                Some(vus) => (f64::from(vus), vus_field(&path, &s.executor)),
+                None => (
+                    f64::from(s.max_in_flight.get()),
+                    format!("{path}.maxInFlight"),
+                ),
+            };
+            total_concurrent += concurrent;
+            let max = f64::from(MAX_IN_FLIGHT_PER_PROCESS);
+            if over(total_concurrent, max) {
+                let note = " (VUs plus each arrival-rate scenario's `maxInFlight`)";
+                let limit = beyond(total_concurrent, "concurrent iterations", note, max, "hold");
+                return Err(self.err(field, format!("gives all scenarios together {limit}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A run split over runners sends each closed window of a windowed threshold to the
+    /// operator in the runner's partial result (a ConfigMap of at most 1 MiB): refuses plans
+    /// whose windows could not fit, naming the smallest window that would.
+    fn split_windows(&self, plan: &Plan) -> Result<(), PlanError> {
+        let run = plan.max_duration().as_secs_f64();
+        let count = |w: Duration| (run / w.as_secs_f64().max(1e-3)).ceil();
+        let windows: Vec<(&Threshold, Duration)> = plan
+            .thresholds
+            .iter()
+            .filter_map(|t| match t.scope {
+                Scope::Window(w) => Some((t, w)),
+                _ => None,
+            })
+            .collect();
+        let total: f64 = windows.iter().map(|(_, w)| count(*w)).sum();
+        let max = MAX_SPLIT_WINDOWS as f64;
+        if total <= max {
+            return Ok(());
+        }
+        let (first, w) = windows[0];
+        // Every windowed threshold at least this long keeps the total within the limit.
+        let smallest = Duration::from_secs((run * windows.len() as f64 / max).ceil() as u64);
+        Err(self.err(
+            format!("spec.thresholds.{}", first.key),
+            format!(
+                "a window of `{}` over a run of `{}` gives {} windows across the windowed thresholds, more than the {MAX_SPLIT_WINDOWS} a run split over runners can send back to the operator; use windows of at least `{}`",
+                format_duration(w),
+                format_duration(plan.max_duration()),
+                number(total),
+                format_duration(smallest)
+            ),
+        ))
     }
 
     fn name(&self, field: &str, name: &str, what: &str) -> Result<(), PlanError> {
@@ -736,6 +1241,18 @@ impl Checker<'_> {
                 ),
             )
         };
+        if let Some(problem) = url_authority_problem(
+            &t.url,
+            "send credentials in the requests' `headers` (e.g. `authorization`) instead",
+        ) {
+            return Err(self.err("spec.target.url", problem));
+        }
+        if let Some(admin) = &t.admin
+            && let Some(problem) =
+                url_authority_problem(&admin.url, "give the admin token as `token` instead")
+        {
+            return Err(self.err("spec.target.admin.url", problem));
+        }
         let base: http::Uri = t.url.parse().map_err(|_| bad_url())?;
         if base.scheme_str() != Some("http") || base.authority().is_none() || base.query().is_some()
         {
@@ -743,6 +1260,14 @@ impl Checker<'_> {
         }
         let max_connections = match t.max_connections {
             None => NonZeroU32::new(DEFAULT_MAX_CONNECTIONS).unwrap_or(NonZeroU32::MIN),
+            Some(n) if n > MAX_IN_FLIGHT_PER_PROCESS => {
+                return Err(self.err(
+                    "spec.target.maxConnections",
+                    format!(
+                        "must be at most {MAX_IN_FLIGHT_PER_PROCESS} (the most in-flight requests of a scenario one loadgen process holds), got {n}"
+                    ),
+                ));
+            }
             Some(n) => NonZeroU32::new(n).ok_or_else(|| {
                 self.err("spec.target.maxConnections", "must be at least 1, got 0")
             })?,
@@ -927,9 +1452,17 @@ impl Checker<'_> {
                         }
                     };
                     if let Some(rate) = base_rate {
-                        start_rate *= rate;
+                        // A fraction of 0 stays 0, also of an infinite rate (refused later).
+                        let of_rate = |fraction: f64| {
+                            if fraction == 0.0 {
+                                0.0
+                            } else {
+                                fraction * rate
+                            }
+                        };
+                        start_rate = of_rate(start_rate);
                         for stage in &mut stages {
-                            stage.target *= rate;
+                            stage.target = of_rate(stage.target);
                         }
                     }
                     if stages.iter().all(|s| s.target == 0.0) && start_rate == 0.0 {
@@ -942,9 +1475,29 @@ impl Checker<'_> {
                 }
             }
         };
-        if overrides.duration.is_some() {
-            start_time = scale(start_time, factor);
+        // In seconds, so that a `startTime` scaled by `--duration` cannot overflow.
+        let start = if overrides.duration.is_some() {
+            start_time.as_secs_f64() * factor
+        } else {
+            start_time.as_secs_f64()
+        };
+        let end = start + executor.duration().as_secs_f64();
+        if end > MAX_DURATION.as_secs_f64() {
+            let shown = if end < 1e9 {
+                format_duration(Duration::from_secs_f64(end))
+            } else {
+                format!("{}h", number(end / 3600.0))
+            };
+            return Err(self.err(
+                path,
+                format!(
+                    "ends `{shown}` after the start of the run (`startTime` plus its duration), beyond the {} days (`{}`) a run may last",
+                    MAX_DURATION.as_secs() / 86_400,
+                    format_duration(MAX_DURATION)
+                ),
+            ));
         }
+        start_time = Duration::try_from_secs_f64(start).unwrap_or(MAX_DURATION);
 
         let graceful_stop = match &sc.graceful_stop {
             Some(text) => self.duration(&format!("{path}.gracefulStop"), text)?,
@@ -1093,6 +1646,19 @@ impl Checker<'_> {
                     format!("`{name}` is not a valid header name, expected letters, digits and `-`, e.g. `x-tenant-id`"),
                 )
             })?;
+            if RESERVED_HEADERS.contains(&header_name.as_str()) {
+                return Err(self.err(
+                    &field,
+                    format!(
+                        "`{name}` may not be set here: loadgen's HTTP client sets the framing, connection and trace headers itself ({}); remove it",
+                        RESERVED_HEADERS
+                            .iter()
+                            .map(|h| format!("`{h}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             let header_value = http::HeaderValue::from_str(value).map_err(|_| {
                 self.err(
                     &field,
@@ -1109,19 +1675,7 @@ impl Checker<'_> {
                 ));
             }
             (Some(body), None) => Bytes::from(body.clone()),
-            (None, Some(file)) => {
-                let resolved = self.base_dir.join(file);
-                let contents = std::fs::read(&resolved).map_err(|e| {
-                    self.err(
-                        format!("{path}.bodyFile"),
-                        format!(
-                            "cannot read `{file}` (resolved to `{}`): {e}; paths are relative to the scenario file",
-                            resolved.display()
-                        ),
-                    )
-                })?;
-                Bytes::from(contents)
-            }
+            (None, Some(file)) => self.body_file(&format!("{path}.bodyFile"), file)?,
             (None, None) => Bytes::new(),
         };
         let weight = match r.weight {
@@ -1142,6 +1696,114 @@ impl Checker<'_> {
             weight,
             stream: r.stream,
         })
+    }
+
+    /// The body read from `file` (`bodyFile` at `field`) as [`BodyFiles`] says: a regular
+    /// file of at most [`MAX_BODY_BYTES`], by default in the scenario file's folder.
+    fn body_file(&self, field: &str, file: &str) -> Result<Bytes, PlanError> {
+        let (base_dir, allow_outside) = match self.body_files {
+            BodyFiles::Read {
+                base_dir,
+                allow_outside,
+            } => (Some(base_dir), allow_outside),
+            BodyFiles::Deferred => (None, false),
+        };
+        let rule = if base_dir.is_some() {
+            "a body file must lie in the scenario file's folder or below it (or pass `--allow-body-files-outside`)"
+        } else {
+            "a body file must lie in the scenario file's folder or below it"
+        };
+        let written = Path::new(file);
+        if !allow_outside && (written.has_root() || written.is_absolute()) {
+            return Err(self.err(field, format!("`{file}` is an absolute path; {rule}")));
+        }
+        if !allow_outside && written.components().any(|c| c == Component::ParentDir) {
+            return Err(self.err(field, format!("`{file}` goes up a folder (`..`); {rule}")));
+        }
+        let Some(base_dir) = base_dir else {
+            return Ok(Bytes::new());
+        };
+        let resolved = base_dir.join(file);
+        let shown = format!("`{file}` (resolved to `{}`)", resolved.display());
+        let cannot = |e: std::io::Error| {
+            self.err(
+                field,
+                format!("cannot read {shown}: {e}; paths are relative to the scenario file"),
+            )
+        };
+        let meta = std::fs::metadata(&resolved).map_err(cannot)?;
+        if !allow_outside {
+            let base = if base_dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base_dir
+            };
+            let real = resolved.canonicalize().map_err(cannot)?;
+            if !real.starts_with(base.canonicalize().map_err(cannot)?) {
+                return Err(self.err(
+                    field,
+                    format!(
+                        "{shown} leads out of the scenario file's folder through a symbolic link, to `{}`; {rule}",
+                        real.display()
+                    ),
+                ));
+            }
+        }
+        let too_big = || {
+            self.err(
+                field,
+                format!(
+                    "{shown} is larger than {} MiB ({MAX_BODY_BYTES} bytes), the largest request body loadgen sends",
+                    MAX_BODY_BYTES >> 20
+                ),
+            )
+        };
+        if !meta.is_file() {
+            return Err(self.err(
+                field,
+                format!(
+                    "{shown} is {}, not a regular file; a body file must be a regular file",
+                    file_kind(&meta.file_type())
+                ),
+            ));
+        }
+        if meta.len() > MAX_BODY_BYTES {
+            return Err(too_big());
+        }
+        // Read through a cap too: a file may grow, or report a size that is not its length.
+        let mut body = Vec::new();
+        std::fs::File::open(&resolved)
+            .and_then(|f| f.take(MAX_BODY_BYTES + 1).read_to_end(&mut body))
+            .map_err(cannot)?;
+        if body.len() as u64 > MAX_BODY_BYTES {
+            return Err(too_big());
+        }
+        Ok(Bytes::from(body))
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
     }
 }
 
@@ -1561,5 +2223,568 @@ spec:
             "found {seen} scenario files in {}",
             dir.display()
         );
+    }
+
+    /// Compares each case's error with the sentence wanted; reports every mismatch at once.
+    fn assert_sentences(cases: &[(String, &str)], overrides: &Overrides) {
+        let got = |yaml: &str| match plan_of(yaml, overrides) {
+            Ok(_) => "(valid)".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(yaml, want)| got(yaml) != *want)
+            .map(|(yaml, want)| format!("for:\n{yaml}\n want: {want}\n  got: {}", got(yaml)))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    }
+
+    fn with_target(target: &str) -> String {
+        with(
+            "  traffic: {gaBaselineRps: 100}",
+            &format!("  target: {target}\n  traffic: {{gaBaselineRps: 100}}"),
+        )
+    }
+
+    // See: issue #15, items 1 and 2.
+    #[test]
+    fn each_bound_is_one_sentence_naming_the_value_and_the_limit() {
+        let vus = |vus: &str| {
+            BASE.replace("constant-arrival-rate", "constant-vus")
+                .replace("share: 0.5", vus)
+        };
+        let second = |scenario: &str| {
+            with(
+                "        - {name: a, path: /x}\n",
+                &format!("        - {{name: a, path: /x}}\n    - {scenario}\n"),
+            )
+        };
+        let cases: Vec<(String, &str)> = vec![
+            // 1. Ports and userinfo in URLs.
+            (
+                with_target("{url: \"http://127.0.0.1:99999\"}"),
+                "x.yaml:5:12: spec.target.url: `http://127.0.0.1:99999` has port 99999; a port is a number from 1 to 65535",
+            ),
+            (
+                with_target("{url: \"http://svc:0/api\"}"),
+                "x.yaml:5:12: spec.target.url: `http://svc:0/api` has port 0; a port is a number from 1 to 65535",
+            ),
+            (
+                with_target("{url: \"http://alice:s3cretpw@svc:8080/api\"}"),
+                "x.yaml:5:12: spec.target.url: userinfo (`user:password@`) is not allowed in a URL; write `http://svc:8080/api` and send credentials in the requests' `headers` (e.g. `authorization`) instead",
+            ),
+            (
+                with_target(
+                    "{url: \"http://svc:8080\", admin: {url: \"http://root:hunter2@svc:9091\", token: {env: T}}}",
+                ),
+                "x.yaml:5:44: spec.target.admin.url: userinfo (`user:password@`) is not allowed in a URL; write `http://svc:9091` and give the admin token as `token` instead",
+            ),
+            (
+                format!("{BASE}  telemetry:\n    traces: {{tempo: {{url: \"http://u:pw@tempo:3200\"}}}}\n"),
+                "x.yaml:14:22: spec.telemetry.traces.tempo.url: userinfo (`user:password@`) is not allowed in a URL; write `http://tempo:3200` and give credentials as `basicAuth` or `bearerToken` (read from an environment variable or a file) instead",
+            ),
+            (
+                format!("{BASE}  telemetry:\n    logs: {{loki: {{url: \"http://loki:65536\", selector: '{{app=\"x\"}}'}}}}\n"),
+                "x.yaml:14:19: spec.telemetry.logs.loki.url: `http://loki:65536` has port 65536; a port is a number from 1 to 65535",
+            ),
+            // 2. Rates, shares and multipliers: finite, at least MIN_RATE, at most a process's.
+            (
+                with("share: 0.5", "rate: 1e12"),
+                "x.yaml:9:7: spec.scenarios[0].rate: gives a peak rate of 1000000000000 req/s, more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                with("share: 0.5", "rate: 0.0001"),
+                "x.yaml:9:7: spec.scenarios[0].rate: gives a peak rate of 1e-4 req/s, below 0.001 req/s (one iteration every 1000s), the lowest rate loadgen schedules",
+            ),
+            (
+                with(
+                    "  traffic: {gaBaselineRps: 100}",
+                    "  traffic: {gaBaselineRps: 100, multiplier: 1e308}",
+                ),
+                "x.yaml:9:7: spec.scenarios[0].share: gives a peak rate of inf req/s (0.5 x gaBaselineRps 100 x multiplier 1e308), more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                second(
+                    "{name: b, executor: constant-arrival-rate, rate: 999990, duration: 1s, requests: [{name: a, path: /x}]}",
+                ),
+                "x.yaml:13:50: spec.scenarios[1].rate: gives all scenarios together a peak rate of 1000140 req/s, more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                BASE.replace("executor: constant-arrival-rate\n      share: 0.5\n      duration: 10s", "executor: ramping-arrival-rate\n      rate: 100\n      stages: [{target: 1, duration: 5s}, {target: 20000, duration: 5s}]"),
+                "x.yaml:10:44: spec.scenarios[0].stages[1].target: gives a peak rate of 2000000 req/s, more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                BASE.replace("  traffic: {gaBaselineRps: 100}", "  traffic: {gaBaselineRps: 100, multiplier: 1e308}").replace("executor: constant-arrival-rate\n      share: 0.5\n      duration: 10s", "executor: ramping-arrival-rate\n      share: 0.5\n      stages: [{target: 0, duration: 5s}, {target: 1, duration: 5s}]"),
+                "x.yaml:9:7: spec.scenarios[0].share: gives a peak rate of inf req/s (0.5 x gaBaselineRps 100 x multiplier 1e308), more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                format!("{}  parallelism: 4\n", with("share: 0.5", "rate: 8000000")),
+                "x.yaml:9:7: spec.scenarios[0].rate: gives a peak rate of 8000000 req/s, 2000000 req/s for each of 4 runners, more than the 1000000 req/s one loadgen process can drive; raise `parallelism` to split the load across more runners",
+            ),
+            (
+                format!(
+                    "{}  parallelism: auto\n  maxRatePerRunner: 1000000\n",
+                    with("share: 0.5", "rate: 20000000000")
+                ),
+                "x.yaml:9:7: spec.scenarios[0].rate: gives a peak rate of 20000000000 req/s, 2000000 req/s for each of 10000 runners, more than the 1000000 req/s one loadgen process can drive; lower the load: a run has at most 10000 runners",
+            ),
+            (
+                format!("{BASE}  parallelism: 20000\n"),
+                "x.yaml:13:3: spec.parallelism: must be at most 10000 runners, got 20000",
+            ),
+            (
+                format!("{BASE}  parallelism: auto\n"),
+                "x.yaml:13:3: spec.parallelism: `auto` needs `spec.maxRatePerRunner` (the most iterations per second one runner is given), e.g. `maxRatePerRunner: 20000`",
+            ),
+            (
+                format!("{BASE}  parallelism: auto\n  maxRatePerRunner: 2000000\n"),
+                "x.yaml:14:3: spec.maxRatePerRunner: must be a number from 0.001 to 1000000 (iterations per second one loadgen process can drive), got 2000000",
+            ),
+            // 3. VUs, in-flight iterations and connections; durations.
+            (
+                vus("vus: 4000000000"),
+                "x.yaml:9:7: spec.scenarios[0].vus: gives a peak of 4000000000 VUs, more than the 100000 VUs one loadgen process can hold; use `parallelism` to split the load across runners",
+            ),
+            (
+                BASE.replace("executor: constant-arrival-rate\n      share: 0.5\n      duration: 10s", "executor: ramping-vus\n      stages: [{target: 10, duration: 5s}, {target: 100001, duration: 5s}]"),
+                "x.yaml:9:45: spec.scenarios[0].stages[1].target: gives a peak of 100001 VUs, more than the 100000 VUs one loadgen process can hold; use `parallelism` to split the load across runners",
+            ),
+            (
+                second(
+                    "{name: b, executor: constant-vus, vus: 50000, duration: 1s, requests: [{name: a, path: /x}]}",
+                )
+                .replace("executor: constant-arrival-rate\n      share: 0.5", "executor: constant-vus\n      vus: 50001"),
+                "x.yaml:13:41: spec.scenarios[1].vus: gives all scenarios together a peak of 100001 VUs, more than the 100000 VUs one loadgen process can hold; use `parallelism` to split the load across runners",
+            ),
+            (
+                with("duration: 10s", "duration: 10s\n      maxInFlight: 4000000000"),
+                "x.yaml:11:7: spec.scenarios[0].maxInFlight: allows 4000000000 in-flight iterations, more than the 100000 in-flight iterations one loadgen process can hold; use `parallelism` to split the load across runners",
+            ),
+            (
+                second("{name: users, executor: constant-vus, vus: 99901, duration: 10s, requests: [{name: a, path: /x}]}")
+                    .replace("duration: 10s\n      requests", "duration: 10s\n      maxInFlight: 100\n      requests"),
+                "x.yaml:14:45: spec.scenarios[1].vus: gives all scenarios together 100001 concurrent iterations (VUs plus each arrival-rate scenario's `maxInFlight`), more than the 100000 concurrent iterations one loadgen process can hold; use `parallelism` to split the load across runners",
+            ),
+            (
+                format!("{BASE}  parallelism: 2\n  thresholds:\n    http_reqs: [{{threshold: \"count>1\", window: 10ms}}]\n"),
+                "x.yaml:15:5: spec.thresholds.http_reqs: a window of `10ms` over a run of `40s` gives 4000 windows across the windowed thresholds, more than the 720 a run split over runners can send back to the operator; use windows of at least `1s`",
+            ),
+            (
+                with_target("{url: \"http://svc:8080\", maxConnections: 100001}"),
+                "x.yaml:5:36: spec.target.maxConnections: must be at most 100000 (the most in-flight requests of a scenario one loadgen process holds), got 100001",
+            ),
+            (
+                with("duration: 10s", "duration: 100000000h"),
+                "x.yaml:10:7: spec.scenarios[0].duration: `100000000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                with("duration: 10s", "duration: 10s\n      gracefulStop: 745h"),
+                "x.yaml:11:7: spec.scenarios[0].gracefulStop: `745h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                with("duration: 10s", "duration: 400h\n      startTime: 400h"),
+                "x.yaml:7:7: spec.scenarios[0]: ends `800h` after the start of the run (`startTime` plus its duration), beyond the 31 days (`744h`) a run may last",
+            ),
+            (
+                BASE.replace("executor: constant-arrival-rate\n      share: 0.5\n      duration: 10s", "executor: ramping-arrival-rate\n      rate: 100\n      stages: [{target: 1, duration: 800h}]"),
+                "x.yaml:10:28: spec.scenarios[0].stages[0].duration: `800h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                with_target("{url: \"http://svc:8080\", timeout: 1000h}"),
+                "x.yaml:5:36: spec.target.timeout: `1000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                format!("{BASE}  telemetry: {{sample: {{perSecond: 1e-300}}}}\n"),
+                "x.yaml:13:24: spec.telemetry.sample.perSecond: must be a number from 0.001 to 1000000 (requests verified per second; `rate: 1` verifies every request), got 1e-300",
+            ),
+            (
+                format!("{BASE}  telemetry: {{sample: {{perSecond: 2000000}}}}\n"),
+                "x.yaml:13:24: spec.telemetry.sample.perSecond: must be a number from 0.001 to 1000000 (requests verified per second; `rate: 1` verifies every request), got 2000000",
+            ),
+            (
+                format!("{BASE}  telemetry: {{sample: {{rate: .nan}}}}\n"),
+                "x.yaml:13:24: spec.telemetry.sample.rate: must be a fraction > 0 and <= 1, got NaN",
+            ),
+            (
+                format!("{BASE}  telemetry: {{maxQueriesPerSecond: 0}}\n"),
+                "x.yaml:13:15: spec.telemetry.maxQueriesPerSecond: must be a number from 0.001 to 10000 (queries per second across all backends), got 0",
+            ),
+            (
+                format!("{BASE}  telemetry: {{maxQueriesPerSecond: 1e5}}\n"),
+                "x.yaml:13:15: spec.telemetry.maxQueriesPerSecond: must be a number from 0.001 to 10000 (queries per second across all backends), got 100000",
+            ),
+            (
+                format!("{BASE}  telemetry: {{settleTimeout: 1000h}}\n"),
+                "x.yaml:13:15: spec.telemetry.settleTimeout: `1000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                format!("{BASE}  telemetry: {{pollInterval: 800h}}\n"),
+                "x.yaml:13:15: spec.telemetry.pollInterval: `800h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                format!("{BASE}  telemetry:\n    traces: {{tempo: {{url: \"http://tempo:3200\", timeout: 0s}}}}\n"),
+                "x.yaml:14:48: spec.telemetry.traces.tempo.timeout: must be longer than 0s, e.g. `10s`",
+            ),
+            (
+                format!("{BASE}  telemetry: {{expectKeep: [{{name: slow, minLatency: 1000h, keep: 1}}]}}\n"),
+                "x.yaml:13:41: spec.telemetry.expectKeep[0].minLatency: `1000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                format!("{BASE}  chaos: [{{at: 1000h, fault: {{errorRate: 0.1}}}}]\n"),
+                "x.yaml:13:12: spec.chaos[0].at: `1000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                format!("{BASE}  thresholds:\n    http_reqs: [{{threshold: \"count>1\", window: 1000h}}]\n"),
+                "x.yaml:14:40: spec.thresholds.http_reqs[0].window: `1000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            (
+                format!("{BASE}  thresholds:\n    http_reqs: [{{threshold: \"count>1\", delayAbortEval: 1000h}}]\n"),
+                "x.yaml:14:40: spec.thresholds.http_reqs[0].delayAbortEval: `1000h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+            // 4. Headers the client writes itself.
+            (
+                with("path: /x", "path: /x, headers: {Content-Length: \"5\"}"),
+                "x.yaml:12:41: spec.scenarios[0].requests[0].headers.Content-Length: `Content-Length` may not be set here: loadgen's HTTP client sets the framing, connection and trace headers itself (`host`, `content-length`, `transfer-encoding`, `connection`, `keep-alive`, `proxy-connection`, `upgrade`, `te`, `trailer`, `traceparent`, `x-request-id`); remove it",
+            ),
+            // 5. Body files: the shape of the path, before any file is touched.
+            (
+                with("path: /x", "path: /x, bodyFile: /etc/passwd"),
+                "x.yaml:12:31: spec.scenarios[0].requests[0].bodyFile: `/etc/passwd` is an absolute path; a body file must lie in the scenario file's folder or below it (or pass `--allow-body-files-outside`)",
+            ),
+            (
+                with("path: /x", "path: /x, bodyFile: data/../../secret.json"),
+                "x.yaml:12:31: spec.scenarios[0].requests[0].bodyFile: `data/../../secret.json` goes up a folder (`..`); a body file must lie in the scenario file's folder or below it (or pass `--allow-body-files-outside`)",
+            ),
+        ];
+        assert_sentences(&cases, &Overrides::default());
+
+        // Every reserved header, in any case.
+        for name in RESERVED_HEADERS {
+            let yaml = with(
+                "path: /x",
+                &format!("path: /x, headers: {{{}: v}}", name.to_uppercase()),
+            );
+            let want = format!("`{}` may not be set here", name.to_uppercase());
+            assert!(
+                error_of(&yaml).contains(&want),
+                "{name}: {}",
+                error_of(&yaml)
+            );
+        }
+        // The password is in no sentence.
+        let yaml = with_target("{url: \"http://alice:s3cretpw@svc:8080\"}");
+        assert!(!error_of(&yaml).contains("s3cretpw"));
+    }
+
+    #[test]
+    fn flags_are_bounded_like_the_fields_they_override() {
+        let flag = |multiplier: Option<f64>, duration: Option<Duration>| Overrides {
+            multiplier,
+            duration,
+            ..Overrides::default()
+        };
+        let cases = [
+            (
+                flag(Some(1e308), None),
+                "x.yaml: --multiplier: 1e308 gives spec.scenarios[0] a peak rate of inf req/s (0.5 x gaBaselineRps 100 x multiplier 1e308), more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                flag(Some(30_000.0), None),
+                "x.yaml: --multiplier: 30000 gives spec.scenarios[0] a peak rate of 1500000 req/s (0.5 x gaBaselineRps 100 x multiplier 30000), more than the 1000000 req/s one loadgen process can drive; use `parallelism` to split the load across runners",
+            ),
+            (
+                flag(Some(1e-9), None),
+                "x.yaml: --multiplier: 1e-9 gives spec.scenarios[0] a peak rate of 5e-8 req/s (0.5 x gaBaselineRps 100 x multiplier 1e-9), below 0.001 req/s (one iteration every 1000s), the lowest rate loadgen schedules",
+            ),
+            (
+                flag(Some(f64::INFINITY), None),
+                "--multiplier: must be a finite number > 0, got inf",
+            ),
+            (
+                flag(None, Some(MAX_DURATION + Duration::from_secs(3600))),
+                "--duration: `745h` is longer than 31 days (`744h`), the longest duration loadgen accepts",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(overrides, want)| match plan_of(BASE, overrides) {
+                Ok(_) => (want, "(valid)".to_owned()),
+                Err(e) => (want, e.to_string()),
+            })
+            .filter(|(want, got)| *want != got)
+            .map(|(want, got)| format!(" want: {want}\n  got: {got}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // A `--duration` that scales `startTime` past the limit.
+        let late = with("duration: 10s", "duration: 1s\n      startTime: 700h");
+        assert_eq!(
+            plan_of(&late, &flag(None, Some(Duration::from_secs(3600))))
+                .unwrap_err()
+                .to_string(),
+            "x.yaml:7:7: spec.scenarios[0]: ends `2520001h` after the start of the run (`startTime` plus its duration), beyond the 31 days (`744h`) a run may last"
+        );
+        // ... so far past it that the end is no `Duration`.
+        let later = with("duration: 10s", "duration: 1us\n      startTime: 744h");
+        assert_eq!(
+            plan_of(&later, &flag(None, Some(MAX_DURATION)))
+                .unwrap_err()
+                .to_string(),
+            "x.yaml:7:7: spec.scenarios[0]: ends `1.993e15h` after the start of the run (`startTime` plus its duration), beyond the 31 days (`744h`) a run may last"
+        );
+    }
+
+    #[test]
+    fn a_plan_at_every_limit_is_valid() {
+        let yaml = "\
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: edge}
+spec:
+  target: {url: \"http://svc:65535/api\", maxConnections: 100000, timeout: 744h}
+  scenarios:
+    - name: api
+      executor: constant-arrival-rate
+      rate: 1000000
+      duration: 743h
+      startTime: 1h
+      gracefulStop: 744h
+      maxInFlight: 50000
+      requests:
+        - {name: a, path: /x, headers: {content-type: application/json, authorization: Bearer x}}
+    - name: users
+      executor: ramping-vus
+      vus: 10
+      stages: [{target: 50000, duration: 1s}]
+      requests: [{name: a, path: /x}]
+  telemetry:
+    sample: {perSecond: 1000000}
+    settleTimeout: 744h
+    pollInterval: 744h
+    maxQueriesPerSecond: 10000
+    traces: {tempo: {url: \"http://tempo:1\", timeout: 744h}}
+  thresholds:
+    http_reqs: [{threshold: \"count>1\", window: 744h, delayAbortEval: 744h}]
+";
+        let plan = plan_of(yaml, &Overrides::default()).unwrap();
+        assert_eq!(plan.total_peak_rate(), MAX_RATE_PER_PROCESS);
+        // Split over runners, the smallest window the refusal names is accepted.
+        let split = format!(
+            "{BASE}  parallelism: 2\n  thresholds:\n    http_reqs: [{{threshold: \"count>1\", window: 1s}}]\n"
+        );
+        plan_of(&split, &Overrides::default()).unwrap();
+        assert_eq!(plan.max_duration(), MAX_DURATION + MAX_DURATION);
+
+        let slow = with("share: 0.5", "rate: 0.001").replace("duration: 10s", "duration: 744h");
+        let plan = plan_of(&slow, &Overrides::default()).unwrap();
+        assert_eq!(plan.total_peak_rate(), MIN_RATE);
+
+        // Split across runners, each runner's part is judged.
+        for (extra, rate) in [
+            ("  parallelism: 4\n", "rate: 4000000"),
+            (
+                "  parallelism: auto\n  maxRatePerRunner: 1000000\n",
+                "rate: 4000000",
+            ),
+            ("  parallelism: 10000\n", "rate: 10000000000"),
+        ] {
+            let yaml = format!("{}{extra}", with("share: 0.5", rate));
+            assert!(plan_of(&yaml, &Overrides::default()).is_ok(), "{extra}");
+        }
+        let exact = Overrides {
+            multiplier: Some(20_000.0),
+            duration: Some(MAX_DURATION),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            plan_of(BASE, &exact).unwrap().total_peak_rate(),
+            MAX_RATE_PER_PROCESS
+        );
+    }
+
+    #[test]
+    fn the_summary_of_vu_scenarios_alone_names_no_rate() {
+        let yaml = BASE
+            .replace("constant-arrival-rate", "constant-vus")
+            .replace("share: 0.5", "vus: 7");
+        assert_eq!(
+            plan_of(&yaml, &Overrides::default()).unwrap().summary(),
+            "t: 1 scenario (api), 7 VUs, duration 10s, 0 thresholds, target embedded echo-server"
+        );
+    }
+
+    // See: issue #15, item 2.
+    #[test]
+    fn body_files_are_regular_files_of_at_most_16_mib_in_the_scenario_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let data = root.join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("body.json"), "{}").unwrap();
+        let limit = MAX_BODY_BYTES as usize;
+        std::fs::write(data.join("limit.bin"), vec![b'x'; limit]).unwrap();
+        std::fs::write(data.join("big.bin"), vec![b'x'; limit + 1]).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().canonicalize().unwrap().join("secret.txt");
+        std::fs::write(&secret, "s").unwrap();
+        std::os::unix::fs::symlink(&secret, data.join("link.txt")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(data.join("pipe"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+
+        let scenario = root.join("x.yaml");
+        let load = |file: &str, anywhere: bool| {
+            let yaml = with("path: /x", &format!("path: /x, bodyFile: \"{file}\""));
+            std::fs::write(&scenario, yaml).unwrap();
+            let bodies = BodySource::Beside {
+                allow_outside: anywhere,
+            };
+            crate::load::load_plan_with(&scenario, &Overrides::default(), bodies)
+        };
+        let body = |file: &str, anywhere: bool| match load(file, anywhere) {
+            Ok(plan) => plan.scenarios[0].requests[0].body.clone(),
+            Err(e) => panic!("{file}: {e}"),
+        };
+        assert_eq!(body("data/body.json", false), "{}");
+        assert_eq!(body("data/limit.bin", false).len(), limit);
+        assert_eq!(body("data/link.txt", true), "s");
+        assert_eq!(body(&secret.display().to_string(), true), "s");
+
+        let at = format!(
+            "{}:12:31: spec.scenarios[0].requests[0].bodyFile: ",
+            scenario.display()
+        );
+        let root = root.display();
+        let rule = "a body file must lie in the scenario file's folder or below it (or pass `--allow-body-files-outside`)";
+        let cases = [
+            (
+                "data/big.bin",
+                false,
+                format!("`data/big.bin` (resolved to `{root}/data/big.bin`) is larger than 16 MiB (16777216 bytes), the largest request body loadgen sends"),
+            ),
+            (
+                "data",
+                false,
+                format!("`data` (resolved to `{root}/data`) is a directory, not a regular file; a body file must be a regular file"),
+            ),
+            (
+                "data/pipe",
+                false,
+                format!("`data/pipe` (resolved to `{root}/data/pipe`) is a FIFO, not a regular file; a body file must be a regular file"),
+            ),
+            (
+                "/dev/zero",
+                true,
+                "`/dev/zero` (resolved to `/dev/zero`) is a character device, not a regular file; a body file must be a regular file".to_owned(),
+            ),
+            (
+                "data/link.txt",
+                false,
+                format!("`data/link.txt` (resolved to `{root}/data/link.txt`) leads out of the scenario file's folder through a symbolic link, to `{}`; {rule}", secret.display()),
+            ),
+            (
+                "/dev/zero",
+                false,
+                format!("`/dev/zero` is an absolute path; {rule}"),
+            ),
+            (
+                "data/missing.json",
+                false,
+                format!("cannot read `data/missing.json` (resolved to `{root}/data/missing.json`): No such file or directory (os error 2); paths are relative to the scenario file"),
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(file, anywhere, want)| {
+                let got = match load(file, *anywhere) {
+                    Ok(_) => "(valid)".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                (file, format!("{at}{want}"), got)
+            })
+            .filter(|(_, want, got)| want != got)
+            .map(|(file, want, got)| format!("{file}:\n want: {want}\n  got: {got}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn deferred_body_files_are_checked_for_shape_but_not_read() {
+        let spec = |file: &str| -> LoadTestSpec {
+            serde_saphyr::from_str(&format!(
+                "scenarios: [{{name: a, executor: constant-vus, vus: 1, duration: 1s, requests: [{{name: r, path: /, bodyFile: \"{file}\"}}]}}]"
+            ))
+            .unwrap()
+        };
+        let plan = |file: &str, body_files: BodyFiles<'_>| {
+            Plan::from_spec("t", &spec(file), body_files, &Overrides::default())
+        };
+        let deferred = plan("data/not-here.json", BodyFiles::Deferred).unwrap();
+        assert!(deferred.scenarios[0].requests[0].body.is_empty());
+        let field = "spec.scenarios[0].requests[0].bodyFile";
+        let rule = "a body file must lie in the scenario file's folder or below it";
+        for (file, want) in [
+            (
+                "/etc/passwd",
+                format!("{field}: `/etc/passwd` is an absolute path; {rule}"),
+            ),
+            (
+                "a/../../x",
+                format!("{field}: `a/../../x` goes up a folder (`..`); {rule}"),
+            ),
+        ] {
+            assert_eq!(
+                plan(file, BodyFiles::Deferred).unwrap_err().to_string(),
+                want
+            );
+        }
+        // A folder given as a path reads, and refuses what lies outside it.
+        let err = plan("/etc/passwd", Path::new("/").into()).unwrap_err();
+        assert!(
+            err.message.starts_with("`/etc/passwd` is an absolute path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plan_split_over_runners_is_not_run_whole_in_one_process() {
+        let split = format!("{}  parallelism: 4\n", with("share: 0.5", "rate: 4000000"));
+        let plan = plan_of(&split, &Overrides::default()).unwrap();
+        assert_eq!(
+            plan.check_one_process().unwrap_err().to_string(),
+            "the scenarios ask for a peak of 4000000 req/s, more than the 1000000 req/s one loadgen process can drive; `loadgen operator` splits a plan with `parallelism` over runners in a cluster, or lower the rate with `--multiplier` to run it here"
+        );
+        let segment = plan.segment(0, NonZeroU32::new(4).unwrap()).unwrap();
+        segment.check_one_process().unwrap();
+        plan_of(&with("share: 0.5", "rate: 1000000"), &Overrides::default())
+            .unwrap()
+            .check_one_process()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_runner_reads_body_files_from_its_mounted_folder_not_beside_the_spec() {
+        let root = tempfile::tempdir().unwrap();
+        let (spec_dir, bodies) = (root.path().join("spec"), root.path().join("bodies"));
+        std::fs::create_dir_all(&spec_dir).unwrap();
+        std::fs::create_dir_all(&bodies).unwrap();
+        std::fs::write(spec_dir.join("order.json"), "beside").unwrap();
+        std::fs::write(bodies.join("order.json"), "mounted").unwrap();
+        let scenario = spec_dir.join("loadtest.yaml");
+        let yaml = with("path: /x", "path: /x, bodyFile: order.json");
+        std::fs::write(&scenario, &yaml).unwrap();
+        let load = |bodies| crate::load::load_plan_with(&scenario, &Overrides::default(), bodies);
+        let body = |plan: Plan| plan.scenarios[0].requests[0].body.clone();
+        assert_eq!(body(load(BodySource::default()).unwrap()), "beside");
+        assert_eq!(body(load(BodySource::Folder(&bodies)).unwrap()), "mounted");
+        // The spec's own folder is outside the mounted one.
+        std::fs::write(
+            &scenario,
+            with("path: /x", "path: /x, bodyFile: ../spec/order.json"),
+        )
+        .unwrap();
+        let err = load(BodySource::Folder(&bodies)).unwrap_err();
+        assert!(err.message.contains("goes up a folder"), "{err}");
     }
 }

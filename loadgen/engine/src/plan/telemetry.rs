@@ -12,8 +12,10 @@ use ricochet_verify::plan::{
     TelemetryPlan, TraceBackendPlan,
 };
 
-use super::{FieldError, field_err};
-use crate::duration::parse_duration;
+use super::{
+    FieldError, MAX_QUERIES_PER_SECOND, MAX_RATE_PER_PROCESS, MIN_PER_SECOND, bounded_duration,
+    field_err, number, url_authority_problem,
+};
 
 /// The embedded default: the sink and the echo-server's `/metrics`, `perSecond: 100`,
 /// settle 30 s.
@@ -40,11 +42,17 @@ pub fn telemetry_plan(spec: &TelemetrySpec, base_dir: &Path) -> Result<Telemetry
                     format!("must be a fraction > 0 and <= 1, got {r}"),
                 ));
             }
-            (None, Some(n)) if n.is_finite() && n > 0.0 => SamplePolicy::PerSecond(n),
+            (None, Some(n)) if (MIN_PER_SECOND..=MAX_RATE_PER_PROCESS).contains(&n) => {
+                SamplePolicy::PerSecond(n)
+            }
             (None, Some(n)) => {
                 return Err(field_err(
                     format!("{P}.sample.perSecond"),
-                    format!("must be a finite number > 0, got {n}"),
+                    format!(
+                        "must be a number from {MIN_PER_SECOND} to {} (requests verified per second; `rate: 1` verifies every request), got {}",
+                        number(MAX_RATE_PER_PROCESS),
+                        number(n)
+                    ),
                 ));
             }
             _ => {
@@ -55,9 +63,7 @@ pub fn telemetry_plan(spec: &TelemetrySpec, base_dir: &Path) -> Result<Telemetry
             }
         };
     }
-    let dur = |field: &str, text: &str| {
-        parse_duration(text).map_err(|e| field_err(format!("{P}.{field}"), e.to_string()))
-    };
+    let dur = |field: &str, text: &str| bounded_duration(&format!("{P}.{field}"), text);
     if let Some(t) = &spec.settle_timeout {
         plan.poll.settle_timeout = dur("settleTimeout", t)?;
         if plan.poll.settle_timeout.is_zero() {
@@ -79,10 +85,14 @@ pub fn telemetry_plan(spec: &TelemetrySpec, base_dir: &Path) -> Result<Telemetry
         plan.poll.max_interval = plan.poll.max_interval.max(d);
     }
     if let Some(q) = spec.max_queries_per_second {
-        if !(q.is_finite() && q > 0.0) {
+        if !(MIN_PER_SECOND..=MAX_QUERIES_PER_SECOND).contains(&q) {
             return Err(field_err(
                 format!("{P}.maxQueriesPerSecond"),
-                format!("must be a finite number > 0, got {q}"),
+                format!(
+                    "must be a number from {MIN_PER_SECOND} to {} (queries per second across all backends), got {}",
+                    number(MAX_QUERIES_PER_SECOND),
+                    number(q)
+                ),
             ));
         }
         plan.max_queries_per_second = q;
@@ -157,6 +167,12 @@ pub fn secret(field: &str, s: &SecretRef, base_dir: &Path) -> Result<SecretSourc
 }
 
 fn backend(field: &str, b: &BackendSpec, base_dir: &Path) -> Result<BackendPlan, FieldError> {
+    if let Some(problem) = url_authority_problem(
+        &b.url,
+        "give credentials as `basicAuth` or `bearerToken` (read from an environment variable or a file) instead",
+    ) {
+        return Err(field_err(format!("{field}.url"), problem));
+    }
     Endpoint::new(&b.url).map_err(|e| field_err(format!("{field}.url"), e.to_string()))?;
     if let Some(t) = &b.tenant
         && !t.bytes().all(|c| (0x20..0x7f).contains(&c))
@@ -174,7 +190,14 @@ fn backend(field: &str, b: &BackendSpec, base_dir: &Path) -> Result<BackendPlan,
     }
     let timeout = match &b.timeout {
         Some(t) => {
-            parse_duration(t).map_err(|e| field_err(format!("{field}.timeout"), e.to_string()))?
+            let d = bounded_duration(&format!("{field}.timeout"), t)?;
+            if d.is_zero() {
+                return Err(field_err(
+                    format!("{field}.timeout"),
+                    "must be longer than 0s, e.g. `10s`",
+                ));
+            }
+            d
         }
         None => Duration::from_secs(10),
     };
@@ -225,9 +248,8 @@ fn keep_class(field: &str, c: &KeepClass) -> Result<KeepClassPlan, FieldError> {
     let min_latency = c
         .min_latency
         .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| field_err(format!("{field}.minLatency"), e.to_string()))?;
+        .map(|t| bounded_duration(&format!("{field}.minLatency"), t))
+        .transpose()?;
     Ok(KeepClassPlan {
         name: c.name.clone(),
         keep: c.keep,
