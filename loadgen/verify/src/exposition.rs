@@ -9,13 +9,13 @@
 //! only a fraction of sampled ids can ever be seen as exemplars; the engine judges this
 //! signal accordingly (see [`super::prometheus`]).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::http::HttpBackend;
 use super::prometheus::Exemplar;
-use super::{BoxFuture, Check, Outcome, Sample, Signal, TraceId, Verifier};
+use super::recent::{Recent, Retention};
+use super::{BoxFuture, Check, Outcome, Sample, Signal, Verifier};
 
 /// The Accept header Prometheus sends, so the echo-server answers OpenMetrics.
 pub const ACCEPT_OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -166,11 +166,10 @@ pub fn sum(text: &str, name: &str, filter: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
-    map: HashMap<TraceId, (Instant, SystemTime)>,
-    order: VecDeque<TraceId>,
-    evicted: u64,
+    /// When each exemplar's trace id was first scraped, and the exemplar's own timestamp.
+    ids: Recent<(Instant, SystemTime)>,
     /// Timestamp of the newest exemplar seen: a sample that completed before it and is
     /// not held was [`Outcome::Superseded`].
     newest: Option<SystemTime>,
@@ -181,24 +180,30 @@ struct Seen {
 pub struct ExpositionVerifier {
     backend: HttpBackend,
     path: String,
-    cap: usize,
     seen: Mutex<Seen>,
 }
 
 impl ExpositionVerifier {
-    /// Scrapes `metrics` under the backend's base URL and remembers up to `cap` trace ids.
-    pub fn new(backend: HttpBackend, cap: usize) -> Self {
+    /// Scrapes `metrics` under the backend's base URL and remembers the exemplars' trace
+    /// ids within `limits`.
+    pub fn new(backend: HttpBackend, limits: Retention) -> Self {
         Self {
             backend,
             path: "metrics".to_owned(),
-            cap: cap.max(1),
-            seen: Mutex::new(Seen::default()),
+            seen: Mutex::new(Seen {
+                ids: Recent::new(limits),
+                newest: None,
+            }),
         }
     }
 
     /// Trace ids forgotten to stay within the cap.
     pub fn evicted(&self) -> u64 {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).evicted
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ids
+            .evicted()
     }
 
     /// Scrapes once: the exposition text, or why not.
@@ -237,23 +242,12 @@ impl Verifier for ExpositionVerifier {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             for e in exemplars(&text) {
                 seen.newest = seen.newest.max(Some(e.at));
-                if seen.map.contains_key(&e.trace_id) {
-                    continue;
-                }
-                while seen.map.len() >= self.cap {
-                    let Some(old) = seen.order.pop_front() else {
-                        break;
-                    };
-                    if seen.map.remove(&old).is_some() {
-                        seen.evicted += 1;
-                    }
-                }
-                seen.map.insert(e.trace_id, (a.received, e.at));
-                seen.order.push_back(e.trace_id);
+                seen.ids
+                    .entry(e.trace_id, a.received, || (a.received, e.at));
             }
             let outcomes = samples
                 .iter()
-                .map(|s| match seen.map.get(&s.trace_id) {
+                .map(|s| match seen.ids.get(&s.trace_id) {
                     Some((first_seen, at)) => Outcome::Found {
                         first_seen: *first_seen,
                         spans: None,

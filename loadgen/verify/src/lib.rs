@@ -109,11 +109,17 @@ pub mod pipeline;
 pub mod plan;
 pub mod poll;
 pub mod prometheus;
+pub mod recent;
 pub mod sampler;
 pub mod sink;
 pub mod tally;
 pub mod tempo;
 pub mod verification;
+
+/// Entry points for the fuzz harness (`ricochet-fuzz`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 use std::fmt;
 use std::future::Future;

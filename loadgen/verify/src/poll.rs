@@ -34,6 +34,17 @@ pub struct PollPolicy {
     pub max_pending: usize,
 }
 
+impl PollPolicy {
+    /// How long a stream verifier must remember an id: a sample is asked about until
+    /// `settle_timeout` after its completion, at most one poll late, and its id may arrive
+    /// up to a minute before that completion (a long streaming request).
+    pub fn retention(&self) -> Duration {
+        self.settle_timeout
+            .saturating_add(self.max_interval)
+            .saturating_add(Duration::from_secs(60))
+    }
+}
+
 impl Default for PollPolicy {
     fn default() -> Self {
         Self {

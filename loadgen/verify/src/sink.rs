@@ -4,20 +4,23 @@
 //! [`Verifier`] interface as the real backends, so
 //! `loadgen run` verifies the full loop with nothing installed.
 //!
-//! Memory: at most `capacity` trace ids per signal; the oldest id is evicted first and
-//! evictions are counted in [`SinkStats`] (a sample whose id was evicted before it was
-//! checked reads as missing, so size `capacity` above `samples/s × settleTimeout`; the
-//! whole table is about 60 bytes per id).
+//! Memory: each trace id is held for a [`Retention`] (the settle timeout plus a margin, so
+//! every sample can still be asked about) and never more than its `capacity` per signal:
+//! a long run holds `ids/s × retention` ids, about 60 bytes each, and stays flat. Ids
+//! dropped to stay within capacity before their retention ended are counted in
+//! [`SinkStats`] (a sample whose id was dropped reads as missing).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ricochet_verify::sink::SinkError> {
-//! let sink = ricochet_verify::sink::Sink::start(100_000).await?;
+//! use ricochet_verify::{recent::Retention, sink::Sink};
+//! let limits = Retention { capacity: 100_000, retention: std::time::Duration::from_secs(90) };
+//! let sink = Sink::start(limits).await?;
 //! // point an exporter at sink.http_endpoint() (OTLP/HTTP) or sink.grpc_endpoint()
 //! let traces = sink.verifier(ricochet_verify::Signal::Traces);
 //! # let _ = traces; sink.shutdown().await; Ok(()) }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -40,6 +43,7 @@ use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::recent::{Recent, Retention};
 use crate::{BoxFuture, Check, Outcome, Sample, Signal, TraceId, Verifier};
 
 /// Largest OTLP/HTTP request body accepted.
@@ -85,50 +89,29 @@ struct Entry {
     first_seen: Instant,
 }
 
+/// One signal's ids, and the items (spans or records) received in all.
 #[derive(Debug)]
 struct Table {
-    map: HashMap<TraceId, Entry>,
-    order: VecDeque<TraceId>,
-    cap: usize,
-    evicted: u64,
+    ids: Recent<Entry>,
     items: u64,
 }
 
 impl Table {
-    fn new(cap: usize) -> Self {
+    fn new(limits: Retention) -> Self {
         Self {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap: cap.max(1),
-            evicted: 0,
+            ids: Recent::new(limits),
             items: 0,
         }
     }
 
     fn add(&mut self, id: TraceId, n: usize, now: Instant) {
         self.items += n as u64;
-        if let Some(e) = self.map.get_mut(&id) {
-            e.count += n;
-            return;
-        }
-        while self.map.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    if self.map.remove(&old).is_some() {
-                        self.evicted += 1;
-                    }
-                }
-                None => break,
-            }
-        }
-        self.map.insert(
-            id,
-            Entry {
-                count: n,
+        self.ids
+            .entry(id, now, || Entry {
+                count: 0,
                 first_seen: now,
-            },
-        );
-        self.order.push_back(id);
+            })
+            .count += n;
     }
 }
 
@@ -146,11 +129,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// Holds at most `capacity` trace ids per signal.
-    pub fn new(capacity: usize) -> Self {
+    /// Holds trace ids within `limits`, per signal.
+    pub fn new(limits: Retention) -> Self {
         Self {
-            traces: Mutex::new(Table::new(capacity)),
-            logs: Mutex::new(Table::new(capacity)),
+            traces: Mutex::new(Table::new(limits)),
+            logs: Mutex::new(Table::new(limits)),
             logs_without_trace_id: Mutex::new(0),
             rejected: Mutex::new(0),
         }
@@ -203,11 +186,11 @@ impl Store {
     pub fn stats(&self) -> SinkStats {
         let (spans, traces_held, traces_evicted) = {
             let t = lock(&self.traces);
-            (t.items, t.map.len(), t.evicted)
+            (t.items, t.ids.len(), t.ids.evicted())
         };
         let (log_records, logs_held, logs_evicted) = {
             let t = lock(&self.logs);
-            (t.items, t.map.len(), t.evicted)
+            (t.items, t.ids.len(), t.ids.evicted())
         };
         SinkStats {
             spans,
@@ -223,8 +206,8 @@ impl Store {
 
     fn lookup(&self, signal: Signal, id: TraceId) -> Option<Entry> {
         match signal {
-            Signal::Traces => lock(&self.traces).map.get(&id).copied(),
-            Signal::Logs => lock(&self.logs).map.get(&id).copied(),
+            Signal::Traces => lock(&self.traces).ids.get(&id).copied(),
+            Signal::Logs => lock(&self.logs).ids.get(&id).copied(),
             Signal::Metrics => None,
         }
     }
@@ -242,7 +225,7 @@ pub struct Sink {
 
 impl Sink {
     /// Binds gRPC and HTTP listeners on `127.0.0.1:0` and starts receiving.
-    pub async fn start(capacity: usize) -> Result<Self, SinkError> {
+    pub async fn start(limits: Retention) -> Result<Self, SinkError> {
         let grpc = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|source| SinkError::Bind {
@@ -263,7 +246,7 @@ impl Sink {
             what: "HTTP",
             source,
         })?;
-        let store = Arc::new(Store::new(capacity));
+        let store = Arc::new(Store::new(limits));
         let cancel = CancellationToken::new();
         let grpc_task = tokio::spawn(accept_loop(
             grpc,
@@ -524,58 +507,86 @@ async fn handle_grpc(store: &Store, req: Request<Incoming>) -> Response<Reply> {
         Ok(b) => b.to_bytes(),
         Err(e) => return reject(GRPC_INVALID_ARGUMENT, format!("cannot read the body: {e}")),
     };
-    let message = match body.as_ref() {
-        [0, len @ ..] if len.len() >= 4 => {
-            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            match 5usize.checked_add(n) {
-                Some(end) if end == body.len() => body.slice(5..end),
-                _ => {
-                    return reject(
-                        GRPC_INVALID_ARGUMENT,
-                        format!(
-                            "the message is {} bytes, its prefix says {n}",
-                            body.len().saturating_sub(5)
-                        ),
-                    );
+    let message = match grpc_message(&body) {
+        Ok(message) => message,
+        Err((code, why)) => return reject(code, why),
+    };
+    match decode_export(store, traces, false, message) {
+        Ok(()) if traces => grpc_reply(
+            GRPC_OK,
+            "",
+            Some(
+                ExportTraceServiceResponse {
+                    partial_success: None,
                 }
-            }
-        }
-        [1, ..] => {
-            return reject(
-                GRPC_UNIMPLEMENTED,
-                "compressed messages are not supported; send them uncompressed".to_owned(),
-            );
-        }
-        _ => {
-            return reject(
-                GRPC_INVALID_ARGUMENT,
-                "not a gRPC length-prefixed message".to_owned(),
-            );
-        }
-    };
-    let answer = if traces {
-        ExportTraceServiceRequest::decode(message).map(|r| {
-            store.record_traces(&r);
-            ExportTraceServiceResponse {
-                partial_success: None,
-            }
-            .encode_to_vec()
-        })
-    } else {
-        ExportLogsServiceRequest::decode(message).map(|r| {
-            store.record_logs(&r);
-            ExportLogsServiceResponse {
-                partial_success: None,
-            }
-            .encode_to_vec()
-        })
-    };
-    match answer {
-        Ok(response) => grpc_reply(GRPC_OK, "", Some(response)),
+                .encode_to_vec(),
+            ),
+        ),
+        Ok(()) => grpc_reply(
+            GRPC_OK,
+            "",
+            Some(
+                ExportLogsServiceResponse {
+                    partial_success: None,
+                }
+                .encode_to_vec(),
+            ),
+        ),
         Err(e) => reject(
             GRPC_INVALID_ARGUMENT,
             format!("the message is not an OTLP export request: {e}"),
         ),
+    }
+}
+
+/// The message of a unary gRPC request body (flag `0`, a 4-byte big-endian length, the
+/// message), or the gRPC status code and sentence to refuse the body with.
+pub(crate) fn grpc_message(body: &Bytes) -> Result<Bytes, (u8, String)> {
+    match body.as_ref() {
+        [0, len @ ..] if len.len() >= 4 => {
+            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            match 5usize.checked_add(n) {
+                Some(end) if end == body.len() => Ok(body.slice(5..end)),
+                _ => Err((
+                    GRPC_INVALID_ARGUMENT,
+                    format!(
+                        "the message is {} bytes, its prefix says {n}",
+                        body.len().saturating_sub(5)
+                    ),
+                )),
+            }
+        }
+        [1, ..] => Err((
+            GRPC_UNIMPLEMENTED,
+            "compressed messages are not supported; send them uncompressed".to_owned(),
+        )),
+        _ => Err((
+            GRPC_INVALID_ARGUMENT,
+            "not a gRPC length-prefixed message".to_owned(),
+        )),
+    }
+}
+
+/// Decodes an OTLP export request of traces or logs, protobuf or JSON, into `store`.
+pub(crate) fn decode_export(
+    store: &Store,
+    traces: bool,
+    json: bool,
+    body: Bytes,
+) -> Result<(), String> {
+    match (traces, json) {
+        (true, false) => ExportTraceServiceRequest::decode(body)
+            .map(|r| store.record_traces(&r))
+            .map_err(|e| e.to_string()),
+        (true, true) => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+            .map(|r| store.record_traces(&r))
+            .map_err(|e| e.to_string()),
+        (false, false) => ExportLogsServiceRequest::decode(body)
+            .map(|r| store.record_logs(&r))
+            .map_err(|e| e.to_string()),
+        (false, true) => serde_json::from_slice::<ExportLogsServiceRequest>(&body)
+            .map(|r| store.record_logs(&r))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -623,21 +634,7 @@ async fn handle_http(store: &Store, req: Request<Incoming>) -> Response<Reply> {
             );
         }
     };
-    let decoded = match (traces, json) {
-        (true, false) => ExportTraceServiceRequest::decode(body)
-            .map(|r| store.record_traces(&r))
-            .map_err(|e| e.to_string()),
-        (true, true) => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
-            .map(|r| store.record_traces(&r))
-            .map_err(|e| e.to_string()),
-        (false, false) => ExportLogsServiceRequest::decode(body)
-            .map(|r| store.record_logs(&r))
-            .map_err(|e| e.to_string()),
-        (false, true) => serde_json::from_slice::<ExportLogsServiceRequest>(&body)
-            .map(|r| store.record_logs(&r))
-            .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = decoded {
+    if let Err(e) = decode_export(store, traces, json, body) {
         return reject(
             StatusCode::BAD_REQUEST,
             format!("the body is not an OTLP export request: {e}"),
@@ -670,15 +667,18 @@ mod tests {
 
     #[test]
     fn the_table_evicts_the_oldest_id_and_counts_it() {
-        let mut t = Table::new(2);
+        let mut t = Table::new(Retention {
+            capacity: 2,
+            retention: std::time::Duration::from_secs(60),
+        });
         let now = Instant::now();
         t.add(TraceId([1; 16]), 1, now);
         t.add(TraceId([2; 16]), 1, now);
         t.add(TraceId([1; 16]), 2, now);
         t.add(TraceId([3; 16]), 1, now);
-        assert_eq!(t.evicted, 1);
-        assert!(!t.map.contains_key(&TraceId([1; 16])));
-        assert_eq!(t.map[&TraceId([2; 16])].count, 1);
+        assert_eq!(t.ids.evicted(), 1);
+        assert!(t.ids.get(&TraceId([1; 16])).is_none());
+        assert_eq!(t.ids.get(&TraceId([2; 16])).map(|e| e.count), Some(1));
         assert_eq!(t.items, 5);
     }
 }

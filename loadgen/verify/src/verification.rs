@@ -14,6 +14,7 @@ use crate::plan::{
     CHANNEL_CAPACITY, KeepClassPlan, SINK_CAPACITY, SamplePolicy, TelemetryPlan, TraceBackendPlan,
 };
 use crate::prometheus::{ExemplarVerifier, PrometheusClient};
+use crate::recent::Retention;
 use crate::sampler::Sampler;
 use crate::tempo::{TraceApi, TraceVerifier};
 use crate::{RateLimiter, Signal, Tally, Verifier, VerifyError};
@@ -101,7 +102,11 @@ impl Verification {
                 &Endpoint::new(&url)?,
                 RateLimiter::unlimited(),
             )?;
-            verifiers.push(Arc::new(ExpositionVerifier::new(b, SINK_CAPACITY)));
+            let limits = Retention {
+                capacity: SINK_CAPACITY,
+                retention: plan.poll.retention(),
+            };
+            verifiers.push(Arc::new(ExpositionVerifier::new(b, limits)));
             backends.push(format!("echo-server /metrics {url}"));
             let b = HttpBackend::new(
                 "echo-server",
@@ -109,7 +114,13 @@ impl Verification {
                 RateLimiter::unlimited(),
             )?;
             red = Some(RedSource::Exposition(
-                ExpositionVerifier::new(b, 1),
+                ExpositionVerifier::new(
+                    b,
+                    Retention {
+                        capacity: 1,
+                        retention: Duration::ZERO,
+                    },
+                ),
                 format!("{}_count", plan.server.histogram),
                 plan.server.probe_routes.clone(),
             ));

@@ -237,7 +237,7 @@ async fn echo_server_telemetry_reaches_the_sink_and_prometheus() {
     use ricochet_verify::Signal;
     use ricochet_verify::sink::Sink;
 
-    let sink = Sink::start(10_000).await.unwrap();
+    let sink = Sink::start(limits(10_000)).await.unwrap();
     let mut config = echo_server::Config::default();
     config.telemetry.otlp = Some(OtlpConfig {
         endpoint: sink.http_endpoint(),
@@ -461,4 +461,12 @@ fn requests_total_query() -> String {
 /// The echo-server's duration buckets, which carry the exemplars.
 fn buckets() -> String {
     format!("{DURATION_METRIC}_bucket")
+}
+
+/// Holds `capacity` ids per signal, for an hour (longer than any test).
+fn limits(capacity: usize) -> ricochet_verify::recent::Retention {
+    ricochet_verify::recent::Retention {
+        capacity,
+        retention: std::time::Duration::from_secs(3600),
+    }
 }

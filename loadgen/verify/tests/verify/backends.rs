@@ -35,7 +35,7 @@ fn fixtures() -> PathBuf {
     ));
     assert!(
         dir.join("README.md").is_file(),
-        "the recorded backend responses are missing: expected {} (copied from shared/fixtures/backends into the repository)",
+        "the recorded backend responses are missing: expected {} (recorded responses kept in the repository)",
         dir.display()
     );
     dir
@@ -861,7 +861,7 @@ async fn the_recorded_exposition_yields_exemplars_and_totals() {
     let stub = Stub::start(vec![canned]).await;
     let v = ExpositionVerifier::new(
         backend("echo-server", Endpoint::new(&stub.url()).unwrap()),
-        1000,
+        an_hour_of(1000),
     );
     let got = ask(&v, &[T1, T2, T3, ABSENT]).await;
     match &got[1] {
@@ -901,7 +901,10 @@ async fn the_real_echo_server_exposes_the_sampled_trace_id_as_exemplar() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let v = ExpositionVerifier::new(backend("echo-server", Endpoint::new(&url).unwrap()), 1000);
+    let v = ExpositionVerifier::new(
+        backend("echo-server", Endpoint::new(&url).unwrap()),
+        an_hour_of(1000),
+    );
     let got = ask(&v, &[T2, ABSENT]).await;
     assert!(got[0].is_found(), "{got:?}");
     assert_eq!(got[1], Outcome::Missing);
@@ -916,4 +919,12 @@ fn requests_total_query() -> String {
 /// The echo-server's duration buckets, which carry the exemplars.
 fn buckets() -> String {
     format!("{DURATION_METRIC}_bucket")
+}
+
+/// Holds `capacity` ids for an hour (longer than any test).
+fn an_hour_of(capacity: usize) -> ricochet_verify::recent::Retention {
+    ricochet_verify::recent::Retention {
+        capacity,
+        retention: Duration::from_secs(3600),
+    }
 }

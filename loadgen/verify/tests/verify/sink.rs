@@ -70,7 +70,7 @@ fn logs_for(ids: &[Option<&str>]) -> ExportLogsServiceRequest {
 
 #[tokio::test]
 async fn traces_pushed_over_http_protobuf_are_found_with_their_span_count() {
-    let sink = Sink::start(1000).await.unwrap();
+    let sink = Sink::start(limits(1000)).await.unwrap();
     let traces = sink.verifier(Signal::Traces);
     let samples = [Sample::now(id(T1)), Sample::now(id(T2))];
     assert_eq!(
@@ -102,7 +102,7 @@ async fn traces_pushed_over_http_protobuf_are_found_with_their_span_count() {
 
 #[tokio::test]
 async fn traces_and_logs_pushed_over_grpc_are_found() {
-    let sink = Sink::start(1000).await.unwrap();
+    let sink = Sink::start(limits(1000)).await.unwrap();
     let req =
         ExportTraceServiceRequest::decode(fixture("pushed-otlp-trace-0af76519.pb").as_slice())
             .unwrap();
@@ -141,7 +141,7 @@ async fn traces_and_logs_pushed_over_grpc_are_found() {
 
 #[tokio::test]
 async fn logs_over_http_and_bad_requests_are_counted() {
-    let sink = Sink::start(1000).await.unwrap();
+    let sink = Sink::start(limits(1000)).await.unwrap();
     let resp = post(
         format!("{}/v1/logs", sink.http_endpoint()),
         "application/x-protobuf",
@@ -183,7 +183,7 @@ async fn logs_over_http_and_bad_requests_are_counted() {
 
 #[tokio::test]
 async fn the_poller_measures_ingest_latency_from_the_receive_instant() {
-    let sink = Sink::start(1000).await.unwrap();
+    let sink = Sink::start(limits(1000)).await.unwrap();
     let v: Arc<dyn Verifier> = Arc::new(sink.verifier(Signal::Traces));
     let sample = Sample {
         expected_spans: 3,
@@ -230,7 +230,7 @@ async fn twenty_thousand_traces_are_received_and_all_verified() {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     const N: u32 = 20_000;
     const BATCH: u32 = 200;
-    let sink = Sink::start(50_000).await.unwrap();
+    let sink = Sink::start(limits(50_000)).await.unwrap();
     let v: Arc<dyn Verifier> = Arc::new(sink.verifier(Signal::Traces));
     let (tx, rx) = tokio::sync::mpsc::channel(N as usize);
     let found = Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -296,7 +296,7 @@ async fn twenty_thousand_traces_are_received_and_all_verified() {
 
 #[tokio::test]
 async fn otlp_json_over_http_is_accepted_too() {
-    let sink = Sink::start(1000).await.unwrap();
+    let sink = Sink::start(limits(1000)).await.unwrap();
     // The recorded OTLP/JSON rendering of T1's root span (hex ids, integer kind).
     let resp = post(
         format!("{}/v1/traces", sink.http_endpoint()),
@@ -354,7 +354,7 @@ fn framed(message: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn grpc_calls_get_grpc_statuses_and_bad_ones_are_counted() {
-    let sink = Sink::start(1000).await.unwrap();
+    let sink = Sink::start(limits(1000)).await.unwrap();
     let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     let message = fixture("pushed-otlp-trace-0af76519.pb");
 
@@ -410,4 +410,12 @@ async fn grpc_calls_get_grpc_statuses_and_bad_ones_are_counted() {
     assert_eq!(headers["grpc-status"], "12");
     assert_eq!(sink.stats().rejected_requests, 3);
     sink.shutdown().await;
+}
+
+/// Holds `capacity` ids per signal, for an hour (longer than any test).
+fn limits(capacity: usize) -> ricochet_verify::recent::Retention {
+    ricochet_verify::recent::Retention {
+        capacity,
+        retention: std::time::Duration::from_secs(3600),
+    }
 }
