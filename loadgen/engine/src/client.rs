@@ -43,6 +43,16 @@ pub enum TargetError {
         /// The URL.
         url: String,
     },
+    /// The URL's port is not a usable TCP port.
+    #[error(
+        "target {url}: `{port}` is not a usable port, expected 1 to 65535 (or no port: 80 for http://)"
+    )]
+    Port {
+        /// The URL.
+        url: String,
+        /// The port as written.
+        port: String,
+    },
     /// DNS or address parsing failed.
     #[error("cannot reach target {url}: {reason}")]
     Resolve {
@@ -79,21 +89,21 @@ impl Target {
     /// Resolves `url`'s host (once; the run then talks to that address).
     pub async fn resolve(target: &TargetUrl) -> Result<Self, TargetError> {
         let url = target.base.to_string().trim_end_matches('/').to_owned();
-        let scheme = target.base.scheme_str().unwrap_or("http");
-        if scheme != "http" {
+        let scheme = target.base.scheme_str().unwrap_or_default();
+        let Some(default_port) = default_port(scheme) else {
             return Err(TargetError::Scheme {
                 url,
                 scheme: scheme.to_owned(),
             });
-        }
+        };
         let Some(authority) = target.base.authority() else {
             return Err(TargetError::NoHost { url });
         };
-        let host_port = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(80)
-        );
+        let port = port_of(authority, default_port).map_err(|port| TargetError::Port {
+            url: url.clone(),
+            port,
+        })?;
+        let host_port = format!("{}:{port}", authority.host());
         let addr = match tokio::net::lookup_host(&host_port).await {
             Ok(mut addrs) => addrs.next().ok_or_else(|| TargetError::Resolve {
                 url: url.clone(),
@@ -206,6 +216,33 @@ impl Target {
             stream: r.stream,
             approx_sent: approx as u64,
         })
+    }
+}
+
+/// The port a scheme's URLs use when they name none; `None` for schemes not spoken
+/// (only `http`: `https` is refused, not sent in clear to port 80).
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        _ => None,
+    }
+}
+
+/// The port of `authority`: the one written (1 to 65535), or `default` when none is
+/// written. A port written but empty, zero, out of range or not a number is the text
+/// written, as an error: it never silently becomes the default.
+fn port_of(authority: &http::uri::Authority, default: u16) -> Result<u16, String> {
+    let text = authority.as_str();
+    let text = &text[text.rfind('@').map_or(0, |i| i + 1)..];
+    // After the last `:` outside an IPv6 literal's brackets.
+    let after_host = text.rfind(']').map_or(0, |i| i + 1);
+    let Some(colon) = text[after_host..].rfind(':') else {
+        return Ok(default);
+    };
+    let written = &text[after_host + colon + 1..];
+    match written.parse::<u16>() {
+        Ok(p) if p > 0 && written.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
+        _ => Err(written.to_owned()),
     }
 }
 
@@ -765,6 +802,48 @@ impl Slot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_port_follows_the_scheme_and_a_bad_one_is_never_replaced() {
+        // See: issue #15 (a missing or invalid port silently became 80).
+        let port = |url: &str| {
+            let uri: Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+            port_of(uri.authority().expect("authority"), 80)
+        };
+        assert_eq!(port("http://h"), Ok(80));
+        assert_eq!(port("http://h/prefix"), Ok(80));
+        assert_eq!(port("http://h:8080"), Ok(8080));
+        assert_eq!(port("http://[::1]"), Ok(80));
+        assert_eq!(port("http://[::1]:9"), Ok(9));
+        assert_eq!(port("http://user:pw@h"), Ok(80));
+        assert_eq!(port("http://user:pw@h:81"), Ok(81));
+        assert_eq!(port("http://h:99999"), Err("99999".to_owned()));
+        assert_eq!(port("http://h:65536"), Err("65536".to_owned()));
+        assert_eq!(port("http://h:0"), Err("0".to_owned()));
+        assert_eq!(port("http://h:"), Err(String::new()));
+        assert_eq!(default_port("http"), Some(80));
+        assert_eq!(default_port("https"), None);
+        assert_eq!(default_port(""), None);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_port_or_scheme_is_an_error_before_any_connection() {
+        let resolve = |url: &str| {
+            let crate::plan::TargetPlan::Url(t) = crate::testing::target(url) else {
+                unreachable!("a URL target")
+            };
+            async move { Target::resolve(&t).await }
+        };
+        let e = resolve("http://127.0.0.1:99999").await.expect_err("port");
+        assert_eq!(
+            e.to_string(),
+            "target http://127.0.0.1:99999: `99999` is not a usable port, expected 1 to 65535 (or no port: 80 for http://)"
+        );
+        let e = resolve("https://127.0.0.1").await.expect_err("scheme");
+        assert!(matches!(e, TargetError::Scheme { .. }), "{e}");
+        let t = resolve("http://127.0.0.1").await.expect("default port");
+        assert_eq!(t.addr.port(), 80);
+    }
 
     #[test]
     fn traceparent_is_sampled_with_nonzero_ids() {

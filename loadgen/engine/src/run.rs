@@ -9,12 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 use ricochet_reports::model::{Outcome, RequestCount, Summary, Verdict};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::Exit;
 use crate::aggregate::{Aggregator, ClosedWindow};
 use crate::chaos::Admin;
-use crate::client::{Client, Target, TargetError};
-use crate::embedded::{Embedded, EmbeddedError, EmbeddedOptions};
+use crate::client::{Client, Prepared, Target, TargetError};
+use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::judge::TelemetryEvidence;
 use crate::plan::chaos::AdminPlan;
 use crate::plan::{Plan, TargetPlan};
@@ -23,9 +24,10 @@ use crate::schedule::{RateProfile, VuProfile};
 use crate::stats::{Recorder, Stats};
 use crate::summary::{RunFacts, build, threshold_result};
 use crate::telemetry::{ExporterReading, TelemetryJudge as _};
-use crate::worker::{Pacing, ScenarioCtx, run_arrivals, run_vus};
+use crate::worker::{Pacing, ScenarioCtx, panic_message, run_arrivals, run_vus};
 use ricochet_verify::plan::SINK_CAPACITY;
-use ricochet_verify::sink::{Sink, SinkError};
+use ricochet_verify::recent::Retention;
+use ricochet_verify::sink::Sink;
 use ricochet_verify::verification::{EmbeddedMetrics, Results, StartError, Verification};
 
 /// How to run, beside the plan.
@@ -65,6 +67,8 @@ pub enum StopKind {
     ThresholdAbort,
     /// The target could not be reached.
     TargetFailure,
+    /// A task of the run failed (a panic: a bug in loadgen).
+    Internal,
 }
 
 /// Stops a run from outside (signals) or inside (abortOnFail, target failure).
@@ -107,12 +111,24 @@ pub enum RunError {
     /// The target URL is not usable.
     #[error(transparent)]
     Target(#[from] TargetError),
-    /// The embedded echo-server failed to start.
-    #[error(transparent)]
-    Embedded(#[from] EmbeddedError),
-    /// The embedded OTLP sink failed to start.
-    #[error(transparent)]
-    Sink(#[from] SinkError),
+    /// The plan asks for more concurrent iterations than one process holds.
+    #[error(
+        "the scenarios ask for {asked} concurrent iterations ({detail}); one loadgen process holds at most {MAX_CONCURRENCY}: lower `maxInFlight` or `vus`, or split the load over runners with `parallelism`"
+    )]
+    Capacity {
+        /// The sum of `maxInFlight` and peak VUs over the scenarios.
+        asked: u64,
+        /// Each scenario's part, e.g. `api: maxInFlight 4000000000`.
+        detail: String,
+    },
+    /// The report directory cannot be written.
+    #[error("cannot write reports into {dir}: {reason}")]
+    Output {
+        /// The directory.
+        dir: PathBuf,
+        /// Why, e.g. `permission denied`.
+        reason: String,
+    },
     /// Telemetry verification could not start (secret, CA file, URL).
     #[error(transparent)]
     Verify(StartError),
@@ -136,7 +152,11 @@ impl RunError {
     /// otherwise.
     pub fn exit(&self) -> Exit {
         match self {
-            RunError::Target(TargetError::Scheme { .. } | TargetError::NoHost { .. })
+            RunError::Target(
+                TargetError::Scheme { .. } | TargetError::NoHost { .. } | TargetError::Port { .. },
+            )
+            | RunError::Capacity { .. }
+            | RunError::Output { .. }
             | RunError::Request { .. }
             | RunError::Verify(_)
             | RunError::Secret(_) => Exit::InvalidInput,
@@ -166,18 +186,140 @@ pub struct RunOutcome {
     pub windows: Vec<ClosedWindow>,
 }
 
-/// Runs `plan`. Errors are returned only when the run could not start; once it has
-/// started, every outcome is a [`RunOutcome`] and `summary.json` is written.
+/// Most iterations one process runs at once, summed over its scenarios: each
+/// arrival-rate scenario's `maxInFlight` and each VU scenario's peak VUs. Every one is a
+/// task and may hold a connection with its read buffer (8 KiB), so this bounds what a run
+/// can allocate (a few hundred MiB to about 1 GiB at the limit) before it starts; more
+/// load is split over runners (`parallelism`).
+pub const MAX_CONCURRENCY: u64 = 100_000;
+
+/// Runs `plan`. Errors are returned only when the run could not start (before anything
+/// was started: invalid input, a target URL that cannot be used); once it has started,
+/// every outcome is a [`RunOutcome`] and `summary.json` is written, with the cause in
+/// `run.stopReason` when the run failed: target unreachable, the embedded echo-server or
+/// OTLP sink failing to start, an interrupt, a panic in any of its tasks.
 pub async fn execute(
     plan: &Plan,
     opts: &RunOptions,
     stopper: Arc<Stopper>,
 ) -> Result<RunOutcome, RunError> {
     let started_at = SystemTime::now();
+    check_capacity(plan)?;
+    if let Some(dir) = &opts.out {
+        check_writable(dir)?;
+    }
+    // The run is a task of its own, so a panic anywhere in it (a bug) still ends in a
+    // summary with the cause rather than in a process without one.
+    let body = AbortOnDropHandle::new(tokio::spawn({
+        let (plan, opts, stopper) = (plan.clone(), opts.clone(), stopper.clone());
+        async move { run(&plan, &opts, stopper, started_at).await }
+    }));
+    match body.await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let cause = if e.is_panic() {
+                format!(
+                    "loadgen panicked during the run: {}",
+                    panic_message(&*e.into_panic())
+                )
+            } else {
+                "the run's task was cancelled".to_owned()
+            };
+            stopper.stop(StopKind::Internal, cause.clone());
+            stopper.hard.cancel();
+            let target = match &plan.target {
+                TargetPlan::Url(u) => u.base.to_string(),
+                TargetPlan::Embedded => "embedded".to_owned(),
+            };
+            Ok(failed_report(
+                plan,
+                opts,
+                Unfinished {
+                    started_at,
+                    target: &target,
+                    embedded: plan.target == TargetPlan::Embedded,
+                    why: "the run did not finish",
+                },
+                cause,
+            ))
+        }
+    }
+}
+
+/// Refuses a plan whose concurrency would exceed [`MAX_CONCURRENCY`].
+fn check_capacity(plan: &Plan) -> Result<(), RunError> {
+    let parts: Vec<(String, u64)> = plan
+        .scenarios
+        .iter()
+        .map(|sc| match VuProfile::of(&sc.executor) {
+            Some(v) => (
+                format!("{}: vus {}", sc.name, v.max_vus()),
+                u64::from(v.max_vus()),
+            ),
+            None => (
+                format!("{}: maxInFlight {}", sc.name, sc.max_in_flight),
+                u64::from(sc.max_in_flight.get()),
+            ),
+        })
+        .collect();
+    let asked = parts.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
+    if asked <= MAX_CONCURRENCY {
+        return Ok(());
+    }
+    let detail = parts
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(RunError::Capacity { asked, detail })
+}
+
+/// Creates `dir` and writes (then removes) a probe file in it, so that a run whose reports
+/// could not be written is refused before it starts, not after.
+fn check_writable(dir: &Path) -> Result<(), RunError> {
+    let fail = |e: std::io::Error| RunError::Output {
+        dir: dir.to_owned(),
+        reason: crate::h1::describe_io(&e),
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".loadgen-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The body of [`execute`], run as a task.
+async fn run(
+    plan: &Plan,
+    opts: &RunOptions,
+    stopper: Arc<Stopper>,
+    started_at: SystemTime,
+) -> Result<RunOutcome, RunError> {
     let telemetry = plan.telemetry.as_ref();
+    let embedded_target = plan.target == TargetPlan::Embedded;
+    let unstarted = |target: &str, message: String| {
+        failed_report(
+            plan,
+            opts,
+            Unfinished {
+                started_at,
+                target,
+                embedded: embedded_target,
+                why: "the run did not start",
+            },
+            message,
+        )
+    };
     let sink = match telemetry {
-        Some(t) if t.uses_sink() && plan.target == TargetPlan::Embedded => {
-            Some(Sink::start(SINK_CAPACITY).await?)
+        Some(t) if t.uses_sink() && embedded_target => {
+            let limits = Retention {
+                capacity: SINK_CAPACITY,
+                retention: t.poll.retention(),
+            };
+            match Sink::start(limits).await {
+                Ok(s) => Some(s),
+                Err(e) => return Ok(unstarted("embedded", e.to_string())),
+            }
         }
         _ => None,
     };
@@ -187,46 +329,41 @@ pub async fn execute(
                 otlp_grpc: sink.as_ref().map(Sink::grpc_endpoint),
                 admin: !plan.chaos.events.is_empty(),
             };
-            let e = Embedded::start(&opts).await?;
-            let t = Target::loopback(e.addr(), 256, crate::plan::DEFAULT_TIMEOUT);
-            (t, Some(e))
+            match Embedded::start(&opts).await {
+                Ok(e) => {
+                    let t = Target::loopback(e.addr(), 256, crate::plan::DEFAULT_TIMEOUT);
+                    (t, Some(e))
+                }
+                Err(e) => {
+                    stop_started(None, sink).await;
+                    return Ok(unstarted("embedded", e.to_string()));
+                }
+            }
         }
         TargetPlan::Url(u) => match Target::resolve(u).await {
             Ok(t) => (t, None),
             Err(e @ TargetError::Resolve { .. }) => {
+                stop_started(None, sink).await;
                 let url = u.base.to_string();
-                return Ok(failed_start(plan, opts, started_at, &url, e.to_string()));
+                return Ok(unstarted(&url, e.to_string()));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                stop_started(None, sink).await;
+                return Err(e.into());
+            }
         },
     };
     if let Err(e) = target.probe().await {
-        if let Some(e) = embedded {
-            e.stop().await;
-        }
-        if let Some(s) = sink {
-            s.shutdown().await;
-        }
-        return Ok(failed_start(
-            plan,
-            opts,
-            started_at,
-            &target.url,
-            e.to_string(),
-        ));
+        stop_started(embedded, sink).await;
+        return Ok(unstarted(&target.url, e.to_string()));
     }
-    let mut prepared = Vec::with_capacity(plan.scenarios.len());
-    for sc in &plan.scenarios {
-        let mut reqs = Vec::with_capacity(sc.requests.len());
-        for r in &sc.requests {
-            reqs.push(target.prepare(r).map_err(|source| RunError::Request {
-                scenario: sc.name.clone(),
-                request: r.name.clone(),
-                source,
-            })?);
+    let prepared = match prepare_requests(plan, &target) {
+        Ok(p) => p,
+        Err(e) => {
+            stop_started(embedded, sink).await;
+            return Err(e);
         }
-        prepared.push(reqs);
-    }
+    };
 
     let admin = match (&plan.chaos.admin, &embedded) {
         (None, _) => None,
@@ -236,7 +373,10 @@ pub async fn execute(
         (Some(AdminPlan::Embedded), None) => None,
         (Some(AdminPlan::Remote { url, token }), _) => match token.read() {
             Ok(t) => Some(Admin::new(url.clone(), t)),
-            Err(e) => return Err(RunError::Secret(e)),
+            Err(e) => {
+                stop_started(embedded, sink).await;
+                return Err(RunError::Secret(e));
+            }
         },
     };
     let exporter_before = match telemetry {
@@ -245,17 +385,20 @@ pub async fn execute(
     };
     let verify_cancel = CancellationToken::new();
     let verification = match telemetry {
-        Some(t) => Some(
-            Verification::start(
-                t,
-                sink.as_ref(),
-                sink.as_ref()
-                    .and(embedded.as_ref())
-                    .map(|e| EmbeddedMetrics { addr: e.addr() }),
-                verify_cancel.clone(),
-            )
-            .map_err(RunError::Verify)?,
-        ),
+        Some(t) => match Verification::start(
+            t,
+            sink.as_ref(),
+            sink.as_ref()
+                .and(embedded.as_ref())
+                .map(|e| EmbeddedMetrics { addr: e.addr() }),
+            verify_cancel.clone(),
+        ) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                stop_started(embedded, sink).await;
+                return Err(RunError::Verify(e));
+            }
+        },
         None => None,
     };
 
@@ -314,9 +457,13 @@ pub async fn execute(
                 None => break,
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
-                    let msg = format!("a scenario task failed: {e}");
+                    let msg = if e.is_panic() {
+                        format!("a scenario's dispatcher panicked: {}", panic_message(&*e.into_panic()))
+                    } else {
+                        format!("a scenario task failed: {e}")
+                    };
                     infra_error.get_or_insert(msg.clone());
-                    stopper.stop(StopKind::TargetFailure, msg);
+                    stopper.stop(StopKind::Internal, msg);
                 }
             },
             _ = ticker.tick() => {
@@ -326,6 +473,9 @@ pub async fn execute(
                 agg.absorb(recorder.drain(), sec.saturating_sub(1));
                 let live = verification.as_ref().map(Verification::snapshot);
                 check_aborts(plan, &agg, live.as_ref(), elapsed, &stopper);
+                if let Some((_, first)) = recorder.panics() {
+                    stopper.stop(StopKind::Internal, first);
+                }
                 let (responses, connect_errors, first) = recorder.reachability();
                 if responses == 0 && (connect_errors >= 20 || (connect_errors > 0 && elapsed >= Duration::from_secs(3))) {
                     stopper.stop(
@@ -378,12 +528,7 @@ pub async fn execute(
         (Some(v), Some(_)) => v.requests_total().await,
         _ => None,
     };
-    if let Some(e) = embedded {
-        e.stop().await;
-    }
-    if let Some(s) = sink {
-        s.shutdown().await;
-    }
+    stop_started(embedded, sink).await;
 
     let secs = elapsed.as_secs_f64();
     let evidence = agg.evidence(
@@ -405,6 +550,14 @@ pub async fn execute(
     let (responses, connect_errors, first) = recorder.reachability();
     let stop = stopper.reason();
     let mut message = None;
+    if let Some((n, first)) = recorder.panics() {
+        let more = if n > 1 {
+            format!(" ({} more tasks panicked)", n - 1)
+        } else {
+            String::new()
+        };
+        infra_error.get_or_insert(format!("{first}{more}"));
+    }
     let (outcome, exit) = if let Some(e) = infra_error {
         message = Some(e);
         (Outcome::Error, Exit::RunFailed)
@@ -421,7 +574,7 @@ pub async fn execute(
                 message = Some(reason.clone());
                 (Outcome::Error, Exit::RunFailed)
             }
-            Some((StopKind::Interrupted, reason)) => {
+            Some((StopKind::Interrupted | StopKind::Internal, reason)) => {
                 message = Some(reason.clone());
                 (Outcome::Error, Exit::RunFailed)
             }
@@ -437,7 +590,11 @@ pub async fn execute(
         duration_secs: secs,
         outcome,
         exit,
-        stop_reason: stop.map(|s| s.1).or_else(|| message.clone()),
+        stop_reason: match (&outcome, stop) {
+            // The cause of a failed run, not what stopping it was called.
+            (Outcome::Error, _) => message.clone(),
+            (_, stop) => stop.map(|s| s.1),
+        },
         pacing: (!rate_profiles.is_empty()).then_some(pacing),
     };
     let mut summary = build(plan, &facts, &agg, results);
@@ -547,12 +704,49 @@ fn check_aborts(
     }
 }
 
-/// The report of a run whose target could not be reached at the start.
-fn failed_start(
+/// Stops the embedded echo-server and OTLP sink, when they were started.
+async fn stop_started(embedded: Option<Embedded>, sink: Option<Sink>) {
+    if let Some(e) = embedded {
+        e.stop().await;
+    }
+    if let Some(s) = sink {
+        s.shutdown().await;
+    }
+}
+
+/// Every scenario's requests, prepared for `target`.
+fn prepare_requests(plan: &Plan, target: &Target) -> Result<Vec<Vec<Prepared>>, RunError> {
+    let mut prepared = Vec::with_capacity(plan.scenarios.len());
+    for sc in &plan.scenarios {
+        let mut reqs = Vec::with_capacity(sc.requests.len());
+        for r in &sc.requests {
+            reqs.push(target.prepare(r).map_err(|source| RunError::Request {
+                scenario: sc.name.clone(),
+                request: r.name.clone(),
+                source,
+            })?);
+        }
+        prepared.push(reqs);
+    }
+    Ok(prepared)
+}
+
+/// How far a run got that has no measurements to report.
+struct Unfinished<'a> {
+    started_at: SystemTime,
+    target: &'a str,
+    embedded: bool,
+    /// The start of each threshold's reason, e.g. `the run did not start`.
+    why: &'a str,
+}
+
+/// The report of a run that did not start (target unreachable, embedded echo-server or
+/// sink failing) or did not finish (a panic): every threshold unknown with the cause,
+/// the cause as the stop reason, exit 3.
+fn failed_report(
     plan: &Plan,
     opts: &RunOptions,
-    started_at: SystemTime,
-    url: &str,
+    run: Unfinished<'_>,
     message: String,
 ) -> RunOutcome {
     let mut agg = Aggregator::new(plan);
@@ -566,17 +760,20 @@ fn failed_start(
                 crate::evaluate::Judgement {
                     observed: None,
                     verdict: Verdict::Unknown,
-                    reason: Some(format!("the run did not start: {message}")),
+                    reason: Some(format!("{}: {message}", run.why)),
                 },
             )
         })
         .collect();
+    let ended_at = SystemTime::now();
     let facts = RunFacts {
-        target: url.trim_end_matches('/').to_owned(),
-        embedded: false,
-        started_at,
-        ended_at: SystemTime::now(),
-        duration_secs: 0.0,
+        target: run.target.trim_end_matches('/').to_owned(),
+        embedded: run.embedded,
+        started_at: run.started_at,
+        ended_at,
+        duration_secs: ended_at
+            .duration_since(run.started_at)
+            .map_or(0.0, |d| d.as_secs_f64()),
         outcome: Outcome::Error,
         exit: Exit::RunFailed,
         stop_reason: Some(message.clone()),

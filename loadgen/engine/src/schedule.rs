@@ -107,7 +107,7 @@ impl RateProfile {
 
     /// Length of the profile.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.total_len)
+        Duration::try_from_secs_f64(self.total_len).unwrap_or(Duration::MAX)
     }
 
     /// Arrivals due in `[0, t)` as a real number: `N(t)`.
@@ -144,6 +144,37 @@ impl RateProfile {
         (self.cumulative(to) - self.cumulative(from)).max(0.0)
     }
 
+    /// The arrivals from the `from`-th on (0-based, as [`RateProfile::arrivals`] yields
+    /// them), grouped by linear piece: `(intended offset of the first of the group, how
+    /// many)`. O(pieces), whatever the count: this is how a dispatcher that reached the
+    /// scenario's end counts what it will not send.
+    pub fn unsent(&self, from: u64) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        let count = self.count();
+        let last = self.segments.len().saturating_sub(1);
+        let mut lower = 0u64;
+        self.segments
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, seg)| {
+                // Arrival k falls in the first piece whose end `N` exceeds k (the last
+                // piece takes the rest), as `Arrivals::next` places it.
+                let upper = if i == last {
+                    count
+                } else {
+                    index_ceil(seg.cum0 + seg.area()).min(count)
+                };
+                let lo = lower.max(from);
+                lower = lower.max(upper);
+                if lo >= upper {
+                    return None;
+                }
+                let t = seg.start + seg.inverse(lo as f64 - seg.cum0);
+                let offset = Duration::try_from_secs_f64(t.min(self.total_len).max(0.0))
+                    .unwrap_or(Duration::MAX);
+                Some((offset, upper - lo))
+            })
+    }
+
     /// The intended instants, as offsets from the profile's start, in order.
     pub fn arrivals(&self) -> Arrivals<'_> {
         Arrivals {
@@ -153,6 +184,11 @@ impl RateProfile {
             segment: 0,
         }
     }
+}
+
+/// The smallest whole arrival index not below `n` (saturating).
+fn index_ceil(n: f64) -> u64 {
+    if n <= 0.0 { 0 } else { n.ceil() as u64 }
 }
 
 fn sanitize(rate: f64) -> f64 {
@@ -177,6 +213,13 @@ pub struct Arrivals<'a> {
     segment: usize,
 }
 
+impl Arrivals<'_> {
+    /// How many instants were yielded so far: the index of the next one.
+    pub fn yielded(&self) -> u64 {
+        self.next
+    }
+}
+
 impl Iterator for Arrivals<'_> {
     type Item = Duration;
 
@@ -196,9 +239,10 @@ impl Iterator for Arrivals<'_> {
         let seg = segments.get(self.segment)?;
         let t = seg.start + seg.inverse(k - seg.cum0);
         self.next += 1;
-        Some(Duration::from_secs_f64(
-            t.min(self.profile.total_len).max(0.0),
-        ))
+        Some(
+            Duration::try_from_secs_f64(t.min(self.profile.total_len).max(0.0))
+                .unwrap_or(Duration::MAX),
+        )
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -245,7 +289,7 @@ impl VuProfile {
 
     /// Length of the profile.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.total_len)
+        Duration::try_from_secs_f64(self.total_len).unwrap_or(Duration::MAX)
     }
 
     /// Most VUs ever active.
@@ -350,7 +394,43 @@ mod tests {
         assert_eq!(p.max_vus(), 10);
     }
 
+    #[test]
+    fn an_absurd_rate_counts_its_unsent_arrivals_without_listing_them() {
+        // See: issue #15 (a 1e12/s scenario ground through every arrival for ~40 h).
+        let p = RateProfile::constant(1e12, Duration::from_secs(1));
+        let mut arrivals = p.arrivals();
+        assert!(arrivals.by_ref().take(1000).count() == 1000);
+        let unsent: Vec<_> = p.unsent(arrivals.yielded()).collect();
+        assert_eq!(unsent.len(), 1);
+        assert_eq!(unsent[0].1, 1_000_000_000_000 - 1000);
+        assert!(unsent[0].0 <= Duration::from_nanos(2), "{unsent:?}");
+    }
+
     proptest! {
+        #[test]
+        fn unsent_arrivals_are_the_rest_of_the_schedule_grouped_by_piece(
+            start in 0.0f64..300.0,
+            stages in proptest::collection::vec((0.0f64..300.0, 0u64..2000), 1..5),
+            cut in 0.0f64..1.0,
+        ) {
+            let stages: Vec<(f64, Duration)> =
+                stages.into_iter().map(|(r, ms)| (r, Duration::from_millis(ms))).collect();
+            let p = RateProfile::ramping(start, &stages);
+            let all: Vec<Duration> = p.arrivals().collect();
+            let from = (all.len() as f64 * cut) as u64;
+            let unsent: Vec<(Duration, u64)> = p.unsent(from).collect();
+            let n: u64 = unsent.iter().map(|u| u.1).sum();
+            prop_assert_eq!(n, all.len() as u64 - from);
+            // Each group starts at the intended instant of its first arrival.
+            let mut k = from as usize;
+            for (first, n) in &unsent {
+                prop_assert!(*n > 0);
+                let d = (first.as_secs_f64() - all[k].as_secs_f64()).abs();
+                prop_assert!(d < 1e-6, "group at {:?}, arrival {} at {:?}", first, k, all[k]);
+                k += *n as usize;
+            }
+        }
+
         #[test]
         fn schedule_emits_rate_times_duration_instants(rate in 0.5f64..5000.0, ms in 1u64..5000) {
             let d = Duration::from_millis(ms);

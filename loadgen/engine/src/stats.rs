@@ -105,7 +105,8 @@ impl SeriesStats {
 pub struct ScenarioCounters {
     /// Completed iterations.
     pub iterations: u64,
-    /// Iterations not started because `maxInFlight` was reached.
+    /// Iterations not started: `maxInFlight` was reached, or the scenario ended before
+    /// the dispatcher got to them (k6's "lack of VUs or time").
     pub dropped: u64,
     /// Iterations started but cut off after `gracefulStop` (not otherwise recorded).
     pub interrupted: u64,
@@ -175,7 +176,13 @@ impl Stats {
 
     /// Counts one dropped iteration.
     pub fn record_dropped(&mut self, key: ScenarioKey) {
-        self.scenarios.entry(key).or_default().dropped += 1;
+        self.record_dropped_many(key, 1);
+    }
+
+    /// Counts `n` dropped iterations.
+    pub fn record_dropped_many(&mut self, key: ScenarioKey, n: u64) {
+        let c = &mut self.scenarios.entry(key).or_default().dropped;
+        *c = c.saturating_add(n);
     }
 
     /// Counts one interrupted iteration.
@@ -259,6 +266,8 @@ pub struct Recorder {
     responses: AtomicU64,
     connect_errors: AtomicU64,
     last_connect_error: Mutex<Option<String>>,
+    panics: AtomicU64,
+    first_panic: Mutex<Option<String>>,
 }
 
 impl Recorder {
@@ -271,6 +280,8 @@ impl Recorder {
             responses: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             last_connect_error: Mutex::new(None),
+            panics: AtomicU64::new(0),
+            first_panic: Mutex::new(None),
         }
     }
 
@@ -299,6 +310,38 @@ impl Recorder {
     pub fn record_dropped(&self, key: ScenarioKey, at: Instant) {
         let sec = self.second_of(at);
         self.with_shard(|s| s.bucket(sec).record_dropped(key));
+    }
+
+    /// Counts `n` iterations intended from `at` on that were not started.
+    pub fn record_dropped_many(&self, key: ScenarioKey, at: Instant, n: u64) {
+        let sec = self.second_of(at);
+        self.with_shard(|s| s.bucket(sec).record_dropped_many(key, n));
+    }
+
+    /// Notes that a task of the run panicked (`what`: which, and the panic's message when
+    /// known); the first note is kept, the rest counted.
+    pub fn note_panic(&self, what: String) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        let mut first = self
+            .first_panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        first.get_or_insert(what);
+    }
+
+    /// `(panicked tasks, the first one's note)`, once any task panicked.
+    pub fn panics(&self) -> Option<(u64, String)> {
+        let n = self.panics.load(Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let first = self
+            .first_panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        Some((n, first))
     }
 
     /// Counts an iteration cut off by the hard stop at `at`.

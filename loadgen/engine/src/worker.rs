@@ -255,10 +255,18 @@ fn quota_in_force(v2_max: Option<&str>, v1_quotas: impl IntoIterator<Item = Stri
         .any(|q| q.trim().parse::<i64>().is_ok_and(|q| q > 0))
 }
 
+/// Arrivals dispatched back to back (the dispatcher behind its schedule) before it lets
+/// the runtime's other tasks run: the collector, signal handling, a current-thread runtime.
+const YIELD_EVERY: u32 = 1024;
+
 /// Runs an arrival-rate scenario until its profile ends or `stop` is cancelled, then
 /// drains in-flight iterations for `gracefulStop`. The dispatcher is a task on the
 /// runtime, so handing an iteration over is a local spawn, not a cross-thread wake-up.
 /// `pacing` is as [`Pacing::resolve`] decided it once for the run (`Auto` paces as `Sleep`).
+///
+/// No arrival is sent after the scenario's end, whatever the rate: when the dispatcher has
+/// fallen so far behind that the end has passed, the arrivals it has not reached are
+/// counted in `dropped_iterations` at once (O(stages), not one by one) and it stops.
 pub async fn run_arrivals(
     ctx: Arc<ScenarioCtx>,
     profile: RateProfile,
@@ -269,15 +277,35 @@ pub async fn run_arrivals(
     let permits = Arc::new(Semaphore::new(
         usize::try_from(max_in_flight).unwrap_or(usize::MAX),
     ));
-    for offset in profile.arrivals() {
-        let at = ctx.start + offset;
+    let end = ctx.start.checked_add(profile.duration());
+    let mut arrivals = profile.arrivals();
+    let mut back_to_back = 0u32;
+    while let Some(offset) = arrivals.next() {
+        let Some(at) = ctx.start.checked_add(offset) else {
+            break;
+        };
         if !wait_until(at, pacing, &stop).await {
+            break;
+        }
+        let now = Instant::now();
+        if end.is_some_and(|end| now >= end) {
+            // Past the end: this arrival and every later one are not sent.
+            let from = arrivals.yielded().saturating_sub(1);
+            for (first, n) in profile.unsent(from) {
+                let at = ctx.start.checked_add(first).unwrap_or(at);
+                let key = ScenarioKey {
+                    scenario: ctx.index,
+                    phase: ctx.phase_of(at),
+                };
+                ctx.recorder.record_dropped_many(key, at, n);
+            }
             break;
         }
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
+                    let _watch = PanicWatch(&ctx);
                     ctx.iteration(at, None).await;
                     drop(permit);
                 });
@@ -290,8 +318,44 @@ pub async fn run_arrivals(
                 at,
             ),
         }
+        // Behind schedule nothing above awaits: let the runtime breathe now and then.
+        if now.saturating_duration_since(at) > SPIN_WINDOW {
+            back_to_back += 1;
+            if back_to_back >= YIELD_EVERY {
+                back_to_back = 0;
+                tokio::task::yield_now().await;
+            }
+        }
     }
     drain(&ctx, || permits.acquire_many(max_in_flight)).await;
+}
+
+/// Held by an iteration task: when the task panics, the runtime drops its future while
+/// unwinding, and this notes the panic in the recorder, so the run ends as failed (exit
+/// 3) with the cause in its summary instead of passing with a request missing. The
+/// panic's message itself goes to stderr through the panic hook.
+struct PanicWatch<'a>(&'a ScenarioCtx);
+
+impl Drop for PanicWatch<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.recorder.note_panic(format!(
+                "an iteration of scenario `{}` panicked (a bug in loadgen; its message is on stderr)",
+                self.0.plan.name
+            ));
+        }
+    }
+}
+
+/// The message of a panic's payload, when it is a string.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
 }
 
 /// Waits until `at` as `pacing` says; false when `stop` came first.
@@ -335,6 +399,14 @@ where
     }
 }
 
+/// `start + d`, or a century from `start` where that instant cannot be represented.
+fn far_end(start: Instant, d: Duration) -> Instant {
+    start
+        .checked_add(d)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(start)
+}
+
 /// Runs a VU scenario: each active VU loops request after request until the profile ends
 /// or `stop` is cancelled; then in-flight iterations get `gracefulStop`.
 pub async fn run_vus(ctx: Arc<ScenarioCtx>, profile: VuProfile, stop: CancellationToken) {
@@ -342,7 +414,7 @@ pub async fn run_vus(ctx: Arc<ScenarioCtx>, profile: VuProfile, stop: Cancellati
         () = tokio::time::sleep_until(ctx.start.into()) => {}
         () = stop.cancelled() => return,
     }
-    let end = ctx.start + profile.duration();
+    let end = far_end(ctx.start, profile.duration());
     let profile = Arc::new(profile);
     let mut set = JoinSet::new();
     // Each VU owns its connection when maxConnections allows it (no pool per request).
@@ -379,7 +451,17 @@ pub async fn run_vus(ctx: Arc<ScenarioCtx>, profile: VuProfile, stop: Cancellati
     let set = tokio::sync::Mutex::new(set);
     drain(&ctx, || async {
         let mut set = set.lock().await;
-        while set.join_next().await.is_some() {}
+        while let Some(joined) = set.join_next().await {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                ctx.recorder.note_panic(format!(
+                    "a virtual user of scenario `{}` panicked: {}",
+                    ctx.plan.name,
+                    panic_message(&*e.into_panic())
+                ));
+            }
+        }
     })
     .await;
 }
@@ -401,6 +483,58 @@ mod tests {
         assert!(!quota_in_force(None, none));
         // v2 wins when present: a v1 file is not looked at.
         assert!(!quota_in_force(Some("max 100000"), ["50000".to_owned()]));
+    }
+
+    fn ctx() -> Arc<ScenarioCtx> {
+        let target = crate::client::Target::loopback(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+            1,
+            Duration::from_secs(1),
+        );
+        Arc::new(ScenarioCtx::new(
+            0,
+            crate::testing::scenario("api", 10.0, "/x"),
+            Client::new(target),
+            Vec::new(),
+            Arc::new(Recorder::new(Instant::now())),
+            Instant::now(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_iteration_task_is_noted_for_the_summary() {
+        // See: issue #15 (a panic in a spawned task must not pass unnoticed).
+        let ctx = ctx();
+        assert_eq!(ctx.recorder.panics(), None);
+        let task = ctx.clone();
+        let joined = tokio::spawn(async move {
+            let _watch = PanicWatch(&task);
+            tokio::task::yield_now().await;
+            panic!("on purpose");
+        })
+        .await;
+        assert!(joined.is_err_and(|e| e.is_panic()));
+        let (n, what) = ctx.recorder.panics().expect("noted");
+        assert_eq!(n, 1);
+        assert_eq!(
+            what,
+            "an iteration of scenario `api` panicked (a bug in loadgen; its message is on stderr)"
+        );
+        // A task that ends normally, or is aborted, notes nothing.
+        let task = ctx.clone();
+        tokio::spawn(async move {
+            let _watch = PanicWatch(&task);
+        })
+        .await
+        .expect("ends");
+        let task = ctx.clone();
+        let aborted = tokio::spawn(async move {
+            let _watch = PanicWatch(&task);
+            std::future::pending::<()>().await;
+        });
+        aborted.abort();
+        assert!(aborted.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(ctx.recorder.panics().map(|p| p.0), Some(1));
     }
 
     #[test]

@@ -60,7 +60,7 @@ spec:
     let th = &s.thresholds[0];
     assert_eq!(th.verdict, Verdict::Fail);
     assert!(th.observed.is_some_and(|o| o >= 20.0), "{th:?}");
-    assert_eq!(s.metrics["http_reqs"].count, 60);
+    assert_eq!(s.metrics["http_reqs"].count + s.dropped_iterations, 60);
     assert!(!output.stdout.is_empty(), "a summary table on stdout");
 }
 
@@ -306,5 +306,80 @@ spec:
     assert!(
         text.contains("\u{1b}[32m✓"),
         "no coloured pass mark: {text}"
+    );
+}
+
+/// See: issue #15. `vus: 4000000000` used to spawn a task per VU and die allocating,
+/// without a summary; it is refused before the run starts, with a sentence and exit 2.
+#[test]
+fn a_plan_beyond_what_one_process_holds_is_refused_before_the_run_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = write_scenario(
+        dir.path(),
+        r#"apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: huge}
+spec:
+  scenarios:
+    - {name: vus, executor: constant-vus, vus: 4000000000, duration: 1s, requests: [{name: x, path: /api/x}]}
+"#,
+    );
+    let out = dir.path().join("out");
+    let started = Instant::now();
+    let output = loadgen()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run loadgen");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("4000000000"),
+        "{stderr}"
+    );
+    assert!(
+        !out.join("summary.json").exists(),
+        "refused before the run: no summary"
+    );
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_written_exits_2_before_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = write_scenario(
+        dir.path(),
+        r#"apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: nowhere-to-write}
+spec:
+  scenarios:
+    - {name: api, executor: constant-arrival-rate, rate: 10, duration: 30s, requests: [{name: x, path: /api/x}]}
+"#,
+    );
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").expect("file");
+    let started = Instant::now();
+    let output = loadgen()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(file.join("out"))
+        .output()
+        .expect("run loadgen");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refused before the 30 s run"
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot write reports into {}: ",
+            file.join("out").display()
+        )),
+        "{stderr}"
     );
 }

@@ -2,5 +2,6 @@
 //! 127.0.0.1:0, one load test at a time.
 
 mod executors;
+mod exit_paths;
 mod open_model;
 mod support;

@@ -205,7 +205,11 @@ fn waiting_for_a_full_connection_pool_is_blocked_time_not_schedule_lag() {
         };
         let report = crate::support::run(&plan).await;
         let s = &report.summary;
-        assert_eq!(metric(s, "http_reqs").count, 100);
+        // An arrival the dispatcher reaches after the end (a busy machine) is dropped,
+        // not sent late.
+        let reqs = metric(s, "http_reqs").count;
+        assert_eq!(reqs + s.dropped_iterations, 100);
+        assert!(reqs >= 90, "{reqs} sent");
         let trend = |key| metric(s, key).trend.expect("trend");
         let (lag, blocked, duration) = (
             trend("http_req_schedule_lag"),
