@@ -29,34 +29,40 @@ type ChartResult = Result<(), Box<dyn StdError>>;
 pub(crate) struct Bucket {
     /// Start, seconds since run start.
     pub t: f64,
-    /// Mean achieved requests per second.
+    /// Achieved requests per second over the bucket.
     pub rps: f64,
-    /// Mean planned arrivals per second, if planned.
+    /// Planned arrivals per second over the bucket's planned seconds, if planned.
     pub target_rps: Option<f64>,
-    /// Mean dropped iterations per second.
+    /// Dropped iterations per second over the bucket.
     pub dropped: f64,
     /// Errors / requests over the bucket, 0..=1 (None without requests).
     pub error_rate: Option<f64>,
-    /// Worst second's p50 in the bucket, ms.
+    /// Worst point's p50 in the bucket, ms.
     pub p50: Option<f64>,
-    /// Worst second's p95 in the bucket, ms.
+    /// Worst point's p95 in the bucket, ms.
     pub p95: Option<f64>,
-    /// Worst second's p99 in the bucket, ms.
+    /// Worst point's p99 in the bucket, ms.
     pub p99: Option<f64>,
 }
 
 /// Buckets `points` so at most [`MAX_POINTS`] remain; returns the buckets and the
-/// bucket width in points (1 = not downsampled).
+/// bucket width in points (1 = not downsampled). Counts are divided by the seconds the
+/// points cover ([`TimePoint::width_secs`]), so rates are per second whatever the points'
+/// width.
 pub(crate) fn downsample(points: &[TimePoint]) -> (Vec<Bucket>, usize) {
     let width = points.len().div_ceil(MAX_POINTS).max(1);
     let buckets = points
         .chunks(width)
         .filter_map(|chunk| {
             let first = chunk.first()?;
-            let n = chunk.len() as f64;
+            let secs: f64 = chunk.iter().map(TimePoint::secs).sum();
             let requests: u64 = chunk.iter().map(|p| p.requests).sum();
             let errors: u64 = chunk.iter().map(|p| p.errors).sum();
-            let targets: Vec<f64> = chunk.iter().filter_map(|p| p.target_rps).collect();
+            // Weighted by seconds: a shorter last point counts for its seconds only.
+            let (planned, planned_secs) = chunk
+                .iter()
+                .filter_map(|p| p.target_rps.map(|r| (r * p.secs(), p.secs())))
+                .fold((0.0, 0.0), |(a, s), (r, w)| (a + r, s + w));
             let worst = |f: fn(&TimePoint) -> Option<f64>| {
                 chunk
                     .iter()
@@ -66,10 +72,9 @@ pub(crate) fn downsample(points: &[TimePoint]) -> (Vec<Bucket>, usize) {
             };
             Some(Bucket {
                 t: first.t,
-                rps: requests as f64 / n,
-                target_rps: (!targets.is_empty())
-                    .then(|| targets.iter().sum::<f64>() / targets.len() as f64),
-                dropped: chunk.iter().map(|p| p.dropped).sum::<u64>() as f64 / n,
+                rps: requests as f64 / secs,
+                target_rps: (planned_secs > 0.0).then(|| planned / planned_secs),
+                dropped: chunk.iter().map(|p| p.dropped).sum::<u64>() as f64 / secs,
                 error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
                 p50: worst(|p| p.p50_ms),
                 p95: worst(|p| p.p95_ms),
@@ -78,6 +83,12 @@ pub(crate) fn downsample(points: &[TimePoint]) -> (Vec<Bucket>, usize) {
         })
         .collect();
     (buckets, width)
+}
+
+/// Seconds per point of `points` (the first point's width: every point but the last has
+/// it), 1 for one-second points.
+pub(crate) fn point_secs(points: &[TimePoint]) -> u32 {
+    points.first().map_or(1, |p| p.width_secs.max(1))
 }
 
 /// A named line of a chart.
@@ -426,6 +437,7 @@ mod tests {
         let points: Vec<TimePoint> = (0..1200)
             .map(|i| TimePoint {
                 t: f64::from(i),
+                width_secs: 1,
                 target_rps: Some(10.0),
                 requests: 10,
                 errors: u64::from(i % 2 == 0),
@@ -442,5 +454,49 @@ mod tests {
         assert_eq!(b[0].error_rate, Some(0.05));
         assert_eq!(b[1].p95, Some(3.0));
         assert_eq!(b[1].p99, None);
+    }
+
+    // See: issue #15 item 3 (long runs have points of several seconds).
+    #[test]
+    fn rates_of_wide_points_are_per_second() {
+        let point = |t: f64, width_secs: u32, requests: u64| TimePoint {
+            target_rps: Some(10.0),
+            requests,
+            errors: requests / 10,
+            dropped: u64::from(width_secs),
+            p99_ms: Some(t),
+            ..TimePoint::empty(t, width_secs)
+        };
+        // Not downsampled: one bucket per point, at 10/s.
+        let points = [
+            point(0.0, 60, 600),
+            point(60.0, 60, 600),
+            point(120.0, 30, 300),
+        ];
+        let (b, width) = downsample(&points);
+        assert_eq!(width, 1);
+        let rates: Vec<_> = b.iter().map(|b| (b.t, b.rps, b.dropped)).collect();
+        assert_eq!(
+            rates,
+            vec![(0.0, 10.0, 1.0), (60.0, 10.0, 1.0), (120.0, 10.0, 1.0)]
+        );
+        assert_eq!(b[2].target_rps, Some(10.0));
+        assert_eq!(b[0].error_rate, Some(0.1));
+        // Downsampled: two 248-second points and a 10-second one make one bucket of 506 s.
+        let mut points: Vec<_> = (0..1200)
+            .map(|i| point(f64::from(i) * 248.0, 248, 2480))
+            .collect();
+        points[1199] = TimePoint {
+            target_rps: Some(4.0),
+            ..point(1199.0 * 248.0, 10, 40)
+        };
+        let (b, width) = downsample(&points);
+        assert_eq!((width, b.len()), (2, 600));
+        assert_eq!((b[0].t, b[0].rps, b[0].target_rps), (0.0, 10.0, Some(10.0)));
+        let last = b[599];
+        assert_eq!(last.rps, 2520.0 / 258.0);
+        assert_eq!(last.target_rps, Some((2480.0 + 40.0) / 258.0));
+        assert_eq!(point_secs(&points), 248);
+        assert_eq!(point_secs(&[]), 1);
     }
 }

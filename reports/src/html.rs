@@ -158,15 +158,35 @@ fn timeline(out: &mut String, summary: &Summary) {
         return;
     }
     let (buckets, width): (Vec<Bucket>, usize) = charts::downsample(points);
-    if width > 1 {
+    let point_secs = charts::point_secs(points);
+    // "second" for one-second points, "30-second point" for wider ones.
+    let point = if point_secs > 1 {
+        format!("{point_secs}-second point")
+    } else {
+        "second".to_owned()
+    };
+    if point_secs > 1 {
         let _ = writeln!(
             out,
-            "<p class=\"note downsampled\">The {} one-second points are downsampled to {} buckets of {} s for these charts: \
+            "<p class=\"note wide-points\">This run is long, so each point of its time series covers {point_secs} s \
+             (the last one may differ): counts are totals over the point, rates are per second, latency percentiles \
+             are exact over the point's requests.</p>"
+        );
+    }
+    if width > 1 {
+        let points_desc = if point_secs > 1 {
+            format!("{point_secs}-second")
+        } else {
+            "one-second".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "<p class=\"note downsampled\">The {} {points_desc} points are downsampled to {} buckets of {} s for these charts: \
              rates are bucket means, error rate is errors over requests in the bucket, latency percentiles are \
-             the worst second in the bucket. Tables and thresholds use the full-resolution data.</p>",
+             the worst {point} in the bucket. Tables and thresholds use the full-resolution data.</p>",
             points.len(),
             buckets.len(),
-            width
+            width as u64 * u64::from(point_secs)
         );
     }
     let duration = summary.run.duration_secs;
@@ -190,7 +210,7 @@ fn timeline(out: &mut String, summary: &Summary) {
         "error-rate",
         "",
         charts::error_rate(&buckets, duration, chaos),
-        &format!("Failed requests as a share of requests completed in each second.{shaded}"),
+        &format!("Failed requests as a share of requests completed in each {point}.{shaded}"),
     );
     figure(
         out,
@@ -199,7 +219,7 @@ fn timeline(out: &mut String, summary: &Summary) {
         "",
         charts::latency(&buckets, duration, chaos),
         &format!(
-            "Latency percentiles of the requests completed in each second, measured from the scheduled start.{shaded}"
+            "Latency percentiles of the requests completed in each {point}, measured from the scheduled start.{shaded}"
         ),
     );
     out.push_str("</section>\n");

@@ -29,7 +29,8 @@ pub struct Summary {
     pub thresholds: Vec<ThresholdResult>,
     /// Iterations not started because `maxInFlight` was reached (all scenarios).
     pub dropped_iterations: u64,
-    /// Whole-run time series, one point per second.
+    /// Whole-run time series, one point per second (per `widthSecs` seconds in long
+    /// runs, see [`TimePoint`]).
     pub time_series: Vec<TimePoint>,
     /// Telemetry round-trip results, when verification ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +115,7 @@ pub struct ScenarioSummary {
     pub phases: Vec<Phase>,
     /// Percentile spectrum of `http_req_duration` for this scenario (HDR plot).
     pub latency_percentiles: Vec<PercentilePoint>,
-    /// This scenario's time series, one point per second.
+    /// This scenario's time series, points as in the whole run's.
     pub time_series: Vec<TimePoint>,
 }
 
@@ -140,22 +141,34 @@ pub struct PercentilePoint {
     pub value_ms: f64,
 }
 
-/// One second of a time series.
+/// One point of a time series: `width_secs` whole seconds starting at `t`.
+///
+/// A run's points are one second wide unless the plan is long: the engine keeps at most a
+/// fixed number of points per series, so a long run's points each cover several seconds
+/// (all of the same width, except that the last one may be shorter, or wider when the run
+/// outlasted its plan). Counts are totals over the point's seconds; rates are per second;
+/// percentiles are exact over the point's requests (histograms merged, never averaged).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimePoint {
-    /// Start of the second, seconds since run start.
+    /// Start of the point, seconds since run start.
     pub t: f64,
-    /// Planned arrivals in this second (open model), if any.
+    /// Seconds the point covers; absent (1) in summaries of one-second points, so files
+    /// written before the field existed read as one second per point.
+    #[serde(default = "one_sec", skip_serializing_if = "is_one_sec")]
+    #[schemars(range(min = 1))]
+    pub width_secs: u32,
+    /// Planned arrivals per second over the point's seconds (open model), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rps: Option<f64>,
-    /// Requests completed in this second.
+    /// Requests completed in the point's seconds (a total, not a rate).
     pub requests: u64,
     /// Of those, failed.
     pub errors: u64,
-    /// Iterations dropped in this second.
+    /// Iterations dropped in the point's seconds (a total).
     pub dropped: u64,
-    /// Latency percentiles of the requests completed in this second, ms (absent when none).
+    /// Latency percentiles of the requests completed in the point's seconds, ms (absent
+    /// when none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p50_ms: Option<f64>,
     /// See `p50_ms`.
@@ -164,6 +177,41 @@ pub struct TimePoint {
     /// See `p50_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+}
+
+impl TimePoint {
+    /// An empty point of `width_secs` seconds at `t`: no target, no requests.
+    pub fn empty(t: f64, width_secs: u32) -> Self {
+        Self {
+            t,
+            width_secs,
+            target_rps: None,
+            requests: 0,
+            errors: 0,
+            dropped: 0,
+            p50_ms: None,
+            p95_ms: None,
+            p99_ms: None,
+        }
+    }
+
+    /// Seconds the point covers, at least 1 (a hand-written `widthSecs: 0` reads as 1).
+    pub fn secs(&self) -> f64 {
+        f64::from(self.width_secs.max(1))
+    }
+
+    /// Requests completed per second over the point.
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs()
+    }
+}
+
+fn one_sec() -> u32 {
+    1
+}
+
+fn is_one_sec(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The kind of a metric, as in k6.

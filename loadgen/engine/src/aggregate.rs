@@ -1,11 +1,19 @@
-//! The collector's state: run totals, the per-second time series (overall and per
-//! scenario) and the tumbling windows of windowed thresholds.
+//! The collector's state: run totals, the time series (overall and per scenario) and
+//! the tumbling windows of windowed thresholds.
 //!
 //! Buckets drained from the [`crate::stats::Recorder`] are merged into the totals at
 //! once (so live threshold checks see everything) and into the open second they belong
-//! to; a second is finalized — reduced to a [`TimePoint`] and dropped — two seconds after
-//! it ends. Windowed thresholds keep only the series they select, per window, and judge
-//! and discard each window as soon as it is complete.
+//! to; a second is finalized two seconds after it ends and dropped. Finalized seconds are
+//! folded into the open point of the time series, which becomes a [`TimePoint`] once it
+//! holds [`point_width`] seconds: one second for plans of up to [`MAX_POINTS`] seconds,
+//! more for longer ones, so a series never holds more than [`MAX_POINTS`] points however
+//! long the run. A point's counts are sums over its seconds and its percentiles come from
+//! the merged histogram of its seconds (exact, never averaged).
+//!
+//! Windowed thresholds keep only the series they select, per window, and judge and
+//! discard each window as soon as it is complete; runners also keep the closed windows
+//! for the operator, up to what a partial result could ever carry
+//! ([`KEPT_WINDOWS_BUDGET_BYTES`]).
 
 use std::collections::BTreeMap;
 
@@ -15,8 +23,47 @@ use crate::evaluate::{TagIndex, judge, ms};
 use crate::judge::{Evidence, TelemetryEvidence, WindowTally, Windows, window_secs};
 use crate::plan::Plan;
 use crate::schedule::RateProfile;
-use crate::stats::{Stats, merge_hist, new_hist};
+use crate::stats::{Hist, Stats, merge_hist, new_hist};
 use crate::thresholds::{Scope, Threshold};
+
+/// Most points a time series holds (3 h of one-second points). A plan that may last longer
+/// gets wider points ([`point_width`]); `summary.json` then holds at most this many points
+/// per series, whatever the run's length.
+pub const MAX_POINTS: u32 = 10_800;
+
+/// The width, in whole seconds, of every point of the time series of a run of `plan`: the
+/// fewest seconds that fit the plan's longest possible run (every scenario's end plus its
+/// graceful stop, [`Plan::max_duration`]) into [`MAX_POINTS`] points, at least 1.
+///
+/// Derived from the plan alone, so a run's width is known before it starts and is the
+/// same for every run of the plan.
+pub fn point_width(plan: &Plan) -> u32 {
+    let d = plan.max_duration();
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs.div_ceil(u64::from(MAX_POINTS)))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+/// The most bytes of closed windows a runner keeps for the operator: the size of the
+/// largest partial result a runner writes (the operator's `MAX_PARTIAL_BYTES`; a
+/// ConfigMap holds at most 1 MiB). Windows are kept until a lower bound of their encoded
+/// size ([`ClosedWindow::min_encoded_bytes`]) passes it; later windows could never be
+/// sent, so they are not kept: the runner finds its windows too large for its ConfigMap
+/// and reports them omitted, and the operator judges the windowed thresholds unknown.
+pub const KEPT_WINDOWS_BUDGET_BYTES: usize = 900 * 1024;
+
+/// A lower bound of the bytes one closed window takes in a partial result, without its
+/// series and scenario counters.
+pub const WINDOW_MIN_BYTES: usize = 80;
+
+/// A lower bound of the bytes one series of a closed window takes in a partial result
+/// (its names, counters and five serialized histograms).
+pub const WINDOW_SERIES_MIN_BYTES: usize = 384;
+
+/// A lower bound of the bytes one scenario counter of a closed window takes in a partial
+/// result.
+pub const WINDOW_SCENARIO_MIN_BYTES: usize = 64;
 
 /// The open window of one windowed threshold.
 #[derive(Debug)]
@@ -24,6 +71,42 @@ struct WindowState {
     threshold: usize,
     len: u32,
     current: Option<(u32, Stats)>,
+}
+
+/// One scenario's part of the open point.
+#[derive(Debug)]
+struct PointAcc {
+    requests: u64,
+    errors: u64,
+    dropped: u64,
+    duration: Hist,
+}
+
+impl PointAcc {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            dropped: 0,
+            duration: new_hist(),
+        }
+    }
+
+    /// Empty again, keeping the histogram's allocation.
+    fn reset(&mut self) {
+        self.requests = 0;
+        self.errors = 0;
+        self.dropped = 0;
+        self.duration.reset();
+    }
+}
+
+/// The point being filled: `secs` finalized seconds from `start`, per scenario.
+#[derive(Debug)]
+struct OpenPoint {
+    start: u32,
+    secs: u32,
+    scenarios: Vec<PointAcc>,
 }
 
 /// What the collector knows so far.
@@ -36,9 +119,12 @@ pub struct Aggregator {
     pub totals: Stats,
     open: BTreeMap<u32, Stats>,
     next_second: u32,
-    /// One point per finalized second, whole run.
+    width: u32,
+    point: OpenPoint,
+    /// One point per [`Aggregator::point_width`] finalized seconds, whole run; at most
+    /// [`MAX_POINTS`].
     pub series: Vec<TimePoint>,
-    /// One point per finalized second, per scenario (plan order).
+    /// The same points per scenario (plan order).
     pub scenario_series: Vec<Vec<TimePoint>>,
     windows: Vec<WindowState>,
     tallies: BTreeMap<usize, WindowTally>,
@@ -46,6 +132,8 @@ pub struct Aggregator {
     /// the merge of every runner's).
     keep_windows: bool,
     closed: Vec<ClosedWindow>,
+    /// Lower bound of the encoded size of `closed`.
+    kept_bytes: usize,
 }
 
 /// The stats one windowed threshold selected in one closed window.
@@ -57,6 +145,15 @@ pub struct ClosedWindow {
     pub index: u32,
     /// Its stats, filtered by the threshold's tags.
     pub stats: Stats,
+}
+
+impl ClosedWindow {
+    /// A lower bound of the bytes this window takes in a runner's partial result.
+    pub fn min_encoded_bytes(&self) -> usize {
+        WINDOW_MIN_BYTES
+            + self.stats.series.len() * WINDOW_SERIES_MIN_BYTES
+            + self.stats.scenarios.len() * WINDOW_SCENARIO_MIN_BYTES
+    }
 }
 
 impl Aggregator {
@@ -75,6 +172,7 @@ impl Aggregator {
                 _ => None,
             })
             .collect();
+        let width = point_width(plan);
         Self {
             index: TagIndex::new(plan),
             thresholds: plan.thresholds.clone(),
@@ -86,13 +184,25 @@ impl Aggregator {
             totals: Stats::default(),
             open: BTreeMap::new(),
             next_second: 0,
+            width,
+            point: OpenPoint {
+                start: 0,
+                secs: 0,
+                scenarios: plan.scenarios.iter().map(|_| PointAcc::new()).collect(),
+            },
             series: Vec::new(),
             scenario_series: vec![Vec::new(); plan.scenarios.len()],
             windows,
             tallies: WindowTally::for_thresholds(&plan.thresholds),
             keep_windows: false,
             closed: Vec::new(),
+            kept_bytes: 0,
         }
+    }
+
+    /// Seconds per point of the time series ([`point_width`] of the plan).
+    pub fn point_width(&self) -> u32 {
+        self.width
     }
 
     /// Keeps every closed window's stats ([`Aggregator::closed_windows`]).
@@ -100,7 +210,9 @@ impl Aggregator {
         self.keep_windows = true;
     }
 
-    /// The closed windows' stats, when kept.
+    /// The closed windows' stats, when kept: every closed window, or, once a lower bound
+    /// of their encoded size passed [`KEPT_WINDOWS_BUDGET_BYTES`], the first ones (already
+    /// too many for a partial result).
     pub fn closed_windows(&self) -> &[ClosedWindow] {
         &self.closed
     }
@@ -142,69 +254,85 @@ impl Aggregator {
             .max(last)
             .saturating_add(1);
         self.absorb(Vec::new(), until);
+        self.emit_point();
         for w in 0..self.windows.len() {
             self.close_window(w);
         }
     }
 
-    fn planned(&self, scenario: usize, sec: u32) -> Option<f64> {
+    /// Planned arrivals per second of `scenario` over `secs` seconds from `sec`.
+    fn planned(&self, scenario: usize, sec: u32, secs: u32) -> Option<f64> {
         let (start, profile) = self.profiles.get(scenario)?;
         let p = profile.as_ref()?;
         let from = f64::from(sec) - start;
-        Some(p.planned_between(from, from + 1.0))
+        let secs = f64::from(secs.max(1));
+        Some(p.planned_between(from, from + secs) / secs)
     }
 
     fn finalize(&mut self, sec: u32, stats: &Stats) {
-        let mut all = new_hist();
-        let mut overall = TimePoint {
-            t: f64::from(sec),
-            target_rps: None,
-            requests: 0,
-            errors: 0,
-            dropped: 0,
-            p50_ms: None,
-            p95_ms: None,
-            p99_ms: None,
-        };
-        for i in 0..self.scenario_series.len() {
+        if self.point.secs == 0 {
+            self.point.start = sec;
+        }
+        for (i, acc) in self.point.scenarios.iter_mut().enumerate() {
             let idx = u16::try_from(i).unwrap_or(u16::MAX);
-            let mut h = new_hist();
-            let mut p = TimePoint {
-                t: f64::from(sec),
-                target_rps: self.planned(i, sec),
-                requests: 0,
-                errors: 0,
-                dropped: 0,
-                p50_ms: None,
-                p95_ms: None,
-                p99_ms: None,
-            };
             for (_, s) in stats.series.iter().filter(|(k, _)| k.scenario == idx) {
-                p.requests += s.requests;
-                p.errors += s.failed;
-                merge_hist(&mut h, &s.duration);
+                acc.requests += s.requests;
+                acc.errors += s.failed;
+                merge_hist(&mut acc.duration, &s.duration);
             }
-            p.dropped = stats
+            acc.dropped += stats
                 .scenarios
                 .iter()
                 .filter(|(k, _)| k.scenario == idx)
                 .map(|(_, c)| c.dropped)
-                .sum();
-            set_percentiles(&mut p, &h);
-            merge_hist(&mut all, &h);
+                .sum::<u64>();
+        }
+        self.point.secs += 1;
+        // The last point a series may hold takes every later second (a run that outlasts
+        // its plan, stragglers); `finish` closes it.
+        if self.point.secs >= self.width && self.series.len() + 1 < MAX_POINTS as usize {
+            self.emit_point();
+        }
+        for w in 0..self.windows.len() {
+            self.window_add(w, sec, stats);
+        }
+    }
+
+    /// Turns the open point, if it holds any second, into a point of every series.
+    fn emit_point(&mut self) {
+        let (start, secs) = (self.point.start, self.point.secs);
+        if secs == 0 {
+            return;
+        }
+        let t = f64::from(start);
+        let mut all = new_hist();
+        let mut overall = TimePoint::empty(t, secs);
+        for i in 0..self.point.scenarios.len() {
+            let target_rps = self.planned(i, start, secs);
+            let acc = &mut self.point.scenarios[i];
+            let mut p = TimePoint {
+                target_rps,
+                requests: acc.requests,
+                errors: acc.errors,
+                dropped: acc.dropped,
+                ..TimePoint::empty(t, secs)
+            };
+            set_percentiles(&mut p, &acc.duration);
+            merge_hist(&mut all, &acc.duration);
             overall.requests += p.requests;
             overall.errors += p.errors;
             overall.dropped += p.dropped;
             if let Some(t) = p.target_rps {
                 overall.target_rps = Some(overall.target_rps.unwrap_or(0.0) + t);
             }
-            self.scenario_series[i].push(p);
+            if let Some(series) = self.scenario_series.get_mut(i) {
+                series.push(p);
+            }
+            acc.reset();
         }
         set_percentiles(&mut overall, &all);
         self.series.push(overall);
-        for w in 0..self.windows.len() {
-            self.window_add(w, sec, stats);
-        }
+        self.point.secs = 0;
     }
 
     fn window_add(&mut self, w: usize, sec: u32, stats: &Stats) {
@@ -246,12 +374,14 @@ impl Aggregator {
         if let Some(tally) = self.tallies.get_mut(&threshold) {
             tally.add(th, window, j);
         }
-        if self.keep_windows {
-            self.closed.push(ClosedWindow {
+        if self.keep_windows && self.kept_bytes <= KEPT_WINDOWS_BUDGET_BYTES {
+            let closed = ClosedWindow {
                 threshold,
                 index: window,
                 stats: acc,
-            });
+            };
+            self.kept_bytes += closed.min_encoded_bytes();
+            self.closed.push(closed);
         }
     }
 
@@ -286,7 +416,7 @@ impl Aggregator {
     }
 }
 
-fn set_percentiles(p: &mut TimePoint, h: &crate::stats::Hist) {
+fn set_percentiles(p: &mut TimePoint, h: &Hist) {
     if !h.is_empty() {
         p.p50_ms = Some(ms(h.value_at_quantile(0.5)));
         p.p95_ms = Some(ms(h.value_at_quantile(0.95)));
@@ -303,6 +433,7 @@ mod tests {
     use super::*;
     use crate::evaluate::Judgement;
     use crate::metric::Metric;
+    use crate::plan::Executor;
     use crate::stats::ScenarioKey;
     use crate::testing::{plan_with, requests, scenario, threshold};
     use crate::thresholds::{Aggregation, Comparison};
@@ -485,6 +616,123 @@ mod tests {
             })
             .collect();
         assert_eq!(closed, vec![(1, 0, 2, vec![0]), (1, 1, 2, vec![0])]);
+    }
+
+    /// `api` at 2/s for `days` days, without a graceful stop.
+    fn long_plan(days: u64) -> Plan {
+        let mut api = scenario("api", 2.0, "/api");
+        api.executor = Executor::ConstantArrivalRate {
+            rate: 2.0,
+            duration: Duration::from_secs(days * 86_400),
+        };
+        api.graceful_stop = Duration::ZERO;
+        plan_with(vec![api])
+    }
+
+    #[test]
+    fn a_plan_of_up_to_max_points_seconds_keeps_one_second_points() {
+        assert_eq!(Aggregator::new(&plan()).point_width(), 1);
+        let mut p = plan();
+        p.scenarios[0].executor = Executor::ConstantArrivalRate {
+            rate: 1.0,
+            duration: Duration::from_secs(u64::from(MAX_POINTS)),
+        };
+        p.scenarios[0].graceful_stop = Duration::ZERO;
+        assert_eq!(point_width(&p), 1);
+        // One second more, or a graceful stop, and the points double.
+        p.scenarios[0].graceful_stop = Duration::from_millis(1);
+        assert_eq!(point_width(&p), 2);
+    }
+
+    // See: issue #15 item 3 (memory bound under any accepted plan).
+    #[test]
+    fn a_31_day_plan_sums_each_points_seconds_and_takes_percentiles_of_their_merge() {
+        let mut agg = Aggregator::new(&long_plan(31));
+        let width = agg.point_width();
+        assert_eq!(width, (31 * 86_400_u32).div_ceil(MAX_POINTS));
+        assert_eq!(width, 248);
+        // One 10 ms request a second; in the first point, second 5 has three at 900 ms and
+        // second 6 one at 5 s (a dropped iteration too): the point's p99 is 900 ms, neither
+        // the mean nor the worst of its seconds' p99s.
+        let second = |sec: u32| match sec {
+            5 => requests(0, 0, 503, &[900, 900, 900]),
+            6 => {
+                let mut s = requests(0, 0, 200, &[5_000]);
+                s.record_dropped(ScenarioKey {
+                    scenario: 0,
+                    phase: 0,
+                });
+                s
+            }
+            _ => requests(0, 0, 200, &[10]),
+        };
+        let last = 2 * width + 10;
+        let mut merged = new_hist();
+        for sec in 0..=last {
+            let s = second(sec);
+            if sec < width {
+                for series in s.series.values() {
+                    merge_hist(&mut merged, &series.duration);
+                }
+            }
+            agg.absorb(vec![(sec, s)], sec.saturating_sub(1));
+        }
+        agg.finish(last);
+        let widths: Vec<_> = agg.series.iter().map(|p| (p.t, p.width_secs)).collect();
+        assert_eq!(widths, vec![(0.0, 248), (248.0, 248), (496.0, 11)]);
+        let first = &agg.series[0];
+        assert_eq!(
+            (first.requests, first.errors, first.dropped),
+            (246 + 3 + 1, 3, 1)
+        );
+        assert_eq!(first.p99_ms, Some(ms(merged.value_at_quantile(0.99))));
+        assert!(
+            first.p99_ms.is_some_and(|v| (900.0..901.0).contains(&v)),
+            "{first:?}"
+        );
+        assert_eq!(first.target_rps, Some(2.0), "a per-second rate");
+        assert_eq!(first.rps(), 250.0 / 248.0);
+        let tail = &agg.series[2];
+        assert_eq!((tail.requests, tail.target_rps), (11, Some(2.0)));
+        assert_eq!(agg.scenario_series[0], agg.series, "one scenario");
+        let total: u64 = agg.series.iter().map(|p| p.requests).sum();
+        assert_eq!(total, agg.counts().0);
+    }
+
+    #[test]
+    fn a_long_run_never_holds_more_than_max_points_per_series() {
+        let mut agg = Aggregator::new(&long_plan(31));
+        // An hour past the plan's end (a run outlasting its plan): the last point takes it.
+        let secs = 31 * 86_400 + 3_600;
+        agg.absorb(vec![(secs - 1, requests(0, 0, 200, &[10]))], secs / 2);
+        assert!(agg.series.len() <= MAX_POINTS as usize);
+        agg.finish(secs - 1);
+        assert_eq!(agg.series.len(), MAX_POINTS as usize);
+        assert_eq!(agg.scenario_series[0].len(), MAX_POINTS as usize);
+        let covered: u32 = agg.series.iter().map(|p| p.width_secs).sum();
+        assert_eq!(covered, secs);
+        let last = agg.series[agg.series.len() - 1];
+        assert_eq!((last.width_secs, last.requests), (248 + 3_600, 1));
+    }
+
+    #[test]
+    fn kept_windows_stop_once_they_could_not_fit_a_partial_result() {
+        let mut p = long_plan(1);
+        p.thresholds = vec![windowed(1)];
+        let mut agg = Aggregator::new(&p);
+        agg.keep_window_stats();
+        // Windows without samples: the cheapest to keep, so the most of them.
+        agg.absorb(Vec::new(), 40_000);
+        let kept = agg.closed_windows();
+        let bytes: usize = kept.iter().map(ClosedWindow::min_encoded_bytes).sum();
+        assert_eq!(kept.len(), KEPT_WINDOWS_BUDGET_BYTES / WINDOW_MIN_BYTES + 1);
+        assert!(
+            bytes > KEPT_WINDOWS_BUDGET_BYTES,
+            "too many to send: {bytes}"
+        );
+        // The verdicts still cover every window.
+        let j = judge_first(&agg, 40_000.0);
+        assert_eq!(j.verdict, Verdict::Unknown);
     }
 
     #[test]

@@ -956,6 +956,54 @@ mod tests {
         );
     }
 
+    // See: issue #15 item 3. The engine stops keeping closed windows once a lower bound
+    // of their encoded size passes its budget; that is only right if the budget is this
+    // limit and the bounds hold, so that the runner then finds them too large and says so.
+    #[test]
+    fn kept_windows_budget_is_the_partial_limit_and_its_size_bounds_hold() {
+        use ricochet_engine::aggregate::{
+            Aggregator, ClosedWindow, KEPT_WINDOWS_BUDGET_BYTES, WINDOW_MIN_BYTES,
+            WINDOW_SCENARIO_MIN_BYTES, WINDOW_SERIES_MIN_BYTES,
+        };
+        assert_eq!(KEPT_WINDOWS_BUDGET_BYTES, MAX_PARTIAL_BYTES);
+        // The shortest names a plan can have, one sample, one-character strings.
+        let spec: ricochet_crds::LoadTestSpec = serde_saphyr::from_str(
+            "scenarios:\n- {name: a, executor: constant-arrival-rate, rate: 1, duration: 24h, requests: [{name: b, path: /}]}\nthresholds:\n  http_reqs: [{threshold: \"count>0\", window: 1s}]\n",
+        )
+        .unwrap();
+        let plan = Plan::from_spec("t", &spec, Path::new("."), &Overrides::default()).unwrap();
+        let one = ClosedWindow {
+            threshold: 0,
+            index: 0,
+            stats: stats_of(&[(0, 1)]),
+        };
+        let encoded = PartialWindow::from_closed(&plan, std::slice::from_ref(&one)).unwrap();
+        let w = &encoded[0];
+        assert!(serde_json::to_string(w).unwrap().len() >= one.min_encoded_bytes());
+        let bare = PartialWindow {
+            threshold: "x".into(),
+            expression: "y".into(),
+            window_secs: 1,
+            index: 0,
+            series: Vec::new(),
+            scenarios: Vec::new(),
+        };
+        assert!(serde_json::to_string(&bare).unwrap().len() >= WINDOW_MIN_BYTES);
+        assert!(serde_json::to_string(&w.series[0]).unwrap().len() >= WINDOW_SERIES_MIN_BYTES);
+        assert!(serde_json::to_string(&w.scenarios[0]).unwrap().len() >= WINDOW_SCENARIO_MIN_BYTES);
+
+        // A runner whose windows passed the budget writes a partial too large to carry
+        // them, so it leaves them out and the operator judges the thresholds unknown.
+        let mut agg = Aggregator::new(&plan);
+        agg.keep_window_stats();
+        agg.absorb(Vec::new(), 40_000);
+        let kept = agg.closed_windows();
+        assert!(kept.len() < 40_000, "bounded: {}", kept.len());
+        let mut p = Partial::from_stats(&Stats::default(), &plan, 0, 40_000.0).unwrap();
+        p.windows = PartialWindow::from_closed(&plan, kept).unwrap();
+        assert!(p.to_json().len() > MAX_PARTIAL_BYTES);
+    }
+
     #[test]
     fn windows_are_judged_on_every_runners_part_of_them() {
         let spec: ricochet_crds::LoadTestSpec = serde_saphyr::from_str(

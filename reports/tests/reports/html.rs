@@ -159,3 +159,69 @@ fn html_of_a_long_run_says_charts_are_downsampled() {
     let short = html::render(&fixture::realistic());
     assert!(!short.contains("downsampled"));
 }
+
+/// `summary` with its time series folded into points of `width` seconds (counts summed,
+/// the worst percentile kept as a stand-in for the merged histogram's).
+fn widened(mut summary: ricochet_reports::Summary, width: usize) -> ricochet_reports::Summary {
+    use ricochet_reports::model::TimePoint;
+    let fold = |points: &[TimePoint]| -> Vec<TimePoint> {
+        points
+            .chunks(width)
+            .map(|c| {
+                let secs = c.len() as f64;
+                let worst =
+                    |f: fn(&TimePoint) -> Option<f64>| c.iter().filter_map(f).reduce(f64::max);
+                TimePoint {
+                    target_rps: Some(c.iter().filter_map(|p| p.target_rps).sum::<f64>() / secs),
+                    requests: c.iter().map(|p| p.requests).sum(),
+                    errors: c.iter().map(|p| p.errors).sum(),
+                    dropped: c.iter().map(|p| p.dropped).sum(),
+                    p50_ms: worst(|p| p.p50_ms),
+                    p95_ms: worst(|p| p.p95_ms),
+                    p99_ms: worst(|p| p.p99_ms),
+                    ..TimePoint::empty(c[0].t, c.len() as u32)
+                }
+            })
+            .collect()
+    };
+    summary.time_series = fold(&summary.time_series);
+    for s in &mut summary.scenarios {
+        s.time_series = fold(&s.time_series);
+    }
+    summary
+}
+
+/// The largest number labelling the y axis of figure `id` (x labels read as durations).
+fn y_axis_max(page: &str, id: &str) -> f64 {
+    let start = page.find(&format!("id=\"{id}\"")).unwrap();
+    let figure = &page[start..start + page[start..].find("</figure>").unwrap()];
+    figure
+        .split("</text>")
+        .filter_map(|t| t.rsplit('>').next()?.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+// See: issue #15 item 3 (long runs have points of several seconds).
+#[test]
+fn html_of_wide_points_charts_rates_per_second_and_says_how_wide() {
+    let seconds = fixture::realistic();
+    let wide = widened(fixture::realistic(), 20);
+    assert_eq!(wide.time_series.len(), 6);
+    let (a, b) = (html::render(&seconds), html::render(&wide));
+    // About 1200 requests a second either way (a 20-second point holds ~24 000).
+    let (rate_1s, rate_20s) = (
+        y_axis_max(&a, "chart-request-rate"),
+        y_axis_max(&b, "chart-request-rate"),
+    );
+    assert!((1_000.0..1_400.0).contains(&rate_1s), "{rate_1s}");
+    assert!((1_000.0..1_400.0).contains(&rate_20s), "{rate_20s}");
+    assert!(!a.contains("wide-points"));
+    assert!(b.contains("each point of its time series covers 20 s"));
+    assert!(b.contains("completed in each 20-second point"));
+    let long = html::render(&widened(fixture::large(7200, 2), 2));
+    assert!(
+        long.contains("The 3600 2-second points are downsampled to 600 buckets of 12 s"),
+        "{}",
+        &long[long.find("note downsampled").unwrap_or(0)..][..200.min(long.len())]
+    );
+}

@@ -139,3 +139,33 @@ fn format_names_parse_and_unknown_ones_list_the_valid_ones() {
         "--format \"pdf\": unknown format; valid: text, json, md, html, junit"
     );
 }
+
+// See: issue #15 item 3 (long runs have points of several seconds).
+#[test]
+fn a_summary_without_point_widths_reads_as_one_second_points() {
+    let committed =
+        std::fs::read_to_string(crate::crate_path("tests/data/fixture.summary.json")).unwrap();
+    assert!(!committed.contains("widthSecs"));
+    let summary = parse_summary(&committed, Path::new("summary.json")).unwrap();
+    assert!(!summary.time_series.is_empty());
+    assert!(
+        summary
+            .time_series
+            .iter()
+            .chain(summary.scenarios.iter().flat_map(|s| &s.time_series))
+            .all(|p| p.width_secs == 1)
+    );
+    // Wider points carry their width, and read back.
+    let mut wide = fixture::realistic();
+    wide.time_series[0].width_secs = 248;
+    let json = to_json(&wide);
+    assert_eq!(
+        json.matches("\"widthSecs\": 248").count(),
+        1,
+        "only wide points say so"
+    );
+    assert_eq!(
+        parse_summary(&json, Path::new("summary.json")).unwrap(),
+        wide
+    );
+}

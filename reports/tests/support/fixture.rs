@@ -361,6 +361,7 @@ fn scenario(
             let slow = if chaos(t) { 1.6 } else { 1.0 } * (1.0 + 0.08 * (t * 0.31).sin());
             TimePoint {
                 t,
+                width_secs: 1,
                 target_rps: Some(target),
                 requests,
                 errors,
@@ -406,6 +407,7 @@ fn merge(scenarios: &[ScenarioSummary]) -> Vec<TimePoint> {
                 |f: fn(&TimePoint) -> Option<f64>| pts.iter().filter_map(|p| f(p)).reduce(f64::max);
             TimePoint {
                 t: i as f64,
+                width_secs: 1,
                 target_rps: Some(pts.iter().filter_map(|p| p.target_rps).sum()),
                 requests: pts.iter().map(|p| p.requests).sum(),
                 errors: pts.iter().map(|p| p.errors).sum(),
