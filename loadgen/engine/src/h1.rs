@@ -467,21 +467,19 @@ pub fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// An in-memory peer for tests and the fuzz harness.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod scripted {
     use std::collections::VecDeque;
     use std::io;
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
-    use proptest::prelude::*;
-    use tokio::io::ReadBuf;
-
-    use super::*;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
     /// A peer that accepts every write and answers with the given reads, one per
     /// `poll_read`, then end of stream: the read boundaries are exactly the test's.
-    struct Scripted(VecDeque<Vec<u8>>);
+    pub(crate) struct Scripted(pub(crate) VecDeque<Vec<u8>>);
 
     impl AsyncRead for Scripted {
         fn poll_read(
@@ -516,6 +514,14 @@ mod tests {
             Poll::Ready(Ok(()))
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::scripted::Scripted;
+    use super::*;
 
     /// How a generated response delimits its body.
     #[derive(Clone, Debug)]

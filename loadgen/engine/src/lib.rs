@@ -53,6 +53,11 @@ pub mod worker;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
+/// Entry points for the fuzz harness (`ricochet-fuzz`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use load::load_plan;
 pub use plan::{Overrides, Plan, PlanError};
 

@@ -358,6 +358,13 @@ pub fn parse_condition(
         }
         MetricKind::Counter | MetricKind::Rate => number,
     };
+    // A finite number times a unit can overflow (`1e308m`); an infinite limit would always
+    // pass or fail and is written to summary.json as `null`, which no reader accepts.
+    if !limit.is_finite() {
+        return Err(bad(format!(
+            "the limit in `{condition}` is too large; write a finite limit such as `p(99)<800ms`"
+        )));
+    }
     Ok((aggregation, comparison, limit))
 }
 
@@ -533,6 +540,12 @@ mod tests {
                 "http_req_duration",
                 "p(99)<-5ms",
                 "the limit in `p(99)<-5ms` is negative; limits are numbers >= 0",
+            ),
+            // Found by fuzzing (issue #15, item 5): 1e308 minutes overflow to infinity.
+            (
+                "http_req_waiting",
+                "p(99)<1e308m",
+                "the limit in `p(99)<1e308m` is too large; write a finite limit such as `p(99)<800ms`",
             ),
             (
                 "http_req_duration",
