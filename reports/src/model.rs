@@ -27,7 +27,8 @@ pub struct Summary {
     pub metrics: BTreeMap<String, MetricSummary>,
     /// Each threshold's verdict.
     pub thresholds: Vec<ThresholdResult>,
-    /// Iterations not started because `maxInFlight` was reached (all scenarios).
+    /// Iterations not started: `maxInFlight` was reached, or the scenario ended before the
+    /// dispatcher got to them (all scenarios).
     pub dropped_iterations: u64,
     /// Whole-run time series, one point per second (per `widthSecs` seconds in long
     /// runs, see [`TimePoint`]).
