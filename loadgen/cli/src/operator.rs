@@ -164,6 +164,11 @@ pub(crate) fn runner(args: &RunnerArgs) -> CommandResult {
     let segment = plan
         .segment(args.index, args.runners)
         .map_err(|e| Failure::new(e.exit(), e))?;
+    // A run's `overrides.parallelism` below the spec's gives each runner more than the
+    // plan was judged for: refuse rather than overload one process.
+    segment
+        .check_one_process()
+        .map_err(|e| Failure::new(e.exit(), e))?;
     runtime()?
         .block_on(run_part(
             &args.options(),

@@ -27,7 +27,8 @@ pub const RATE_SCALE: f64 = 1000.0;
 pub enum SplitError {
     /// `parallelism: auto` without a usable `maxRatePerRunner`.
     #[error(
-        "spec.maxRatePerRunner: `parallelism: auto` needs a positive maxRatePerRunner (iterations per second one runner is given), got {0:?}"
+        "spec.maxRatePerRunner: `parallelism: auto` needs a positive maxRatePerRunner (iterations per second one runner is given), got {}",
+        .0.map_or_else(|| "none".to_owned(), |r| r.to_string())
     )]
     AutoWithoutMaxRate(Option<f64>),
     /// More runners than there is load to give each one some.
@@ -479,10 +480,11 @@ mod tests {
         );
         let n = runner_count(Some(Parallelism::Auto), Some(300.0), &plan).unwrap();
         assert_eq!(n.get(), 4);
-        assert_eq!(
-            runner_count(Some(Parallelism::Auto), None, &plan).unwrap_err(),
-            SplitError::AutoWithoutMaxRate(None)
-        );
+        let e = runner_count(Some(Parallelism::Auto), None, &plan).unwrap_err();
+        assert_eq!(e, SplitError::AutoWithoutMaxRate(None));
+        assert!(e.to_string().ends_with("given), got none"), "{e}");
+        let e = runner_count(Some(Parallelism::Auto), Some(-1.0), &plan).unwrap_err();
+        assert!(e.to_string().ends_with("given), got -1"), "{e}");
         assert_eq!(runner_count(None, None, &plan).unwrap().get(), 1);
     }
 
