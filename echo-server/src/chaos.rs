@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Distribution, ERROR_STATUSES, MAX_DELAY};
+use crate::config::{Distribution, ERROR_STATUSES};
 use crate::routes::Route;
 
 /// Deterministic source of uniform numbers: SplitMix64 over (seed, draw number). Draws are
@@ -314,7 +314,7 @@ impl Chaos {
             && scope_matches(&l.route, l.status_class, route, workload, status)
         {
             // `set` does not insist on a validated spec: cap here too.
-            v.delay = Some(l.delay.sample(self.dice.uniform()).min(MAX_DELAY));
+            v.delay = Some(l.delay.sample(self.dice.uniform()));
         }
         v
     }

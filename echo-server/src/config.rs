@@ -303,7 +303,8 @@ pub enum Distribution {
 
 impl Distribution {
     /// Draws a value from `u`, a uniform number in `[0, 1)`. Total: no distribution and no
-    /// `u` (out of range, NaN) can panic; a draw never exceeds [`Self::max_draw`].
+    /// `u` (out of range, NaN) can panic; a draw never exceeds [`Self::max_draw`] nor
+    /// [`MAX_DELAY`] (a distribution built in code is not validated).
     pub fn sample(&self, u: f64) -> Duration {
         let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
         let d = match *self {
@@ -311,7 +312,7 @@ impl Distribution {
             Self::Uniform(lo, hi) => lo.saturating_add(scale(hi.saturating_sub(lo), u)),
             Self::Exponential(mean) => scale(mean, -(1.0 - u).ln()),
         };
-        d.min(self.max_draw())
+        d.min(self.max_draw()).min(MAX_DELAY)
     }
 
     /// The largest value a draw can take: the value, the upper bound, or [`EXP_CAP`]
@@ -823,7 +824,7 @@ mod tests {
     /// See: issue #15 item 4 -- `exp:500000000000years` panicked a worker ("cannot
     /// convert float seconds to Duration"). No distribution and no draw can panic.
     #[test]
-    fn sampling_never_panics_and_stays_within_the_largest_draw() {
+    fn sampling_never_panics_and_stays_within_the_largest_draw_and_the_cap() {
         let huge = [
             "exp:500000000000years",
             "500000000000years",
@@ -837,6 +838,7 @@ mod tests {
             for u in [0.0, 0.5, 0.999_999, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY] {
                 let v = d.sample(u);
                 assert!(v <= d.max_draw(), "{raw} at {u}: {v:?}");
+                assert!(v <= MAX_DELAY, "{raw} at {u}: {v:?} beyond the cap");
             }
         }
         let far = Distribution::Exponential(Duration::MAX);

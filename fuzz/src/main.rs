@@ -125,20 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     );
     for r in &reports {
         for f in &r.findings {
-            println!(
-                "\n{} {:?} after {:?}: {}\n  input: {}\n  minimized: {}\n  saved: {}",
-                r.target,
-                f.kind,
-                f.took,
-                f.message,
-                runner::escape(&f.input),
-                f.minimized
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), runner::escape),
-                f.saved
-                    .as_ref()
-                    .map_or_else(|| "-".to_owned(), |p| p.display().to_string())
-            );
+            println!("\n{} {f}", r.target);
         }
     }
     Ok(panics == 0 && hangs == 0)

@@ -104,6 +104,26 @@ pub struct Finding {
     pub saved: Option<PathBuf>,
 }
 
+impl std::fmt::Display for Finding {
+    /// `Panic after 2ms: <message>`, then the input, the minimized input and the file it
+    /// was saved to, one per indented line (`-` when there is none).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let none = || "-".to_owned();
+        write!(
+            f,
+            "{:?} after {:?}: {}\n  input: {}\n  minimized: {}\n  saved: {}",
+            self.kind,
+            self.took,
+            self.message,
+            escape(&self.input),
+            self.minimized.as_deref().map_or_else(none, escape),
+            self.saved
+                .as_ref()
+                .map_or_else(none, |p| p.display().to_string())
+        )
+    }
+}
+
 /// The kind of a [`Finding`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FindingKind {

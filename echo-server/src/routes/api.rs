@@ -26,7 +26,7 @@ pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<HandlerBod
             .config
             .api
             .delay
-            .map(|d| d.sample(state.chaos.uniform()).min(MAX_DELAY))
+            .map(|d| d.sample(state.chaos.uniform()))
             .unwrap_or_default(),
     };
     let status = match query_param(query, "status") {

@@ -25,22 +25,7 @@ fn fuzz(name: &str, default_inputs: u64) -> Report {
         ..Config::default()
     };
     let report = runner::run(&target, &config);
-    let findings: Vec<String> = report
-        .findings
-        .iter()
-        .map(|f| {
-            format!(
-                "{:?} after {:?}: {}\n  input: {}\n  minimized: {}",
-                f.kind,
-                f.took,
-                f.message,
-                runner::escape(&f.input),
-                f.minimized
-                    .as_deref()
-                    .map_or_else(String::new, runner::escape)
-            )
-        })
-        .collect();
+    let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
     assert_eq!(
         (report.panics, report.hangs),
         (0, 0),

@@ -284,10 +284,9 @@ pub async fn run_arrivals(
         let Some(at) = ctx.start.checked_add(offset) else {
             break;
         };
-        if !wait_until(at, pacing, &stop).await {
+        let Some(now) = wait_until(at, pacing, &stop).await else {
             break;
-        }
-        let now = Instant::now();
+        };
         if end.is_some_and(|end| now >= end) {
             // Past the end: this arrival and every later one are not sent.
             let from = arrivals.yielded().saturating_sub(1);
@@ -358,15 +357,16 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Waits until `at` as `pacing` says; false when `stop` came first.
-async fn wait_until(at: Instant, pacing: Pacing, stop: &CancellationToken) -> bool {
+/// Waits until `at` as `pacing` says: the clock's reading once `at` has come, `None` when
+/// `stop` came first.
+async fn wait_until(at: Instant, pacing: Pacing, stop: &CancellationToken) -> Option<Instant> {
     loop {
         if stop.is_cancelled() {
-            return false;
+            return None;
         }
         let now = Instant::now();
         if now >= at {
-            return true;
+            return Some(now);
         }
         let wake = match pacing {
             Pacing::Spin => at.checked_sub(SPIN_WINDOW).filter(|w| *w > now),
@@ -375,7 +375,7 @@ async fn wait_until(at: Instant, pacing: Pacing, stop: &CancellationToken) -> bo
         match wake {
             Some(w) => tokio::select! {
                 () = tokio::time::sleep_until(w.into()) => {}
-                () = stop.cancelled() => return false,
+                () = stop.cancelled() => return None,
             },
             // Within the window: let the runtime run everything ready and poll I/O once,
             // then look at the clock again.

@@ -2,7 +2,7 @@
 //! path. One run at a time; all load goes to 127.0.0.1, a few seconds each.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ricochet_reports::model::{Outcome, Summary, Verdict};
@@ -15,6 +15,17 @@ fn write_scenario(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("scenario.yaml");
     std::fs::write(&path, body).expect("write scenario");
     path
+}
+
+/// `loadgen run SCENARIO --out OUT`, to the end.
+fn run_into(scenario: &Path, out: &Path) -> Output {
+    loadgen()
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run loadgen")
 }
 
 fn read_summary(dir: &Path) -> Summary {
@@ -44,13 +55,7 @@ spec:
 "#,
     );
     let out = dir.path().join("out");
-    let output = loadgen()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run loadgen");
+    let output = run_into(&scenario, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     let s = read_summary(&out);
@@ -86,13 +91,7 @@ spec:
 "#,
     );
     let out = dir.path().join("out");
-    let output = loadgen()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run loadgen");
+    let output = run_into(&scenario, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "stderr: {stderr}");
     assert!(
@@ -326,13 +325,7 @@ spec:
     );
     let out = dir.path().join("out");
     let started = Instant::now();
-    let output = loadgen()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run loadgen");
+    let output = run_into(&scenario, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
     assert!(started.elapsed() < Duration::from_secs(20));
