@@ -184,7 +184,7 @@ pub struct InvalidFault {
 
 impl ChaosSpec {
     /// Checks every field against the limits the query parameters have too: delays
-    /// (every draw) within [`MAX_DELAY`], rates in `[0, 1]`, error statuses in
+    /// (every draw) within [`MAX_DELAY`](crate::config::MAX_DELAY), rates in `[0, 1]`, error statuses in
     /// [`ERROR_STATUSES`], routes among the server's route templates. Status classes are
     /// checked when the document is parsed.
     pub fn validate(&self) -> Result<(), InvalidFault> {
