@@ -729,6 +729,8 @@ pub struct TraceIds {
     pub trace_id: (u64, u64),
     /// High and low halves of the 16-byte request id.
     pub request_id: (u64, u64),
+    /// The parent span id in `traceparent`: the echo-server's server span is its child.
+    pub span_id: u64,
 }
 
 impl TraceIds {
@@ -737,6 +739,7 @@ impl TraceIds {
         Self {
             trace_id: (nonzero_random(), random_u64()),
             request_id: (random_u64(), nonzero_random()),
+            span_id: nonzero_random(),
         }
     }
 
@@ -753,7 +756,7 @@ impl TraceIds {
         (u128::from(self.request_id.0) << 64) | u128::from(self.request_id.1)
     }
 
-    /// `traceparent` (with a fresh parent span id) and `X-Request-Id` header values.
+    /// `traceparent` and `X-Request-Id` header values.
     pub fn headers(&self) -> (HeaderValue, HeaderValue) {
         let (tp, id) = self.header_bytes();
         (
@@ -762,12 +765,12 @@ impl TraceIds {
         )
     }
 
-    /// The `traceparent` (with a fresh parent span id) and `X-Request-Id` values as bytes.
+    /// The `traceparent` and `X-Request-Id` values as bytes.
     pub fn header_bytes(&self) -> ([u8; 55], [u8; 32]) {
         let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
         put_hex(&mut tp[3..19], self.trace_id.0);
         put_hex(&mut tp[19..35], self.trace_id.1);
-        put_hex(&mut tp[36..52], nonzero_random());
+        put_hex(&mut tp[36..52], self.span_id);
         let mut id = [0u8; 32];
         put_hex(&mut id[..16], self.request_id.0);
         put_hex(&mut id[16..], self.request_id.1);

@@ -153,6 +153,7 @@ impl ScenarioCtx {
                         status: ex.status,
                         trace_id: TraceId(ex.ids.trace_id_bytes()),
                         request_id: ex.ids.request_id(),
+                        parent_span_id: ex.ids.span_id,
                     });
                 }
                 Measurement {

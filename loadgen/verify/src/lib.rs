@@ -289,6 +289,9 @@ pub struct Sample {
     pub trace_id: TraceId,
     /// The request id loadgen sent (`x-request-id`).
     pub request_id: Arc<str>,
+    /// The parent span id loadgen sent in `traceparent`: the echo-server's own server
+    /// span is the span of the trace whose parent this is.
+    pub parent_span_id: u64,
     /// The tenant the request ran as, if any. Informational (reports, per-tenant
     /// breakdowns): backends are queried with their endpoint's `X-Scope-OrgID`.
     pub tenant: Option<Arc<str>>,
@@ -320,6 +323,7 @@ impl Sample {
         Self {
             trace_id,
             request_id: Arc::from(""),
+            parent_span_id: 0,
             tenant: None,
             scenario: Arc::from("default"),
             scheduled: now,

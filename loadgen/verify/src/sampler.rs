@@ -43,6 +43,8 @@ pub struct Completed<'a> {
     pub trace_id: TraceId,
     /// The request id it carried in `X-Request-Id` (32 hex digits).
     pub request_id: u128,
+    /// The parent span id it carried in its `traceparent`.
+    pub parent_span_id: u64,
 }
 
 impl Sampler {
@@ -112,6 +114,7 @@ impl Sampler {
         let sample = Sample {
             trace_id: c.trace_id,
             request_id: Arc::from(format!("{:032x}", c.request_id)),
+            parent_span_id: c.parent_span_id,
             tenant: None,
             scenario: c.scenario.clone(),
             scheduled: c.scheduled,
