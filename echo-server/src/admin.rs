@@ -24,7 +24,10 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    full(route(state, req).await)
+    let mut r = full(route(state, req).await);
+    r.headers_mut()
+        .insert(crate::REPLICA, state.replica_header.clone());
+    r
 }
 
 async fn route<B>(state: &AppState, req: Request<B>) -> Response<crate::routes::HandlerBody>

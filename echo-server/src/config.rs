@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::otlp::transport::Signal;
 
 /// A source of environment variables.
 pub trait Env {
@@ -147,6 +148,41 @@ impl OtlpConfig {
     }
 }
 
+/// One export pipeline's batching, as the OpenTelemetry SDK's batch processors take it
+/// (`OTEL_BSP_*` for spans, `OTEL_BLRP_*` for log records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Time between two exports (zero: every millisecond, the timer's resolution).
+    pub schedule_delay: Duration,
+    /// Most items per export call.
+    pub max_export_batch_size: usize,
+    /// Items held before new ones are dropped.
+    pub max_queue_size: usize,
+    /// Bound of one export, retries included; zero: no limit.
+    pub export_timeout: Duration,
+}
+
+/// Values set for one signal's pipeline (from `OTEL_BSP_*` or `OTEL_BLRP_*`), each
+/// overriding the shared value of [`TelemetryConfig`] when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchingOverride {
+    /// `OTEL_BSP_SCHEDULE_DELAY` / `OTEL_BLRP_SCHEDULE_DELAY`.
+    pub schedule_delay: Option<Duration>,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` / `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`.
+    pub max_export_batch_size: Option<usize>,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_QUEUE_SIZE`.
+    pub max_queue_size: Option<usize>,
+    /// `OTEL_BSP_EXPORT_TIMEOUT` / `OTEL_BLRP_EXPORT_TIMEOUT`.
+    pub export_timeout: Option<Duration>,
+}
+
+/// Longest schedule delay or export timeout the `OTEL_BSP_*` / `OTEL_BLRP_*` variables
+/// take, in milliseconds (one day).
+pub const MAX_BATCH_MILLIS: u64 = 86_400_000;
+
+/// Largest queue the `OTEL_BSP_*` / `OTEL_BLRP_*` variables take (items of one signal).
+pub const MAX_QUEUE_SIZE: usize = 1 << 20;
+
 /// Telemetry settings.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
@@ -158,7 +194,8 @@ pub struct TelemetryConfig {
     /// Extra resource attributes (from `OTEL_RESOURCE_ATTRIBUTES`).
     pub resource_attributes: Vec<(String, String)>,
     /// How often queued spans and logs are exported (the queues must hold what arrives in
-    /// one interval).
+    /// one interval). 200 ms, not the SDK's 5000 ms: a verifier waits for every sampled
+    /// trace, and the ingest latency is part of what it measures.
     pub export_interval: Duration,
     /// Timeout of one export call.
     pub export_timeout: Duration,
@@ -168,6 +205,107 @@ pub struct TelemetryConfig {
     pub max_batch: usize,
     /// Spans (and, separately, logs) held in memory before new ones are dropped.
     pub queue_capacity: usize,
+    /// The span pipeline's own values (`OTEL_BSP_*`), over the four above.
+    pub spans_batching: BatchingOverride,
+    /// The log pipeline's own values (`OTEL_BLRP_*`), over the four above.
+    pub logs_batching: BatchingOverride,
+}
+
+impl TelemetryConfig {
+    /// The batching `signal`'s pipeline runs with: its own values where set, else the
+    /// shared ones.
+    pub fn batching(&self, signal: Signal) -> Batching {
+        let o = match signal {
+            Signal::Traces => &self.spans_batching,
+            Signal::Logs => &self.logs_batching,
+        };
+        Batching {
+            schedule_delay: o.schedule_delay.unwrap_or(self.export_interval),
+            max_export_batch_size: o.max_export_batch_size.unwrap_or(self.max_batch),
+            max_queue_size: o.max_queue_size.unwrap_or(self.queue_capacity),
+            export_timeout: o.export_timeout.unwrap_or(self.export_timeout),
+        }
+    }
+
+    /// Reads `OTEL_BSP_*` (spans) and `OTEL_BLRP_*` (log records) as the OpenTelemetry
+    /// SDK specification defines them: whole milliseconds (`SCHEDULE_DELAY`,
+    /// `EXPORT_TIMEOUT`, 0 to [`MAX_BATCH_MILLIS`]; a timeout of 0 is no limit) and counts
+    /// (`MAX_QUEUE_SIZE` 1 to [`MAX_QUEUE_SIZE`], `MAX_EXPORT_BATCH_SIZE` 1 to the queue
+    /// size). Unset or empty: the shared values, whose 200 ms schedule delay differs from
+    /// the SDK's 5000 ms on purpose (a verifier waits for every sampled trace).
+    pub fn apply_batching_env(&mut self, env: &dyn Env) -> Result<()> {
+        for (signal, prefix, items) in [
+            (Signal::Traces, "OTEL_BSP", "spans"),
+            (Signal::Logs, "OTEL_BLRP", "log records"),
+        ] {
+            let var = |name: &str| format!("{prefix}_{name}");
+            let read = |name: &str| {
+                let key = var(name);
+                env.get(&key)
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (key, v))
+            };
+            // `from` is how the range's start reads ("1", "0 (no limit)").
+            let number = |name: &str, range: std::ops::RangeInclusive<u64>, what, from: &str| {
+                read(name)
+                    .map(|(key, raw)| match raw.parse::<u64>() {
+                        Ok(n) if range.contains(&n) => Ok(n),
+                        _ => Err(Error::InvalidSetting {
+                            name: key,
+                            value: raw,
+                            reason: format!(
+                                "expected a whole number of {what} from {from} to {}",
+                                range.end()
+                            ),
+                        }),
+                    })
+                    .transpose()
+            };
+            let millis = |name: &str, from| {
+                number(name, 0..=MAX_BATCH_MILLIS, "milliseconds", from)
+                    .map(|ms| ms.map(Duration::from_millis))
+            };
+            let count = |name: &str| {
+                number(name, 1..=MAX_QUEUE_SIZE as u64, items, "1").map(|n| n.map(|n| n as usize))
+            };
+            let o = BatchingOverride {
+                schedule_delay: millis("SCHEDULE_DELAY", "0")?,
+                export_timeout: millis("EXPORT_TIMEOUT", "0 (no limit)")?,
+                max_queue_size: count("MAX_QUEUE_SIZE")?,
+                max_export_batch_size: count("MAX_EXPORT_BATCH_SIZE")?,
+            };
+            match signal {
+                Signal::Traces => self.spans_batching = o,
+                Signal::Logs => self.logs_batching = o,
+            }
+            let b = self.batching(signal);
+            if b.max_export_batch_size > b.max_queue_size {
+                let (batch, queue) = (var("MAX_EXPORT_BATCH_SIZE"), var("MAX_QUEUE_SIZE"));
+                if o.max_export_batch_size.is_some() {
+                    return Err(Error::InvalidSetting {
+                        name: batch,
+                        value: b.max_export_batch_size.to_string(),
+                        reason: format!(
+                            "expected at most the queue size, {} {items} ({queue})",
+                            b.max_queue_size
+                        ),
+                    });
+                }
+                if o.max_queue_size.is_some() {
+                    return Err(Error::InvalidSetting {
+                        name: queue,
+                        value: b.max_queue_size.to_string(),
+                        reason: format!(
+                            "expected at least the export batch size, {} {items} (lower it with {batch})",
+                            b.max_export_batch_size
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -180,6 +318,8 @@ impl Default for TelemetryConfig {
             export_timeout: Duration::from_secs(5),
             max_batch: 512,
             queue_capacity: 16_384,
+            spans_batching: BatchingOverride::default(),
+            logs_batching: BatchingOverride::default(),
         }
     }
 }
@@ -496,6 +636,56 @@ pub struct Config {
     pub api: ApiConfig,
     /// Seed of the random draws (chaos, distributions); `None`: from the clock.
     pub seed: Option<u64>,
+    /// The name this server answers with ([`REPLICA_HEADER`](crate::contract::REPLICA_HEADER),
+    /// run accounts, probe series); `None`: [`default_replica`] of the process environment.
+    pub replica: Option<String>,
+}
+
+/// Longest replica name (a DNS name's length).
+pub const MAX_REPLICA_LEN: usize = 253;
+
+/// Whether `name` can name a replica: 1 to [`MAX_REPLICA_LEN`] characters of
+/// `[A-Za-z0-9._-]` (pod and host names are), safe in a header, a label and JSON as is.
+pub fn is_replica_name(name: &str) -> bool {
+    (1..=MAX_REPLICA_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The replica name without `--replica`: `POD_NAME`, else `HOSTNAME`, else the kernel's
+/// host name (`/proc/sys/kernel/hostname`), else `echo-server`; a value that is not a valid
+/// name ([`is_replica_name`]) is skipped.
+pub fn default_replica(env: &dyn Env) -> String {
+    replica_from(env, || {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok()
+    })
+}
+
+fn replica_from(env: &dyn Env, kernel_hostname: impl FnOnce() -> Option<String>) -> String {
+    ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .filter_map(|k| env.get(k))
+        .map(|v| v.trim().to_owned())
+        .find(|v| is_replica_name(v))
+        .or_else(|| {
+            kernel_hostname()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| is_replica_name(h))
+        })
+        .unwrap_or_else(|| "echo-server".to_owned())
+}
+
+/// `Err` naming `setting` when `name` is not a valid replica name.
+pub(crate) fn check_replica(setting: &str, name: &str) -> Result<()> {
+    if is_replica_name(name) {
+        return Ok(());
+    }
+    Err(Error::InvalidSetting {
+        name: setting.into(),
+        value: name.into(),
+        reason: format!("expected 1 to {MAX_REPLICA_LEN} characters of A-Z a-z 0-9 . _ -"),
+    })
 }
 
 impl Default for Config {
@@ -510,14 +700,16 @@ impl Default for Config {
             limits: Limits::default(),
             api: ApiConfig::default(),
             seed: None,
+            replica: None,
         }
     }
 }
 
 impl Config {
     /// Applies the standard `OTEL_*` variables: endpoint and protocol, `OTEL_SERVICE_NAME`
-    /// (unless a service name was set explicitly, i.e. differs from the default) and
-    /// `OTEL_RESOURCE_ATTRIBUTES` (whose `service.name` counts as well).
+    /// (unless a service name was set explicitly, i.e. differs from the default),
+    /// `OTEL_RESOURCE_ATTRIBUTES` (whose `service.name` counts as well) and the batch
+    /// processors' `OTEL_BSP_*` / `OTEL_BLRP_*` ([`TelemetryConfig::apply_batching_env`]).
     pub fn apply_otel_env(mut self, env: &dyn Env) -> Result<Self> {
         if let Some(otlp) = OtlpConfig::from_env(env)? {
             self.telemetry.otlp = Some(otlp);
@@ -537,6 +729,7 @@ impl Config {
         self.telemetry
             .resource_attributes
             .extend(attrs.into_iter().filter(|(k, _)| k != "service.name"));
+        self.telemetry.apply_batching_env(env)?;
         Ok(self)
     }
 }
@@ -619,6 +812,10 @@ pub struct Cli {
     /// Seed of random draws (chaos, distributions).
     #[arg(long, env = "ECHO_SEED")]
     pub seed: Option<u64>,
+    /// Name of this replica, in the x-ricochet-replica response header, run accounts and
+    /// probe series (default: POD_NAME, else HOSTNAME, else the kernel's host name).
+    #[arg(long, env = "ECHO_REPLICA")]
+    pub replica: Option<String>,
 }
 
 impl Cli {
@@ -687,6 +884,13 @@ impl Cli {
         if let (Some(addr), None) = (self.admin_listen, &admin_token) {
             return Err(Error::AdminTokenMissing { addr });
         }
+        let replica = match self.replica {
+            Some(r) => {
+                check_replica("--replica", &r)?;
+                r
+            }
+            None => default_replica(env),
+        };
         let mut config = Config {
             admin_listen: self.admin_listen,
             admin_token,
@@ -709,6 +913,7 @@ impl Cli {
                 error_status: self.api_error_status,
             },
             seed: self.seed,
+            replica: Some(replica),
             ..Config::default()
         };
         config.telemetry.enabled = self.telemetry == Switch::On;
@@ -847,6 +1052,124 @@ mod tests {
         let e: Distribution = "exp:20ms".parse().unwrap();
         assert_eq!(e.max_draw(), Duration::from_millis(400));
         assert_eq!(e.sample(1.0), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn batch_processor_variables_set_each_signal_apart() {
+        let e = env(&[
+            ("OTEL_BSP_SCHEDULE_DELAY", "1234"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", " 64 "),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1024"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "0"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", ""),
+        ]);
+        let c = Config::default().apply_otel_env(&e).unwrap();
+        let t = &c.telemetry;
+        assert_eq!(
+            t.batching(Signal::Traces),
+            Batching {
+                schedule_delay: Duration::from_millis(1234),
+                max_export_batch_size: 64,
+                max_queue_size: 1024,
+                export_timeout: Duration::ZERO,
+            }
+        );
+        assert_eq!(
+            t.batching(Signal::Logs),
+            Batching {
+                schedule_delay: Duration::ZERO,
+                max_export_batch_size: 512,
+                max_queue_size: 16_384,
+                export_timeout: Duration::from_secs(5),
+            },
+            "OTEL_BSP_* does not reach the logs; empty is unset"
+        );
+        let unset = Config::default().apply_otel_env(&env(&[])).unwrap();
+        for signal in [Signal::Traces, Signal::Logs] {
+            let b = unset.telemetry.batching(signal);
+            assert_eq!(
+                b.schedule_delay,
+                Duration::from_millis(200),
+                "not the SDK's 5 s"
+            );
+        }
+    }
+
+    /// Each invalid `OTEL_BSP_*` / `OTEL_BLRP_*` value and the exact sentence it is refused
+    /// with.
+    #[test]
+    fn invalid_batch_processor_variables_are_refused_with_name_value_and_range() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("OTEL_BSP_SCHEDULE_DELAY", "5s")],
+                r#"invalid OTEL_BSP_SCHEDULE_DELAY value "5s": expected a whole number of milliseconds from 0 to 86400000"#,
+            ),
+            (
+                &[("OTEL_BLRP_SCHEDULE_DELAY", "-1")],
+                r#"invalid OTEL_BLRP_SCHEDULE_DELAY value "-1": expected a whole number of milliseconds from 0 to 86400000"#,
+            ),
+            (
+                &[("OTEL_BSP_EXPORT_TIMEOUT", "1.5")],
+                r#"invalid OTEL_BSP_EXPORT_TIMEOUT value "1.5": expected a whole number of milliseconds from 0 (no limit) to 86400000"#,
+            ),
+            (
+                &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0")],
+                r#"invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE value "0": expected a whole number of spans from 1 to 1048576"#,
+            ),
+            (
+                &[("OTEL_BLRP_MAX_QUEUE_SIZE", "2000000")],
+                r#"invalid OTEL_BLRP_MAX_QUEUE_SIZE value "2000000": expected a whole number of log records from 1 to 1048576"#,
+            ),
+            (
+                &[
+                    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "600"),
+                    ("OTEL_BSP_MAX_QUEUE_SIZE", "500"),
+                ],
+                r#"invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE value "600": expected at most the queue size, 500 spans (OTEL_BSP_MAX_QUEUE_SIZE)"#,
+            ),
+            (
+                &[("OTEL_BLRP_MAX_QUEUE_SIZE", "100")],
+                r#"invalid OTEL_BLRP_MAX_QUEUE_SIZE value "100": expected at least the export batch size, 512 log records (lower it with OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)"#,
+            ),
+        ];
+        for (vars, want) in cases {
+            let err = Config::default()
+                .apply_otel_env(&env(vars))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, *want, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn the_replica_is_the_flag_else_pod_name_else_host_name() {
+        let cli = |args: &[&str]| {
+            Cli::parse_from(std::iter::once("echo-server").chain(args.iter().copied()))
+        };
+        let both = env(&[("POD_NAME", "pod-7"), ("HOSTNAME", "host-1")]);
+        let (_, c) = cli(&["--replica", "mine"]).into_config(&both).unwrap();
+        assert_eq!(c.replica.as_deref(), Some("mine"));
+        let (_, c) = cli(&[]).into_config(&both).unwrap();
+        assert_eq!(c.replica.as_deref(), Some("pod-7"));
+        let host = || Some("kernel-host\n".to_owned());
+        assert_eq!(
+            replica_from(&env(&[("HOSTNAME", "host-1")]), host),
+            "host-1"
+        );
+        assert_eq!(
+            replica_from(&env(&[("POD_NAME", "bad name")]), host),
+            "kernel-host"
+        );
+        assert_eq!(replica_from(&env(&[]), || None), "echo-server");
+        let err = cli(&["--replica", "a b"])
+            .into_config(&both)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            r#"invalid --replica value "a b": expected 1 to 253 characters of A-Z a-z 0-9 . _ -"#
+        );
     }
 
     /// Each invalid flag and the exact sentence it is refused with.

@@ -7,6 +7,9 @@
 //!   carry the trace ids as exemplars and whose `_count` is the server-side request total.
 //! - [`Health`]: the `/healthz` document, with the exporter's counters loadgen reads before
 //!   and after a run.
+//! - [`RUN_HEADER`], [`RunAccount`], [`TraceFates`]: run accounting, per run and per trace
+//!   id, at `GET /runs/{run}` and `GET /runs/{run}/traces?ids=…`; [`REPLICA_HEADER`] names
+//!   the replica that answered; [`PROBE_HEADER`] / [`PROBE_METRIC`]: metric probes.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +20,8 @@ pub use crate::telemetry::TRACEPARENT;
 /// The request-duration histogram's name (its series are `_bucket`, `_sum`, `_count`).
 pub const DURATION_METRIC: &str = "http_server_request_duration_seconds";
 
-/// Routes that are not workload (scrapes and probes), left out of request totals.
+/// Routes that are not workload (scrapes and probes), left out of request totals. The run
+/// accounting routes (`/runs/…`) are not recorded in the metrics at all.
 pub const NOT_WORKLOAD_ROUTES: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
 
 /// The `GET /healthz` document.
@@ -96,6 +100,10 @@ pub struct RunAccount {
     pub spans: RunExports,
     /// Log records.
     pub logs: RunExports,
+    /// The latest export refusal that hit the run's items (`traces: …` or `logs: …`), if
+    /// any.
+    #[serde(default)]
+    pub last_refusal: Option<String>,
 }
 
 /// What became of one signal's items of one traced request.

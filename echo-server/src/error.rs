@@ -64,3 +64,16 @@ pub enum Error {
     #[error("cannot start the request-log writer thread: {0}")]
     LogWriter(std::io::Error),
 }
+
+impl Error {
+    /// The binary's exit code for this error: 2 for invalid configuration (a flag, an
+    /// environment variable, the exporter's endpoint), 1 for failures at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::InvalidSetting { .. }
+            | Self::AdminTokenMissing { .. }
+            | Self::Exporter { .. } => 2,
+            _ => 1,
+        }
+    }
+}

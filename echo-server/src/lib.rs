@@ -17,6 +17,7 @@ pub mod chaos;
 pub mod config;
 pub mod contract;
 pub mod error;
+pub mod ledger;
 pub mod log;
 pub mod metrics;
 pub mod otlp;
@@ -49,11 +50,15 @@ pub use crate::config::{
     Cli, Config, Env, LogFormat, OtlpConfig, OtlpProtocol, ProcessEnv, RequestLog, SharedWriter,
 };
 pub use crate::error::{Error, Result};
+use crate::ledger::{Items, Ledger, Produced, Tracked};
 use crate::log::{LogSink, RequestRecord};
 use crate::metrics::Metrics;
 use crate::otlp::encode::{LogRecord, ServerSpan, SpanRecord, SpanShape, StormSpan};
 use crate::routes::Route;
 use crate::telemetry::{SpanStart, Telemetry};
+
+/// [`contract::REPLICA_HEADER`], parsed once.
+const REPLICA: http::HeaderName = http::HeaderName::from_static(contract::REPLICA_HEADER);
 
 /// Response body type of the server.
 pub type ResponseBody = Either<http_body_util::Full<Bytes>, GuardedBody>;
@@ -73,13 +78,31 @@ pub struct AppState {
     pub log: Option<LogSink>,
     /// Set once shutdown began (`/readyz` answers 503).
     pub draining: AtomicBool,
+    /// Per-run counts and per-trace fates (`/runs/…`).
+    pub ledger: Arc<Ledger>,
+    /// The [`contract::REPLICA_HEADER`] value every response carries.
+    replica_header: HeaderValue,
 }
 
 impl AppState {
     /// Builds the state: telemetry pipelines (inside a Tokio runtime) and the request-log
     /// writer.
     pub fn new(config: Config) -> Result<Arc<Self>> {
-        let telemetry = Telemetry::new(&config.service_name, &config.telemetry)?;
+        let replica = match &config.replica {
+            Some(r) => {
+                config::check_replica("replica", r)?;
+                r.clone()
+            }
+            None => config::default_replica(&ProcessEnv),
+        };
+        let replica_header =
+            HeaderValue::from_str(&replica).map_err(|e| Error::InvalidSetting {
+                name: "replica".into(),
+                value: replica.clone(),
+                reason: e.to_string(),
+            })?;
+        let ledger = Arc::new(Ledger::new(replica.as_str()));
+        let telemetry = Telemetry::new(&config.service_name, &config.telemetry, ledger.clone())?;
         let log = if config.telemetry.enabled {
             LogSink::start(&config.request_log)?
         } else {
@@ -94,11 +117,18 @@ impl AppState {
         Ok(Arc::new(Self {
             chaos: Chaos::new(seed),
             telemetry,
-            metrics: Metrics::default(),
+            metrics: Metrics::with_replica(&replica),
             log,
             draining: AtomicBool::new(false),
+            ledger,
+            replica_header,
             config,
         }))
+    }
+
+    /// The name this server answers with.
+    pub fn replica(&self) -> &str {
+        self.ledger.replica()
     }
 }
 
@@ -112,6 +142,15 @@ where
     let started = Instant::now();
     let start_time = SystemTime::now();
     let route = Route::resolve(req.uri().path());
+    if route == Route::Runs {
+        return accounting(&state, req).await;
+    }
+    let run = if route.is_accounted() {
+        state.ledger.track(req.headers())
+    } else {
+        None
+    };
+    let probe = metrics::probe_slot(req.headers());
     let method = routes::method_label(req.method());
     let span = state.telemetry.start_server_span(req.headers(), start_time);
     let meta = span.as_ref().map(|_| RequestMeta::of(&req));
@@ -144,6 +183,7 @@ where
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         parts.headers.insert("x-request-id", v);
     }
+    parts.headers.insert(REPLICA, state.replica_header.clone());
     if let Some(s) = &span
         && let Some(v) = s.traceparent()
     {
@@ -160,6 +200,8 @@ where
         meta,
         started,
         children: outcome.children,
+        run,
+        probe,
     };
     let body = match body {
         Either::Left(full) => {
@@ -170,6 +212,23 @@ where
             inner: stream,
             done: Some(done),
         }),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// `/runs/…`: answered apart from the workload, with no span, log line, metrics or run
+/// counts of its own.
+async fn accounting<B>(state: &AppState, req: Request<B>) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let outcome = routes::dispatch(state, Route::Runs, req, None).await;
+    let (mut parts, body) = outcome.response.into_parts();
+    parts.headers.insert(REPLICA, state.replica_header.clone());
+    let body = match body {
+        Either::Left(full) => Either::Left(full),
+        Either::Right(inner) => Either::Right(GuardedBody { inner, done: None }),
     };
     Response::from_parts(parts, body)
 }
@@ -248,6 +307,10 @@ struct Completion {
     meta: Option<RequestMeta>,
     started: Instant,
     children: Vec<StormSpan>,
+    /// The request's run, when tracked.
+    run: Option<Tracked>,
+    /// The probe slot it names, if any.
+    probe: Option<u8>,
 }
 
 thread_local! {
@@ -281,20 +344,39 @@ impl Completion {
             && st
                 .chaos
                 .drop_telemetry(route, self.route.is_workload(), status);
+        let exemplar = self.span.as_ref().map(|s| (s.trace_id, s.span_id));
         st.metrics.record(
             route,
             self.method,
             status,
             self.tenant.as_deref(),
             duration,
-            self.span.as_ref().map(|s| (s.trace_id, s.span_id)),
+            exemplar,
         );
+        if let Some(slot) = self.probe {
+            st.metrics.probes.record(slot, exemplar);
+        }
+        let run = self.run.take();
+        if let Some(run) = &run {
+            st.ledger.served(run, dropped);
+        }
         let (Some(span), Some(meta)) = (self.span.take(), self.meta.take()) else {
             return;
         };
         let span = &span;
+        // What the request exports: its server span, `/storm`'s children, one log record.
+        let items = Items {
+            spans: u32::try_from(self.children.len() + 1).unwrap_or(u32::MAX),
+            logs: 1,
+        };
         if dropped {
             st.telemetry.count_chaos_drop();
+            if let Some(run) = &run
+                && st.telemetry.exporting()
+            {
+                st.ledger
+                    .produced(run, span.trace_id, Produced::ChaosDropped, items);
+            }
             return;
         }
         let end = SystemTime::now();
@@ -337,20 +419,29 @@ impl Completion {
         if !st.telemetry.exporting() {
             return;
         }
+        // Counted before they are queued, so that an export answered at once finds them.
+        if let Some(run) = &run {
+            st.ledger
+                .produced(run, span.trace_id, Produced::Emitted, items);
+        }
+        let key = run.as_ref().map(|r| r.key);
         let tenant = self.tenant.as_deref();
-        st.telemetry.emit_log(&LogRecord {
-            time: end,
-            severity,
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            flags: span.flags,
-            request_id: &self.request_id,
-            method: self.method,
-            route,
-            status,
-            duration_ms,
-            tenant,
-        });
+        let logs_dropped = st.telemetry.emit_log(
+            &LogRecord {
+                time: end,
+                severity,
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                flags: span.flags,
+                request_id: &self.request_id,
+                method: self.method,
+                route,
+                status,
+                duration_ms,
+                tenant,
+            },
+            key,
+        );
         let name = match self.route {
             Route::Unmatched => self.method,
             _ => span_name(self.method, route),
@@ -378,12 +469,23 @@ impl Completion {
                 request_id: &self.request_id,
             }),
         };
-        st.telemetry.emit_spans(
+        let spans_dropped = st.telemetry.emit_spans(
             self.children
                 .iter()
                 .map(|c| span.child(c))
                 .chain(std::iter::once(server)),
+            key,
         );
+        if let Some(run) = &run
+            && spans_dropped + logs_dropped > 0
+        {
+            let dropped = Items {
+                spans: u32::try_from(spans_dropped).unwrap_or(u32::MAX),
+                logs: u32::try_from(logs_dropped).unwrap_or(u32::MAX),
+            };
+            st.ledger
+                .produced(run, span.trace_id, Produced::Dropped, dropped);
+        }
     }
 }
 
@@ -539,8 +641,7 @@ impl Server {
             let _ = t.await;
         }
         let st = &self.state;
-        let timeout = st.config.telemetry.export_timeout * 2 + std::time::Duration::from_secs(1);
-        let result = st.telemetry.shutdown(timeout).await;
+        let result = st.telemetry.shutdown(st.telemetry.drain_timeout()).await;
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(l) = &state.log {

@@ -1,6 +1,7 @@
 //! RED metrics: a request-duration histogram plus request and error counters, labelled by
 //! route, method, status (code and class) and tenant, with the latest trace per bucket kept
-//! as exemplar. Hand-written rather than prometheus-client because the server must speak
+//! as exemplar; and the probe counter ([`PROBE_METRIC`]), one series per probe slot with
+//! the latest probe's trace as exemplar. Hand-written rather than prometheus-client because the server must speak
 //! both OpenMetrics (with exemplar timestamps and a `span_id` label, the shape Prometheus
 //! 2.42 scrapes) and the classic Prometheus text format; the hot path is a read lock plus
 //! atomics.
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry::trace::{SpanId, TraceId};
 
 use crate::chaos::StatusClass;
+use crate::contract::{PROBE_HEADER, PROBE_METRIC, PROBE_SLOTS};
 
 /// Upper bounds of the duration buckets, in seconds (the OTel HTTP semconv advice).
 pub const BUCKETS: [f64; 14] = [
@@ -59,6 +61,123 @@ pub struct Metrics {
     tenants: RwLock<HashMap<Arc<str>, ()>>,
     /// Connections of the public listener.
     pub connections: Connections,
+    /// Probe requests.
+    pub probes: Probes,
+}
+
+/// The slot a request's [`PROBE_HEADER`] names: a whole number below [`PROBE_SLOTS`];
+/// anything else is not a probe.
+pub fn probe_slot(headers: &http::HeaderMap) -> Option<u8> {
+    const PROBE: http::HeaderName = http::HeaderName::from_static(PROBE_HEADER);
+    let v = headers.get(PROBE)?.as_bytes();
+    if v.is_empty() || v.len() > 5 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = v.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    u8::try_from(n).ok().filter(|n| u16::from(*n) < PROBE_SLOTS)
+}
+
+#[derive(Debug, Default)]
+struct ProbeSlot {
+    count: AtomicU64,
+    exemplar: Mutex<Option<Exemplar>>,
+}
+
+/// The probe counter of one replica: [`PROBE_SLOTS`] series at most, each with the latest
+/// probe's trace as exemplar.
+#[derive(Debug)]
+pub struct Probes {
+    replica: String,
+    slots: Box<[ProbeSlot]>,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Self::new("echo-server")
+    }
+}
+
+impl Probes {
+    /// No probes yet; series labelled `replica`.
+    pub fn new(replica: &str) -> Self {
+        Self {
+            replica: escape(replica),
+            slots: (0..PROBE_SLOTS).map(|_| ProbeSlot::default()).collect(),
+        }
+    }
+
+    /// Counts a probe of `slot` (ignored at or above [`PROBE_SLOTS`]), with its trace and
+    /// span as exemplar.
+    pub fn record(&self, slot: u8, exemplar: Option<(TraceId, SpanId)>) {
+        let Some(s) = self.slots.get(usize::from(slot)) else {
+            return;
+        };
+        s.count.fetch_add(1, Ordering::Relaxed);
+        if let Some((trace_id, span_id)) = exemplar {
+            *s.exemplar.lock().unwrap_or_else(|p| p.into_inner()) = Some(Exemplar {
+                trace_id,
+                span_id,
+                value: 1.0,
+                unix_ms: unix_ms(),
+            });
+        }
+    }
+
+    /// Probes of `slot` so far.
+    pub fn count(&self, slot: u8) -> u64 {
+        self.slots
+            .get(usize::from(slot))
+            .map_or(0, |s| s.count.load(Ordering::Relaxed))
+    }
+
+    fn render(&self, om: bool, out: &mut String) {
+        let family = PROBE_METRIC.trim_end_matches("_total");
+        let help =
+            "Probe requests (x-ricochet-probe), by slot; the exemplar is the latest probe's trace.";
+        if om {
+            let _ = writeln!(out, "# TYPE {family} counter\n# HELP {family} {help}");
+        } else {
+            let _ = writeln!(
+                out,
+                "# HELP {PROBE_METRIC} {help}\n# TYPE {PROBE_METRIC} counter"
+            );
+        }
+        for (slot, s) in self.slots.iter().enumerate() {
+            let count = s.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "{PROBE_METRIC}{{slot=\"{slot}\",replica=\"{}\"}} {count}",
+                self.replica
+            );
+            if om && let Some(e) = *s.exemplar.lock().unwrap_or_else(|p| p.into_inner()) {
+                write_exemplar(out, &e);
+            }
+            out.push('\n');
+        }
+    }
+}
+
+/// ` # {trace_id="…",span_id="…"} value seconds.millis`, as OpenMetrics writes an exemplar.
+fn write_exemplar(out: &mut String, e: &Exemplar) {
+    let _ = write!(
+        out,
+        " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {}.{:03}",
+        e.trace_id,
+        e.span_id,
+        e.value,
+        e.unix_ms / 1000,
+        e.unix_ms % 1000
+    );
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Open connections of the public listener (gauge).
@@ -236,6 +355,14 @@ impl Format {
 }
 
 impl Metrics {
+    /// An empty registry whose probe series are labelled `replica`.
+    pub fn with_replica(replica: &str) -> Self {
+        Self {
+            probes: Probes::new(replica),
+            ..Self::default()
+        }
+    }
+
     /// Records one request.
     pub fn record(
         &self,
@@ -268,10 +395,7 @@ impl Metrics {
             Ordering::Relaxed,
         );
         if let Some((trace_id, span_id)) = exemplar {
-            let unix_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            let unix_ms = unix_ms();
             let mut slot = series.exemplars[idx]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
@@ -350,15 +474,7 @@ impl Metrics {
                 if om {
                     let ex = *s.exemplars[i].lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(e) = ex {
-                        let _ = write!(
-                            out,
-                            " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {}.{:03}",
-                            e.trace_id,
-                            e.span_id,
-                            e.value,
-                            e.unix_ms / 1000,
-                            e.unix_ms % 1000
-                        );
+                        write_exemplar(&mut out, &e);
                     }
                 }
                 out.push('\n');
@@ -402,6 +518,7 @@ impl Metrics {
             }
         }
         self.connections.render(om, &mut out);
+        self.probes.render(om, &mut out);
         if om {
             out.push_str("# EOF\n");
         }
@@ -475,6 +592,49 @@ mod tests {
                 && prom.contains("# TYPE http_server_requests_total counter")
         );
         assert_eq!(m.total_requests(), 2);
+    }
+
+    #[test]
+    fn probe_slots_are_whole_numbers_below_the_slot_count() {
+        let slot = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(PROBE_HEADER, v.parse().unwrap());
+            probe_slot(&h)
+        };
+        assert_eq!(slot("0"), Some(0));
+        assert_eq!(slot("63"), Some(63));
+        assert_eq!(slot("007"), Some(7));
+        for bad in [
+            "64", "65535", "99999", "+1", "-1", "1.0", " 1", "", "x", "123456",
+        ] {
+            assert_eq!(slot(bad), None, "{bad:?}");
+        }
+        assert_eq!(probe_slot(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn probe_series_carry_slot_replica_and_the_latest_trace_as_exemplar() {
+        let m = Metrics::with_replica("pod-a");
+        let t = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let s = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        m.probes.record(3, None);
+        m.probes.record(3, Some((t, s)));
+        m.probes.record(64, Some((t, s)));
+        let om = m.render(Format::OpenMetrics);
+        let lines: Vec<&str> = om
+            .lines()
+            .filter(|l| l.starts_with("ricochet_probe_requests"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{om}");
+        let want = format!(
+            "ricochet_probe_requests_total{{slot=\"3\",replica=\"pod-a\"}} 2 # {{trace_id=\"{t}\",span_id=\"{s}\"}} 1 "
+        );
+        assert!(lines[0].starts_with(&want), "{}", lines[0]);
+        assert!(om.contains("# TYPE ricochet_probe_requests counter\n"));
+        let prom = m.render(Format::Prometheus);
+        assert!(prom.contains(
+            "# TYPE ricochet_probe_requests_total counter\nricochet_probe_requests_total{slot=\"3\",replica=\"pod-a\"} 2\n"
+        ), "{prom}");
     }
 
     #[test]

@@ -92,12 +92,13 @@ pub(crate) async fn accept_loop(
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            // Refused: closed before anything is read. Dropping the stream closes it.
-            drop(stream);
+            // Refused: counted, then closed before anything is read (dropping the stream
+            // closes it), so a client that saw the close also sees the count.
             let refused = match kind {
                 Kind::Public => state.metrics.connections.refuse(),
                 Kind::Admin => 0,
             };
+            drop(stream);
             if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 last_refusal_log = Some(std::time::Instant::now());
                 tracing::warn!(

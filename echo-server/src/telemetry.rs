@@ -1,7 +1,8 @@
 //! Spans and OTLP logs: building them per request, queueing them without blocking the
 //! request, exporting them in batches on a background task, and keeping count of what the
 //! exporter confirmed (`exported`), what it refused (`failed`) and what never reached it
-//! (`dropped`: queue full or already shut down).
+//! (`dropped`: queue full or already shut down). Items of tracked runs are marked in their
+//! batch and settled in the [`Ledger`] when the batch gets its final answer.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{OtlpConfig, TelemetryConfig};
+use crate::config::{Batching, OtlpConfig, TelemetryConfig};
 use crate::error::{Error, Result};
+use crate::ledger::{Ledger, Mark, RunKey};
 use crate::otlp::encode::{self, Envelope, LogRecord, SpanRecord, SpanShape, StormSpan};
 use crate::otlp::transport::{Signal, Transport};
 
@@ -230,6 +232,8 @@ struct Batch {
     items: usize,
     /// Trace ids of the server spans in the batch, confirmed when it is exported.
     confirms: Vec<TraceId>,
+    /// The run and trace of the tracked items, settled when the batch is answered.
+    marks: Vec<Mark>,
 }
 
 /// The layout of a queue's batches.
@@ -259,8 +263,14 @@ struct Appender<'a> {
 }
 
 impl Appender<'_> {
-    /// Encodes one item with `encode`, unless the queue is full or closed.
-    fn item(&mut self, confirms: Option<TraceId>, encode: impl FnOnce(&mut Vec<u8>)) {
+    /// Encodes one item with `encode`, unless the queue is full or closed; `mark` names
+    /// the run and trace of a tracked item.
+    fn item(
+        &mut self,
+        confirms: Option<TraceId>,
+        mark: Option<(RunKey, TraceId)>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
         let (p, q) = (&mut *self.pending, self.queue);
         if p.closed || p.items >= q.capacity {
             self.refused += 1;
@@ -276,6 +286,7 @@ impl Appender<'_> {
                 bytes,
                 items: 0,
                 confirms: Vec::new(),
+                marks: Vec::new(),
             });
         }
         let Some(batch) = p.batches.last_mut() else {
@@ -284,6 +295,16 @@ impl Appender<'_> {
         encode(&mut batch.bytes);
         batch.items += 1;
         batch.confirms.extend(confirms);
+        if let Some((run, trace)) = mark {
+            match batch.marks.last_mut() {
+                Some(m) if m.run == run && m.trace == trace => m.items += 1,
+                _ => batch.marks.push(Mark {
+                    run,
+                    trace,
+                    items: 1,
+                }),
+            }
+        }
         p.items += 1;
         self.reached_half |= p.items == q.capacity.div_ceil(2);
     }
@@ -346,6 +367,7 @@ pub struct Telemetry {
     log_stats: Arc<ExportStats>,
     chaos_dropped: AtomicU64,
     otlp: Option<OtlpConfig>,
+    batching: [Batching; 2],
     workers: Mutex<Vec<Worker>>,
 }
 
@@ -374,6 +396,37 @@ pub struct ExporterHealth {
     pub logs: ExportSnapshot,
     /// Requests whose span and log chaos dropped on purpose.
     pub chaos_dropped: u64,
+    /// The span pipeline's batching (`OTEL_BSP_*`).
+    #[serde(default)]
+    pub traces_batching: BatchingHealth,
+    /// The log pipeline's batching (`OTEL_BLRP_*`).
+    #[serde(default)]
+    pub logs_batching: BatchingHealth,
+}
+
+/// The batching one pipeline runs with, as `/healthz` shows it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchingHealth {
+    /// Milliseconds between exports.
+    pub schedule_delay_ms: u64,
+    /// Most items per export call.
+    pub max_export_batch_size: u64,
+    /// Items held before new ones are dropped.
+    pub max_queue_size: u64,
+    /// Bound of one export in milliseconds, retries included (0: no limit).
+    pub export_timeout_ms: u64,
+}
+
+impl From<Batching> for BatchingHealth {
+    fn from(b: Batching) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            schedule_delay_ms: ms(b.schedule_delay),
+            max_export_batch_size: b.max_export_batch_size as u64,
+            max_queue_size: b.max_queue_size as u64,
+            export_timeout_ms: ms(b.export_timeout),
+        }
+    }
 }
 
 fn resource(service_name: &str, attrs: &[(String, String)]) -> Resource {
@@ -398,8 +451,8 @@ fn scope() -> InstrumentationScope {
 
 impl Telemetry {
     /// Sets up telemetry; with an OTLP endpoint, spawns the export tasks (call inside a
-    /// Tokio runtime).
-    pub fn new(service_name: &str, config: &TelemetryConfig) -> Result<Self> {
+    /// Tokio runtime), which settle tracked items in `ledger`.
+    pub fn new(service_name: &str, config: &TelemetryConfig, ledger: Arc<Ledger>) -> Result<Self> {
         let span_stats = Arc::new(ExportStats::default());
         let log_stats = Arc::new(ExportStats::default());
         let mut workers = Vec::new();
@@ -410,15 +463,19 @@ impl Telemetry {
                 &scope(),
             ));
             let pipeline = |signal, stats: &Arc<ExportStats>| -> Result<(Worker, Arc<Queue>)> {
+                let b = config.batching(signal);
                 let settings = Settings {
-                    transport: Transport::new(otlp, signal, config.export_timeout)?,
+                    signal,
+                    transport: Transport::new(otlp, signal, no_limit_if_zero(b.export_timeout))?,
                     envelope: envelope.clone(),
-                    interval: config.export_interval,
+                    // A zero delay exports on every tick of the millisecond timer.
+                    interval: b.schedule_delay.max(Duration::from_millis(1)),
+                    ledger: ledger.clone(),
                 };
                 let queue = Arc::new(Queue::new(
-                    config.queue_capacity,
+                    b.max_queue_size,
                     BatchShape {
-                        max_items: config.max_batch,
+                        max_items: b.max_export_batch_size,
                         head_room: settings.head_room(),
                     },
                 ));
@@ -440,6 +497,10 @@ impl Telemetry {
             log_stats,
             chaos_dropped: AtomicU64::new(0),
             otlp: config.otlp.clone().filter(|_| config.enabled),
+            batching: [
+                config.batching(Signal::Traces),
+                config.batching(Signal::Logs),
+            ],
             workers: Mutex::new(workers),
         })
     }
@@ -487,17 +548,25 @@ impl Telemetry {
     }
 
     /// Encodes finished spans into the export queue (each one that does not fit is
-    /// dropped and counted); server spans are confirmed by trace id.
-    pub fn emit_spans<'a>(&self, spans: impl IntoIterator<Item = SpanRecord<'a>>) {
-        if let Some(q) = &self.spans {
-            let refused = q.append(|a| {
-                for s in spans {
-                    let confirms = matches!(s.shape, SpanShape::Server(_)).then_some(s.trace_id);
-                    a.item(confirms, |buf| encode::span_item(buf, &s));
-                }
-            });
-            self.span_stats.drop_many(refused);
-        }
+    /// dropped and counted); server spans are confirmed by trace id, the spans of a
+    /// tracked `run` marked for settling. Returns how many were dropped.
+    pub fn emit_spans<'a>(
+        &self,
+        spans: impl IntoIterator<Item = SpanRecord<'a>>,
+        run: Option<RunKey>,
+    ) -> u64 {
+        let Some(q) = &self.spans else {
+            return 0;
+        };
+        let refused = q.append(|a| {
+            for s in spans {
+                let confirms = matches!(s.shape, SpanShape::Server(_)).then_some(s.trace_id);
+                let mark = run.map(|r| (r, s.trace_id));
+                a.item(confirms, mark, |buf| encode::span_item(buf, &s));
+            }
+        });
+        self.span_stats.drop_many(refused);
+        refused
     }
 
     /// Whether finished spans go anywhere.
@@ -506,12 +575,16 @@ impl Telemetry {
     }
 
     /// Encodes an OTLP log record into the export queue (skipped when nothing exports
-    /// logs).
-    pub fn emit_log(&self, record: &LogRecord<'_>) {
-        if let Some(q) = &self.logs {
-            let refused = q.append(|a| a.item(None, |buf| encode::log_item(buf, record)));
-            self.log_stats.drop_many(refused);
-        }
+    /// logs), marked for settling when its request is of a tracked `run`. Returns 1 when it
+    /// was dropped.
+    pub fn emit_log(&self, record: &LogRecord<'_>, run: Option<RunKey>) -> u64 {
+        let Some(q) = &self.logs else {
+            return 0;
+        };
+        let mark = run.map(|r| (r, record.trace_id));
+        let refused = q.append(|a| a.item(None, mark, |buf| encode::log_item(buf, record)));
+        self.log_stats.drop_many(refused);
+        refused
     }
 
     /// Counts a request whose telemetry chaos dropped.
@@ -535,7 +608,20 @@ impl Telemetry {
             spans,
             logs,
             chaos_dropped: self.chaos_dropped.load(Ordering::Relaxed),
+            traces_batching: self.batching[0].into(),
+            logs_batching: self.batching[1].into(),
         }
+    }
+
+    /// How long a flush may take at most: twice the longer export timeout (every batch
+    /// queued gets one), saturating when a timeout is unlimited.
+    pub fn drain_timeout(&self) -> Duration {
+        let longest = self.batching[0]
+            .export_timeout
+            .max(self.batching[1].export_timeout);
+        no_limit_if_zero(longest)
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1))
     }
 
     /// Exports everything queued so far (bounded by `timeout`).
@@ -601,11 +687,22 @@ impl Telemetry {
     }
 }
 
+/// An export timeout of zero is no limit, as the OpenTelemetry specification has it.
+fn no_limit_if_zero(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        Duration::MAX
+    } else {
+        timeout
+    }
+}
+
 /// How one export task sends.
 struct Settings {
+    signal: Signal,
     transport: Transport,
     envelope: Arc<Envelope>,
     interval: Duration,
+    ledger: Arc<Ledger>,
 }
 
 impl Settings {
@@ -637,10 +734,15 @@ async fn export_batches(
     for mut batch in batches.drain(..) {
         let start = s.envelope.wrap(&mut batch.bytes, s.head_room()) - s.transport.prefix_len();
         match s.transport.export(batch.bytes, start).await {
-            Ok(()) => stats.confirm(batch.items, batch.confirms),
+            Ok(()) => {
+                s.ledger.settle(s.signal, &batch.marks, Ok(()));
+                stats.confirm(batch.items, batch.confirms);
+            }
             Err(e) => {
-                stats.fail(batch.items, e.to_string());
-                last = Err(e.to_string());
+                let e = e.to_string();
+                s.ledger.settle(s.signal, &batch.marks, Err(&e));
+                stats.fail(batch.items, e.clone());
+                last = Err(e);
             }
         }
     }
@@ -755,7 +857,7 @@ mod tests {
                 head_room: 3,
             },
         );
-        let push = |n: usize| q.append(|a| (0..n).for_each(|_| a.item(None, |b| b.push(1))));
+        let push = |n: usize| q.append(|a| (0..n).for_each(|_| a.item(None, None, |b| b.push(1))));
         let signalled = || {
             let waiter = q.half_full.notified();
             tokio::pin!(waiter);
@@ -784,7 +886,7 @@ mod tests {
         q.append(|a| {
             for i in 1..=5u8 {
                 let confirms = (i % 2 == 1).then(|| TraceId::from(u128::from(i)));
-                a.item(confirms, |b| b.extend_from_slice(&[i; 2]));
+                a.item(confirms, None, |b| b.extend_from_slice(&[i; 2]));
             }
         });
         let mut batches = Vec::new();
@@ -803,9 +905,41 @@ mod tests {
             ]
         );
         assert_eq!(
-            q.append(|a| a.item(None, |b| b.push(6))),
+            q.append(|a| a.item(None, None, |b| b.push(6))),
             0,
             "taking freed the room"
+        );
+    }
+
+    #[test]
+    fn tracked_items_are_marked_by_run_and_trace_in_each_batch_they_land_in() {
+        let ledger = Ledger::new("r");
+        let mut h = HeaderMap::new();
+        h.insert(crate::contract::RUN_HEADER, "run-1".parse().unwrap());
+        let run = ledger.track(&h).unwrap().key;
+        let q = Queue::new(
+            10,
+            BatchShape {
+                max_items: 3,
+                head_room: 0,
+            },
+        );
+        let (one, two) = (TraceId::from(1u128), TraceId::from(2u128));
+        q.append(|a| {
+            for _ in 0..4 {
+                a.item(None, Some((run, one)), |b| b.push(1));
+            }
+            a.item(None, None, |b| b.push(0));
+            a.item(None, Some((run, two)), |b| b.push(2));
+        });
+        let mut batches = Vec::new();
+        q.take(&mut batches);
+        let mark = |trace, items| Mark { run, trace, items };
+        let got: Vec<_> = batches.iter().map(|b| b.marks.clone()).collect();
+        assert_eq!(
+            got,
+            [vec![mark(one, 3)], vec![mark(one, 1), mark(two, 1)]],
+            "the trace split over two batches is marked in both; the untracked item is not"
         );
     }
 

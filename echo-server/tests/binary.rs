@@ -1,5 +1,6 @@
 //! The real binary: its stdout carries the request log line with the trace id sent in
-//! `traceparent`, and SIGTERM drains and exits 0.
+//! `traceparent`, its responses name the replica, SIGTERM drains and exits 0, and an
+//! invalid configuration exits 2 with one sentence naming the setting.
 
 mod support;
 
@@ -12,7 +13,14 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_logs_the_trace_id_on_stdout_and_exits_zero_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-        .args(["--listen", "127.0.0.1:0", "--service-name", "bin-test"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--service-name",
+            "bin-test",
+            "--replica",
+            "bin-replica",
+        ])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,6 +57,10 @@ async fn binary_logs_the_trace_id_on_stdout_and_exits_zero_on_sigterm() {
     )
     .await;
     assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header(echo_server::contract::REPLICA_HEADER).as_deref(),
+        Some("bin-replica")
+    );
     let line = line_rx
         .recv_timeout(Duration::from_secs(5))
         .expect("a log line on stdout");
@@ -78,4 +90,20 @@ async fn binary_logs_the_trace_id_on_stdout_and_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn an_invalid_batch_processor_variable_exits_2_naming_variable_value_and_range() {
+    let out = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: invalid configuration: invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE value \"0\": expected a whole number of spans from 1 to 1048576\n"
+    );
+    assert!(out.stdout.is_empty());
 }

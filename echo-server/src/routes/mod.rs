@@ -5,6 +5,7 @@ pub mod chat;
 pub mod echo;
 pub mod health;
 pub mod metrics;
+pub mod runs;
 pub mod storm;
 
 use std::convert::Infallible;
@@ -38,6 +39,9 @@ pub enum Route {
     Readyz,
     /// `/metrics`
     Metrics,
+    /// `/runs/{run}` and `/runs/{run}/traces`: run accounting, not workload (no span, log,
+    /// metrics or run counts of its own).
+    Runs,
     /// Anything else (404).
     Unmatched,
 }
@@ -53,6 +57,7 @@ impl Route {
             "/readyz" => Self::Readyz,
             "/metrics" => Self::Metrics,
             p if p.starts_with("/api/") || p == "/api" => Self::Api,
+            p if p.starts_with("/runs/") => Self::Runs,
             _ => Self::Unmatched,
         }
     }
@@ -78,6 +83,7 @@ impl Route {
             Self::Healthz => "/healthz",
             Self::Readyz => "/readyz",
             Self::Metrics => "/metrics",
+            Self::Runs => "/runs/{run}",
             Self::Unmatched => "unmatched",
         }
     }
@@ -87,6 +93,16 @@ impl Route {
         matches!(
             self,
             Self::Echo | Self::Api | Self::ChatStream | Self::Storm
+        )
+    }
+
+    /// Whether a request counts for its run: every route but the
+    /// [`NOT_WORKLOAD_ROUTES`](crate::contract::NOT_WORKLOAD_ROUTES) and `/runs` (unmatched
+    /// paths count, as they do in the duration histogram's `_count`).
+    pub fn is_accounted(self) -> bool {
+        !matches!(
+            self,
+            Self::Healthz | Self::Readyz | Self::Metrics | Self::Runs
         )
     }
 }
@@ -197,6 +213,7 @@ where
         Route::Healthz if method == Method::GET => health::healthz(state).into(),
         Route::Readyz if method == Method::GET => health::readyz(state).into(),
         Route::Metrics if method == Method::GET => metrics::handle(state, &req).into(),
+        Route::Runs if method == Method::GET => runs::handle(state, &req).into(),
         Route::Unmatched => error(StatusCode::NOT_FOUND, "no such route").into(),
         _ => not_allowed(),
     }

@@ -1,7 +1,9 @@
 //! Test support: a minimal OTLP/gRPC receiver (the real protocol, via the tonic services of
-//! opentelemetry-proto), a captured request log, an HTTP client and polling helpers.
+//! opentelemetry-proto), a captured request log, an HTTP client and polling helpers. Either
+//! receiver can refuse the exports that carry given trace ids ([`Refuse`]).
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,16 +52,69 @@ pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// What the receiver got.
+/// What the receiver got (accepted exports only).
 #[derive(Default, Debug)]
 pub struct Received {
     pub spans: Vec<Span>,
     pub logs: Vec<LogRecord>,
     pub service_names: Vec<String>,
+    /// Spans per accepted trace export request, in arrival order.
+    pub span_batches: Vec<usize>,
+    /// Export requests (of either signal) refused, retries included.
+    pub refused_requests: usize,
+}
+
+/// Trace ids (32 lowercase hex digits) whose exports a receiver refuses: any export request
+/// carrying one of them is answered with the receiver's refusal, on every attempt.
+#[derive(Clone, Default)]
+pub struct Refuse(Arc<Mutex<HashSet<String>>>);
+
+impl Refuse {
+    pub fn insert(&self, trace_id: &str) {
+        self.0.lock().unwrap().insert(trace_id.to_owned());
+    }
+
+    fn any(&self, mut ids: impl Iterator<Item = String>) -> bool {
+        let set = self.0.lock().unwrap();
+        ids.any(|id| set.contains(&id))
+    }
 }
 
 #[derive(Clone, Default)]
-struct Store(Arc<Mutex<Received>>);
+struct Store {
+    received: Arc<Mutex<Received>>,
+    refuse: Refuse,
+    /// The gRPC status refused exports end with.
+    code: Option<tonic::Code>,
+}
+
+impl Store {
+    fn refuses_spans(&self, m: &ExportTraceServiceRequest) -> bool {
+        let ids = m
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| hex(&s.trace_id));
+        self.refuse.any(ids)
+    }
+
+    fn refuses_logs(&self, m: &ExportLogsServiceRequest) -> bool {
+        let ids = m
+            .resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .map(|l| hex(&l.trace_id));
+        self.refuse.any(ids)
+    }
+
+    fn refusal(&self) -> Option<tonic::Status> {
+        let code = self.code?;
+        self.received.lock().unwrap().refused_requests += 1;
+        Some(tonic::Status::new(code, "refused by the test"))
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Store {
@@ -67,8 +122,15 @@ impl TraceService for Store {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut r = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
+        let request = request.into_inner();
+        if self.refuses_spans(&request)
+            && let Some(status) = self.refusal()
+        {
+            return Err(status);
+        }
+        let mut r = self.received.lock().unwrap();
+        let before = r.spans.len();
+        for rs in request.resource_spans {
             if let Some(res) = &rs.resource {
                 for kv in &res.attributes {
                     if kv.key == "service.name" {
@@ -80,6 +142,8 @@ impl TraceService for Store {
                 r.spans.extend(ss.spans);
             }
         }
+        let n = r.spans.len() - before;
+        r.span_batches.push(n);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -92,8 +156,14 @@ impl LogsService for Store {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut r = self.0.lock().unwrap();
-        for rl in request.into_inner().resource_logs {
+        let request = request.into_inner();
+        if self.refuses_logs(&request)
+            && let Some(status) = self.refusal()
+        {
+            return Err(status);
+        }
+        let mut r = self.received.lock().unwrap();
+        for rl in request.resource_logs {
             for sl in rl.scope_logs {
                 r.logs.extend(sl.log_records);
             }
@@ -112,9 +182,22 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_with(Store::default()).await
+    }
+
+    /// A receiver that answers the exports carrying a trace id of `refuse` with `code`.
+    pub async fn refusing(refuse: Refuse, code: tonic::Code) -> Self {
+        Self::start_with(Store {
+            refuse,
+            code: Some(code),
+            ..Store::default()
+        })
+        .await
+    }
+
+    async fn start_with(store: Store) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let store = Store::default();
         let (t, l) = (store.clone(), store.clone());
         tokio::spawn(async move {
             tonic::transport::Server::builder()
@@ -132,7 +215,7 @@ impl Receiver {
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&Received) -> T) -> T {
-        f(&self.store.0.lock().unwrap())
+        f(&self.store.received.lock().unwrap())
     }
 
     pub fn server_spans_of(&self, trace_id: &str) -> Vec<Span> {
@@ -142,6 +225,16 @@ impl Receiver {
                 .filter(|s| hex(&s.trace_id) == trace_id && s.kind == 2)
                 .cloned()
                 .collect()
+        })
+    }
+
+    /// Spans of `trace_id` accepted so far, of any kind.
+    pub fn accepted_spans(&self, trace_id: &str) -> usize {
+        self.with(|r| {
+            r.spans
+                .iter()
+                .filter(|s| hex(&s.trace_id) == trace_id)
+                .count()
         })
     }
 
@@ -272,10 +365,26 @@ pub struct HttpReceiver {
 
 impl HttpReceiver {
     pub async fn start() -> Self {
+        Self::start_with(Store::default(), 200).await
+    }
+
+    /// A receiver that answers the exports carrying a trace id of `refuse` with HTTP
+    /// `status`.
+    pub async fn refusing(refuse: Refuse, status: u16) -> Self {
+        Self::start_with(
+            Store {
+                refuse,
+                ..Store::default()
+            },
+            status,
+        )
+        .await
+    }
+
+    async fn start_with(store: Store, refusal: u16) -> Self {
         use prost::Message;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let store = Store::default();
         let s = store.clone();
         tokio::spawn(async move {
             loop {
@@ -290,15 +399,35 @@ impl HttpReceiver {
                             async move {
                                 let path = req.uri().path().to_owned();
                                 let body = req.into_body().collect().await.unwrap().to_bytes();
-                                let mut r = s.0.lock().unwrap();
+                                let refused = match path.as_str() {
+                                    "/v1/traces" => s.refuses_spans(
+                                        &ExportTraceServiceRequest::decode(body.clone()).unwrap(),
+                                    ),
+                                    "/v1/logs" => s.refuses_logs(
+                                        &ExportLogsServiceRequest::decode(body.clone()).unwrap(),
+                                    ),
+                                    _ => false,
+                                };
+                                let mut r = s.received.lock().unwrap();
+                                if refused {
+                                    r.refused_requests += 1;
+                                    let resp = http::Response::builder()
+                                        .status(refusal)
+                                        .body(Full::new(Bytes::new()))
+                                        .unwrap();
+                                    return Ok::<_, std::convert::Infallible>(resp);
+                                }
                                 let reply: Vec<u8> = match path.as_str() {
                                     "/v1/traces" => {
                                         let m = ExportTraceServiceRequest::decode(body).unwrap();
+                                        let before = r.spans.len();
                                         for rs in m.resource_spans {
                                             for ss in rs.scope_spans {
                                                 r.spans.extend(ss.spans);
                                             }
                                         }
+                                        let n = r.spans.len() - before;
+                                        r.span_batches.push(n);
                                         ExportTraceServiceResponse {
                                             partial_success: None,
                                         }
@@ -340,6 +469,6 @@ impl HttpReceiver {
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&Received) -> T) -> T {
-        f(&self.store.0.lock().unwrap())
+        f(&self.store.received.lock().unwrap())
     }
 }
