@@ -94,9 +94,15 @@ pub struct PrometheusSpec {
     /// Connection.
     #[serde(flatten)]
     pub backend: BackendSpec,
-    /// The histogram (default `http_server_request_duration_seconds_bucket`).
+    /// The request-duration histogram whose `_count` is the server-side request total
+    /// (default `http_server_request_duration_seconds_bucket`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
+    /// How often Prometheus scrapes the echo-server (default `15s`). A metric probe's slot
+    /// is used again only after twice this, so each probe's exemplar lives through a
+    /// scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_interval: Option<String>,
 }
 
 /// How to reach one backend. Credentials come from the environment or a file, never from

@@ -1,14 +1,18 @@
 //! Comparison of two runs: a side-by-side table per metric with deltas, and regressions
 //! judged against `--max-regression` limits.
 //!
+//! A comparison never passes when either run could not be carried out or has no requests,
+//! or when the current run lacks a metric the baseline has ([`Unfit`]): a run that
+//! measured nothing is never better than the last good one.
+//!
 //! Intended CLI: `loadgen compare BASELINE.json CURRENT.json [--max-regression SPEC]
-//! [--format text|md|html]`, exit 1 when [`Comparison::has_regression`], 2 when a summary
-//! is unreadable or SPEC is malformed ([`crate::Error::exit_code`]).
+//! [--format text|md|html]`, exit 1 unless [`Comparison::passes`], 2 when a summary is
+//! unreadable or SPEC is malformed ([`crate::Error::exit_code`]).
 
 use std::fmt::{self, Write as _};
 
 use crate::escape;
-use crate::model::Summary;
+use crate::model::{Outcome, Summary};
 use crate::units::{self, ms, per_sec, percent};
 use crate::{Error, Result};
 
@@ -397,6 +401,175 @@ impl Row {
     }
 }
 
+/// One of the two compared runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The last good run.
+    Baseline,
+    /// The run under judgement.
+    Current,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Baseline => "baseline",
+            Side::Current => "current",
+        })
+    }
+}
+
+/// A metric of the baseline that the current run lacks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MissingMetric {
+    /// Its key, e.g. `http_req_duration{scenario:api}`.
+    pub metric: String,
+    /// The current run has the key but none of the values the baseline has (a trend
+    /// without statistics).
+    pub no_values: bool,
+}
+
+impl fmt::Display for MissingMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.metric)?;
+        if self.no_values {
+            f.write_str(" (no values)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a comparison cannot pass, whatever its rows say.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Unfit {
+    /// A run could not be carried out (outcome `error`, exit code 3).
+    Errored {
+        /// Which run.
+        run: Side,
+        /// Its exit code.
+        exit_code: u8,
+        /// Its cause (`run.stopReason`), if recorded.
+        reason: Option<String>,
+    },
+    /// A run has no requests (`http_reqs` is 0 or absent).
+    NoRequests {
+        /// Which run.
+        run: Side,
+    },
+    /// Metrics the baseline has that the current run lacks, in key order.
+    MissingMetrics(Vec<MissingMetric>),
+}
+
+/// Most missing metrics one sentence names; the rest are counted.
+const NAMED_MISSING: usize = 5;
+
+impl fmt::Display for Unfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unfit::Errored {
+                run,
+                exit_code,
+                reason: Some(reason),
+            } => write!(
+                f,
+                "the {run} run could not be carried out (exit code {exit_code}): {reason}"
+            ),
+            Unfit::Errored {
+                run,
+                exit_code,
+                reason: None,
+            } => write!(
+                f,
+                "the {run} run could not be carried out (exit code {exit_code})"
+            ),
+            Unfit::NoRequests { run } => write!(
+                f,
+                "the {run} run has no requests (`http_reqs` is 0 or absent), so it measured nothing to compare"
+            ),
+            Unfit::MissingMetrics(missing) => match missing.as_slice() {
+                [one] if one.no_values => write!(
+                    f,
+                    "the current run has no values of `{}`, which the baseline has",
+                    one.metric
+                ),
+                [one] => write!(
+                    f,
+                    "the current run lacks `{}`, which the baseline has",
+                    one.metric
+                ),
+                many => {
+                    let named: Vec<String> = many
+                        .iter()
+                        .take(NAMED_MISSING)
+                        .map(ToString::to_string)
+                        .collect();
+                    write!(
+                        f,
+                        "the current run lacks {} metrics the baseline has: {}",
+                        many.len(),
+                        named.join(", ")
+                    )?;
+                    if many.len() > NAMED_MISSING {
+                        write!(f, " and {} more", many.len() - NAMED_MISSING)?;
+                    }
+                    Ok(())
+                }
+            },
+        }
+    }
+}
+
+/// Why `current` compared with `baseline` cannot pass, most telling first: a run that
+/// could not be carried out, one without requests, then the baseline's metrics the
+/// current run lacks. Metrics of a scenario absent from the current run are left out: the
+/// comparison notes that scenario instead.
+fn unfit(baseline: &Summary, current: &Summary) -> Vec<Unfit> {
+    let mut out = Vec::new();
+    for (run, s) in [(Side::Current, current), (Side::Baseline, baseline)] {
+        if s.run.outcome == Outcome::Error {
+            out.push(Unfit::Errored {
+                run,
+                exit_code: s.run.exit_code,
+                reason: s.run.stop_reason.clone(),
+            });
+        }
+        if s.metrics.get("http_reqs").is_none_or(|m| m.count == 0) {
+            out.push(Unfit::NoRequests { run });
+        }
+    }
+    let gone: Vec<&str> = baseline
+        .scenarios
+        .iter()
+        .filter(|b| !current.scenarios.iter().any(|c| c.name == b.name))
+        .map(|b| b.name.as_str())
+        .collect();
+    let of_gone_scenario = |key: &str| {
+        gone.iter().any(|s| {
+            key.contains(&format!("scenario:{s}}}")) || key.contains(&format!("scenario:{s},"))
+        })
+    };
+    let missing: Vec<MissingMetric> = baseline
+        .metrics
+        .iter()
+        .filter(|(key, _)| !of_gone_scenario(key))
+        .filter_map(|(key, b)| match current.metrics.get(key) {
+            None => Some(MissingMetric {
+                metric: key.clone(),
+                no_values: false,
+            }),
+            Some(c) if b.trend.is_some() && c.trend.is_none() => Some(MissingMetric {
+                metric: key.clone(),
+                no_values: true,
+            }),
+            Some(_) => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        out.push(Unfit::MissingMetrics(missing));
+    }
+    out
+}
+
 /// Identifies a compared run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRef {
@@ -429,6 +602,9 @@ pub struct Comparison {
     pub rows: Vec<Row>,
     /// Remarks: scenarios present in only one run, limits that matched nothing.
     pub notes: Vec<String>,
+    /// Why the comparison cannot pass whatever the rows say, most telling first (empty
+    /// when it can).
+    pub unfit: Vec<Unfit>,
 }
 
 /// Compares `current` against `baseline` under `limits`.
@@ -474,6 +650,7 @@ pub fn compare(baseline: &Summary, current: &Summary, limits: &Limits) -> Compar
         current: RunRef::of(current),
         rows,
         notes,
+        unfit: unfit(baseline, current),
     }
 }
 
@@ -501,9 +678,22 @@ fn value(s: &Summary, key: Key, scenario: Option<&str>) -> Option<f64> {
 }
 
 impl Comparison {
-    /// Whether any row regressed beyond its limit (`loadgen compare` exits 1).
+    /// Whether the current run is no worse than the baseline: both runs measured
+    /// something, the current one has every metric the baseline has, and no row regressed
+    /// beyond its limit (`loadgen compare` exits 1 otherwise).
+    pub fn passes(&self) -> bool {
+        self.unfit.is_empty() && !self.has_regression()
+    }
+
+    /// Whether any row regressed beyond its limit.
     pub fn has_regression(&self) -> bool {
         self.rows.iter().any(|r| r.status == Status::Regressed)
+    }
+
+    /// One sentence per reason the comparison cannot pass besides regressions
+    /// ([`Comparison::unfit`]).
+    pub fn unfit_sentences(&self) -> Vec<String> {
+        self.unfit.iter().map(ToString::to_string).collect()
     }
 
     /// The regressed rows.
@@ -532,7 +722,9 @@ impl Comparison {
 
     fn verdict(&self) -> String {
         let n = self.regressions().count();
-        if n == 0 {
+        if let Some(first) = self.unfit.first() {
+            first.to_string()
+        } else if n == 0 {
             "no regression beyond the limits".to_owned()
         } else {
             format!("{n} regression(s) beyond the limits")
@@ -572,7 +764,9 @@ impl Comparison {
     /// Plain-text rendering for the terminal.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let mark = if self.has_regression() {
+        let mark = if !self.unfit.is_empty() {
+            "✗ NOT COMPARABLE"
+        } else if self.has_regression() {
             "✗ REGRESSION"
         } else {
             "✓ OK"
@@ -588,7 +782,11 @@ impl Comparison {
             escape::terminal(&self.current.started_at),
             escape::terminal(&self.current.loadgen_version),
         );
-        for s in self.regression_sentences() {
+        for s in self
+            .unfit_sentences()
+            .into_iter()
+            .chain(self.regression_sentences())
+        {
             let _ = writeln!(out, "  ✗ {}", escape::terminal(&s));
         }
         let header = ["metric", "baseline", "current", "delta", "limit", "status"];
@@ -634,7 +832,9 @@ impl Comparison {
     /// Markdown rendering, for a pull-request comment.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
-        let mark = if self.has_regression() {
+        let mark = if !self.unfit.is_empty() {
+            "❌ Not comparable"
+        } else if self.has_regression() {
             "❌ Regression"
         } else {
             "✅ No regression"
@@ -650,10 +850,14 @@ impl Comparison {
             escape::markdown(&self.current.started_at),
             escape::markdown(&self.current.loadgen_version),
         );
-        for s in self.regression_sentences() {
+        for s in self
+            .unfit_sentences()
+            .into_iter()
+            .chain(self.regression_sentences())
+        {
             let _ = writeln!(out, "- ❌ {}", escape::markdown(&s));
         }
-        if self.has_regression() {
+        if !self.passes() {
             out.push('\n');
         }
         for (scope, rows) in self.scopes() {
@@ -690,7 +894,9 @@ impl Comparison {
     pub fn to_html(&self) -> String {
         let esc = escape::xml;
         let mut out = String::new();
-        let (class, mark) = if self.has_regression() {
+        let (class, mark) = if !self.unfit.is_empty() {
+            ("failed", "✗ Not comparable")
+        } else if self.has_regression() {
             ("failed", "✗ Regression")
         } else {
             ("passed", "✓ No regression")
@@ -714,9 +920,13 @@ impl Comparison {
             esc(&self.current.name),
             esc(&self.current.started_at),
         );
-        if self.has_regression() {
+        if !self.passes() {
             out.push_str("<ul class=\"regressions\">\n");
-            for s in self.regression_sentences() {
+            for s in self
+                .unfit_sentences()
+                .into_iter()
+                .chain(self.regression_sentences())
+            {
                 let _ = writeln!(out, "<li>{}</li>", esc(&s));
             }
             out.push_str("</ul>\n");

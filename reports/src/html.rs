@@ -258,8 +258,13 @@ fn latency(out: &mut String, summary: &Summary) {
     for (label, scenario, executor, target) in rows {
         let requests = units::metric(summary, "http_reqs", scenario)
             .map_or("—".to_owned(), |m| m.count.to_string());
-        let errors = units::metric(summary, "http_req_failed", scenario)
-            .map_or("—".to_owned(), |m| percent(m.rate));
+        let errors =
+            units::metric(summary, "http_req_failed", scenario).map_or("—".to_owned(), |m| {
+                match units::error_breakdown(&m.errors) {
+                    Some(causes) => format!("{} ({})", percent(m.rate), esc(&causes)),
+                    None => percent(m.rate),
+                }
+            });
         let cells: String = match units::duration_trend(summary, scenario) {
             Some(t) => [t.avg, t.med, t.p90, t.p95, t.p99, t.max]
                 .map(|v| format!("<td class=\"num\">{}</td>", ms(v)))

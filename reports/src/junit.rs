@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::escape::xml;
-use crate::model::{SignalSummary, Summary, ThresholdResult, Verdict};
+use crate::model::{Outcome, SignalSummary, Summary, ThresholdResult, Verdict};
 use crate::units::{self, Measure};
 
 /// Renders the run as JUnit XML.
@@ -13,8 +13,10 @@ use crate::units::{self, Measure};
 /// unknown verdict is a `<failure>` whose message names the expression and the observed
 /// value, or why it is unknown — unknown fails closed) and `telemetry` (one per signal;
 /// it fails when the round trip could not be judged, `unknown > 0`, or when nothing
-/// sampled arrived; tolerable loss is judged by the `telemetry_*` thresholds). Every
-/// string from the summary is escaped.
+/// sampled arrived; tolerable loss is judged by the `telemetry_*` thresholds). A run that
+/// could not be carried out (outcome `error`) adds a `run` suite whose one case is an
+/// `<error>` with the cause, so a CI reporter never shows it green, thresholds or not.
+/// Every string from the summary is escaped.
 pub fn render(summary: &Summary) -> String {
     let mut cases_thresholds = String::new();
     let mut failures_thresholds = 0;
@@ -37,13 +39,18 @@ pub fn render(summary: &Summary) -> String {
 
     let name = xml(&format!("ricochet {}", summary.run.name));
     let time = format!("{:.3}", summary.run.duration_secs);
-    let tests = summary.thresholds.len() + signals.len();
+    let errored = summary.run.outcome == Outcome::Error;
+    let tests = summary.thresholds.len() + signals.len() + usize::from(errored);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"{name}\" tests=\"{tests}\" failures=\"{}\" errors=\"0\" time=\"{time}\">",
-        failures_thresholds + failures_telemetry
+        "<testsuites name=\"{name}\" tests=\"{tests}\" failures=\"{}\" errors=\"{}\" time=\"{time}\">",
+        failures_thresholds + failures_telemetry,
+        usize::from(errored)
     );
+    if errored {
+        run_error(&mut out, summary, &time);
+    }
     let _ = writeln!(
         out,
         "  <testsuite name=\"thresholds\" tests=\"{}\" failures=\"{failures_thresholds}\" errors=\"0\" skipped=\"0\" time=\"{time}\" timestamp=\"{}\">",
@@ -65,6 +72,36 @@ pub fn render(summary: &Summary) -> String {
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// The `run` suite of a run that could not be carried out: one case, an `<error>` with
+/// the cause (the run's stop reason).
+fn run_error(out: &mut String, summary: &Summary, time: &str) {
+    let message = format!(
+        "the run could not be carried out (exit code {}): {}",
+        summary.run.exit_code,
+        summary
+            .run
+            .stop_reason
+            .as_deref()
+            .unwrap_or("no cause recorded")
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"run\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{time}\" timestamp=\"{}\">",
+        xml(&summary.run.started_at),
+    );
+    let _ = writeln!(
+        out,
+        "    <testcase classname=\"run\" name=\"{}\" time=\"{time}\">",
+        xml(&format!("run {}", summary.run.name))
+    );
+    let _ = writeln!(
+        out,
+        "      <error type=\"run\" message=\"{0}\">{0}</error>",
+        xml(&message)
+    );
+    out.push_str("    </testcase>\n  </testsuite>\n");
 }
 
 fn properties(out: &mut String, summary: &Summary) {

@@ -19,7 +19,9 @@
 //! loadgen report SUMMARY.json --format html|md|junit|text|json [--output FILE]
 //!                                            # load_summary() + render(); exit 2 on unreadable summary
 //! loadgen compare BASELINE.json CURRENT.json [--max-regression p99=10%,error_rate=0.1pp] [--format text|md|html]
-//!                                            # exit 1 when Comparison::has_regression(), 2 on unreadable summary or bad limits
+//!                                            # exit 1 unless Comparison::passes() (a regression, a run that
+//!                                            # measured nothing, a metric the current run lacks),
+//!                                            # 2 on unreadable summary or bad limits
 //! ```
 //!
 //! ```
@@ -33,7 +35,7 @@
 //!
 //! let limits = Limits::parse("p99=10%,error_rate=0.1pp")?;
 //! let comparison = compare(&run, &run, &limits);
-//! assert!(!comparison.has_regression());
+//! assert!(comparison.passes());
 //! # Ok::<(), ricochet_reports::Error>(())
 //! ```
 

@@ -108,8 +108,13 @@ fn latency(out: &mut String, summary: &Summary) {
     for (label, scenario, executor, target) in rows {
         let requests = units::metric(summary, "http_reqs", scenario)
             .map_or("—".to_owned(), |m| m.count.to_string());
-        let errors = units::metric(summary, "http_req_failed", scenario)
-            .map_or("—".to_owned(), |m| percent(m.rate));
+        let errors =
+            units::metric(summary, "http_req_failed", scenario).map_or("—".to_owned(), |m| {
+                match units::error_breakdown(&m.errors) {
+                    Some(causes) => format!("{} ({})", percent(m.rate), md(&causes)),
+                    None => percent(m.rate),
+                }
+            });
         let cells = match units::duration_trend(summary, scenario) {
             Some(t) => [t.avg, t.med, t.p90, t.p95, t.p99, t.max]
                 .map(ms)

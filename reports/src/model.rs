@@ -243,6 +243,12 @@ pub struct MetricSummary {
     /// Trend statistics, ms; absent for counters and rates, or when there were no values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trend: Option<TrendStats>,
+    /// `http_req_failed` only: the failed requests that got no answer, by cause (k6's
+    /// `error_code`, by name): `timeout`, `refused`, `reset`, `dns`, `connect`,
+    /// `protocol`, `tls`. Causes with no request are left out; the other failures
+    /// (`passes` minus these) got an answer with status 400 or more.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// Distribution statistics of a trend metric, ms.

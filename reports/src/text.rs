@@ -72,8 +72,14 @@ pub(crate) fn verdict_sentence(summary: &Summary) -> String {
         ),
         Outcome::Error => "the run could not be carried out".to_owned(),
     };
-    if let Some(reason) = &summary.run.stop_reason {
-        let _ = write!(s, "; stopped early: {reason}");
+    match (&summary.run.stop_reason, summary.run.outcome) {
+        (Some(reason), Outcome::Error) => {
+            let _ = write!(s, ": {reason}");
+        }
+        (Some(reason), _) => {
+            let _ = write!(s, "; stopped early: {reason}");
+        }
+        (None, _) => {}
     }
     s
 }
@@ -174,12 +180,18 @@ pub(crate) fn metric_value(m: &MetricSummary) -> String {
             ),
             None => format!("no values ({} samples)", m.count),
         },
-        MetricKind::Rate => format!(
-            "{}  {} out of {}",
-            percent(m.rate),
-            m.passes.unwrap_or(0),
-            m.count
-        ),
+        MetricKind::Rate => {
+            let mut s = format!(
+                "{}  {} out of {}",
+                percent(m.rate),
+                m.passes.unwrap_or(0),
+                m.count
+            );
+            if let Some(causes) = units::error_breakdown(&m.errors) {
+                let _ = write!(s, " (no answer: {causes})");
+            }
+            s
+        }
         MetricKind::Counter => format!("{}  {}", m.count, per_sec(m.rate)),
     }
 }

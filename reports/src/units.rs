@@ -1,6 +1,8 @@
 //! Human formatting of the summary's numbers (ms, fractions, rates), shared by renderers.
 
-use crate::model::{Summary, ThresholdResult, TrendStats};
+use std::collections::BTreeMap;
+
+use crate::model::{Outcome, Summary, ThresholdResult, TrendStats};
 
 /// A latency in ms, k6 style: `350µs`, `12.34ms`, `1.21s`.
 pub(crate) fn ms(v: f64) -> String {
@@ -188,7 +190,12 @@ pub(crate) fn metadata_rows(
         ));
     }
     if let Some(reason) = &run.stop_reason {
-        rows.push(("Stopped early", text(reason)));
+        let label = if run.outcome == Outcome::Error {
+            "Could not be carried out"
+        } else {
+            "Stopped early"
+        };
+        rows.push((label, text(reason)));
     }
     rows.push(("Started", text(&run.started_at)));
     rows.push(("Ended", text(&run.ended_at)));
@@ -196,6 +203,27 @@ pub(crate) fn metadata_rows(
     rows.push(("loadgen", text(&run.loadgen_version)));
     rows.push(("Schema version", summary.schema_version.to_string()));
     rows
+}
+
+/// The causes of requests without an answer, most frequent first (ties by name):
+/// `12 timeout, 3 reset`; `None` when there are none.
+pub(crate) fn error_breakdown(errors: &BTreeMap<String, u64>) -> Option<String> {
+    let mut causes: Vec<(&String, u64)> = errors
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| (c, *n))
+        .collect();
+    if causes.is_empty() {
+        return None;
+    }
+    causes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Some(
+        causes
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 /// The "note" cell of a threshold row (phase, window, reason, abortOnFail), with
@@ -244,6 +272,21 @@ mod tests {
         assert_eq!(secs(12.0), "12s");
         assert_eq!(secs(125.0), "2m05s");
         assert_eq!(secs(3725.0), "1h02m05s");
+    }
+
+    #[test]
+    fn error_causes_read_most_frequent_first() {
+        let errors = BTreeMap::from([
+            ("reset".to_owned(), 3),
+            ("timeout".to_owned(), 12),
+            ("refused".to_owned(), 3),
+            ("dns".to_owned(), 0),
+        ]);
+        assert_eq!(
+            error_breakdown(&errors).as_deref(),
+            Some("12 timeout, 3 refused, 3 reset")
+        );
+        assert_eq!(error_breakdown(&BTreeMap::new()), None);
     }
 
     #[test]

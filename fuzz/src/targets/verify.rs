@@ -385,7 +385,7 @@ fn run_exposition(input: &[u8]) -> u64 {
         format!(
             "{}|{}|{}|{}",
             exemplars.len().min(4),
-            exemplars.iter().any(|e| e.le.is_some()),
+            exemplars.iter().any(|e| e.series.slot.is_some()),
             total.is_finite(),
             lines.min(4)
         )

@@ -54,7 +54,9 @@ pub enum Command {
     /// the summary cannot be read (another schema version, malformed JSON).
     Report(ReportArgs),
     /// Compare two runs' summary.json side by side; exit 1 when a regression exceeds
-    /// `--max-regression`, 2 when a summary or the limits cannot be read.
+    /// `--max-regression`, a run could not be carried out or has no requests, or the
+    /// current run lacks a metric the baseline has; 2 when a summary or the limits cannot
+    /// be read.
     Compare(CompareArgs),
 }
 

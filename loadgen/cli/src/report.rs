@@ -73,7 +73,9 @@ pub(crate) fn report(args: &ReportArgs) -> CommandResult {
 }
 
 /// `loadgen compare`: 0 without regression, 1 when a limit is exceeded (each named on
-/// stderr), 2 when a summary or the limits cannot be read.
+/// stderr) or the comparison cannot pass at all (a run that could not be carried out or
+/// has no requests, a metric the current run lacks: one sentence), 2 when a summary or the
+/// limits cannot be read.
 pub(crate) fn compare(args: &CompareArgs) -> CommandResult {
     let limits =
         Limits::parse(&args.max_regression).map_err(|e| Failure::new(Exit::InvalidInput, e))?;
@@ -86,6 +88,9 @@ pub(crate) fn compare(args: &CompareArgs) -> CommandResult {
         CompareFormat::Html => comparison.to_html(),
     };
     emit(&rendered, args.output.as_deref())?;
+    if let Some(unfit) = comparison.unfit.first() {
+        return Err(Failure::new(Exit::ThresholdFailed, unfit));
+    }
     if comparison.has_regression() {
         for sentence in comparison.regression_sentences() {
             eprintln!("regression: {sentence}");

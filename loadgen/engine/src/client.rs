@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::h1::{self, describe_io};
 use crate::plan::{RequestPlan, TargetUrl};
 
-use echo_server::contract::TRACEPARENT;
+use echo_server::contract::{PROBE_HEADER, REPLICA_HEADER, TRACEPARENT};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -128,6 +128,11 @@ impl Target {
             max_connections: usize::try_from(target.max_connections.get()).unwrap_or(1),
             timeout: target.timeout,
         })
+    }
+
+    /// How long a request may take before it counts as timed out.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A loopback target at `addr` (the embedded echo-server).
@@ -270,7 +275,7 @@ enum Wire {
 }
 
 /// A completed exchange.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Exchange {
     /// HTTP status.
     pub status: u16,
@@ -286,17 +291,160 @@ pub struct Exchange {
     pub bytes_received: u64,
     /// The trace id and request id the request carried.
     pub ids: TraceIds,
+    /// The replica that answered, as its `x-ricochet-replica` header named it.
+    pub replica: Option<Arc<str>>,
+}
+
+/// Why a request got no answer: k6's `error_code`, by name. A response of any status (5xx
+/// too) is an answer and has no cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorCause {
+    /// No complete answer within the target's request timeout.
+    Timeout,
+    /// The target refused the connection (nothing listens on the port).
+    Refused,
+    /// The connection was reset, or closed (broken pipe, end of stream) before the answer
+    /// was complete.
+    Reset,
+    /// The target's host name could not be resolved. Reserved: the host is resolved once
+    /// before the run, which ends it before any request when that fails.
+    Dns,
+    /// Any other failure to connect: host or network unreachable, no local address, a
+    /// connection attempt that timed out.
+    Connect,
+    /// The answer was not valid HTTP: a malformed head or body framing, an HTTP/2 protocol
+    /// error.
+    Protocol,
+    /// The TLS handshake failed. Reserved for `https://` targets, not spoken yet.
+    Tls,
+}
+
+impl ErrorCause {
+    /// Every cause, in the order of [`ErrorCause::index`].
+    pub const ALL: [ErrorCause; 7] = [
+        ErrorCause::Timeout,
+        ErrorCause::Refused,
+        ErrorCause::Reset,
+        ErrorCause::Dns,
+        ErrorCause::Connect,
+        ErrorCause::Protocol,
+        ErrorCause::Tls,
+    ];
+
+    /// The name `summary.json` uses, e.g. `timeout`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCause::Timeout => "timeout",
+            ErrorCause::Refused => "refused",
+            ErrorCause::Reset => "reset",
+            ErrorCause::Dns => "dns",
+            ErrorCause::Connect => "connect",
+            ErrorCause::Protocol => "protocol",
+            ErrorCause::Tls => "tls",
+        }
+    }
+
+    /// Position in [`ErrorCause::ALL`], for arrays of counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The cause of an I/O error while opening a connection.
+    pub fn of_connect(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => ErrorCause::Refused,
+            K::ConnectionReset | K::ConnectionAborted => ErrorCause::Reset,
+            _ => ErrorCause::Connect,
+        }
+    }
+
+    /// The cause of an I/O error on an open connection; any failure not named here broke
+    /// the connection, so it counts as `reset`.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => ErrorCause::Refused,
+            K::TimedOut => ErrorCause::Timeout,
+            K::InvalidData => ErrorCause::Protocol,
+            K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown | K::AddrNotAvailable => {
+                ErrorCause::Connect
+            }
+            _ => ErrorCause::Reset,
+        }
+    }
+
+    /// The cause of a hyper (HTTP/2) error: its I/O error when it has one, else what hyper
+    /// says; an HTTP/2 error without either (a stream or connection error) is `protocol`.
+    pub fn of_hyper(e: &hyper::Error) -> Self {
+        if e.is_timeout() {
+            return ErrorCause::Timeout;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return Self::of_io(io);
+            }
+            source = s.source();
+        }
+        if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+            ErrorCause::Reset
+        } else {
+            ErrorCause::Protocol
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why an exchange produced no complete response.
 #[derive(Clone, Debug)]
 pub enum FailureKind {
     /// No connection could be opened.
-    Connect(String),
+    Connect {
+        /// Why, as counted.
+        cause: ErrorCause,
+        /// What happened, e.g. `connection refused`.
+        detail: String,
+    },
     /// The per-request timeout elapsed.
     Timeout,
-    /// The connection broke mid-exchange.
-    Transport(String),
+    /// The connection broke, or the answer was not valid HTTP.
+    Transport {
+        /// Why, as counted.
+        cause: ErrorCause,
+        /// What happened, e.g. `connection reset by peer`.
+        detail: String,
+    },
+}
+
+impl FailureKind {
+    /// The cause the failure is counted under.
+    pub fn cause(&self) -> ErrorCause {
+        match self {
+            FailureKind::Connect { cause, .. } | FailureKind::Transport { cause, .. } => *cause,
+            FailureKind::Timeout => ErrorCause::Timeout,
+        }
+    }
+
+    /// What happened, in a few words (empty for a timeout: the cause says it).
+    pub fn detail(&self) -> &str {
+        match self {
+            FailureKind::Connect { detail, .. } | FailureKind::Transport { detail, .. } => detail,
+            FailureKind::Timeout => "",
+        }
+    }
+
+    fn transport(cause: ErrorCause, detail: impl Into<String>) -> Self {
+        FailureKind::Transport {
+            cause,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A failed exchange.
@@ -318,11 +466,13 @@ const MAX_ATTEMPTS: u32 = 3;
 /// A pooled connection idle this long is probed for a close before it is used.
 const PROBE_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// When the request was handed to a connection, settable from inside a `Send` future.
+/// When the request was handed to a connection, settable from inside a `Send` future, and
+/// whether a connection is being opened for it (a timeout then is a connect timeout).
 #[derive(Debug)]
 struct SentAt {
     base: Instant,
     offset_ns: AtomicU64,
+    connecting: AtomicBool,
 }
 
 impl SentAt {
@@ -330,7 +480,12 @@ impl SentAt {
         Self {
             base: Instant::now(),
             offset_ns: AtomicU64::new(0),
+            connecting: AtomicBool::new(false),
         }
+    }
+
+    fn connecting(&self, yes: bool) {
+        self.connecting.store(yes, Ordering::Relaxed);
     }
 
     fn set(&self, at: Instant) {
@@ -388,23 +543,39 @@ impl Client {
 
     /// Sends `req` and reads the whole response, within the target's timeout.
     pub async fn send(&self, req: &Prepared) -> Result<Exchange, Failure> {
+        self.send_ids(req, TraceIds::fresh()).await
+    }
+
+    /// Like [`Client::send`], with the ids (and probe slot) the request carries.
+    pub async fn send_ids(&self, req: &Prepared, ids: TraceIds) -> Result<Exchange, Failure> {
         let sent = SentAt::new();
-        let ids = TraceIds::fresh();
         self.within_timeout(req, &sent, self.exchange(req, &sent, ids))
             .await
     }
 
-    /// Runs `exchange` within the target's timeout; past it, a timeout failure.
+    /// Runs `exchange` within the target's timeout; past it, a timeout failure (a `connect`
+    /// one while a connection was being opened).
     async fn within_timeout(
         &self,
         req: &Prepared,
         sent: &SentAt,
         exchange: impl Future<Output = Result<Exchange, Failure>>,
     ) -> Result<Exchange, Failure> {
-        match tokio::time::timeout(self.inner.target.timeout, exchange).await {
+        let timeout = self.inner.target.timeout;
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
             Err(_) => Err(Failure {
-                kind: FailureKind::Timeout,
+                kind: if sent.connecting.load(Ordering::Relaxed) {
+                    FailureKind::Connect {
+                        cause: ErrorCause::Connect,
+                        detail: format!(
+                            "connection timed out after {}",
+                            humantime::format_duration(timeout)
+                        ),
+                    }
+                } else {
+                    FailureKind::Timeout
+                },
                 sent: sent.get(),
                 end: Instant::now(),
                 bytes_sent: req.approx_sent,
@@ -431,6 +602,9 @@ impl Client {
         if let Some(v) = headers.get_mut(REQUEST_ID) {
             *v = request_id;
         }
+        if let Some(slot) = ids.probe {
+            headers.insert(PROBE_HEADER, HeaderValue::from(slot));
+        }
         *r.headers_mut() = headers;
         *r.version_mut() = http::Version::HTTP_2;
         r
@@ -456,13 +630,21 @@ impl Client {
                 headers,
                 body,
             } => {
-                let mut sender = self.h2_sender().await.map_err(|k| fail(k, sent.get()))?;
+                sent.connecting(true);
+                let sender = self.h2_sender().await;
+                sent.connecting(false);
+                let mut sender = sender.map_err(|k| fail(k, sent.get()))?;
                 let t = Instant::now();
                 sent.set(t);
                 let resp = sender
                     .send_request(Self::build_h2(method, uri, headers, body, ids))
                     .await
-                    .map_err(|e| fail(FailureKind::Transport(e.to_string()), t))?;
+                    .map_err(|e| {
+                        fail(
+                            FailureKind::transport(ErrorCause::of_hyper(&e), e.to_string()),
+                            t,
+                        )
+                    })?;
                 return read_response(resp, req, t, ids)
                     .await
                     .map_err(|k| fail(k, t));
@@ -470,7 +652,7 @@ impl Client {
         };
         let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
             return Err(fail(
-                FailureKind::Transport("client closed".into()),
+                FailureKind::transport(ErrorCause::Reset, "client closed"),
                 sent.get(),
             ));
         };
@@ -491,9 +673,9 @@ impl Client {
         &self,
         conn: &mut OwnedConn,
         req: &Prepared,
+        ids: TraceIds,
     ) -> Result<Exchange, Failure> {
         let sent = SentAt::new();
-        let ids = TraceIds::fresh();
         self.within_timeout(req, &sent, self.exchange_owned(conn, req, &sent, ids))
             .await
     }
@@ -514,7 +696,7 @@ impl Client {
                 Ok(p) => conn.permit = Some(p),
                 Err(_) => {
                     return Err(Failure {
-                        kind: FailureKind::Transport("client closed".into()),
+                        kind: FailureKind::transport(ErrorCause::Reset, "client closed"),
                         sent: sent.get(),
                         end: Instant::now(),
                         bytes_sent: req.approx_sent,
@@ -558,14 +740,19 @@ impl Client {
             };
             let (mut conn, reused) = match kept {
                 Some(c) => (c, true),
-                None => (
-                    self.connect_h1().await.map_err(|k| fail(k, sent.get()))?,
-                    false,
-                ),
+                None => {
+                    sent.connecting(true);
+                    let conn = self.connect_h1().await;
+                    sent.connecting(false);
+                    (conn.map_err(|k| fail(k, sent.get()))?, false)
+                }
             };
             let t = Instant::now();
             sent.set(t);
-            match conn.exchange(template, &traceparent, &request_id).await {
+            match conn
+                .exchange(template, &traceparent, &request_id, ids.probe)
+                .await
+            {
                 Ok(r) => {
                     if r.reusable {
                         slot.keep(self, conn);
@@ -582,12 +769,15 @@ impl Client {
                         bytes_sent: req.approx_sent,
                         bytes_received: r.received,
                         ids,
+                        replica: r.replica,
                     });
                 }
                 // A kept-alive connection the server closed meanwhile: retry on another
                 // (never past MAX_ATTEMPTS: that attempt's connection is fresh).
-                Err(h1::Error::Stale(_)) if reused => {}
-                Err(e) => return Err(fail(FailureKind::Transport(e.to_string()), t)),
+                Err(h1::Error::Stale { .. }) if reused => {}
+                Err(h1::Error::Stale { cause, detail } | h1::Error::Broken { cause, detail }) => {
+                    return Err(fail(FailureKind::Transport { cause, detail }, t));
+                }
             }
         }
     }
@@ -620,7 +810,10 @@ impl Client {
     async fn tcp(&self) -> Result<TcpStream, FailureKind> {
         let stream = TcpStream::connect(self.inner.target.addr)
             .await
-            .map_err(|e| FailureKind::Connect(describe_io(&e)))?;
+            .map_err(|e| FailureKind::Connect {
+                cause: ErrorCause::of_connect(&e),
+                detail: describe_io(&e),
+            })?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
@@ -638,7 +831,10 @@ impl Client {
         let io = TokioIo::new(self.tcp().await?);
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
-            .map_err(|e| FailureKind::Connect(e.to_string()))?;
+            .map_err(|e| FailureKind::Connect {
+                cause: ErrorCause::of_hyper(&e),
+                detail: e.to_string(),
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -661,7 +857,8 @@ async fn read_response(
     }
     let mut first_byte = (!req.stream).then_some(head);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| FailureKind::Transport(e.to_string()))?;
+        let frame =
+            frame.map_err(|e| FailureKind::transport(ErrorCause::of_hyper(&e), e.to_string()))?;
         if let Some(data) = frame.data_ref() {
             received += data.len() as u64;
             if first_byte.is_none() && !data.is_empty() {
@@ -670,6 +867,11 @@ async fn read_response(
         }
     }
     let end = Instant::now();
+    let replica = parts
+        .headers
+        .get(REPLICA_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(Arc::from);
     Ok(Exchange {
         status: parts.status.as_u16(),
         sent,
@@ -678,6 +880,7 @@ async fn read_response(
         bytes_sent: req.approx_sent,
         bytes_received: received,
         ids,
+        replica,
     })
 }
 
@@ -731,6 +934,8 @@ pub struct TraceIds {
     pub request_id: (u64, u64),
     /// The parent span id in `traceparent`: the echo-server's server span is its child.
     pub span_id: u64,
+    /// The metric probe slot it carries in `x-ricochet-probe`, if it is a probe.
+    pub probe: Option<u16>,
 }
 
 impl TraceIds {
@@ -740,6 +945,7 @@ impl TraceIds {
             trace_id: (nonzero_random(), random_u64()),
             request_id: (random_u64(), nonzero_random()),
             span_id: nonzero_random(),
+            probe: None,
         }
     }
 
@@ -966,12 +1172,12 @@ mod tests {
         c.target().prepare(&plan(method, stream)).expect("prepare")
     }
 
-    fn transport(r: Result<Exchange, Failure>) -> String {
+    fn transport_cause(r: Result<Exchange, Failure>) -> (ErrorCause, String) {
         match r {
             Err(Failure {
-                kind: FailureKind::Transport(m),
+                kind: FailureKind::Transport { cause, detail },
                 ..
-            }) => m,
+            }) => (cause, detail),
             other => panic!("expected a transport failure, got {other:?}"),
         }
     }
@@ -1000,7 +1206,7 @@ mod tests {
             let ex = if n < 2 {
                 c.send(&req).await
             } else {
-                c.send_owned(&mut owned, &req).await
+                c.send_owned(&mut owned, &req, TraceIds::fresh()).await
             };
             let ex = ex.expect("exchange");
             if n % 2 == 0 {
@@ -1057,6 +1263,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_probe_carries_its_slot_and_the_answering_replica_is_kept() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let addr = server(move |_, n, head| {
+            log.lock().expect("log").push(head.to_owned());
+            let name = if n < 2 { "pod-a" } else { "pod-b" };
+            let resp = format!("HTTP/1.1 204 No Content\r\nX-Ricochet-Replica: {name}\r\n\r\n");
+            (vec![resp.into_bytes()], false)
+        })
+        .await;
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        let mut replicas = Vec::new();
+        for probe in [Some(7), None, Some(63)] {
+            let mut ids = TraceIds::fresh();
+            ids.probe = probe;
+            let ex = c.send_ids(&req, ids).await.expect("exchange");
+            replicas.push(ex.replica.as_deref().map(str::to_owned));
+        }
+        let heads = seen.lock().expect("log").clone();
+        assert_eq!(
+            heads[0].matches("\r\nx-ricochet-probe: 7\r\n").count(),
+            1,
+            "{}",
+            heads[0]
+        );
+        assert!(!heads[1].contains("x-ricochet-probe"), "{}", heads[1]);
+        assert!(
+            heads[2].ends_with("\r\nx-ricochet-probe: 63\r\n\r\n"),
+            "{}",
+            heads[2]
+        );
+        let want = ["pod-a", "pod-a", "pod-b"].map(|n| Some(n.to_owned()));
+        assert_eq!(replicas, want);
+    }
+
+    #[tokio::test]
     async fn connection_close_and_bodies_delimited_by_close_are_read_then_not_reused() {
         let addr = server(|_, n, _| {
             assert_eq!(n, 0, "a closed connection carries no second request");
@@ -1091,7 +1334,7 @@ mod tests {
         let mut owned = OwnedConn::default();
         for m in [Method::HEAD, Method::GET] {
             let ex = c
-                .send_owned(&mut owned, &prepared(&c, m, false))
+                .send_owned(&mut owned, &prepared(&c, m, false), TraceIds::fresh())
                 .await
                 .expect("exchange");
             assert!(ex.status == 200 || ex.status == 304);
@@ -1119,7 +1362,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for _ in 0..3 {
-            c.send_owned(&mut owned, &req)
+            c.send_owned(&mut owned, &req, TraceIds::fresh())
                 .await
                 .expect("owned exchange");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1226,23 +1469,35 @@ mod tests {
         .await;
         let c = client(addr);
         let req = prepared(&c, Method::GET, false);
+        let protocol = ErrorCause::Protocol;
         assert_eq!(
-            transport(c.send(&req).await),
-            "response head exceeds 64 KiB"
+            transport_cause(c.send(&req).await),
+            (protocol, "response head exceeds 64 KiB".to_owned())
         );
+        let (cause, detail) = transport_cause(c.send(&req).await);
+        assert_eq!(cause, protocol);
         assert!(
-            transport(c.send(&req).await).starts_with("malformed response head: "),
+            detail.starts_with("malformed response head: "),
             "malformed status"
         );
         assert_eq!(
-            transport(c.send(&req).await),
-            "connection closed before message completed"
+            transport_cause(c.send(&req).await),
+            (
+                ErrorCause::Reset,
+                "connection closed before message completed".to_owned()
+            )
         );
-        assert_eq!(transport(c.send(&req).await), "invalid chunk size");
+        assert_eq!(
+            transport_cause(c.send(&req).await),
+            (protocol, "invalid chunk size".to_owned())
+        );
         // A fresh connection closed before any byte is not retried.
         assert_eq!(
-            transport(c.send(&req).await),
-            "connection closed before message completed"
+            transport_cause(c.send(&req).await),
+            (
+                ErrorCause::Reset,
+                "connection closed before message completed".to_owned()
+            )
         );
     }
 
@@ -1262,7 +1517,7 @@ mod tests {
         let c = Client::new(Target::loopback(addr, 1, Duration::from_millis(100)));
         let mut owned = OwnedConn::default();
         let req = prepared(&c, Method::GET, false);
-        let r = c.send_owned(&mut owned, &req).await;
+        let r = c.send_owned(&mut owned, &req, TraceIds::fresh()).await;
         assert!(
             matches!(
                 r,
@@ -1274,5 +1529,139 @@ mod tests {
             "{r:?}"
         );
         assert!(owned.conn.is_none());
+    }
+
+    // Classification of failures by cause. See: issue "runs that measured nothing".
+
+    #[test]
+    fn io_errors_are_classified_by_kind_not_by_message() {
+        use std::io::{Error, ErrorKind as K};
+        let connect = |k| ErrorCause::of_connect(&Error::from(k));
+        assert_eq!(connect(K::ConnectionRefused), ErrorCause::Refused);
+        assert_eq!(connect(K::ConnectionReset), ErrorCause::Reset);
+        assert_eq!(connect(K::TimedOut), ErrorCause::Connect);
+        assert_eq!(connect(K::HostUnreachable), ErrorCause::Connect);
+        assert_eq!(connect(K::AddrNotAvailable), ErrorCause::Connect);
+        let open = |k| ErrorCause::of_io(&Error::from(k));
+        for k in [
+            K::ConnectionReset,
+            K::ConnectionAborted,
+            K::BrokenPipe,
+            K::UnexpectedEof,
+            K::NotConnected,
+        ] {
+            assert_eq!(open(k), ErrorCause::Reset, "{k:?}");
+        }
+        assert_eq!(open(K::TimedOut), ErrorCause::Timeout);
+        assert_eq!(open(K::InvalidData), ErrorCause::Protocol);
+        assert_eq!(open(K::NetworkUnreachable), ErrorCause::Connect);
+        assert_eq!(open(K::ConnectionRefused), ErrorCause::Refused);
+        // The message plays no part.
+        assert_eq!(
+            ErrorCause::of_io(&Error::other("connection timed out")),
+            ErrorCause::Reset
+        );
+    }
+
+    #[test]
+    fn causes_have_stable_names_and_indexes() {
+        let names: Vec<_> = ErrorCause::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "timeout", "refused", "reset", "dns", "connect", "protocol", "tls"
+            ]
+        );
+        for (i, c) in ErrorCause::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+        assert_eq!(FailureKind::Timeout.cause(), ErrorCause::Timeout);
+        assert_eq!(FailureKind::Timeout.detail(), "");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_refused_connect_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let c = client(addr);
+        let req = prepared(&c, Method::GET, false);
+        let r = c.send(&req).await;
+        match r {
+            Err(Failure {
+                kind: FailureKind::Connect { cause, detail },
+                ..
+            }) => {
+                assert_eq!(cause, ErrorCause::Refused);
+                assert_eq!(detail, "connection refused");
+            }
+            other => panic!("expected a refused connect, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_while_connecting_is_a_connect_failure_not_a_timeout() {
+        let c = Client::new(Target::loopback(
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            1,
+            Duration::from_millis(50),
+        ));
+        let req = prepared(&c, Method::GET, false);
+        let sent = SentAt::new();
+        sent.connecting(true);
+        let r = c
+            .within_timeout(&req, &sent, std::future::pending())
+            .await
+            .expect_err("times out");
+        assert_eq!(r.kind.cause(), ErrorCause::Connect);
+        assert_eq!(r.kind.detail(), "connection timed out after 50ms");
+        // Once connected, the same wait is a request timeout.
+        sent.connecting(false);
+        let r = c
+            .within_timeout(&req, &sent, std::future::pending())
+            .await
+            .expect_err("times out");
+        assert!(matches!(r.kind, FailureKind::Timeout), "{r:?}");
+    }
+
+    /// An HTTP/2 client of `addr`, whose server does what the test says.
+    fn h2_client(addr: SocketAddr) -> (Client, Prepared) {
+        let mut target = Target::loopback(addr, 1, Duration::from_secs(2));
+        target.http2 = true;
+        let c = Client::new(target);
+        let req = prepared(&c, Method::GET, false);
+        (c, req)
+    }
+
+    #[tokio::test]
+    async fn http2_errors_are_classified_from_hyper_not_from_its_messages() {
+        // A server that answers the HTTP/2 preface in HTTP/1.1: not valid HTTP/2.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut b = [0u8; 64];
+                let _ = s.read(&mut b).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let (c, req) = h2_client(addr);
+        let r = c.send(&req).await.expect_err("not HTTP/2");
+        assert_eq!(r.kind.cause(), ErrorCause::Protocol, "{r:?}");
+
+        // A server that closes every connection at once: reset.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        });
+        let (c, req) = h2_client(addr);
+        let r = c.send(&req).await.expect_err("closed");
+        assert_eq!(r.kind.cause(), ErrorCause::Reset, "{r:?}");
     }
 }

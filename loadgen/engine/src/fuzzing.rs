@@ -28,7 +28,7 @@ pub fn h1_exchange(reads: Vec<Vec<u8>>, head_request: bool) -> Result<H1Outcome,
     let mut conn = Conn::new(Scripted(reads.into()));
     let traceparent = [b'0'; 55];
     let request_id = [b'0'; 32];
-    let mut exchange = std::pin::pin!(conn.exchange(&template, &traceparent, &request_id));
+    let mut exchange = std::pin::pin!(conn.exchange(&template, &traceparent, &request_id, None));
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..1_000_000 {
         if let Poll::Ready(r) = exchange.as_mut().poll(&mut cx) {

@@ -1,13 +1,17 @@
 //! HTTP/1.1 spoken inline on an owned `TcpStream` (any byte stream in tests): the request is serialized once into a
-//! [`Template`] (only the two per-request trace headers are patched in place), written with
+//! [`Template`] (only the two per-request trace headers are patched in place, and a metric
+//! probe's header inserted), written with
 //! one `write_all`, and the response is read into a per-connection buffer and parsed with
 //! `httparse` (head) and by hand (Content-Length, chunked, read-until-close bodies). No
 //! connection task, no channel, no `HeaderMap` per response.
 
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 use std::time::Instant;
 
-use echo_server::contract::TRACEPARENT;
+use echo_server::contract::{PROBE_HEADER, REPLICA_HEADER, TRACEPARENT};
+
+use crate::client::ErrorCause;
 use http::{HeaderMap, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -75,7 +79,7 @@ impl Template {
 }
 
 /// A complete response.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Response {
     /// Status code.
     pub(crate) status: u16,
@@ -89,18 +93,68 @@ pub(crate) struct Response {
     pub(crate) received: u64,
     /// The connection may carry another request.
     pub(crate) reusable: bool,
+    /// The replica that answered, as its `x-ricochet-replica` header named it.
+    pub(crate) replica: Option<Arc<str>>,
 }
 
-/// Why an exchange failed.
+/// Why an exchange failed, with the cause it is counted under.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// The connection closed or reset before any response byte arrived: on a kept-alive
     /// connection, the server closed it meanwhile, and the request may be retried.
-    #[error("{0}")]
-    Stale(String),
+    #[error("{detail}")]
+    Stale {
+        /// Why, as counted.
+        cause: ErrorCause,
+        /// What happened.
+        detail: String,
+    },
     /// Anything else (the connection must be dropped).
-    #[error("{0}")]
-    Broken(String),
+    #[error("{detail}")]
+    Broken {
+        /// Why, as counted.
+        cause: ErrorCause,
+        /// What happened.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// A failed read or write: retryable (`Stale`) when no response byte had arrived.
+    fn io(e: &std::io::Error, got_any: bool) -> Self {
+        let (cause, detail) = (ErrorCause::of_io(e), describe_io(e));
+        if got_any {
+            Error::Broken { cause, detail }
+        } else {
+            Error::Stale { cause, detail }
+        }
+    }
+
+    /// The peer closed the connection before the response was complete.
+    fn closed_early(got_any: bool) -> Self {
+        let (cause, detail) = (ErrorCause::Reset, CLOSED_EARLY.to_owned());
+        if got_any {
+            Error::Broken { cause, detail }
+        } else {
+            Error::Stale { cause, detail }
+        }
+    }
+
+    /// The response is not valid HTTP/1.1.
+    fn protocol(detail: impl Into<String>) -> Self {
+        Error::Broken {
+            cause: ErrorCause::Protocol,
+            detail: detail.into(),
+        }
+    }
+
+    /// The cause the failure is counted under.
+    #[cfg(test)]
+    pub(crate) fn cause(&self) -> ErrorCause {
+        match self {
+            Error::Stale { cause, .. } | Error::Broken { cause, .. } => *cause,
+        }
+    }
 }
 
 /// How the response body is delimited (RFC 9112 §6.3).
@@ -122,6 +176,8 @@ pub(crate) struct Conn<S = TcpStream> {
     filled: usize,
     /// Any byte of the current response was read.
     got_any: bool,
+    /// The replica named by the last response, reused while it names the same one.
+    replica: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -152,16 +208,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             pos: 0,
             filled: 0,
             got_any: false,
+            replica: None,
         }
     }
 
-    /// Sends `req` with the given `traceparent` and `x-request-id` values and reads the whole
-    /// response.
+    /// Sends `req` with the given `traceparent` and `x-request-id` values (and the metric
+    /// probe header for a probe) and reads the whole response.
     pub(crate) async fn exchange(
         &mut self,
         req: &Template,
         traceparent: &[u8; TRACEPARENT_LEN],
         request_id: &[u8; REQUEST_ID_LEN],
+        probe: Option<u16>,
     ) -> Result<Response, Error> {
         self.wbuf.clear();
         self.wbuf.extend_from_slice(&req.bytes);
@@ -169,11 +227,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .copy_from_slice(traceparent);
         self.wbuf[req.request_id_at..req.request_id_at + REQUEST_ID_LEN]
             .copy_from_slice(request_id);
+        if let Some(slot) = probe {
+            // After the request id's line, before the blank line that ends the head.
+            let at = req.request_id_at + REQUEST_ID_LEN + 2;
+            let line = format!("{PROBE_HEADER}: {slot}\r\n");
+            self.wbuf.splice(at..at, line.bytes());
+        }
         self.got_any = false;
         if let Err(e) = self.stream.write_all(&self.wbuf).await {
-            return Err(Error::Stale(describe_io(&e)));
+            return Err(Error::io(&e, false));
         }
-        let (status, framing, mut reusable, head_len, head) = self.read_head(req.head).await?;
+        let (status, framing, mut reusable, head_len, head, replica) =
+            self.read_head(req.head).await?;
         let mut body = Body {
             received: 0,
             first_data: None,
@@ -199,6 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             end,
             received: head_len as u64 + body.received,
             reusable,
+            replica,
         })
     }
 
@@ -224,8 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.got_any = true;
                 Ok(true)
             }
-            Err(e) if self.got_any => Err(Error::Broken(describe_io(&e))),
-            Err(e) => Err(Error::Stale(describe_io(&e))),
+            Err(e) => Err(Error::io(&e, self.got_any)),
         }
     }
 
@@ -233,19 +298,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn fill_or_fail(&mut self) -> Result<(), Error> {
         if self.fill().await? {
             Ok(())
-        } else if self.got_any {
-            Err(Error::Broken(CLOSED_EARLY.into()))
         } else {
-            Err(Error::Stale(CLOSED_EARLY.into()))
+            Err(Error::closed_early(self.got_any))
         }
     }
 
     /// Reads and parses the response head (skipping interim 1xx responses): status,
     /// body framing, whether the connection stays open, head length, and when it completed.
+    #[allow(clippy::type_complexity)]
     async fn read_head(
         &mut self,
         head_request: bool,
-    ) -> Result<(u16, Framing, bool, usize, Instant), Error> {
+    ) -> Result<(u16, Framing, bool, usize, Instant, Option<Arc<str>>), Error> {
         let mut head_len = 0;
         loop {
             if self.filled > self.pos {
@@ -256,17 +320,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         continue;
                     }
                     Some(h) => {
+                        let at = Instant::now();
+                        if let Some((from, len)) = h.replica {
+                            let name = &self.rbuf[self.pos + from..self.pos + from + len];
+                            if self.replica.as_deref().map(str::as_bytes) != Some(name) {
+                                self.replica = std::str::from_utf8(name).ok().map(Arc::from);
+                            }
+                        }
                         self.pos += h.len;
                         return Ok((
                             h.status,
                             h.framing,
                             h.keep_alive,
                             head_len + h.len,
-                            Instant::now(),
+                            at,
+                            h.replica.and(self.replica.clone()),
                         ));
                     }
                     None if self.filled - self.pos >= MAX_HEAD => {
-                        return Err(Error::Broken(format!(
+                        return Err(Error::protocol(format!(
                             "response head exceeds {} KiB",
                             MAX_HEAD / 1024
                         )));
@@ -305,9 +377,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         self.fill_or_fail().await?;
                     }
                     Ok(httparse::Status::Partial) => {
-                        return Err(Error::Broken("chunk size line too long".into()));
+                        return Err(Error::protocol("chunk size line too long"));
                     }
-                    Err(_) => return Err(Error::Broken("invalid chunk size".into())),
+                    Err(_) => return Err(Error::protocol("invalid chunk size")),
                 }
             };
             if size == 0 {
@@ -318,9 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.fill_or_fail().await?;
             }
             if &self.rbuf[self.pos..self.pos + 2] != b"\r\n" {
-                return Err(Error::Broken(
-                    "invalid chunk: missing CRLF after data".into(),
-                ));
+                return Err(Error::protocol("invalid chunk: missing CRLF after data"));
             }
             self.pos += 2;
         }
@@ -338,12 +408,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 seen += i + 2;
                 if seen > MAX_HEAD {
-                    return Err(Error::Broken("chunked trailers too long".into()));
+                    return Err(Error::protocol("chunked trailers too long"));
                 }
                 continue;
             }
             if seen + buffered.len() > MAX_HEAD {
-                return Err(Error::Broken("chunked trailers too long".into()));
+                return Err(Error::protocol("chunked trailers too long"));
             }
             self.fill_or_fail().await?;
         }
@@ -384,12 +454,14 @@ struct Head {
     framing: Framing,
     keep_alive: bool,
     len: usize,
+    /// Where the `x-ricochet-replica` value lies in the head: offset and length.
+    replica: Option<(usize, usize)>,
 }
 
 /// Parses a response head from `buf`; `None` while incomplete.
 fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, Error> {
     let malformed =
-        |why: &dyn std::fmt::Display| Error::Broken(format!("malformed response head: {why}"));
+        |why: &dyn std::fmt::Display| Error::protocol(format!("malformed response head: {why}"));
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -405,7 +477,13 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, Error> {
     let mut chunked = None;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut replica = None;
     for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case(REPLICA_HEADER) {
+            let from = h.value.as_ptr() as usize - buf.as_ptr() as usize;
+            replica = Some((from, h.value.len()));
+            continue;
+        }
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value)
                 .ok()
@@ -446,6 +524,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, Error> {
         framing,
         keep_alive: !close && (!http10 || keep_alive_token) && status != 101,
         len,
+        replica,
     }))
 }
 
@@ -592,7 +671,12 @@ mod tests {
         let template = Template::new(&Method::GET, "/x", &HeaderMap::new(), b"");
         let mut conn = Conn::new(Scripted(reads.into()));
         let r = rt
-            .block_on(conn.exchange(&template, &[b'0'; TRACEPARENT_LEN], &[b'0'; REQUEST_ID_LEN]))
+            .block_on(conn.exchange(
+                &template,
+                &[b'0'; TRACEPARENT_LEN],
+                &[b'0'; REQUEST_ID_LEN],
+                None,
+            ))
             .map_err(|e| e.to_string())?;
         Ok((r.status, r.received, r.reusable, r.first_data.is_some()))
     }
@@ -650,5 +734,116 @@ mod tests {
         let two = exchange(vec![wire[..5].to_vec(), wire[5..cut].to_vec()]);
         assert_eq!(one, Err(CLOSED_EARLY.to_owned()));
         assert_eq!(two, one);
+    }
+
+    /// A peer that answers with `reads`, then fails every read with `read_error`; its
+    /// writes fail with `write_error` when given.
+    struct Failing {
+        reads: std::collections::VecDeque<Vec<u8>>,
+        read_error: std::io::ErrorKind,
+        write_error: Option<std::io::ErrorKind>,
+    }
+
+    impl AsyncRead for Failing {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(match self.reads.pop_front() {
+                Some(b) => {
+                    buf.put_slice(&b);
+                    Ok(())
+                }
+                None => Err(self.read_error.into()),
+            })
+        }
+    }
+
+    impl AsyncWrite for Failing {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            b: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(match self.write_error {
+                Some(k) => Err(k.into()),
+                None => Ok(b.len()),
+            })
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The error of one exchange with `peer`.
+    fn failure<S: AsyncRead + AsyncWrite + Unpin>(peer: S) -> Error {
+        let template = Template::new(&Method::GET, "/x", &HeaderMap::new(), b"");
+        let mut conn = Conn::new(peer);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        match rt.block_on(conn.exchange(
+            &template,
+            &[b'0'; TRACEPARENT_LEN],
+            &[b'0'; REQUEST_ID_LEN],
+            None,
+        )) {
+            Ok(r) => panic!("expected a failure, got status {}", r.status),
+            Err(e) => e,
+        }
+    }
+
+    fn failing(reads: &[&[u8]], read_error: std::io::ErrorKind) -> Failing {
+        Failing {
+            reads: reads.iter().map(|r| r.to_vec()).collect(),
+            read_error,
+            write_error: None,
+        }
+    }
+
+    #[test]
+    fn each_failure_carries_its_cause_and_whether_it_may_be_retried() {
+        use std::io::ErrorKind as K;
+        let stale = |e: &Error| matches!(e, Error::Stale { .. });
+        // Reset or closed before any byte: retryable on a kept-alive connection.
+        let e = failure(failing(&[], K::ConnectionReset));
+        assert!(stale(&e) && e.cause() == ErrorCause::Reset, "{e:?}");
+        let e = failure(Scripted(Default::default()));
+        assert!(stale(&e) && e.cause() == ErrorCause::Reset, "{e:?}");
+        assert_eq!(e.to_string(), CLOSED_EARLY);
+        let e = failure(Failing {
+            write_error: Some(K::BrokenPipe),
+            ..failing(&[], K::ConnectionReset)
+        });
+        assert!(stale(&e) && e.cause() == ErrorCause::Reset, "{e:?}");
+        // After part of the answer: not retried.
+        let e = failure(failing(&[b"HTTP/1.1 200 OK\r\n"], K::ConnectionReset));
+        assert!(!stale(&e) && e.cause() == ErrorCause::Reset, "{e:?}");
+        let e = failure(failing(&[b"HTTP/1.1 200 OK\r\n"], K::TimedOut));
+        assert_eq!(e.cause(), ErrorCause::Timeout, "{e:?}");
+        // Not valid HTTP/1.1.
+        for bad in [
+            &b"HTTP/1.1 2xx Nope\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXX",
+        ] {
+            let e = failure(Scripted(vec![bad.to_vec()].into()));
+            assert!(
+                !stale(&e) && e.cause() == ErrorCause::Protocol,
+                "{e:?} for {}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

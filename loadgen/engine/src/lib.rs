@@ -35,6 +35,7 @@ pub mod plan;
 pub mod segment;
 pub mod thresholds;
 
+pub mod accounting;
 pub mod aggregate;
 pub mod chaos;
 pub mod client;

@@ -85,6 +85,12 @@ pub enum RoundTrip {
     IngestLatency(Signal),
     /// `telemetry_<signal>_query_duration`: how long the backend's queries took.
     QueryDuration(Signal),
+    /// `telemetry_<signal>_export_wait`: from the request to the workload's export of its
+    /// telemetry being acknowledged (latency probes, from the echo-server's ledger).
+    ExportWait(Signal),
+    /// `telemetry_<signal>_backend_latency`: from that acknowledgement to the telemetry
+    /// being queryable: the backend's part of the ingest latency.
+    BackendLatency(Signal),
 }
 
 impl RoundTrip {
@@ -94,7 +100,9 @@ impl RoundTrip {
             RoundTrip::Missing(s)
             | RoundTrip::Unknown(s)
             | RoundTrip::IngestLatency(s)
-            | RoundTrip::QueryDuration(s) => s,
+            | RoundTrip::QueryDuration(s)
+            | RoundTrip::ExportWait(s)
+            | RoundTrip::BackendLatency(s) => s,
             RoundTrip::TraceIncomplete => Signal::Traces,
         }
     }
@@ -103,7 +111,7 @@ impl RoundTrip {
 impl Metric {
     /// Every built-in metric, in table order (the order of the "unknown metric" error and of
     /// the summary's metrics).
-    pub const ALL: [Metric; 26] = {
+    pub const ALL: [Metric; 30] = {
         use RoundTrip as R;
         use Signal::{Logs, Metrics, Traces};
         [
@@ -133,6 +141,10 @@ impl Metric {
             Metric::Telemetry(R::QueryDuration(Traces)),
             Metric::Telemetry(R::QueryDuration(Logs)),
             Metric::Telemetry(R::QueryDuration(Metrics)),
+            Metric::Telemetry(R::ExportWait(Traces)),
+            Metric::Telemetry(R::ExportWait(Logs)),
+            Metric::Telemetry(R::BackendLatency(Traces)),
+            Metric::Telemetry(R::BackendLatency(Logs)),
         ]
     };
 
@@ -173,6 +185,13 @@ impl Metric {
                 R::QueryDuration(Traces) => "telemetry_trace_query_duration",
                 R::QueryDuration(Logs) => "telemetry_log_query_duration",
                 R::QueryDuration(Metrics) => "telemetry_metric_query_duration",
+                R::ExportWait(Traces) => "telemetry_trace_export_wait",
+                R::ExportWait(Logs) => "telemetry_log_export_wait",
+                // Exemplars are not exported by the workload's OTLP exporter.
+                R::ExportWait(Metrics) => "telemetry_metric_export_wait",
+                R::BackendLatency(Traces) => "telemetry_trace_backend_latency",
+                R::BackendLatency(Logs) => "telemetry_log_backend_latency",
+                R::BackendLatency(Metrics) => "telemetry_metric_backend_latency",
             },
         }
     }
@@ -196,9 +215,12 @@ impl Metric {
             Metric::Telemetry(
                 RoundTrip::Missing(_) | RoundTrip::TraceIncomplete | RoundTrip::Unknown(_),
             ) => MetricKind::Rate,
-            Metric::Telemetry(RoundTrip::IngestLatency(_) | RoundTrip::QueryDuration(_)) => {
-                MetricKind::Trend
-            }
+            Metric::Telemetry(
+                RoundTrip::IngestLatency(_)
+                | RoundTrip::QueryDuration(_)
+                | RoundTrip::ExportWait(_)
+                | RoundTrip::BackendLatency(_),
+            ) => MetricKind::Trend,
         }
     }
 
@@ -255,6 +277,8 @@ mod tests {
                 RoundTrip::Unknown(_) => "unknown",
                 RoundTrip::IngestLatency(_) => "ingest_latency",
                 RoundTrip::QueryDuration(_) => "query_duration",
+                RoundTrip::ExportWait(_) => "export_wait",
+                RoundTrip::BackendLatency(_) => "backend_latency",
             };
             let want = format!("telemetry_{}_{what}", r.signal().metric_label());
             assert_eq!(m.name(), want);
@@ -262,8 +286,8 @@ mod tests {
         let telemetry = Metric::ALL.iter().filter(|m| m.is_telemetry()).count();
         assert_eq!(
             telemetry,
-            3 * 4 + 1,
-            "three signals × four, and incomplete traces"
+            3 * 4 + 1 + 2 * 2,
+            "three signals × four, incomplete traces, and the two legs of traces and logs"
         );
     }
 

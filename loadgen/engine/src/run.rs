@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use ricochet_reports::model::{Outcome, RequestCount, Summary, Verdict};
+use ricochet_reports::model::{ExporterCounts, Outcome, RequestCount, Summary, Verdict};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::Exit;
+use crate::accounting::{self, Accounting, EchoLedger, RunTotals};
 use crate::aggregate::{Aggregator, ClosedWindow};
 use crate::chaos::Admin;
 use crate::client::{Client, Prepared, Target, TargetError};
@@ -22,9 +23,10 @@ use crate::plan::{Plan, TargetPlan};
 use crate::progress::{Notice, ProgressSink, Silent, Snapshot};
 use crate::schedule::{RateProfile, VuProfile};
 use crate::stats::{Recorder, Stats};
-use crate::summary::{RunFacts, build, threshold_result};
-use crate::telemetry::{ExporterReading, TelemetryJudge as _};
+use crate::summary::{Reach, RunFacts, build, threshold_result};
+use crate::telemetry::TelemetryJudge as _;
 use crate::worker::{Pacing, ScenarioCtx, panic_message, run_arrivals, run_vus};
+use ricochet_verify::fate::ExportLedger;
 use ricochet_verify::plan::SINK_CAPACITY;
 use ricochet_verify::recent::Retention;
 use ricochet_verify::sink::Sink;
@@ -357,7 +359,10 @@ async fn run(
         stop_started(embedded, sink).await;
         return Ok(unstarted(&target.url, e.to_string()));
     }
-    let prepared = match prepare_requests(plan, &target) {
+    // Every request names the run, so the echo-server accounts for it alone.
+    let run_id = accounting::run_id(&plan.name, None);
+    let tag = telemetry.map(|_| run_id.as_str());
+    let prepared = match prepare_requests(plan, &target, tag) {
         Ok(p) => p,
         Err(e) => {
             stop_started(embedded, sink).await;
@@ -379,8 +384,14 @@ async fn run(
             }
         },
     };
-    let exporter_before = match telemetry {
-        Some(_) => exporter_reading(&target.url, opts.progress.as_ref()).await,
+    let accounting = match telemetry {
+        Some(_) => match Accounting::discover(&target.url, run_id.clone()).await {
+            Ok(a) => Some(Arc::new(a)),
+            Err(reason) => {
+                opts.progress.notice(&Notice::Exporter(reason));
+                None
+            }
+        },
         None => None,
     };
     let verify_cancel = CancellationToken::new();
@@ -391,6 +402,9 @@ async fn run(
             sink.as_ref()
                 .and(embedded.as_ref())
                 .map(|e| EmbeddedMetrics { addr: e.addr() }),
+            accounting
+                .clone()
+                .map(|a| Arc::new(EchoLedger(a)) as Arc<dyn ExportLedger>),
             verify_cancel.clone(),
         ) {
             Ok(v) => Some(v),
@@ -520,10 +534,15 @@ async fn run(
         Some(v) => Some(settle(v, &stopper, &verify_cancel, progress.as_ref()).await),
         None => None,
     };
-    let exporter_after = match exporter_before {
-        Some(_) => exporter_reading(&target.url, opts.progress.as_ref()).await,
+    let exporter = match &accounting {
+        Some(a) => Some(a.totals().await),
         None => None,
     };
+    if let Some(t) = &exporter {
+        for reason in &t.unread {
+            progress.notice(&Notice::Exporter(reason.clone()));
+        }
+    }
     let requests_after = match (&verification, &requests_before) {
         (Some(v), Some(_)) => v.requests_total().await,
         _ => None,
@@ -547,7 +566,7 @@ async fn run(
         results.extend(v.class_results());
     }
     let any_failed = results.iter().any(|r| r.verdict != Verdict::Pass);
-    let (responses, connect_errors, first) = recorder.reachability();
+    let reach = Reach::of(&agg.totals);
     let stop = stopper.reason();
     let mut message = None;
     if let Some((n, first)) = recorder.panics() {
@@ -558,15 +577,14 @@ async fn run(
         };
         infra_error.get_or_insert(format!("{first}{more}"));
     }
+    // A run that measured nothing never passes (DESIGN.md): requests sent and none
+    // answered, whatever stopped the run or the thresholds say; or none sent at all.
+    let no_answer = reach.no_answer(&target.url, target.timeout(), |c| recorder.first_failure(c));
     let (outcome, exit) = if let Some(e) = infra_error {
         message = Some(e);
         (Outcome::Error, Exit::RunFailed)
-    } else if responses == 0 && connect_errors > 0 {
-        message = Some(format!(
-            "cannot reach target {}: {}",
-            target.url,
-            first.unwrap_or_default()
-        ));
+    } else if let Some(sentence) = no_answer {
+        message = Some(sentence);
         (Outcome::Error, Exit::RunFailed)
     } else {
         match &stop {
@@ -578,8 +596,14 @@ async fn run(
                 message = Some(reason.clone());
                 (Outcome::Error, Exit::RunFailed)
             }
-            _ if any_failed => (Outcome::Failed, Exit::ThresholdFailed),
-            _ => (Outcome::Passed, Exit::Passed),
+            _ => match reach.nothing_sent(elapsed.as_secs_f64()) {
+                Some(sentence) => {
+                    message = Some(sentence);
+                    (Outcome::Error, Exit::RunFailed)
+                }
+                None if any_failed => (Outcome::Failed, Exit::ThresholdFailed),
+                None => (Outcome::Passed, Exit::Passed),
+            },
         }
     };
     let facts = RunFacts {
@@ -600,8 +624,8 @@ async fn run(
     let mut summary = build(plan, &facts, &agg, results);
     if let Some(v) = &verified {
         let mut t = v.summary();
-        if let (Some(b), Some(a)) = (&exporter_before, &exporter_after) {
-            t.exporter = ExporterReading::delta(b, a);
+        if let Some(e) = &exporter {
+            t.exporter = exporter_counts(e);
         }
         t.recovery_secs = storm_window(plan).and_then(|(s, e)| v.recovery_secs(s, e));
         if let (Some((b, _)), Some((a, source))) = (&requests_before, requests_after) {
@@ -622,15 +646,18 @@ async fn run(
     Ok(report)
 }
 
-/// The echo-server's exporter counters, or `None` after telling the user why not.
-async fn exporter_reading(url: &str, progress: &dyn ProgressSink) -> Option<ExporterReading> {
-    match ExporterReading::read(url).await {
-        Ok(r) => Some(r),
-        Err(reason) => {
-            progress.notice(&Notice::Exporter(reason));
-            None
-        }
-    }
+/// The run's exporter counts, summed over the replicas read, as the summary shows them.
+fn exporter_counts(t: &RunTotals) -> Vec<ExporterCounts> {
+    let a = &t.total;
+    [("spans", &a.spans), ("logs", &a.logs)]
+        .into_iter()
+        .map(|(signal, x)| ExporterCounts {
+            signal: signal.into(),
+            accepted: x.accepted,
+            refused: x.refused,
+            dropped: x.dropped + x.chaos_dropped,
+        })
+        .collect()
 }
 
 /// Waits for the sampled requests' telemetry to settle. An interrupt (Ctrl-C, SIGTERM)
@@ -715,12 +742,24 @@ async fn stop_started(embedded: Option<Embedded>, sink: Option<Sink>) {
 }
 
 /// Every scenario's requests, prepared for `target`.
-fn prepare_requests(plan: &Plan, target: &Target) -> Result<Vec<Vec<Prepared>>, RunError> {
+fn prepare_requests(
+    plan: &Plan,
+    target: &Target,
+    run_id: Option<&str>,
+) -> Result<Vec<Vec<Prepared>>, RunError> {
+    let run = run_id.and_then(|id| http::HeaderValue::from_str(id).ok());
     let mut prepared = Vec::with_capacity(plan.scenarios.len());
     for sc in &plan.scenarios {
         let mut reqs = Vec::with_capacity(sc.requests.len());
         for r in &sc.requests {
-            reqs.push(target.prepare(r).map_err(|source| RunError::Request {
+            let mut r = r.clone();
+            if let Some(v) = &run {
+                r.headers.insert(
+                    http::HeaderName::from_static(accounting::RUN_HEADER),
+                    v.clone(),
+                );
+            }
+            reqs.push(target.prepare(&r).map_err(|source| RunError::Request {
                 scenario: sc.name.clone(),
                 request: r.name.clone(),
                 source,

@@ -7,6 +7,9 @@
 //! a per-thread shard holding one bucket per second of completion; the collector takes the
 //! buckets on every tick and merges them with `Histogram::add`. Nothing per request is
 //! kept, so memory does not grow with the run's length.
+//!
+//! A request that got no answer (status 0) is also counted by its [`ErrorCause`], in a
+//! fixed array per series ([`Stats::errors`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -15,6 +18,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 pub use ricochet_verify::hist::{Hist, SIGFIG, merge_hist, new_hist, record_duration};
+
+pub use crate::client::ErrorCause;
 
 /// Identifies one series of samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +117,39 @@ pub struct ScenarioCounters {
     pub interrupted: u64,
 }
 
+/// Requests that got no answer, one counter per [`ErrorCause`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts([u64; ErrorCause::ALL.len()]);
+
+impl ErrorCounts {
+    /// Counts one request failed for `cause`.
+    pub fn add(&mut self, cause: ErrorCause) {
+        self.0[cause.index()] += 1;
+    }
+
+    /// Requests failed for `cause`.
+    pub fn get(&self, cause: ErrorCause) -> u64 {
+        self.0[cause.index()]
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &ErrorCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    /// Requests without an answer, whatever the cause.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Every cause with its count, in [`ErrorCause::ALL`] order (zeros included).
+    pub fn iter(&self) -> impl Iterator<Item = (ErrorCause, u64)> + '_ {
+        ErrorCause::ALL.into_iter().map(|c| (c, self.get(c)))
+    }
+}
+
 /// A set of series; mergeable exactly.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -119,6 +157,8 @@ pub struct Stats {
     pub series: HashMap<SeriesKey, SeriesStats>,
     /// Per-scenario counters.
     pub scenarios: HashMap<ScenarioKey, ScenarioCounters>,
+    /// Requests without an answer by cause, per series (all of status 0).
+    pub errors: HashMap<SeriesKey, ErrorCounts>,
 }
 
 impl Stats {
@@ -133,6 +173,26 @@ impl Stats {
             e.dropped += c.dropped;
             e.interrupted += c.interrupted;
         }
+        for (k, e) in &other.errors {
+            self.errors.entry(*k).or_default().merge(e);
+        }
+    }
+
+    /// Records one request that got no answer, counted under `cause`.
+    pub fn record_failure(&mut self, s: &Measurement, cause: ErrorCause) {
+        self.record(s);
+        self.errors.entry(s.key).or_default().add(cause);
+    }
+
+    /// The causes of the series `include` selects, summed.
+    pub fn error_counts(&self, mut include: impl FnMut(&SeriesKey) -> bool) -> ErrorCounts {
+        let mut sum = ErrorCounts::default();
+        for (k, e) in &self.errors {
+            if include(k) {
+                sum.merge(e);
+            }
+        }
+        sum
     }
 
     /// Records one finished request.
@@ -266,6 +326,8 @@ pub struct Recorder {
     responses: AtomicU64,
     connect_errors: AtomicU64,
     last_connect_error: Mutex<Option<String>>,
+    failures: [AtomicU64; ErrorCause::ALL.len()],
+    first_failures: Mutex<[Option<String>; ErrorCause::ALL.len()]>,
     panics: AtomicU64,
     first_panic: Mutex<Option<String>>,
 }
@@ -280,6 +342,8 @@ impl Recorder {
             responses: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             last_connect_error: Mutex::new(None),
+            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            first_failures: Mutex::default(),
             panics: AtomicU64::new(0),
             first_panic: Mutex::new(None),
         }
@@ -304,6 +368,33 @@ impl Recorder {
     pub fn record(&self, sample: &Measurement) {
         let sec = self.second_of(sample.end);
         self.with_shard(|s| s.bucket(sec).record(sample));
+    }
+
+    /// Records a request that got no answer, counted under `cause`, into the bucket of its
+    /// completion second.
+    pub fn record_failure(&self, sample: &Measurement, cause: ErrorCause) {
+        let sec = self.second_of(sample.end);
+        self.with_shard(|s| s.bucket(sec).record_failure(sample, cause));
+    }
+
+    /// Notes a request that failed for `cause`; the first `detail` of each cause is kept
+    /// (a lock only then: later failures cost one atomic add).
+    pub fn note_failure(&self, cause: ErrorCause, detail: &str) {
+        if self.failures[cause.index()].fetch_add(1, Ordering::Relaxed) == 0 {
+            let mut first = self
+                .first_failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            first[cause.index()] = Some(detail.to_owned());
+        }
+    }
+
+    /// What the first request that failed for `cause` saw, e.g. `connection reset by peer`.
+    pub fn first_failure(&self, cause: ErrorCause) -> Option<String> {
+        self.first_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[cause.index()]
+        .clone()
     }
 
     /// Counts a dropped iteration at `at`.
@@ -484,6 +575,50 @@ mod tests {
         assert!((199_000..201_000).contains(&series.blocked.max()));
         // The open-model latency still counts the wait.
         assert!(series.duration.max() >= 210_000);
+    }
+
+    #[test]
+    fn failures_are_counted_by_cause_per_series_and_merge_exactly() {
+        let t0 = Instant::now();
+        let r = Recorder::new(t0);
+        let failed = |request| Measurement {
+            key: SeriesKey {
+                scenario: 0,
+                request,
+                status: 0,
+                phase: 0,
+            },
+            ..sample(t0, 0, 500, 0)
+        };
+        r.record_failure(&failed(0), ErrorCause::Timeout);
+        r.record_failure(&failed(0), ErrorCause::Timeout);
+        r.record_failure(&failed(1), ErrorCause::Reset);
+        r.record(&sample(t0, 0, 500, 503));
+        r.note_failure(ErrorCause::Reset, "connection reset by peer");
+        r.note_failure(ErrorCause::Reset, "a later detail is not kept");
+        assert_eq!(
+            r.first_failure(ErrorCause::Reset).as_deref(),
+            Some("connection reset by peer")
+        );
+        assert_eq!(r.first_failure(ErrorCause::Timeout), None);
+
+        let mut merged = Stats::default();
+        for (_, s) in r.drain() {
+            merged.merge(&s);
+            merged.merge(&s);
+        }
+        let all = merged.error_counts(|_| true);
+        assert_eq!(all.get(ErrorCause::Timeout), 4);
+        assert_eq!(all.get(ErrorCause::Reset), 2);
+        assert_eq!(all.total(), 6);
+        let first = merged.error_counts(|k| k.request == 0);
+        assert_eq!(
+            first.iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(),
+            vec![(ErrorCause::Timeout, 4)]
+        );
+        // Failed samples are requests like any other; a 503 has no cause.
+        let requests: u64 = merged.series.values().map(|s| s.requests).sum();
+        assert_eq!(requests, 8);
     }
 
     proptest! {

@@ -1,6 +1,6 @@
 //! The engine's side of the telemetry round trip of one `loadgen run`: the `telemetry_*`
 //! thresholds judged on `ricochet-verify`'s [`Results`], the keep classes' verdicts, the
-//! summary's telemetry section, and the echo-server exporter's counters.
+//! summary's telemetry section.
 //!
 //! # Sampling
 //!
@@ -26,11 +26,8 @@
 //! shortfall `p·n − found`. The missing rate divides that by the samples expected to be
 //! kept (`n` for probability-1 classes, `p·n` for the others).
 
-use std::time::Duration;
-
-use echo_server::contract::Health;
 use ricochet_reports::model::{
-    ExporterCounts, KeepClassSummary, SignalSummary, TelemetrySummary, ThresholdResult, Verdict,
+    KeepClassSummary, SignalSummary, TelemetrySummary, ThresholdResult, Verdict,
 };
 use ricochet_verify::verification::Results;
 use ricochet_verify::{Rate, Signal, Tally};
@@ -243,6 +240,15 @@ impl TelemetryJudge for Results {
                 1.0,
                 &no_data,
             ),
+            RoundTrip::ExportWait(_) => {
+                judge_selected(th, &Selected::Trend(t.export_wait.clone()), 1.0, &no_data)
+            }
+            RoundTrip::BackendLatency(_) => judge_selected(
+                th,
+                &Selected::Trend(t.backend_latency.clone()),
+                1.0,
+                &no_data,
+            ),
         }
     }
 
@@ -344,85 +350,10 @@ impl TelemetryJudge for Results {
     }
 }
 
-/// The echo-server exporter's counters as `/healthz` reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExporterReading {
-    /// Spans: exported, failed, dropped.
-    pub spans: (u64, u64, u64),
-    /// Logs: exported, failed, dropped.
-    pub logs: (u64, u64, u64),
-    /// Requests whose telemetry chaos dropped on purpose.
-    pub chaos_dropped: u64,
-}
-
-impl ExporterReading {
-    /// Reads `GET {base}/healthz` of an echo-server (plain HTTP, 3 s at most); the error
-    /// says why it could not be read.
-    pub async fn read(base: &str) -> Result<Self, String> {
-        use http_body_util::BodyExt as _;
-        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        let url = format!("{}/healthz", base.trim_end_matches('/'));
-        let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let fetch = async {
-            let resp = client.get(uri).await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("answered {}", resp.status()));
-            }
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            serde_json::from_slice::<Health>(&body)
-                .map_err(|e| format!("not an echo-server /healthz document: {e}"))
-        };
-        let health = tokio::time::timeout(Duration::from_secs(3), fetch)
-            .await
-            .map_err(|_| "no answer within 3s".to_owned())
-            .and_then(|r| r)
-            .map_err(|e| format!("cannot read the exporter counters at {url}: {e}"))?;
-        let e = &health.exporter;
-        let triple = |s: &echo_server::telemetry::ExportSnapshot| (s.exported, s.failed, s.dropped);
-        Ok(Self {
-            spans: triple(&e.spans),
-            logs: triple(&e.logs),
-            chaos_dropped: e.chaos_dropped,
-        })
-    }
-
-    /// After minus before, as the summary's exporter counts.
-    pub fn delta(before: &Self, after: &Self) -> Vec<ExporterCounts> {
-        let d = |a: (u64, u64, u64), b: (u64, u64, u64)| {
-            (
-                a.0.saturating_sub(b.0),
-                a.1.saturating_sub(b.1),
-                a.2.saturating_sub(b.2),
-            )
-        };
-        let chaos = after.chaos_dropped.saturating_sub(before.chaos_dropped);
-        let (s, l) = (d(after.spans, before.spans), d(after.logs, before.logs));
-        vec![
-            ExporterCounts {
-                signal: "spans".into(),
-                accepted: s.0,
-                refused: s.1,
-                dropped: s.2 + chaos,
-            },
-            ExporterCounts {
-                signal: "logs".into(),
-                accepted: l.0,
-                refused: l.1,
-                dropped: l.2 + chaos,
-            },
-        ]
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use ricochet_verify::plan::{KeepClassPlan, SamplePolicy, StatusMatch};
 
     use super::*;

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, FailureKind, OwnedConn, Prepared, random_u64};
+use crate::client::{Client, FailureKind, OwnedConn, Prepared, TraceIds, random_u64};
 use crate::plan::ScenarioPlan;
 use ricochet_verify::TraceId;
 use ricochet_verify::sampler::{Completed, Sampler};
@@ -119,6 +119,8 @@ impl ScenarioCtx {
         let Some(req) = self.requests.get(idx) else {
             return;
         };
+        let mut ids = TraceIds::fresh();
+        ids.probe = self.sampler.as_ref().and_then(|s| s.probe_slot());
         let outcome = tokio::select! {
             biased;
             () = self.hard_stop.cancelled() => {
@@ -128,8 +130,8 @@ impl ScenarioCtx {
             }
             r = async {
                 match conn {
-                    Some(c) => self.client.send_owned(c, req).await,
-                    None => self.client.send(req).await,
+                    Some(c) => self.client.send_owned(c, req, ids).await,
+                    None => self.client.send_ids(req, ids).await,
                 }
             } => r,
         };
@@ -154,6 +156,8 @@ impl ScenarioCtx {
                         trace_id: TraceId(ex.ids.trace_id_bytes()),
                         request_id: ex.ids.request_id(),
                         parent_span_id: ex.ids.span_id,
+                        probe: ex.ids.probe,
+                        replica: ex.replica.clone(),
                     });
                 }
                 Measurement {
@@ -170,10 +174,12 @@ impl ScenarioCtx {
                 }
             }
             Err(f) => {
-                if let FailureKind::Connect(msg) = &f.kind {
-                    self.recorder.note_connect_error(msg);
+                if let FailureKind::Connect { detail, .. } = &f.kind {
+                    self.recorder.note_connect_error(detail);
                 }
-                Measurement {
+                let cause = f.kind.cause();
+                self.recorder.note_failure(cause, f.kind.detail());
+                let sample = Measurement {
                     key: key(0),
                     failed: true,
                     stream: req.stream,
@@ -184,7 +190,9 @@ impl ScenarioCtx {
                     end: f.end,
                     bytes_sent: f.bytes_sent,
                     bytes_received: 0,
-                }
+                };
+                self.recorder.record_failure(&sample, cause);
+                return;
             }
         };
         self.recorder.record(&sample);

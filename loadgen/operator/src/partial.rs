@@ -22,6 +22,7 @@ use ricochet_engine::plan::Plan;
 use ricochet_engine::stats::{Hist, ScenarioCounters, ScenarioKey, SeriesKey, SeriesStats, Stats};
 use ricochet_engine::telemetry::TelemetryJudge;
 use ricochet_engine::thresholds::Scope;
+use ricochet_verify::fate::MissingSplit;
 use ricochet_verify::verification::Results;
 use ricochet_verify::{ClassCounts, Signal, Tally};
 
@@ -234,6 +235,22 @@ pub struct PartialTally {
     pub query_duration: String,
     /// Ingest latency per second: `[found, sum µs]`.
     pub ingest_series: Vec<[u64; 2]>,
+    /// Found probes first asked late.
+    #[serde(default)]
+    pub first_asked_late: u64,
+    /// Found presence samples.
+    #[serde(default)]
+    pub presence_only: u64,
+    /// Missing samples by export fate: `[refused, dropped, injected, after acceptance,
+    /// unaccounted]`.
+    #[serde(default)]
+    pub missing_split: [u64; 5],
+    /// `telemetry_<signal>_export_wait`.
+    #[serde(default)]
+    pub export_wait: Option<String>,
+    /// `telemetry_<signal>_backend_latency`.
+    #[serde(default)]
+    pub backend_latency: Option<String>,
 }
 
 impl PartialTelemetry {
@@ -261,6 +278,20 @@ impl PartialTelemetry {
                     ingest_latency: encode(&t.ingest_latency, &label)?,
                     query_duration: encode(&t.query_duration, &label)?,
                     ingest_series: t.ingest_series.iter().map(|(n, s)| [*n, *s]).collect(),
+                    first_asked_late: t.first_asked_late,
+                    presence_only: t.presence_only,
+                    missing_split: {
+                        let m = &t.missing_split;
+                        [
+                            m.refused,
+                            m.dropped,
+                            m.injected,
+                            m.after_acceptance,
+                            m.unaccounted,
+                        ]
+                    },
+                    export_wait: Some(encode(&t.export_wait, &label)?),
+                    backend_latency: Some(encode(&t.backend_latency, &label)?),
                 })
             })
             .collect::<Result<_, PartialError>>()?;
@@ -306,6 +337,22 @@ impl PartialTelemetry {
                 t.ingest_latency = decode(&p.ingest_latency, runner, &label, "ingestLatency")?;
                 t.query_duration = decode(&p.query_duration, runner, &label, "queryDuration")?;
                 t.ingest_series = p.ingest_series.iter().map(|c| (c[0], c[1])).collect();
+                t.first_asked_late = p.first_asked_late;
+                t.presence_only = p.presence_only;
+                let [refused, dropped, injected, after_acceptance, unaccounted] = p.missing_split;
+                t.missing_split = MissingSplit {
+                    refused,
+                    dropped,
+                    injected,
+                    after_acceptance,
+                    unaccounted,
+                };
+                if let Some(h) = &p.export_wait {
+                    t.export_wait = decode(h, runner, &label, "exportWait")?;
+                }
+                if let Some(h) = &p.backend_latency {
+                    t.backend_latency = decode(h, runner, &label, "backendLatency")?;
+                }
                 Ok((p.backend.clone(), t))
             })
             .collect()

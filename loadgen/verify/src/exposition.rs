@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::http::HttpBackend;
-use super::prometheus::Exemplar;
+use super::prometheus::{Exemplar, Newest, ProbeSeries};
 use super::recent::{Recent, Retention};
 use super::{BoxFuture, Check, Outcome, Sample, Signal, Verifier};
 
@@ -150,7 +150,7 @@ pub fn exemplars(text: &str) -> Vec<Exemplar> {
                 trace_id: id,
                 at,
                 value: *value,
-                le: l.label("le").map(str::to_owned),
+                series: ProbeSeries::of(l.label("slot"), l.label("replica")),
             })
         })
         .collect()
@@ -170,9 +170,8 @@ pub fn sum(text: &str, name: &str, filter: &[(&str, &str)]) -> f64 {
 struct Seen {
     /// When each exemplar's trace id was first scraped, and the exemplar's own timestamp.
     ids: Recent<(Instant, SystemTime)>,
-    /// Timestamp of the newest exemplar seen: a sample that completed before it and is
-    /// not held was [`Outcome::Superseded`].
-    newest: Option<SystemTime>,
+    /// The newest exemplar of each probe series seen.
+    newest: Newest,
 }
 
 /// Verifies exemplars by scraping an exposition (the embedded echo-server's `/metrics`).
@@ -192,7 +191,7 @@ impl ExpositionVerifier {
             path: "metrics".to_owned(),
             seen: Mutex::new(Seen {
                 ids: Recent::new(limits),
-                newest: None,
+                newest: Newest::default(),
             }),
         }
     }
@@ -240,8 +239,11 @@ impl Verifier for ExpositionVerifier {
                 Err(reason) => return Check::all_unknown(samples.len(), &reason, Vec::new()),
             };
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            for e in exemplars(&text) {
-                seen.newest = seen.newest.max(Some(e.at));
+            for e in exemplars(&text)
+                .into_iter()
+                .filter(|e| e.series.slot.is_some())
+            {
+                seen.newest.note(&e);
                 seen.ids
                     .entry(e.trace_id, a.received, || (a.received, e.at));
             }
@@ -251,9 +253,10 @@ impl Verifier for ExpositionVerifier {
                     Some((first_seen, at)) => Outcome::Found {
                         first_seen: *first_seen,
                         spans: None,
+                        extra_spans: None,
                         recorded_at: Some(*at),
                     },
-                    None => superseded_or_missing(seen.newest, s),
+                    None => seen.newest.outcome_of_absent(s),
                 })
                 .collect();
             Check {
@@ -261,16 +264,6 @@ impl Verifier for ExpositionVerifier {
                 query_durations: vec![a.took],
             }
         })
-    }
-}
-
-/// An exemplar not held is [`Outcome::Superseded`] when an exemplar recorded after the
-/// request completed was seen (a newer request took the bucket), else [`Outcome::Missing`].
-pub fn superseded_or_missing(newest: Option<SystemTime>, sample: &Sample) -> Outcome {
-    if newest.is_some_and(|t| t > sample.completed_at) {
-        Outcome::Superseded
-    } else {
-        Outcome::Missing
     }
 }
 

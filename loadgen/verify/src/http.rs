@@ -5,6 +5,19 @@
 //! The client is hyper-util's pooled client (HTTP/1.1 and HTTP/2) over hyper-rustls, with
 //! rustls on an explicit `ring` provider (no process-global default is installed), the
 //! system's root certificates plus the endpoint's CA file.
+//!
+//! # Is this the backend speaking?
+//!
+//! Between loadgen and a backend there are often ingresses, API gateways and auth proxies,
+//! and each answers in its own way: nginx's HTML `404`, Kong's JSON
+//! `{"message":"no Route matched with those values"}`, oauth2-proxy's `302` to a login
+//! page, a `401` with `WWW-Authenticate`. None of them says the telemetry is absent, so
+//! none may become [`Outcome::Missing`](crate::Outcome::Missing). Each verifier takes only
+//! its backend's own forms (Tempo's `404 trace not found`, Jaeger's structured `404`,
+//! Loki's and Prometheus' `{"status":"success",…}`) and hands every other answer to
+//! [`HttpBackend::foreign_reason`], which says in one sentence what came back and from
+//! which URL (never user info or a query string, which may hold secrets), and what to
+//! check. Redirects are never followed: a redirect is an answer, usually a login one.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper_rustls::HttpsConnector;
@@ -177,10 +190,17 @@ impl Endpoint {
 /// A backend's answer (any status) to one GET.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The URL asked, for reasons: scheme, host, port and path only (no user info, no
+    /// query string, which for Loki and Prometheus holds the whole query).
+    pub url: String,
     /// HTTP status.
     pub status: StatusCode,
     /// `Content-Type`, if sent.
     pub content_type: Option<String>,
+    /// `Location`, if sent (redirects are never followed: a redirect is an answer).
+    pub location: Option<String>,
+    /// `WWW-Authenticate`, if sent (the challenge of a `401`).
+    pub www_authenticate: Option<String>,
     /// The body.
     pub body: Bytes,
     /// From sending to the last body byte (no rate-limit or 429 waits).
@@ -190,14 +210,118 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The body as text, cut to 300 bytes, trailing whitespace trimmed: for reasons.
+    /// The body as text, whitespace runs folded to one space, cut to 300 characters: for
+    /// reasons.
     pub fn snippet(&self) -> String {
         let s = String::from_utf8_lossy(&self.body);
-        let s = s.trim_end();
-        match s.char_indices().nth(300) {
-            Some((i, _)) => format!("{}…", &s[..i]),
-            None => s.to_owned(),
+        let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        match folded.char_indices().nth(300) {
+            Some((i, _)) => format!("{}…", &folded[..i]),
+            None => folded,
         }
+    }
+
+    /// The media type of `Content-Type`, lowercase, without parameters (`text/html`).
+    pub fn media_type(&self) -> Option<String> {
+        let ct = self.content_type.as_deref()?;
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        (!essence.is_empty()).then(|| essence.to_ascii_lowercase())
+    }
+
+    /// True when the content type says JSON (`application/json`, `…+json`).
+    pub fn is_json(&self) -> bool {
+        self.media_type()
+            .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+    }
+
+    /// True for an HTML page: by content type, or by a body that opens like one (a proxy
+    /// may send its page as `text/plain` or without a type).
+    pub fn is_html(&self) -> bool {
+        if self
+            .media_type()
+            .is_some_and(|m| m == "text/html" || m == "application/xhtml+xml")
+        {
+            return true;
+        }
+        let head = &self.body[..self.body.len().min(512)];
+        let head = String::from_utf8_lossy(head)
+            .trim_start()
+            .to_ascii_lowercase();
+        head.starts_with("<!doctype html") || head.starts_with("<html")
+    }
+
+    /// True for a `3xx` redirect (`301`, `302`, `303`, `307`, `308` ...).
+    pub fn is_redirect(&self) -> bool {
+        self.status.is_redirection()
+    }
+
+    /// Where a redirect points, for reasons: `Location` resolved against the URL asked,
+    /// without user info, query or fragment (a login redirect's query carries state and
+    /// return URLs, sometimes tokens).
+    pub fn redirect_target(&self) -> Option<String> {
+        let loc = self.location.as_deref()?;
+        let base = Url::parse(&self.url).ok();
+        let mut u = match base {
+            Some(b) => b.join(loc).ok()?,
+            None => Url::parse(loc).ok()?,
+        };
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_query(None);
+        u.set_fragment(None);
+        Some(u.to_string())
+    }
+
+    /// The `<title>` of an HTML body, if any: what a proxy's page says in a few words.
+    pub fn html_title(&self) -> Option<String> {
+        let body = String::from_utf8_lossy(&self.body[..self.body.len().min(64 * 1024)]);
+        let lower = body.to_ascii_lowercase();
+        let open = lower.find("<title")?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find("</title")?;
+        let title = body[start..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!title.is_empty()).then(|| title.chars().take(120).collect())
+    }
+
+    /// What came back, in a few words: the status code, then where a redirect points
+    /// (`302 to https://sso.example/login`), or the media type and the page's title or the
+    /// body (`404 text/html “404 Not Found”`, ``401 text/plain `no org id` ``,
+    /// `404 without a content type with an empty body`).
+    pub fn describe(&self) -> String {
+        let code = self.status.as_u16();
+        if self.is_redirect() {
+            return match self.redirect_target() {
+                Some(to) => format!("{code} to {to}"),
+                None => format!("{code} without a usable Location"),
+            };
+        }
+        let media = self
+            .media_type()
+            .unwrap_or_else(|| "without a content type".to_owned());
+        if self.is_html() {
+            return match self.html_title() {
+                Some(t) => format!("{code} {media} “{t}”"),
+                None => format!("{code} {media} (an HTML page)"),
+            };
+        }
+        let snippet = self.snippet();
+        if snippet.is_empty() {
+            format!("{code} {media} with an empty body")
+        } else {
+            format!("{code} {media} `{snippet}`")
+        }
+    }
+
+    /// True when a redirect points at a login (SSO, OAuth, an auth proxy's sign-in).
+    fn is_login_redirect(&self) -> bool {
+        const LOGIN: [&str; 7] = ["login", "signin", "sign_in", "oauth", "sso", "auth", "saml"];
+        self.redirect_target().is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            LOGIN.iter().any(|w| t.contains(w))
+        })
     }
 }
 
@@ -286,30 +410,69 @@ impl HttpBackend {
         u.to_string()
     }
 
-    /// The sentence for a `401`/`403`: the tenant header or credentials are missing or wrong.
+    /// The sentence for a `401`/`403`: the tenant header or credentials are missing or
+    /// wrong. Names the URL, what came back and the challenge (`WWW-Authenticate`), never
+    /// the credentials.
     pub fn auth_reason(&self, answer: &Answer) -> String {
         let tenant = match self.tenant() {
             Some(t) => format!("X-Scope-OrgID `{t}` was sent"),
             None => "no X-Scope-OrgID header was sent (no tenant configured)".to_owned(),
         };
+        let challenge = match &answer.www_authenticate {
+            Some(c) => format!(
+                "; it asks for `{}`",
+                c.chars().take(120).collect::<String>()
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} at {} refused the query with {} `{}`: the tenant header (X-Scope-OrgID) or the credentials are missing or wrong; {tenant}",
+            "{} answered {}: {} refused the query: the tenant header (X-Scope-OrgID) or the credentials are missing or wrong; {tenant}{challenge}",
+            answer.url,
+            answer.describe(),
             self.name,
-            self.base_for_display(),
-            answer.status.as_u16(),
-            answer.snippet()
         )
     }
 
-    /// The sentence for any other unexpected status.
+    /// The sentence for any other unexpected status: the URL and what came back.
     pub fn status_reason(&self, answer: &Answer) -> String {
-        format!(
-            "{} at {} answered {} `{}`",
-            self.name,
-            self.base_for_display(),
-            answer.status,
-            answer.snippet()
-        )
+        format!("{} answered {}", answer.url, answer.describe())
+    }
+
+    /// The sentence for an answer that is not `api`'s own (`api`: `Tempo`, `Jaeger`,
+    /// `Loki`, `Prometheus`), chosen by what came back; the caller has already taken every
+    /// answer in `api`'s own form (its data, its not-found, its errors).
+    ///
+    /// | what came back | sentence |
+    /// | --- | --- |
+    /// | a redirect to a login | `<url> answered 302 to <where>: a login redirect, not <api>: check the URL and credentials` |
+    /// | another redirect | `<url> answered 301 to <where>: a redirect, not <api> (redirects are not followed): check the URL` |
+    /// | `401`, `403` | [`HttpBackend::auth_reason`] |
+    /// | `404` | `<url> answered 404 <type> <body>, not <api>: check the URL's path prefix` |
+    /// | `2xx` | `<url> answered 200 <type> <body>, not <api>: check the URL's path prefix` |
+    /// | other, HTML | `<url> answered 502 text/html “title”, an HTML page, not <api>` |
+    /// | other | [`HttpBackend::status_reason`] (the backend's own error, or a proxy's: no claim) |
+    pub fn foreign_reason(&self, answer: &Answer, api: &str) -> String {
+        let (url, what) = (&answer.url, answer.describe());
+        let code = answer.status.as_u16();
+        if answer.is_redirect() {
+            return if answer.is_login_redirect() {
+                format!(
+                    "{url} answered {what}: a login redirect, not {api}: check the URL and credentials"
+                )
+            } else {
+                format!(
+                    "{url} answered {what}: a redirect, not {api} (redirects are not followed): check the URL"
+                )
+            };
+        }
+        match code {
+            401 | 403 => self.auth_reason(answer),
+            404 | 200..=299 => {
+                format!("{url} answered {what}, not {api}: check the URL's path prefix")
+            }
+            _ if answer.is_html() => format!("{url} answered {what}, an HTML page, not {api}"),
+            _ => self.status_reason(answer),
+        }
     }
 
     /// GETs `path` (relative to the base URL) with `query`, after the rate limiter and any
@@ -422,6 +585,11 @@ impl HttpBackend {
                 )
             })??;
         let received = Instant::now();
+        let mut shown = url;
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        shown.set_query(None);
+        shown.set_fragment(None);
         let header = |name| {
             parts
                 .headers
@@ -429,8 +597,11 @@ impl HttpBackend {
                 .and_then(|v: &HeaderValue| v.to_str().ok())
         };
         Ok(RawAnswer {
+            url: shown.to_string(),
             status: parts.status,
             content_type: header(CONTENT_TYPE).map(str::to_owned),
+            location: header(LOCATION).map(str::to_owned),
+            www_authenticate: header(WWW_AUTHENTICATE).map(str::to_owned),
             retry_after: header(RETRY_AFTER).and_then(parse_retry_after),
             body,
             took: received - start,
@@ -507,8 +678,11 @@ fn tls_config(name: &'static str, endpoint: &Endpoint) -> Result<rustls::ClientC
 }
 
 struct RawAnswer {
+    url: String,
     status: StatusCode,
     content_type: Option<String>,
+    location: Option<String>,
+    www_authenticate: Option<String>,
     body: Bytes,
     took: Duration,
     received: Instant,
@@ -518,8 +692,11 @@ struct RawAnswer {
 impl From<RawAnswer> for Answer {
     fn from(r: RawAnswer) -> Self {
         Self {
+            url: r.url,
             status: r.status,
             content_type: r.content_type,
+            location: r.location,
+            www_authenticate: r.www_authenticate,
             body: r.body,
             took: r.took,
             received: r.received,
@@ -602,6 +779,63 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    fn answer(
+        status: u16,
+        content_type: Option<&str>,
+        location: Option<&str>,
+        body: &str,
+    ) -> Answer {
+        Answer {
+            url: "http://gw.example/tempo/api/traces/x".to_owned(),
+            status: StatusCode::from_u16(status).unwrap(),
+            content_type: content_type.map(str::to_owned),
+            location: location.map(str::to_owned),
+            www_authenticate: None,
+            body: Bytes::from(body.to_owned()),
+            took: Duration::ZERO,
+            received: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn answers_describe_status_type_title_body_and_redirect_target() {
+        let page =
+            "\r\n<HTML>\r\n<head><title>404  Not\r\nFound</title></head><body>x</body></html>";
+        assert_eq!(
+            answer(404, Some("text/html; charset=utf-8"), None, page).describe(),
+            "404 text/html “404 Not Found”"
+        );
+        // An HTML page sent as text/plain, or without a type, is still a page.
+        assert!(answer(404, Some("text/plain"), None, page).is_html());
+        assert!(answer(200, None, None, "<!DOCTYPE html><p>hi").is_html());
+        assert_eq!(
+            answer(401, Some("text/plain"), None, "no org id\n").describe(),
+            "401 text/plain `no org id`"
+        );
+        assert_eq!(
+            answer(404, None, None, "").describe(),
+            "404 without a content type with an empty body"
+        );
+        assert!(answer(200, Some("application/vnd.api+json"), None, "{}").is_json());
+        // Relative and absolute targets; user info, query and fragment are dropped.
+        let rel = answer(302, Some("text/html"), Some("/oauth2/start?rd=%2Fx"), "");
+        assert_eq!(rel.describe(), "302 to http://gw.example/oauth2/start");
+        let abs = answer(
+            307,
+            None,
+            Some("https://u:pw@sso.example/login?token=t#f"),
+            "",
+        );
+        assert_eq!(abs.describe(), "307 to https://sso.example/login");
+        assert!(abs.is_login_redirect() && rel.is_login_redirect());
+        let moved = answer(301, None, Some("https://tempo.example/api/traces/x"), "");
+        assert!(!moved.is_login_redirect());
+        assert_eq!(
+            answer(302, None, None, "").describe(),
+            "302 without a usable Location"
+        );
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! # Outcomes are values
 //!
 //! Every question to a backend ends in an [`Outcome`]: [`Outcome::Found`],
-//! [`Outcome::Missing`] (the backend answered and does not hold it),
+//! [`Outcome::Missing`] (the backend answered, in its own form, that it does not hold it),
 //! [`Outcome::Superseded`] (exemplars only: a newer request took the bucket's exemplar) or
-//! [`Outcome::Unknown`] (we could not ask: connection refused, 5xx, 401, unparsable
+//! [`Outcome::Unknown`] (we could not ask, or what answered was not the backend:
+//! connection refused, 5xx, 401, a proxy's 404 page, a login redirect, unparsable
 //! answer). "Could not ask" never becomes "not found": a threshold on a missing rate fails
 //! closed on unknowns, with their reason.
 //!
@@ -89,7 +90,7 @@
 //! let tempo: Arc<dyn ricochet_verify::Verifier> = Arc::new(TraceVerifier::tempo(backend));
 //! let (tx, rx) = tokio::sync::mpsc::channel(10_000);
 //! let cancel = tokio_util::sync::CancellationToken::new();
-//! let task = tokio::spawn(poll::run(tempo, rx, PollPolicy::default(), cancel, |v| println!("{v:?}"), |_query| {}));
+//! let task = tokio::spawn(poll::run(tempo, None, rx, PollPolicy::default(), cancel, |v| println!("{v:?}"), |_query| {}));
 //! // ... workers: tx.try_send(sample) ...
 //! drop(tx);
 //! let _ = task.await;
@@ -102,6 +103,7 @@
 )]
 
 pub mod exposition;
+pub mod fate;
 pub mod hist;
 pub mod http;
 pub mod loki;
@@ -314,6 +316,11 @@ pub struct Sample {
     /// Index of the keep class (`telemetry.expectKeep`) the request fell in; the number of
     /// classes for "no class" (expected kept).
     pub class: u8,
+    /// The metric probe slot the request carried, if it was a probe: only probes are
+    /// verified as exemplars (see [`sampler::ProbeSlots`]).
+    pub probe: Option<u16>,
+    /// The replica that served it, as the response named it.
+    pub replica: Option<Arc<str>>,
 }
 
 impl Sample {
@@ -334,11 +341,21 @@ impl Sample {
             status: 200,
             service_time: Duration::ZERO,
             class: 0,
+            probe: None,
+            replica: None,
         }
     }
 }
 
 /// What one question to a backend established about one sample.
+///
+/// Found is the echo-server's own telemetry for that request, not anything carrying the
+/// same id: for traces, a span whose parent is [`Sample::parent_span_id`] (the
+/// echo-server's server span, continuing loadgen's `traceparent`); for logs, a record
+/// whose `trace_id` and `request_id` fields are the sample's; for exemplars, the sample's
+/// trace id as an exemplar's `trace_id` label. Missing is only the backend's own "not
+/// found" in its own form; anything else (a proxy's page, a login redirect, a `401`)
+/// is [`Outcome::Unknown`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The backend holds it.
@@ -346,12 +363,20 @@ pub enum Outcome {
         /// When we first saw it: the arrival of the answer that held it (backends), or
         /// the receive instant (embedded sink).
         first_seen: Instant,
-        /// Spans in the trace, for trace backends.
+        /// For trace backends: the echo-server's spans, i.e. its server span and every
+        /// span descended from it (for `/storm`, the `W × D` children), which is what
+        /// completeness ([`Sample::expected_spans`]) is judged on. When the sample has no
+        /// parent span id (`0`: older callers), every span of the trace.
         spans: Option<usize>,
+        /// For trace backends: spans of the same trace id that are not the echo-server's
+        /// span or its descendants (a mesh sidecar's, an ingress's, another service's),
+        /// counted apart and never towards completeness. `None` when not known (logs,
+        /// exemplars, or a sample without a parent span id).
+        extra_spans: Option<usize>,
         /// The backend's own timestamp of the record (Loki entry, exemplar), if any.
         recorded_at: Option<SystemTime>,
     },
-    /// The backend answered and does not hold it.
+    /// The backend answered, in its own form, that it does not hold it.
     Missing,
     /// Exemplars only: not found, but an exemplar recorded after the request completed
     /// was, so a newer request took its bucket's exemplar before any scrape (exemplars keep

@@ -6,7 +6,7 @@
 //! use ricochet_verify::{PollPolicy, pipeline::Pipeline};
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let pipeline = Pipeline::start(verifiers, PollPolicy::default(), 10_000, cancel);
-//! pipeline.submit(&sample); // from the worker, when a sampled request completes
+//! pipeline.submit(&sample, true); // from the worker, when a sampled request completes
 //! let live = pipeline.snapshot(); // progress ticks, abortOnFail
 //! let tallies = pipeline.finish().await; // after the load: waits for the settle timeout
 //! # let _ = (live, tallies); }
@@ -19,15 +19,22 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{PollPolicy, Sample, Tally, Verifier, poll};
+use super::fate::ExportLedger;
+use super::{PollPolicy, Sample, Signal, Tally, Verifier, poll};
 
 struct Lane {
+    /// The signal its verifier checks.
+    signal: Signal,
     /// `None` once [`Pipeline::finish`] closed it.
     tx: RwLock<Option<mpsc::Sender<Sample>>>,
     tally: Arc<Mutex<Tally>>,
     dropped: AtomicU64,
     task: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// The unknown reason of samples dropped at a full verifier channel.
+pub const QUEUE_FULL: &str = "the verifier's queue was full: sampled faster than it could \
+     take them (lower telemetry.sample)";
 
 /// Verification running beside the load. Shared by reference (`Arc`) between the workers
 /// that submit and the engine that finishes it.
@@ -57,24 +64,43 @@ impl Pipeline {
         capacity: usize,
         cancel: CancellationToken,
     ) -> Self {
+        Self::start_each(
+            verifiers.into_iter().map(|v| (v, policy.clone())).collect(),
+            None,
+            capacity,
+            cancel,
+        )
+    }
+
+    /// Like [`Pipeline::start`], each verifier with its own polling policy, and the
+    /// workload's export ledger when it can be read.
+    pub fn start_each(
+        verifiers: Vec<(Arc<dyn Verifier>, PollPolicy)>,
+        ledger: Option<Arc<dyn ExportLedger>>,
+        capacity: usize,
+        cancel: CancellationToken,
+    ) -> Self {
         let origin = std::time::Instant::now();
         let lanes = verifiers
             .into_iter()
-            .map(|v| {
+            .map(|(v, policy)| {
                 let (tx, rx) = mpsc::channel(capacity.max(1));
-                let mut tally = Tally::new(v.signal());
+                let signal = v.signal();
+                let mut tally = Tally::new(signal);
                 tally.origin = Some(origin);
                 let tally = Arc::new(Mutex::new(tally));
                 let (t1, t2) = (tally.clone(), tally.clone());
                 let task = tokio::spawn(poll::run(
                     v,
+                    ledger.clone(),
                     rx,
-                    policy.clone(),
+                    policy,
                     cancel.clone(),
                     move |verified| lock(&t1).record(&verified),
                     move |d| lock(&t2).record_query(d),
                 ));
                 Lane {
+                    signal,
                     tx: RwLock::new(Some(tx)),
                     tally,
                     dropped: AtomicU64::new(0),
@@ -85,11 +111,19 @@ impl Pipeline {
         Self { lanes }
     }
 
-    /// Hands a sampled request to every verifier without waiting: a full channel drops the
-    /// sample for that verifier and counts it ([`Pipeline::dropped`]). After
-    /// [`Pipeline::finish`] began, samples are ignored.
-    pub fn submit(&self, sample: &Sample) {
+    /// Hands a request to the verifiers without waiting: to the trace and log verifiers
+    /// when `sampled`, to the exemplar verifiers when it carried a metric probe. A full
+    /// channel drops the sample for that verifier and counts it ([`Pipeline::dropped`]).
+    /// After [`Pipeline::finish`] began, samples are ignored.
+    pub fn submit(&self, sample: &Sample, sampled: bool) {
         for lane in &self.lanes {
+            let wanted = match lane.signal {
+                Signal::Metrics => sample.probe.is_some(),
+                Signal::Traces | Signal::Logs => sampled,
+            };
+            if !wanted {
+                continue;
+            }
             let tx = lane.tx.read().unwrap_or_else(|p| p.into_inner());
             if let Some(tx) = tx.as_ref()
                 && tx.try_send(sample.clone()).is_err()
@@ -107,9 +141,17 @@ impl Pipeline {
             .collect()
     }
 
-    /// The tallies so far, in verifier order (settled samples only).
+    /// The tallies so far, in verifier order: settled samples, plus the samples dropped
+    /// because the verifier's channel was full, counted as unknown.
     pub fn snapshot(&self) -> Vec<Tally> {
-        self.lanes.iter().map(|l| lock(&l.tally).clone()).collect()
+        self.lanes
+            .iter()
+            .map(|l| {
+                let mut t = lock(&l.tally).clone();
+                t.record_unverified(l.dropped.load(Ordering::Relaxed), QUEUE_FULL);
+                t
+            })
+            .collect()
     }
 
     /// Stops taking samples, waits until every pending one has settled (at most the settle
@@ -158,6 +200,7 @@ mod tests {
                             Outcome::Found {
                                 first_seen: Instant::now(),
                                 spans: None,
+                                extra_spans: None,
                                 recorded_at: None,
                             }
                         } else {
@@ -185,14 +228,15 @@ mod tests {
         for i in 0..100u8 {
             let mut id = [0; 16];
             id[15] = i;
-            p.submit(&Sample::now(TraceId(id)));
+            p.submit(&Sample::now(TraceId(id)), true);
         }
         // The channel holds 100: the 101st is dropped, not blocked on.
-        p.submit(&Sample::now(TraceId([9; 16])));
+        p.submit(&Sample::now(TraceId([9; 16])), true);
         assert_eq!(p.dropped(), vec![1]);
         let t = p.finish().await;
-        assert_eq!((t[0].found, t[0].missing, t[0].unknown), (50, 50, 0));
-        assert_eq!(t[0].missing_rate(), Rate::Known(0.5));
+        assert_eq!((t[0].found, t[0].missing, t[0].unknown), (50, 50, 1));
+        assert_eq!(t[0].unknown_reasons[QUEUE_FULL], 1);
+        assert!(matches!(t[0].missing_rate(), Rate::Unknown { .. }));
         assert!(!t[0].query_duration.is_empty());
     }
 }

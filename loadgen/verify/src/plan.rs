@@ -9,6 +9,8 @@ use crate::{PollPolicy, VerifyError};
 
 /// Default sampling when `telemetry.sample` is omitted.
 pub const DEFAULT_PER_SECOND: f64 = 100.0;
+/// Default Prometheus scrape interval (`metrics.prometheus.scrapeInterval`).
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 /// Default `maxQueriesPerSecond`.
 pub const DEFAULT_MAX_QPS: f64 = 20.0;
 /// Samples each verifier's channel holds before new ones are dropped.
@@ -166,6 +168,10 @@ pub struct ServerMetrics {
     pub histogram: String,
     /// Routes left out of the request total (probes and scrapes).
     pub probe_routes: Vec<String>,
+    /// The metric probe counter whose series carry the probes' exemplars.
+    pub probe_metric: String,
+    /// Probe slots the echo-server keeps series for.
+    pub probe_slots: u16,
 }
 
 /// `spec.telemetry`, validated.
@@ -183,8 +189,10 @@ pub struct TelemetryPlan {
     pub traces: Option<TraceBackendPlan>,
     /// Loki and its stream selector.
     pub logs: Option<(BackendPlan, String)>,
-    /// Prometheus and the exemplar histogram.
+    /// Prometheus and the request-duration histogram.
     pub metrics: Option<(BackendPlan, String)>,
+    /// How often Prometheus scrapes the echo-server.
+    pub scrape_interval: Duration,
     /// Expected keep probabilities.
     pub classes: Vec<KeepClassPlan>,
 }
@@ -200,12 +208,293 @@ impl TelemetryPlan {
             traces: None,
             logs: None,
             metrics: None,
+            scrape_interval: DEFAULT_SCRAPE_INTERVAL,
             classes: Vec::new(),
         }
+    }
+
+    /// How long a metric probe slot rests before it is used again: two scrape intervals
+    /// and a second behind Prometheus; a second against the echo-server's own `/metrics`,
+    /// which the verifier scrapes itself within a few tens of milliseconds of each probe.
+    pub fn probe_reuse(&self) -> Duration {
+        if self.metrics.is_some() {
+            self.scrape_interval * 2 + Duration::from_secs(1)
+        } else {
+            Duration::from_secs(1)
+        }
+    }
+
+    /// Metric probes per second at most.
+    pub fn probes_per_second(&self) -> f64 {
+        f64::from(self.server.probe_slots) / self.probe_reuse().as_secs_f64()
     }
 
     /// True when no backend is configured: the embedded sink verifies.
     pub fn uses_sink(&self) -> bool {
         self.traces.is_none() && self.logs.is_none() && self.metrics.is_none()
+    }
+}
+
+/// Latency probes per second as a share of the query budget: one twentieth of it (1/s at
+/// the default 20 queries/s), each probe taking several look-ups on its fine schedule.
+const PROBE_SHARE: f64 = 0.05;
+
+/// Look-ups a latency probe is assumed to take: its fine steps up to 2 initial intervals
+/// after its anchor (eight, up to 500 ms by default), when most backends hold a trace.
+const PROBE_HORIZON_INTERVALS: u32 = 2;
+
+/// Ids one query of each budgeted backend covers.
+const TRACE_BATCH: usize = 1;
+
+/// The query demand of one budgeted backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryDemand {
+    /// `tempo`, `jaeger`, `loki` or `prometheus`.
+    pub backend: &'static str,
+    /// Queries per second while samples arrive at the planned rate.
+    pub per_second: f64,
+}
+
+/// The sampling asks for more queries than `maxQueriesPerSecond` can answer within
+/// `settleTimeout`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "verifying {samples_per_second:.1} samples/s needs about {needed:.1} queries/s ({parts}) for {load_secs:.0}s of load, but maxQueriesPerSecond {budget} answers at most {affordable:.1}/s over the load plus settleTimeout {settle_secs:.0}s: set `sample: {{perSecond: {fits}}}` or less, or raise maxQueriesPerSecond"
+)]
+pub struct BudgetShortfall {
+    /// Samples per second the sampling implies.
+    pub samples_per_second: f64,
+    /// Queries per second they need, all backends.
+    pub needed: f64,
+    /// Per backend, e.g. `tempo 98.0/s, loki 0.4/s`.
+    pub parts: String,
+    /// The load's length, seconds.
+    pub load_secs: f64,
+    /// `maxQueriesPerSecond`.
+    pub budget: f64,
+    /// The average query rate the budget affords over the load: budget × (load + settle) / load.
+    pub affordable: f64,
+    /// `settleTimeout`, seconds.
+    pub settle_secs: f64,
+    /// The largest `perSecond` that fits, rounded down to 2 significant digits.
+    pub fits: String,
+}
+
+impl TelemetryPlan {
+    /// Latency probes per second for each budgeted backend.
+    pub fn latency_probes(&self) -> f64 {
+        self.max_queries_per_second * PROBE_SHARE
+    }
+
+    /// The budgeted backends and the ids one of their queries covers.
+    fn budgeted(&self) -> Vec<(&'static str, usize)> {
+        let mut out = Vec::new();
+        match &self.traces {
+            Some(TraceBackendPlan::Tempo(_)) => out.push(("tempo", TRACE_BATCH)),
+            Some(TraceBackendPlan::Jaeger(_)) => out.push(("jaeger", TRACE_BATCH)),
+            None => {}
+        }
+        if self.logs.is_some() {
+            out.push(("loki", crate::loki::LokiVerifier::DEFAULT_BATCH));
+        }
+        if self.metrics.is_some() {
+            out.push(("prometheus", crate::prometheus::ExemplarVerifier::MAX_BATCH));
+        }
+        out
+    }
+
+    /// Queries per second each budgeted backend needs to verify `samples_per_second`:
+    /// latency probes on their fine steps, the other samples asked once for
+    /// presence (batched where the backend allows, at least one query per half backoff
+    /// ceiling). Found-at-first-look-up is assumed: this is the least they need.
+    pub fn query_demand(&self, samples_per_second: f64) -> Vec<QueryDemand> {
+        let s = samples_per_second.max(0.0);
+        let probes = self.latency_probes().min(s);
+        let probe_polls = self
+            .poll
+            .schedule(true)
+            .iter()
+            .filter(|t| **t <= self.poll.initial_interval * PROBE_HORIZON_INTERVALS)
+            .count()
+            .max(1) as f64;
+        let presence = s - probes;
+        let flush = 2.0 / self.poll.max_interval.as_secs_f64().max(1e-3);
+        self.budgeted()
+            .into_iter()
+            .map(|(backend, batch)| {
+                // Exemplars are verified on metric probes only, whatever the sampling.
+                let (probes, presence) = if backend == "prometheus" {
+                    let p = self.probes_per_second();
+                    (
+                        self.latency_probes().min(p),
+                        (p - self.latency_probes()).max(0.0),
+                    )
+                } else {
+                    (probes, presence)
+                };
+                let rest = if batch <= 1 {
+                    presence
+                } else {
+                    (presence / batch as f64).max(presence.min(flush))
+                };
+                QueryDemand {
+                    backend,
+                    per_second: probes * probe_polls + rest,
+                }
+            })
+            .collect()
+    }
+
+    /// Refuses sampling that the query budget cannot verify within `settleTimeout`: the
+    /// queries `samples_per_second` needs over `load` must fit in what
+    /// `maxQueriesPerSecond` answers over `load + settleTimeout`.
+    pub fn check_budget(
+        &self,
+        samples_per_second: f64,
+        load: Duration,
+    ) -> Result<(), BudgetShortfall> {
+        let load_secs = load.as_secs_f64();
+        if load_secs <= 0.0 || self.budgeted().is_empty() {
+            return Ok(());
+        }
+        let settle_secs = self.poll.settle_timeout.as_secs_f64();
+        let affordable = self.max_queries_per_second * (load_secs + settle_secs) / load_secs;
+        let total = |s: f64| -> f64 { self.query_demand(s).iter().map(|d| d.per_second).sum() };
+        // Within rounding of the budget counts as fitting, so a suggested rate is accepted.
+        let fits = |needed: f64| needed <= affordable * (1.0 + 1e-9);
+        let needed = total(samples_per_second);
+        if fits(needed) {
+            return Ok(());
+        }
+        let (mut lo, mut hi) = (0.0, samples_per_second);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if fits(total(mid)) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Err(BudgetShortfall {
+            samples_per_second,
+            needed,
+            parts: self
+                .query_demand(samples_per_second)
+                .iter()
+                .map(|d| format!("{} {:.1}/s", d.backend, d.per_second))
+                .collect::<Vec<_>>()
+                .join(", "),
+            load_secs,
+            budget: self.max_queries_per_second,
+            affordable,
+            settle_secs,
+            fits: round_down_2(lo),
+        })
+    }
+
+    /// The default sampling for `load` at `samples_per_second` offered: [`DEFAULT_PER_SECOND`],
+    /// lowered to what the query budget verifies within `settleTimeout`.
+    pub fn fitted_default(&self, requests_per_second: f64, load: Duration) -> SamplePolicy {
+        let want = DEFAULT_PER_SECOND.min(requests_per_second.max(0.0));
+        match self.check_budget(want, load) {
+            Ok(()) => SamplePolicy::PerSecond(DEFAULT_PER_SECOND),
+            Err(short) => {
+                let fits = short.fits.parse::<f64>().unwrap_or(0.0);
+                SamplePolicy::PerSecond(fits.max(0.001))
+            }
+        }
+    }
+}
+
+/// `x` rounded down to two significant digits, as text (`97.3` → `97`, `0.4567` → `0.45`).
+fn round_down_2(x: f64) -> String {
+    if x <= 0.0 || !x.is_finite() {
+        return "0.001".to_owned();
+    }
+    let mag = 10f64.powi(x.log10().floor() as i32 - 1);
+    let v = (x / mag + 1e-9).floor() * mag;
+    let decimals = (-(x.log10().floor() as i32 - 1)).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_tempo() -> TelemetryPlan {
+        let mut p = TelemetryPlan::embedded_default(ServerMetrics {
+            histogram: "h".into(),
+            probe_routes: vec![],
+            probe_metric: "p".into(),
+            probe_slots: 64,
+        });
+        p.traces = Some(TraceBackendPlan::Tempo(BackendPlan {
+            url: "http://tempo:3200".into(),
+            tenant: None,
+            bearer: None,
+            basic: None,
+            ca_file: None,
+            timeout: Duration::from_secs(5),
+        }));
+        p
+    }
+
+    #[test]
+    fn per_id_backends_need_a_query_per_sample_and_the_default_does_not_fit() {
+        let p = with_tempo();
+        // 1 probe/s x 8 look-ups + 99 presence samples.
+        let d = p.query_demand(100.0);
+        assert_eq!(d.len(), 1);
+        assert!((d[0].per_second - 107.0).abs() < 1e-9, "{d:?}");
+        let e = p
+            .check_budget(100.0, Duration::from_secs(330))
+            .expect_err("100/s cannot be verified at 20 queries/s");
+        let text = e.to_string();
+        assert!(
+            text.contains("107.0 queries/s") && text.contains("tempo 107.0/s"),
+            "{text}"
+        );
+        // 20 x (330 + 30) / 330 = 21.8 q/s affords 8 for the probe + 13.8 presence
+        // samples: 14.8 samples/s.
+        assert_eq!(e.fits, "14");
+        assert!(p.check_budget(14.0, Duration::from_secs(330)).is_ok());
+        assert!(p.check_budget(15.0, Duration::from_secs(330)).is_err());
+        assert_eq!(
+            p.fitted_default(500.0, Duration::from_secs(330)),
+            SamplePolicy::PerSecond(14.0)
+        );
+    }
+
+    #[test]
+    fn batched_backends_and_the_sink_fit_the_default() {
+        let mut p = with_tempo();
+        p.traces = None;
+        p.logs = Some((p_backend(), "{app=\"echo\"}".into()));
+        assert!(p.check_budget(100.0, Duration::from_secs(60)).is_ok());
+        let sink = TelemetryPlan::embedded_default(ServerMetrics {
+            histogram: "h".into(),
+            probe_routes: vec![],
+            probe_metric: "p".into(),
+            probe_slots: 64,
+        });
+        assert!(sink.check_budget(1e6, Duration::from_secs(60)).is_ok());
+    }
+
+    fn p_backend() -> BackendPlan {
+        BackendPlan {
+            url: "http://loki:3100".into(),
+            tenant: None,
+            bearer: None,
+            basic: None,
+            ca_file: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn rounding_down_keeps_two_digits() {
+        assert_eq!(round_down_2(15.83), "15");
+        assert_eq!(round_down_2(0.4567), "0.45");
+        assert_eq!(round_down_2(1234.0), "1200");
     }
 }

@@ -11,7 +11,10 @@
 //!   request counter, to compare with what loadgen sent.
 //!
 //! Errors come back as JSON `{"status":"error","errorType":..,"error":..}` and become
-//! unknown with that message.
+//! unknown with that message. An answer that is not Prometheus' JSON at all (an ingress's
+//! HTML 404, a gateway's `{"message":…}`, a login redirect, which is never followed, a
+//! `401`) is unknown with a reason naming the URL and what came back; only an empty
+//! success answer reads as "not there".
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,8 +50,76 @@ pub struct Exemplar {
     pub at: SystemTime,
     /// The observed value.
     pub value: f64,
-    /// The series' `le` label, if any.
-    pub le: Option<String>,
+    /// The probe series it belongs to: its `slot` and `replica` labels.
+    pub series: ProbeSeries,
+}
+
+/// A probe series: `ricochet_probe_requests_total{slot, replica}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ProbeSeries {
+    /// The `slot` label.
+    pub slot: Option<u16>,
+    /// The `replica` label.
+    pub replica: Option<String>,
+}
+
+impl ProbeSeries {
+    /// From a series' `slot` and `replica` label values.
+    pub fn of(slot: Option<&str>, replica: Option<&str>) -> Self {
+        Self {
+            slot: slot.and_then(|s| s.parse().ok()),
+            replica: replica.map(str::to_owned),
+        }
+    }
+}
+
+/// The newest exemplar timestamp of each probe series seen (bounded: at most
+/// [`MAX_SERIES`] series; beyond, the oldest entry goes).
+#[derive(Debug, Default)]
+pub struct Newest(HashMap<ProbeSeries, SystemTime>);
+
+/// Probe series remembered: 64 slots × 64 replicas.
+pub const MAX_SERIES: usize = 4096;
+
+impl Newest {
+    /// Notes an exemplar.
+    pub fn note(&mut self, e: &Exemplar) {
+        if !self.0.contains_key(&e.series)
+            && self.0.len() >= MAX_SERIES
+            && let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+        {
+            self.0.remove(&oldest);
+        }
+        let t = self.0.entry(e.series.clone()).or_insert(e.at);
+        *t = (*t).max(e.at);
+    }
+
+    /// A probe not held is [`Outcome::Superseded`] only when its own series (its slot, on
+    /// the replica that served it) shows an exemplar recorded after it completed: a later
+    /// probe took the slot before any scrape saw this one. Otherwise it is
+    /// [`Outcome::Missing`]; a request that was no probe is missing too.
+    pub fn outcome_of_absent(&self, sample: &Sample) -> Outcome {
+        let Some(slot) = sample.probe else {
+            return Outcome::Missing;
+        };
+        let newer = self.0.iter().any(|(series, at)| {
+            series.slot == Some(slot)
+                && sample
+                    .replica
+                    .as_deref()
+                    .is_none_or(|r| series.replica.as_deref() == Some(r))
+                && *at > sample.completed_at
+        });
+        if newer {
+            Outcome::Superseded
+        } else {
+            Outcome::Missing
+        }
+    }
 }
 
 impl PrometheusClient {
@@ -103,33 +174,38 @@ impl PrometheusClient {
     fn unexpected(&self, a: &Answer, e: &str) -> Unavailable {
         Unavailable {
             reason: format!(
-                "{} at {} answered an unexpected body: {e}",
+                "{} ({}) answered {} with an unexpected body: {e}",
                 self.backend.name(),
-                self.backend.base_for_display()
+                a.url,
+                a.status.as_u16()
             ),
             took: vec![a.took],
         }
     }
 
-    /// `data` of a success answer, or the reason it is not one.
+    /// `data` of a success answer, or the reason it is not one. Prometheus' own answers
+    /// are JSON `{"status":"success","data":…}` or `{"status":"error","errorType":…,
+    /// "error":…}`; anything else (a proxy's HTML 404, a gateway's JSON, a login redirect,
+    /// a `401`, Prometheus' own plain-text `404 page not found` for a wrong path prefix) is
+    /// not the API speaking and becomes unknown with what came back
+    /// ([`HttpBackend::foreign_reason`]). An empty `data` (no exemplar, no series) is
+    /// Prometheus' own "none": the caller reads it as missing.
     fn data(&self, a: &Answer) -> Result<Value, Unavailable> {
         let took = vec![a.took];
-        if matches!(a.status.as_u16(), 401 | 403) {
-            return Err(Unavailable {
-                reason: self.backend.auth_reason(a),
-                took,
-            });
-        }
-        let v: Value = match serde_json::from_slice(&a.body) {
-            Ok(v) => v,
-            Err(_) => {
-                return Err(Unavailable {
-                    reason: self.backend.status_reason(a),
-                    took,
-                });
-            }
+        let foreign = || Unavailable {
+            reason: self.backend.foreign_reason(a, "Prometheus"),
+            took: took.clone(),
         };
-        if v.get("status").and_then(Value::as_str) == Some("success") && a.status.is_success() {
+        if a.is_redirect() || a.is_html() || matches!(a.status.as_u16(), 401 | 403) {
+            return Err(foreign());
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&a.body) else {
+            return Err(foreign());
+        };
+        let Some(status) = v.get("status").and_then(Value::as_str) else {
+            return Err(foreign());
+        };
+        if status == "success" && a.status.is_success() {
             return v
                 .get("data")
                 .cloned()
@@ -142,8 +218,9 @@ impl PrometheusClient {
         let msg = v.get("error").and_then(Value::as_str).unwrap_or("");
         Err(Unavailable {
             reason: format!(
-                "{} answered {} {kind}: {msg}",
+                "{} ({}) answered {} {kind}: {msg}",
                 self.backend.name(),
+                a.url,
                 a.status.as_u16()
             ),
             took,
@@ -168,11 +245,9 @@ fn secs_to_time(v: &Value) -> Option<SystemTime> {
 pub fn parse_exemplars(data: &Value) -> Result<Vec<Exemplar>, String> {
     let mut out = Vec::new();
     for series in data.as_array().ok_or("`data` is not an array")? {
-        let le = series
-            .get("seriesLabels")
-            .and_then(|l| l.get("le"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let labels = series.get("seriesLabels");
+        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        let probe = ProbeSeries::of(label("slot"), label("replica"));
         for ex in series
             .get("exemplars")
             .and_then(Value::as_array)
@@ -200,7 +275,7 @@ pub fn parse_exemplars(data: &Value) -> Result<Vec<Exemplar>, String> {
                 trace_id,
                 at,
                 value,
-                le: le.clone(),
+                series: probe.clone(),
             });
         }
     }
@@ -264,6 +339,9 @@ pub struct ExemplarVerifier {
 }
 
 impl ExemplarVerifier {
+    /// Samples one exemplar query covers.
+    pub const MAX_BATCH: usize = 500;
+
     /// Looks for exemplars of `metric` (a selector such as
     /// `http_server_request_duration_seconds_bucket`).
     pub fn new(backend: HttpBackend, metric: impl Into<String>) -> Self {
@@ -290,7 +368,7 @@ impl Verifier for ExemplarVerifier {
     }
 
     fn max_batch(&self) -> usize {
-        500
+        Self::MAX_BATCH
     }
 
     fn check<'a>(&'a self, samples: &'a [Sample]) -> BoxFuture<'a, Check> {
@@ -306,8 +384,9 @@ impl Verifier for ExemplarVerifier {
                 Err(u) => Check::all_unknown(samples.len(), &u.reason, u.took),
                 Ok((ex, a)) => {
                     let mut seen: HashMap<TraceId, SystemTime> = HashMap::new();
-                    let newest = ex.iter().map(|e| e.at).max();
+                    let mut newest = Newest::default();
                     for e in ex {
+                        newest.note(&e);
                         seen.entry(e.trace_id)
                             .and_modify(|t| *t = (*t).min(e.at))
                             .or_insert(e.at);
@@ -318,9 +397,10 @@ impl Verifier for ExemplarVerifier {
                             Some(at) => Outcome::Found {
                                 first_seen: a.received,
                                 spans: None,
+                                extra_spans: None,
                                 recorded_at: Some(*at),
                             },
-                            None => super::exposition::superseded_or_missing(newest, s),
+                            None => newest.outcome_of_absent(s),
                         })
                         .collect();
                     Check {

@@ -1,5 +1,6 @@
 //! Which completed requests are verified: a rate or a per-second budget (GCRA), and the
-//! keep class each sampled request belongs to.
+//! keep class each sampled request belongs to; and which requests are metric probes
+//! ([`ProbeSlots`]), the only ones verified as exemplars.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +21,72 @@ pub struct Sampler {
     /// GCRA theoretical arrival time, ns since `origin` (`perSecond`).
     tat: AtomicU64,
     sampled: AtomicU64,
+    probes: Option<ProbeSlots>,
+}
+
+/// Hands out metric probe slots, decided when a request is sent.
+///
+/// An exemplar shows only the latest request of its series, so a sampled request's
+/// exemplar can be replaced before any scrape sees it, and "not found" would prove
+/// nothing. Probes avoid that: a probe request names one of a few slots, the echo-server
+/// counts it in that slot's own series with its trace id as exemplar, and a slot is used
+/// again only after `reuse`, longer than two scrape intervals. Each probe's exemplar so
+/// lives through at least one scrape, and one not found at its deadline is missing. At most
+/// `slots / reuse` probes a second (64 slots, 31 s: about 2/s behind a Prometheus
+/// scraping every 15 s), whatever the sampling rate; slots are taken in turn, spaced
+/// evenly.
+#[derive(Debug)]
+pub struct ProbeSlots {
+    slots: u16,
+    /// Nanoseconds between two probes: `reuse / slots`.
+    spacing: u64,
+    origin: Instant,
+    /// When the next probe may go, ns since `origin`.
+    next: AtomicU64,
+    taken: AtomicU64,
+}
+
+impl ProbeSlots {
+    /// `slots` slots, each used again no sooner than `reuse`.
+    pub fn new(slots: u16, reuse: Duration) -> Self {
+        let slots = slots.max(1);
+        Self {
+            slots,
+            spacing: (reuse.as_nanos() / u128::from(slots)).max(1) as u64,
+            origin: Instant::now(),
+            next: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+        }
+    }
+
+    /// The slot for a request sent now, or `None` when the next probe is not due (cheap:
+    /// one atomic load on that path).
+    pub fn take(&self) -> Option<u16> {
+        let now = self.origin.elapsed().as_nanos() as u64;
+        let next = self.next.load(Ordering::Relaxed);
+        if now < next {
+            return None;
+        }
+        self.next
+            .compare_exchange(
+                next,
+                now + self.spacing,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        let n = self.taken.fetch_add(1, Ordering::Relaxed);
+        Some((n % u64::from(self.slots)) as u16)
+    }
+
+    /// Probes handed out so far.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
 }
 
 /// What a worker knows about a completed request, for [`Sampler::offer`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Completed<'a> {
     /// Scenario name.
     pub scenario: &'a Arc<str>,
@@ -45,15 +108,26 @@ pub struct Completed<'a> {
     pub request_id: u128,
     /// The parent span id it carried in its `traceparent`.
     pub parent_span_id: u64,
+    /// The metric probe slot it carried, if any ([`ProbeSlots::take`]).
+    pub probe: Option<u16>,
+    /// The replica that served it, as the response named it.
+    pub replica: Option<Arc<str>>,
 }
 
 impl Sampler {
-    /// A sampler feeding `pipeline`.
-    pub fn new(policy: SamplePolicy, classes: Vec<KeepClassPlan>, pipeline: Arc<Pipeline>) -> Self {
+    /// A sampler feeding `pipeline`; `probes` hands out metric probe slots when an
+    /// exemplar verifier runs.
+    pub fn new(
+        policy: SamplePolicy,
+        classes: Vec<KeepClassPlan>,
+        pipeline: Arc<Pipeline>,
+        probes: Option<ProbeSlots>,
+    ) -> Self {
         Self {
             policy,
             classes,
             pipeline,
+            probes,
             origin: Instant::now(),
             tat: AtomicU64::new(0),
             sampled: AtomicU64::new(0),
@@ -103,9 +177,11 @@ impl Sampler {
         u8::try_from(i).unwrap_or(u8::MAX)
     }
 
-    /// Considers a completed request for verification (cheap when not sampled).
+    /// Considers a completed request for verification (cheap when not sampled): a
+    /// sampled request goes to the trace and log verifiers, a probe to the exemplar ones.
     pub fn offer(&self, c: Completed<'_>) {
-        if !self.take(c.trace_id) {
+        let sampled = self.take(c.trace_id);
+        if !sampled && c.probe.is_none() {
             return;
         }
         let now = SystemTime::now();
@@ -125,9 +201,23 @@ impl Sampler {
             status: c.status,
             service_time,
             class: self.class_of(c.request, c.status, service_time),
+            probe: c.probe,
+            replica: c.replica,
         };
-        self.sampled.fetch_add(1, Ordering::Relaxed);
-        self.pipeline.submit(&sample);
+        if sampled {
+            self.sampled.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pipeline.submit(&sample, sampled);
+    }
+
+    /// The metric probe slot for a request about to be sent, if it is to be a probe.
+    pub fn probe_slot(&self) -> Option<u16> {
+        self.probes.as_ref()?.take()
+    }
+
+    /// Metric probes handed out so far.
+    pub fn probes(&self) -> u64 {
+        self.probes.as_ref().map_or(0, ProbeSlots::taken)
     }
 
     /// Requests sampled so far.
@@ -151,7 +241,7 @@ mod tests {
             1,
             CancellationToken::new(),
         ));
-        let s = Sampler::new(SamplePolicy::PerSecond(100.0), Vec::new(), p);
+        let s = Sampler::new(SamplePolicy::PerSecond(100.0), Vec::new(), p, None);
         let taken = (0..10_000).filter(|_| s.take(TraceId([7; 16]))).count();
         assert!((100..=102).contains(&taken), "{taken}");
     }
@@ -164,7 +254,7 @@ mod tests {
             1,
             CancellationToken::new(),
         ));
-        let s = Sampler::new(SamplePolicy::Rate(0.1), Vec::new(), p);
+        let s = Sampler::new(SamplePolicy::Rate(0.1), Vec::new(), p, None);
         // Trace ids as loadgen makes them: random (here splitmix64, fixed seed).
         let mut z = 0x7269_636f_6368_6574u64;
         let ids: Vec<TraceId> = (0..20_000)
@@ -181,5 +271,29 @@ mod tests {
         assert!((1800..=2200).contains(&taken), "{taken} of 20000");
         // The decision belongs to the trace: asking again gives the same answer.
         assert!(ids.iter().all(|id| s.take(*id) == s.take(*id)));
+    }
+
+    #[test]
+    fn probe_slots_are_spaced_so_no_slot_is_reused_within_reuse() {
+        // 4 slots, each reused no sooner than 40 ms: one probe per 10 ms at most.
+        let p = ProbeSlots::new(4, Duration::from_millis(40));
+        let start = Instant::now();
+        // The instant before each slot was last taken; a slot's reuse ends after the take.
+        let mut last_use: [Option<Instant>; 4] = [None; 4];
+        while start.elapsed() < Duration::from_millis(200) {
+            let before = Instant::now();
+            if let Some(slot) = p.take() {
+                let after = Instant::now();
+                if let Some(prev) = last_use[usize::from(slot)] {
+                    assert!(
+                        after - prev >= Duration::from_millis(40),
+                        "slot {slot} reused early"
+                    );
+                }
+                last_use[usize::from(slot)] = Some(before);
+            }
+        }
+        // ~200 ms / 10 ms, the first at once; a loaded machine gets fewer, never more.
+        assert!((2..=21).contains(&p.taken()), "{}", p.taken());
     }
 }

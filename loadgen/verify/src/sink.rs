@@ -6,9 +6,21 @@
 //!
 //! Memory: each trace id is held for a [`Retention`] (the settle timeout plus a margin, so
 //! every sample can still be asked about) and never more than its `capacity` per signal:
-//! a long run holds `ids/s × retention` ids, about 60 bytes each, and stays flat. Ids
+//! a long run holds `ids/s × retention` ids, about 60 bytes each plus about 20 per span
+//! (its id, its parent's, when it arrived) and 12 per log record, and stays flat. Ids
 //! dropped to stay within capacity before their retention ended are counted in
 //! [`SinkStats`] (a sample whose id was dropped reads as missing).
+//! At most [`MAX_HELD_PER_TRACE`] spans (and log records) of one trace id are held; more
+//! are counted in [`SinkStats::spans`] but not held.
+//!
+//! Found means the echo-server's own telemetry, as for the real backends: a trace is
+//! found when it holds a span whose parent is [`Sample::parent_span_id`] (the
+//! echo-server's server span); its span count is that span and its descendants, the
+//! other spans of the trace id are [`Outcome::Found::extra_spans`] (see
+//! [`crate::tempo::own_spans`]); `first_seen` is the receive instant of the server span.
+//! A log record is the echo-server's when its `trace_id` is the sample's and its
+//! `request_id` attribute is the request id loadgen sent. A sample without a parent span
+//! id (or request id) falls back to every span (or record) of the trace id.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ricochet_verify::sink::SinkError> {
@@ -20,7 +32,6 @@
 //! # let _ = traces; sink.shutdown().await; Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -39,11 +50,14 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::recent::{Recent, Retention};
+use crate::tempo::{OwnSpans, SpanLink, own_spans, span_id_bytes};
 use crate::{BoxFuture, Check, Outcome, Sample, Signal, TraceId, Verifier};
 
 /// Largest OTLP/HTTP request body accepted.
@@ -83,20 +97,59 @@ pub struct SinkStats {
     pub rejected_requests: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    count: usize,
+/// Most spans (or log records) held per trace id; a storm trace of the echo-server has at
+/// most 10 000.
+pub const MAX_HELD_PER_TRACE: usize = 32_768;
+
+/// What arrived for one trace id: each span's link (id, parent) and receive offset, or
+/// each log record's request-id key and receive offset.
+#[derive(Debug)]
+struct Entry<T> {
     first_seen: Instant,
+    items: Vec<T>,
+    /// When each item arrived, in µs after `first_seen` (saturating).
+    after_us: Vec<u32>,
+    /// Items beyond [`MAX_HELD_PER_TRACE`], counted but not held.
+    not_held: usize,
+}
+
+impl<T> Entry<T> {
+    fn new(first_seen: Instant) -> Self {
+        Self {
+            first_seen,
+            items: Vec::new(),
+            after_us: Vec::new(),
+            not_held: 0,
+        }
+    }
+
+    fn push(&mut self, item: T, now: Instant) {
+        if self.items.len() >= MAX_HELD_PER_TRACE {
+            self.not_held += 1;
+            return;
+        }
+        let us = now.saturating_duration_since(self.first_seen).as_micros();
+        self.items.push(item);
+        self.after_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+    }
+
+    fn at(&self, i: usize) -> Instant {
+        self.first_seen + std::time::Duration::from_micros(u64::from(self.after_us[i]))
+    }
+
+    fn len(&self) -> usize {
+        self.items.len() + self.not_held
+    }
 }
 
 /// One signal's ids, and the items (spans or records) received in all.
 #[derive(Debug)]
-struct Table {
-    ids: Recent<Entry>,
+struct Table<T> {
+    ids: Recent<Entry<T>>,
     items: u64,
 }
 
-impl Table {
+impl<T> Table<T> {
     fn new(limits: Retention) -> Self {
         Self {
             ids: Recent::new(limits),
@@ -104,22 +157,42 @@ impl Table {
         }
     }
 
-    fn add(&mut self, id: TraceId, n: usize, now: Instant) {
-        self.items += n as u64;
-        self.ids
-            .entry(id, now, || Entry {
-                count: 0,
-                first_seen: now,
-            })
-            .count += n;
+    fn add(&mut self, id: TraceId, item: T, now: Instant) {
+        self.items += 1;
+        self.ids.entry(id, now, || Entry::new(now)).push(item, now);
     }
+}
+
+/// A log record's request id, as a key: a hash of its lowercase text; `0` for a record
+/// without one.
+fn request_key(id: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    if id.is_empty() {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.to_ascii_lowercase().hash(&mut h);
+    h.finish().max(1)
+}
+
+/// The `request_id` attribute the echo-server sets on its log records.
+fn record_request_id(rec: &LogRecord) -> &str {
+    rec.attributes
+        .iter()
+        .find(|kv| kv.key == "request_id")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("")
 }
 
 /// The shared, bounded record of what arrived.
 #[derive(Debug)]
 pub struct Store {
-    traces: Mutex<Table>,
-    logs: Mutex<Table>,
+    traces: Mutex<Table<SpanLink>>,
+    logs: Mutex<Table<u64>>,
     logs_without_trace_id: Mutex<u64>,
     rejected: Mutex<u64>,
 }
@@ -139,10 +212,10 @@ impl Store {
         }
     }
 
-    /// Records an OTLP trace export.
+    /// Records an OTLP trace export: each span's trace id, span id and parent.
     pub fn record_traces(&self, req: &ExportTraceServiceRequest) {
         let now = Instant::now();
-        let mut per: HashMap<TraceId, usize> = HashMap::new();
+        let mut t = lock(&self.traces);
         for span in req
             .resource_spans
             .iter()
@@ -150,20 +223,21 @@ impl Store {
             .flat_map(|s| &s.spans)
         {
             if let Some(id) = TraceId::from_bytes(&span.trace_id).filter(|i| !i.is_zero()) {
-                *per.entry(id).or_default() += 1;
+                // A malformed span id reads as 0: such a span can be no one's parent.
+                let link = SpanLink {
+                    id: span_id_bytes(&span.span_id).unwrap_or(0),
+                    parent: span_id_bytes(&span.parent_span_id).unwrap_or(0),
+                };
+                t.add(id, link, now);
             }
-        }
-        let mut t = lock(&self.traces);
-        for (id, n) in per {
-            t.add(id, n, now);
         }
     }
 
-    /// Records an OTLP log export (by each record's trace id).
+    /// Records an OTLP log export (by each record's trace id and `request_id` attribute).
     pub fn record_logs(&self, req: &ExportLogsServiceRequest) {
         let now = Instant::now();
-        let mut per: HashMap<TraceId, usize> = HashMap::new();
         let mut without = 0u64;
+        let mut t = lock(&self.logs);
         for rec in req
             .resource_logs
             .iter()
@@ -171,15 +245,12 @@ impl Store {
             .flat_map(|s| &s.log_records)
         {
             match TraceId::from_bytes(&rec.trace_id).filter(|i| !i.is_zero()) {
-                Some(id) => *per.entry(id).or_default() += 1,
+                Some(id) => t.add(id, request_key(record_request_id(rec)), now),
                 None => without += 1,
             }
         }
+        drop(t);
         *lock(&self.logs_without_trace_id) += without;
-        let mut t = lock(&self.logs);
-        for (id, n) in per {
-            t.add(id, n, now);
-        }
     }
 
     /// Counters and sizes.
@@ -204,12 +275,39 @@ impl Store {
         }
     }
 
-    fn lookup(&self, signal: Signal, id: TraceId) -> Option<Entry> {
-        match signal {
-            Signal::Traces => lock(&self.traces).ids.get(&id).copied(),
-            Signal::Logs => lock(&self.logs).ids.get(&id).copied(),
-            Signal::Metrics => None,
+    /// The echo-server's part of `s`'s trace: when its server span arrived, and how the
+    /// trace's spans divide; `None` when no span of the echo-server's arrived.
+    fn lookup_trace(&self, s: &Sample) -> Option<(Instant, OwnSpans)> {
+        let t = lock(&self.traces);
+        let e = t.ids.get(&s.trace_id)?;
+        if s.parent_span_id == 0 {
+            let own = OwnSpans {
+                own: e.len(),
+                extra: None,
+            };
+            return Some((e.first_seen, own));
         }
+        let own = own_spans(&e.items, s.parent_span_id)?;
+        let first = (0..e.items.len())
+            .filter(|&i| e.items[i].parent == s.parent_span_id)
+            .map(|i| e.at(i))
+            .min()?;
+        Some((first, own))
+    }
+
+    /// When the echo-server's log record of `s` arrived: a record of its trace id whose
+    /// `request_id` is the sample's (any record of the trace id when the sample has none).
+    fn lookup_log(&self, s: &Sample) -> Option<Instant> {
+        let t = lock(&self.logs);
+        let e = t.ids.get(&s.trace_id)?;
+        if s.request_id.is_empty() {
+            return Some(e.first_seen);
+        }
+        let key = request_key(&s.request_id);
+        (0..e.items.len())
+            .filter(|&i| e.items[i] == key)
+            .map(|i| e.at(i))
+            .min()
     }
 }
 
@@ -307,8 +405,9 @@ impl Sink {
     }
 }
 
-/// Verifies against a [`Sink`]'s record: found (with the receive instant as `first_seen`,
-/// and the span count for traces) or missing; never unknown.
+/// Verifies against a [`Sink`]'s record: found (with the receive instant of the
+/// echo-server's span or record as `first_seen`, and for traces its span count and the
+/// extra spans) or missing; never unknown.
 #[derive(Debug, Clone)]
 pub struct SinkVerifier {
     store: Arc<Store>,
@@ -333,13 +432,25 @@ impl Verifier for SinkVerifier {
             let start = Instant::now();
             let outcomes = samples
                 .iter()
-                .map(|s| match self.store.lookup(self.signal, s.trace_id) {
-                    Some(e) => Outcome::Found {
-                        first_seen: e.first_seen,
-                        spans: (self.signal == Signal::Traces).then_some(e.count),
-                        recorded_at: None,
-                    },
-                    None => Outcome::Missing,
+                .map(|s| {
+                    let found = match self.signal {
+                        Signal::Traces => self
+                            .store
+                            .lookup_trace(s)
+                            .filter(|(_, own)| own.own > 0)
+                            .map(|(at, own)| (at, Some(own.own), own.extra)),
+                        Signal::Logs => self.store.lookup_log(s).map(|at| (at, None, None)),
+                        Signal::Metrics => None,
+                    };
+                    match found {
+                        Some((first_seen, spans, extra_spans)) => Outcome::Found {
+                            first_seen,
+                            spans,
+                            extra_spans,
+                            recorded_at: None,
+                        },
+                        None => Outcome::Missing,
+                    }
                 })
                 .collect();
             Check {
@@ -663,7 +774,56 @@ async fn handle_http(store: &Store, req: Request<Incoming>) -> Response<Reply> {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
     use super::*;
+
+    const P: u64 = 0x00f0_67aa_0ba9_02b7;
+
+    fn link(id: u64, parent: u64) -> SpanLink {
+        SpanLink { id, parent }
+    }
+
+    fn export(spans: &[(u64, u64)]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: spans
+                        .iter()
+                        .map(|&(id, parent)| Span {
+                            trace_id: vec![7; 16],
+                            span_id: id.to_be_bytes().to_vec(),
+                            parent_span_id: if parent == 0 {
+                                Vec::new()
+                            } else {
+                                parent.to_be_bytes().to_vec()
+                            },
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn sample(parent: u64, request_id: &str) -> Sample {
+        Sample {
+            parent_span_id: parent,
+            request_id: request_id.into(),
+            ..Sample::now(TraceId([7; 16]))
+        }
+    }
+
+    fn limits() -> Retention {
+        Retention {
+            capacity: 100,
+            retention: std::time::Duration::from_secs(60),
+        }
+    }
 
     #[test]
     fn the_table_evicts_the_oldest_id_and_counts_it() {
@@ -672,13 +832,81 @@ mod tests {
             retention: std::time::Duration::from_secs(60),
         });
         let now = Instant::now();
-        t.add(TraceId([1; 16]), 1, now);
-        t.add(TraceId([2; 16]), 1, now);
-        t.add(TraceId([1; 16]), 2, now);
-        t.add(TraceId([3; 16]), 1, now);
+        t.add(TraceId([1; 16]), link(1, 0), now);
+        t.add(TraceId([2; 16]), link(2, 0), now);
+        t.add(TraceId([1; 16]), link(3, 1), now);
+        t.add(TraceId([3; 16]), link(4, 0), now);
         assert_eq!(t.ids.evicted(), 1);
         assert!(t.ids.get(&TraceId([1; 16])).is_none());
-        assert_eq!(t.ids.get(&TraceId([2; 16])).map(|e| e.count), Some(1));
-        assert_eq!(t.items, 5);
+        assert_eq!(t.ids.get(&TraceId([2; 16])).map(Entry::len), Some(1));
+        assert_eq!(t.items, 4);
+    }
+
+    #[test]
+    fn a_trace_is_first_seen_when_the_echo_servers_span_arrives_not_a_sidecars() {
+        let store = Store::new(limits());
+        // A sidecar's span of the same trace arrives first; the echo-server's later.
+        store.record_traces(&export(&[(0x51de, 0x1)]));
+        assert_eq!(store.lookup_trace(&sample(P, "")), None);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let before = Instant::now();
+        store.record_traces(&export(&[(0xe1, P), (0xc1, 0xe1)]));
+        let (first_seen, own) = store.lookup_trace(&sample(P, "")).unwrap();
+        assert!(first_seen >= before, "first seen at the sidecar's span");
+        assert_eq!(
+            own,
+            OwnSpans {
+                own: 2,
+                extra: Some(1)
+            }
+        );
+        // Without a parent span id: every span, first seen with the first of them.
+        let (any, all) = store.lookup_trace(&sample(0, "")).unwrap();
+        assert!(any < before);
+        assert_eq!(
+            all,
+            OwnSpans {
+                own: 3,
+                extra: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_log_record_is_the_echo_servers_by_its_request_id_attribute() {
+        let rec = |request_id: Option<&str>| LogRecord {
+            trace_id: vec![7; 16],
+            attributes: request_id
+                .map(|r| KeyValue {
+                    key: "request_id".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(r.into())),
+                    }),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let store = Store::new(limits());
+        let logs = |records| ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        // Another service's record of the same trace: no request id, or another one.
+        store.record_logs(&logs(vec![rec(None), rec(Some("ffff"))]));
+        let mine = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(store.lookup_log(&sample(P, mine)), None);
+        assert!(
+            store.lookup_log(&sample(P, "")).is_some(),
+            "no request id: any record"
+        );
+        store.record_logs(&logs(vec![rec(Some(mine))]));
+        assert!(store.lookup_log(&sample(P, mine)).is_some());
     }
 }

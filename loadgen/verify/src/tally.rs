@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Outcome, Signal, Verified};
+use crate::fate::{Export, MissingSplit};
 use crate::hist::{Hist, merge_hist, new_hist, record_duration};
+use crate::poll::LatencyUse;
 
 /// Distinct unknown reasons kept; further ones are counted under [`OTHER_REASONS`].
 pub const MAX_REASONS: usize = 16;
@@ -55,6 +57,9 @@ pub struct Tally {
     pub found: u64,
     /// Found traces with fewer spans than expected.
     pub incomplete: u64,
+    /// Spans of found traces beside the echo-server's own (a sidecar's, an ingress's,
+    /// another service's: [`Outcome::Found::extra_spans`]); not part of completeness.
+    pub extra_spans: u64,
     /// Samples the backend answered it does not hold.
     pub missing: u64,
     /// Samples that could not be checked.
@@ -62,6 +67,12 @@ pub struct Tally {
     /// Exemplars taken over by a newer request before any scrape ([`Outcome::Superseded`]);
     /// not part of [`Tally::samples`].
     pub superseded: u64,
+    /// Found latency probes whose first look-up came late: no ingest latency recorded.
+    pub first_asked_late: u64,
+    /// Found presence samples (asked whether, not when, they arrived): no ingest latency.
+    pub presence_only: u64,
+    /// Missing samples by what the workload's exporter did with them.
+    pub missing_split: MissingSplit,
     /// Found / missing / unknown per keep class, indexed by [`super::Sample::class`].
     pub by_class: Vec<ClassCounts>,
     /// Ingest latency per second of the run (by the request's scheduled instant): found
@@ -75,6 +86,12 @@ pub struct Tally {
     pub ingest_latency: Hist,
     /// `telemetry_<signal>_query_duration`, µs.
     pub query_duration: Hist,
+    /// `telemetry_<signal>_export_wait`, µs: completion → the workload's export of it was
+    /// acknowledged (latency probes with a ledger).
+    pub export_wait: Hist,
+    /// `telemetry_<signal>_backend_latency`, µs: acknowledged → first seen queryable: the
+    /// backend's part of the ingest latency.
+    pub backend_latency: Hist,
 }
 
 impl Tally {
@@ -84,15 +101,21 @@ impl Tally {
             signal,
             found: 0,
             incomplete: 0,
+            extra_spans: 0,
             missing: 0,
             unknown: 0,
             superseded: 0,
+            first_asked_late: 0,
+            presence_only: 0,
+            missing_split: MissingSplit::default(),
             by_class: Vec::new(),
             ingest_series: Vec::new(),
             origin: None,
             unknown_reasons: BTreeMap::new(),
             ingest_latency: new_hist(),
             query_duration: new_hist(),
+            export_wait: new_hist(),
+            backend_latency: new_hist(),
         }
     }
 
@@ -115,6 +138,30 @@ impl Tally {
                 if v.complete == Some(false) {
                     self.incomplete += 1;
                 }
+                if let Outcome::Found {
+                    extra_spans: Some(n),
+                    ..
+                } = &v.outcome
+                {
+                    self.extra_spans += *n as u64;
+                }
+                match v.latency {
+                    LatencyUse::Probe => {}
+                    LatencyUse::FirstAskedLate => self.first_asked_late += 1,
+                    LatencyUse::Presence => self.presence_only += 1,
+                }
+                if let (Some(l), Some(Export::Accepted { acked_at })) = (v.ingest_latency, v.export)
+                {
+                    let seen = v.sample.completed_at + l;
+                    let wait = acked_at
+                        .duration_since(v.sample.completed_at)
+                        .unwrap_or_default();
+                    record_duration(&mut self.export_wait, wait);
+                    record_duration(
+                        &mut self.backend_latency,
+                        seen.duration_since(acked_at).unwrap_or_default(),
+                    );
+                }
                 if let Some(l) = v.ingest_latency {
                     record_duration(&mut self.ingest_latency, l);
                     if let Some(origin) = self.origin {
@@ -133,12 +180,24 @@ impl Tally {
                     }
                 }
             }
-            Outcome::Missing => self.missing += 1,
+            Outcome::Missing => {
+                self.missing += 1;
+                self.missing_split.add(v.export);
+            }
             Outcome::Superseded => self.superseded += 1,
             Outcome::Unknown { reason } => {
                 self.unknown += 1;
                 self.add_reason(reason, 1);
             }
+        }
+    }
+
+    /// Counts `n` samples that were never handed to the verifier (its queue was full) as
+    /// unknown, with the reason.
+    pub fn record_unverified(&mut self, n: u64, reason: &str) {
+        if n > 0 {
+            self.unknown += n;
+            self.add_reason(reason, n);
         }
     }
 
@@ -165,9 +224,13 @@ impl Tally {
     pub fn merge(&mut self, other: &Tally) {
         self.found += other.found;
         self.incomplete += other.incomplete;
+        self.extra_spans += other.extra_spans;
         self.missing += other.missing;
         self.unknown += other.unknown;
         self.superseded += other.superseded;
+        self.first_asked_late += other.first_asked_late;
+        self.presence_only += other.presence_only;
+        self.missing_split.merge(&other.missing_split);
         if self.by_class.len() < other.by_class.len() {
             self.by_class
                 .resize(other.by_class.len(), ClassCounts::default());
@@ -189,6 +252,8 @@ impl Tally {
         }
         merge_hist(&mut self.ingest_latency, &other.ingest_latency);
         merge_hist(&mut self.query_duration, &other.query_duration);
+        merge_hist(&mut self.export_wait, &other.export_wait);
+        merge_hist(&mut self.backend_latency, &other.backend_latency);
     }
 
     /// Settled samples.
@@ -256,6 +321,8 @@ mod tests {
             ingest_latency: Some(Duration::from_millis(latency_ms)),
             complete,
             polls: 1,
+            latency: LatencyUse::Probe,
+            export: None,
         }
     }
 
@@ -263,6 +330,7 @@ mod tests {
         Outcome::Found {
             first_seen: Instant::now(),
             spans: Some(1),
+            extra_spans: None,
             recorded_at: None,
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::exposition::{self, ExpositionVerifier};
+use crate::fate::ExportLedger;
 use crate::http::{Endpoint, HttpBackend};
 use crate::loki::LokiVerifier;
 use crate::pipeline::Pipeline;
@@ -15,9 +16,9 @@ use crate::plan::{
 };
 use crate::prometheus::{ExemplarVerifier, PrometheusClient};
 use crate::recent::Retention;
-use crate::sampler::Sampler;
+use crate::sampler::{ProbeSlots, Sampler};
 use crate::tempo::{TraceApi, TraceVerifier};
-use crate::{RateLimiter, Signal, Tally, Verifier, VerifyError};
+use crate::{PollPolicy, RateLimiter, Signal, Tally, Verifier, VerifyError};
 
 /// The embedded echo-server's side of the default: where its `/metrics` is.
 #[derive(Debug, Clone, Copy)]
@@ -46,9 +47,9 @@ pub struct Verification {
 enum RedSource {
     /// The echo-server's own `/metrics`: the verifier, the request counter (the
     /// histogram's `_count`) and the routes left out.
-    Exposition(ExpositionVerifier, String, Vec<String>),
+    Exposition(Box<ExpositionVerifier>, String, Vec<String>),
     /// Prometheus or Mimir, with the PromQL of the total.
-    Prometheus(PrometheusClient, String),
+    Prometheus(Box<PrometheusClient>, String),
 }
 
 impl RedSource {
@@ -78,20 +79,29 @@ impl RedSource {
 impl Verification {
     /// Starts one polling task per verifier: the embedded sink's (`sink`) and the
     /// echo-server's `/metrics` when the plan names no backend, else the configured
-    /// backends. Needs a Tokio runtime.
+    /// backends. `ledger` is the workload's export ledger, when it can be read: trace and
+    /// log verifiers then split missing samples by export fate and time probes from their
+    /// export's acknowledgement. Needs a Tokio runtime.
     pub fn start(
         plan: &TelemetryPlan,
         sink: Option<&crate::sink::Sink>,
         embedded: Option<EmbeddedMetrics>,
+        ledger: Option<Arc<dyn ExportLedger>>,
         cancel: CancellationToken,
     ) -> Result<Self, StartError> {
         let limiter = RateLimiter::per_second(plan.max_queries_per_second)?;
-        let mut verifiers: Vec<Arc<dyn Verifier>> = Vec::new();
+        // Verifiers that spend the query budget poll a few latency probes on time and ask
+        // the other samples for presence only; the sink and `/metrics` cost nothing.
+        let budgeted = PollPolicy {
+            latency_probes: Some(plan.latency_probes()),
+            ..plan.poll.clone()
+        };
+        let mut verifiers: Vec<(Arc<dyn Verifier>, PollPolicy)> = Vec::new();
         let mut backends = Vec::new();
         if let Some(sink) = sink {
-            verifiers.push(Arc::new(sink.verifier(Signal::Traces)));
+            verifiers.push((Arc::new(sink.verifier(Signal::Traces)), plan.poll.clone()));
             backends.push(format!("embedded OTLP sink {}", sink.grpc_endpoint()));
-            verifiers.push(Arc::new(sink.verifier(Signal::Logs)));
+            verifiers.push((Arc::new(sink.verifier(Signal::Logs)), plan.poll.clone()));
             backends.push(format!("embedded OTLP sink {}", sink.grpc_endpoint()));
         }
         let mut red = None;
@@ -106,7 +116,10 @@ impl Verification {
                 capacity: SINK_CAPACITY,
                 retention: plan.poll.retention(),
             };
-            verifiers.push(Arc::new(ExpositionVerifier::new(b, limits)));
+            verifiers.push((
+                Arc::new(ExpositionVerifier::new(b, limits)),
+                plan.poll.clone(),
+            ));
             backends.push(format!("echo-server /metrics {url}"));
             let b = HttpBackend::new(
                 "echo-server",
@@ -114,13 +127,13 @@ impl Verification {
                 RateLimiter::unlimited(),
             )?;
             red = Some(RedSource::Exposition(
-                ExpositionVerifier::new(
+                Box::new(ExpositionVerifier::new(
                     b,
                     Retention {
                         capacity: 1,
                         retention: Duration::ZERO,
                     },
-                ),
+                )),
                 format!("{}_count", plan.server.histogram),
                 plan.server.probe_routes.clone(),
             ));
@@ -132,21 +145,27 @@ impl Verification {
             };
             let backend = HttpBackend::new(name, &b.endpoint()?, limiter.clone())?;
             backends.push(format!("{name} {}", backend.base_for_display()));
-            verifiers.push(Arc::new(TraceVerifier::new(backend, api, false)));
+            verifiers.push((
+                Arc::new(TraceVerifier::new(backend, api, false)),
+                budgeted.clone(),
+            ));
         }
         if let Some((b, selector)) = &plan.logs {
             let backend = HttpBackend::new("loki", &b.endpoint()?, limiter.clone())?;
             backends.push(format!("loki {}", backend.base_for_display()));
-            verifiers.push(Arc::new(LokiVerifier::new(backend, selector.clone())));
+            verifiers.push((
+                Arc::new(LokiVerifier::new(backend, selector.clone())),
+                budgeted.clone(),
+            ));
         }
         if let Some((b, metric)) = &plan.metrics {
             let count = metric.replace("_bucket", "_count");
             red = Some(RedSource::Prometheus(
-                PrometheusClient::new(HttpBackend::new(
+                Box::new(PrometheusClient::new(HttpBackend::new(
                     "prometheus",
                     &b.endpoint()?,
                     limiter.clone(),
-                )?),
+                )?)),
                 format!(
                     "sum({count}{{http_route!~\"{}\"}})",
                     plan.server.probe_routes.join("|")
@@ -154,18 +173,27 @@ impl Verification {
             ));
             let backend = HttpBackend::new("prometheus", &b.endpoint()?, limiter)?;
             backends.push(format!("prometheus {}", backend.base_for_display()));
-            verifiers.push(Arc::new(ExemplarVerifier::new(backend, metric.clone())));
+            verifiers.push((
+                Arc::new(ExemplarVerifier::new(
+                    backend,
+                    plan.server.probe_metric.clone(),
+                )),
+                budgeted,
+            ));
         }
-        let pipeline = Arc::new(Pipeline::start(
+        let pipeline = Arc::new(Pipeline::start_each(
             verifiers,
-            plan.poll.clone(),
+            ledger,
             CHANNEL_CAPACITY,
             cancel,
         ));
+        let probes = (embedded.is_some() || plan.metrics.is_some())
+            .then(|| ProbeSlots::new(plan.server.probe_slots, plan.probe_reuse()));
         let sampler = Arc::new(Sampler::new(
             plan.sample,
             plan.classes.clone(),
             pipeline.clone(),
+            probes,
         ));
         Ok(Self {
             sampler,

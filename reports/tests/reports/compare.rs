@@ -199,3 +199,99 @@ fn comparison_text_matches_the_snapshot() {
     insta::assert_snapshot!("compare_text", c.to_text());
     insta::assert_snapshot!("compare_markdown", c.to_markdown());
 }
+
+/// The fixture as a run that could not be carried out: every request timed out.
+fn errored() -> ricochet_reports::Summary {
+    let mut s = fixture::realistic();
+    s.run.outcome = ricochet_reports::model::Outcome::Error;
+    s.run.exit_code = 3;
+    s.run.stop_reason = Some(
+        "no request got an answer: 12 of 12 timed out after 1s waiting on http://127.0.0.1:4100 (0 refused, 0 reset)"
+            .to_owned(),
+    );
+    s
+}
+
+// See: issue "runs that measured nothing" (a comparison against an errored run said
+// "no regression").
+#[test]
+fn a_current_run_that_could_not_be_carried_out_never_passes_whatever_its_numbers() {
+    let baseline = fixture::realistic();
+    let c = compare(&baseline, &errored(), &Limits::default());
+    assert!(!c.has_regression(), "identical numbers: no row regressed");
+    assert!(!c.passes());
+    assert_eq!(
+        c.unfit_sentences(),
+        [
+            "the current run could not be carried out (exit code 3): no request got an answer: 12 of 12 timed out after 1s waiting on http://127.0.0.1:4100 (0 refused, 0 reset)"
+        ]
+    );
+    assert!(
+        c.to_text()
+            .starts_with("✗ NOT COMPARABLE — the current run could not be carried out"),
+        "{}",
+        c.to_text()
+    );
+    assert!(c.to_markdown().starts_with("## ❌ Not comparable: "));
+    assert!(c.to_html().contains("<header class=\"failed\">"));
+    // An errored baseline is no yardstick either.
+    let c = compare(&errored(), &baseline, &Limits::default());
+    assert!(!c.passes());
+    assert!(c.unfit_sentences()[0].starts_with("the baseline run could not be carried out"));
+}
+
+#[test]
+fn a_current_run_without_requests_never_passes() {
+    let baseline = fixture::realistic();
+    let mut current = baseline.clone();
+    current.metrics.get_mut("http_reqs").unwrap().count = 0;
+    let c = compare(&baseline, &current, &Limits::default());
+    assert!(!c.passes());
+    assert_eq!(
+        c.unfit_sentences(),
+        [
+            "the current run has no requests (`http_reqs` is 0 or absent), so it measured nothing to compare"
+        ]
+    );
+}
+
+#[test]
+fn a_metric_the_baseline_has_and_the_current_run_lacks_is_named() {
+    let baseline = fixture::realistic();
+    let mut current = baseline.clone();
+    current.metrics.remove("telemetry_trace_ingest_latency");
+    let c = compare(&baseline, &current, &Limits::default());
+    assert!(!c.has_regression());
+    assert!(!c.passes());
+    assert_eq!(
+        c.unfit_sentences(),
+        ["the current run lacks `telemetry_trace_ingest_latency`, which the baseline has"]
+    );
+    // A trend present without values lacks them too; several are listed in one sentence.
+    current
+        .metrics
+        .get_mut("http_req_duration{scenario:api}")
+        .unwrap()
+        .trend = None;
+    let c = compare(&baseline, &current, &Limits::default());
+    assert_eq!(
+        c.unfit_sentences(),
+        [
+            "the current run lacks 2 metrics the baseline has: `http_req_duration{scenario:api}` (no values), `telemetry_trace_ingest_latency`"
+        ]
+    );
+    // A metric only the current run has is no reason to fail.
+    let c = compare(&current, &baseline, &Limits::default());
+    assert!(c.passes(), "{:?}", c.unfit);
+}
+
+#[test]
+fn the_metrics_of_a_scenario_gone_from_the_current_run_are_noted_not_missing() {
+    let baseline = fixture::realistic();
+    let mut current = baseline.clone();
+    current.scenarios.remove(1);
+    current.metrics.retain(|k, _| !k.contains("scenario:chat"));
+    let c = compare(&baseline, &current, &Limits::default());
+    assert!(c.passes(), "{:?}", c.unfit);
+    assert_eq!(c.notes, ["scenario `chat` is only in the baseline"]);
+}

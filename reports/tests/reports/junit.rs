@@ -142,3 +142,26 @@ fn junit_escapes_user_strings_and_they_parse_back_verbatim() {
     // The ESC control character is not allowed in XML 1.0 and is replaced.
     assert_eq!(parsed.cases[1].name, expected.replace('\u{1b}', "\u{FFFD}"));
 }
+
+// See: issue "runs that measured nothing": with no thresholds, an errored run still
+// fails in a CI test reporter.
+#[test]
+fn an_errored_run_is_a_junit_error_even_without_thresholds() {
+    let mut s = fixture::realistic();
+    s.thresholds.clear();
+    s.telemetry = None;
+    s.run.outcome = ricochet_reports::model::Outcome::Error;
+    s.run.exit_code = 3;
+    s.run.stop_reason = Some("no request got an answer: 3 of 3 had their connection refused by http://127.0.0.1:1 (0 timed out, 0 reset)".to_owned());
+    let xml = ricochet_reports::junit::render(&s);
+    let parsed = parse(&xml);
+    assert_eq!(parsed.tests_attr, 1);
+    assert_eq!(parsed.suites[0], ("run".to_owned(), 1, 0));
+    assert!(xml.contains("errors=\"1\""), "{xml}");
+    assert!(
+        xml.contains("<error type=\"run\" message=\"the run could not be carried out (exit code 3): no request got an answer: 3 of 3 had their connection refused by http://127.0.0.1:1 (0 timed out, 0 reset)\">"),
+        "{xml}"
+    );
+    // A run that was carried out has no such suite.
+    assert!(!ricochet_reports::junit::render(&fixture::realistic()).contains("name=\"run\""));
+}

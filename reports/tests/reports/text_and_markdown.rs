@@ -59,3 +59,35 @@ fn text_strips_terminal_escapes_from_user_strings() {
     let t = text::render(&hostile(), false);
     assert!(!t.contains('\u{1b}'));
 }
+
+// See: issue "runs that measured nothing": an errored run's reports say why, in the
+// same sentence the run printed.
+#[test]
+fn an_errored_run_says_why_it_could_not_be_carried_out_in_every_format() {
+    let mut s = fixture::realistic();
+    s.thresholds.clear();
+    s.run.outcome = ricochet_reports::model::Outcome::Error;
+    s.run.exit_code = 3;
+    let why = "no request got an answer: 12 of 12 timed out after 1s waiting on http://127.0.0.1:4100 (0 refused, 0 reset)";
+    s.run.stop_reason = Some(why.to_owned());
+    let sentence = format!("the run could not be carried out: {why}");
+    let t = text::render(&s, false);
+    assert!(
+        t.contains(&format!("✗ ERROR api-3x-ga — {sentence} (exit code 3)")),
+        "{t}"
+    );
+    let md = markdown::render(&s);
+    assert!(
+        md.starts_with("## 💥 ERROR: api-3x-ga\n\nThe run could not be carried out: "),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Could not be carried out | no request got an answer: "),
+        "{md}"
+    );
+    let html = ricochet_reports::html::render(&s);
+    assert!(
+        html.contains(&format!("<p>{sentence} (exit code 3).</p>")),
+        "{html}"
+    );
+}

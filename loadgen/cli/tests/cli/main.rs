@@ -2,9 +2,11 @@
 //! exit codes, stderr sentences, written reports, the deploy manifests and the runner path,
 //! a real Prometheus. Load tests take `support::one_at_a_time()`.
 
+mod compare_cli;
 mod deploy_cli;
 mod deploy_manifests;
 mod deploy_runner_path;
+mod no_answer_cli;
 mod prometheus_roundtrip;
 mod report_cli;
 mod run_cli;

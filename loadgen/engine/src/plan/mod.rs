@@ -35,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ricochet_crds::{ExecutorKind, LoadTestSpec, Parallelism, RequestSpec, ScenarioSpec};
 
-use ricochet_verify::plan::TelemetryPlan;
+use ricochet_verify::plan::{SamplePolicy, TelemetryPlan};
 
 use self::chaos::ChaosPlan;
 use crate::Exit;
@@ -1024,7 +1024,7 @@ impl Checker<'_> {
         )
         .map_err(field)?;
 
-        let plan = Plan {
+        let mut plan = Plan {
             name: name.to_owned(),
             source: self.file.map(Path::to_path_buf),
             target,
@@ -1035,7 +1035,44 @@ impl Checker<'_> {
             chaos,
         };
         self.process_limits(spec, &plan, overrides)?;
+        self.fit_query_budget(spec, &mut plan)?;
         Ok(plan)
+    }
+
+    /// Holds the sampling to what `maxQueriesPerSecond` verifies within `settleTimeout`
+    /// (per runner): an explicit `telemetry.sample` that does not fit is refused with the
+    /// numbers; the default is lowered to fit.
+    fn fit_query_budget(&self, spec: &LoadTestSpec, plan: &mut Plan) -> Result<(), PlanError> {
+        let load = plan.duration();
+        let runners =
+            crate::segment::runner_count(spec.parallelism, spec.max_rate_per_runner, plan)
+                .map_or(1, |n| n.get());
+        let (mut arrivals, mut closed) = (0.0, false);
+        for s in &plan.scenarios {
+            match crate::schedule::RateProfile::of(&s.executor) {
+                Some(p) => arrivals += p.total(),
+                None => closed = true,
+            }
+        }
+        let per_runner = arrivals / load.as_secs_f64().max(1e-9) / f64::from(runners);
+        let explicit = spec.telemetry.as_ref().is_some_and(|t| t.sample.is_some());
+        let Some(t) = plan.telemetry.as_mut() else {
+            return Ok(());
+        };
+        if !explicit {
+            if !closed {
+                t.sample = t.fitted_default(per_runner, load);
+            }
+            return Ok(());
+        }
+        let samples = match t.sample {
+            SamplePolicy::Rate(r) => r * per_runner,
+            // VU scenarios' request rate is not known before the run: the cap counts.
+            SamplePolicy::PerSecond(n) if closed => n,
+            SamplePolicy::PerSecond(n) => n.min(per_runner),
+        };
+        t.check_budget(samples, load)
+            .map_err(|e| self.err("spec.telemetry.sample", e.to_string()))
     }
 
     /// Checks what each runner (one process) is given against the per-process limits:
@@ -1846,6 +1883,43 @@ spec:
         BASE.replacen(from, to, 1)
     }
 
+    // See: issue #14, item 6.
+    #[test]
+    fn sampling_that_outruns_the_query_budget_is_refused_with_the_numbers() {
+        let tempo = |sample: &str| {
+            with_target(&format!(
+                "{{url: \"http://127.0.0.1:8080\"}}\n  telemetry: {{traces: {{tempo: {{url: \"http://127.0.0.1:3200\"}}}}{sample}}}"
+            ))
+            .replace("duration: 10s", "duration: 300s")
+        };
+        // 150 req/s, all sampled: 150 Tempo look-ups a second against 20.
+        let e = error_of(&tempo(", sample: {rate: 1}"));
+        assert!(
+            e.starts_with("x.yaml:") && e.contains("spec.telemetry.sample: verifying 150.0 samples/s needs about 157.0 queries/s (tempo 157.0/s)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("maxQueriesPerSecond 20 answers at most 22.0/s")
+                && e.contains("set `sample: {perSecond: 15}`"),
+            "{e}"
+        );
+        // What the sentence suggests fits.
+        assert!(plan_of(&tempo(", sample: {perSecond: 15}"), &Overrides::default()).is_ok());
+        assert!(plan_of(&tempo(", sample: {perSecond: 16}"), &Overrides::default()).is_err());
+        // Without `sample`, the default is lowered to fit instead of refused.
+        let plan = plan_of(&tempo(""), &Overrides::default()).unwrap();
+        assert_eq!(
+            plan.telemetry.unwrap().sample,
+            SamplePolicy::PerSecond(15.0)
+        );
+        // The embedded default spends no query budget: its default stands.
+        let plan = plan_of(BASE, &Overrides::default()).unwrap();
+        assert_eq!(
+            plan.telemetry.unwrap().sample,
+            SamplePolicy::PerSecond(100.0)
+        );
+    }
+
     #[test]
     fn the_base_document_is_valid_and_shares_the_tripled_baseline() {
         let plan = plan_of(BASE, &Overrides::default()).unwrap();
@@ -2005,7 +2079,7 @@ spec:
         let cases = [
             (
                 "    http_req_duraton: [\"p(99)<800ms\"]\n",
-                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`",
+                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`",
             ),
             (
                 "    http_req_duration: [\"p(99)<800ms\", \"p(95)<2 seconds\"]\n",
@@ -2561,7 +2635,7 @@ spec:
     settleTimeout: 744h
     pollInterval: 744h
     maxQueriesPerSecond: 10000
-    traces: {tempo: {url: \"http://tempo:1\", timeout: 744h}}
+    metrics: {prometheus: {url: \"http://prometheus:1\", timeout: 744h}}
   thresholds:
     http_reqs: [{threshold: \"count>1\", window: 744h, delayAbortEval: 744h}]
 ";

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use echo_server::contract::{DURATION_METRIC, NOT_WORKLOAD_ROUTES};
+use echo_server::contract::{DURATION_METRIC, NOT_WORKLOAD_ROUTES, PROBE_METRIC, PROBE_SLOTS};
 use ricochet_crds::{BackendSpec, KeepClass, SecretRef, TelemetrySpec};
 use ricochet_verify::http::Endpoint;
 use ricochet_verify::plan::{
@@ -26,6 +26,8 @@ pub fn embedded_default() -> TelemetryPlan {
             .iter()
             .map(|r| (*r).to_owned())
             .collect(),
+        probe_metric: PROBE_METRIC.to_owned(),
+        probe_slots: PROBE_SLOTS,
     })
 }
 
@@ -134,6 +136,15 @@ pub fn telemetry_plan(spec: &TelemetrySpec, base_dir: &Path) -> Result<Telemetry
             .clone()
             .unwrap_or_else(|| format!("{DURATION_METRIC}_bucket"));
         plan.metrics = Some((backend(&f, &m.prometheus.backend, base_dir)?, metric));
+        if let Some(t) = &m.prometheus.scrape_interval {
+            plan.scrape_interval = dur("metrics.prometheus.scrapeInterval", t)?;
+            if plan.scrape_interval < Duration::from_secs(1) {
+                return Err(field_err(
+                    format!("{f}.scrapeInterval"),
+                    "must be at least 1s: the interval at which Prometheus scrapes the echo-server, e.g. `15s`",
+                ));
+            }
+        }
     }
     for (i, c) in spec.expect_keep.iter().enumerate() {
         plan.classes

@@ -3,5 +3,6 @@
 
 mod executors;
 mod exit_paths;
+mod no_answer;
 mod open_model;
 mod support;

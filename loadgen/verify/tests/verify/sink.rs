@@ -244,6 +244,7 @@ async fn twenty_thousand_traces_are_received_and_all_verified() {
     let start = std::time::Instant::now();
     let verify = tokio::spawn(poll::run(
         v,
+        None,
         rx,
         policy,
         tokio_util::sync::CancellationToken::new(),
