@@ -118,6 +118,12 @@ pub struct Target {
     /// The echo-server's admin API, needed by `spec.chaos`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSpec>,
+    /// Where each echo-server replica's own run accounting is read: URLs whose host
+    /// resolves to the replicas, e.g. a headless Service
+    /// `http://echo-server-headless.observability.svc:8080` (default: `url`, whose host
+    /// may be one load-balanced address that hides the replicas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// Traffic as a multiple of the GA baseline.

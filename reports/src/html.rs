@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::charts::{self, Bucket};
 use crate::escape::{self, xml as esc};
 use crate::model::{Outcome, Summary, Verdict};
+use crate::notes;
 use crate::text::{metric_value, verdict_sentence};
 use crate::units::{self, Measure, ms, per_sec, percent};
 
@@ -312,15 +313,9 @@ fn telemetry(out: &mut String, summary: &Summary) {
     out.push_str(
         "<table class=\"telemetry\">\n<thead><tr><th>Signal</th><th>Backend</th><th class=\"num\">Sampled</th>\
          <th class=\"num\">Found</th><th class=\"num\">Missing</th><th class=\"num\">Incomplete</th>\
-         <th class=\"num\">Unknown</th><th class=\"num\">Ingest p50</th><th class=\"num\">p95</th><th class=\"num\">p99</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">Unknown</th><th class=\"num\">Missing rate</th><th class=\"num\">Injected</th></tr></thead>\n<tbody>\n",
     );
     for s in &telemetry.signals {
-        let ingest: String = match s.ingest_latency {
-            Some(t) => [t.med, t.p95, t.p99]
-                .map(|v| format!("<td class=\"num\">{}</td>", ms(v)))
-                .concat(),
-            None => "<td class=\"num\">—</td>".repeat(3),
-        };
         let class = if s.unknown > 0 {
             "unknown"
         } else if s.missing > 0 || s.incomplete > 0 {
@@ -331,21 +326,45 @@ fn telemetry(out: &mut String, summary: &Summary) {
         let _ = writeln!(
             out,
             "<tr class=\"{class}\"><td class=\"verdict\">{}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{ingest}</tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&s.signal),
             esc(&s.backend),
-            s.sampled,
+            esc(&notes::sampled_cell(s)),
             s.found,
             s.missing,
             s.incomplete,
-            s.unknown
+            s.unknown,
+            esc(&notes::missing_rate_cell(s)),
+            esc(&notes::injected_cell(telemetry, s)),
         );
     }
     out.push_str("</tbody>\n</table>\n");
-    let notes = crate::notes::telemetry_notes(telemetry);
-    if !notes.is_empty() {
+    out.push_str(
+        "<table class=\"telemetry-latency\">\n<thead><tr><th>Signal</th><th>Latency</th><th class=\"num\">Values</th>\
+         <th class=\"num\">p50</th><th class=\"num\">p95</th><th class=\"num\">p99</th><th class=\"num\">max</th></tr></thead>\n<tbody>\n",
+    );
+    for s in &telemetry.signals {
+        for (what, n, t) in notes::latency_rows(s) {
+            let cells: String = match t {
+                Some(t) => [t.med, t.p95, t.p99, t.max]
+                    .map(|v| format!("<td class=\"num\">{}</td>", ms(v)))
+                    .concat(),
+                None => "<td class=\"num\">—</td>".repeat(4),
+            };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{what}</td><td class=\"num\">{}</td>{cells}</tr>",
+                esc(&s.signal),
+                esc(&n)
+            );
+        }
+    }
+    out.push_str("</tbody>\n</table>\n");
+    let sentences = notes::telemetry_notes(telemetry);
+    if !sentences.is_empty() {
         out.push_str("<ul class=\"notes\">\n");
-        for note in &notes {
+        for note in &sentences {
             let _ = writeln!(out, "<li>{}</li>", esc(note));
         }
         out.push_str("</ul>\n");
@@ -378,7 +397,8 @@ fn telemetry(out: &mut String, summary: &Summary) {
                     true,
                 ),
                 &format!(
-                    "Signal <code>{}</code>: time from request completion until first seen in <code>{}</code>.",
+                    "Signal <code>{}</code>: time from request completion until first seen in <code>{}</code>, \
+                     over the latency probes asked on time; it includes the workload's export wait.",
                     esc(&s.signal),
                     esc(&s.backend)
                 ),

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::escape::xml;
-use crate::model::{Outcome, SignalSummary, Summary, ThresholdResult, Verdict};
+use crate::model::{Outcome, SignalSummary, Summary, TelemetrySummary, ThresholdResult, Verdict};
+use crate::notes;
 use crate::units::{self, Measure};
 
 /// Renders the run as JUnit XML.
@@ -25,14 +26,13 @@ pub fn render(summary: &Summary) -> String {
             failures_thresholds += 1;
         }
     }
-    let signals = summary
-        .telemetry
-        .as_ref()
-        .map_or(&[][..], |t| t.signals.as_slice());
+    let default = TelemetrySummary::default();
+    let telemetry = summary.telemetry.as_ref().unwrap_or(&default);
+    let signals = telemetry.signals.as_slice();
     let mut cases_telemetry = String::new();
     let mut failures_telemetry = 0;
     for s in signals {
-        if signal_case(&mut cases_telemetry, s) {
+        if signal_case(&mut cases_telemetry, telemetry, s) {
             failures_telemetry += 1;
         }
     }
@@ -188,19 +188,55 @@ fn threshold_case(out: &mut String, t: &ThresholdResult) -> bool {
 }
 
 /// Writes one telemetry signal test case; returns whether it failed.
-fn signal_case(out: &mut String, s: &SignalSummary) -> bool {
-    let counts = format!(
-        "sampled {}, found {}, missing {}, incomplete {}, unknown {}",
-        s.sampled, s.found, s.missing, s.incomplete, s.unknown
+fn signal_case(out: &mut String, t: &TelemetrySummary, s: &SignalSummary) -> bool {
+    let what = if s.signal == "metrics" {
+        "metric probes"
+    } else {
+        "sampled requests"
+    };
+    let mut counts = format!(
+        "sampled {}, found {}, missing {}",
+        notes::sampled_cell(s),
+        s.found,
+        s.missing
     );
-    let ingest = s.ingest_latency.map_or(String::new(), |t| {
-        format!(
-            "; ingest p50 {} p95 {} p99 {}",
-            units::ms(t.med),
-            units::ms(t.p95),
-            units::ms(t.p99)
-        )
-    });
+    if let Some(m) = s.missing_split.filter(|_| s.missing > 0) {
+        let _ = write!(
+            counts,
+            " (refused {}, dropped {}, injected {}, after acceptance {}, unaccounted {})",
+            m.refused, m.dropped, m.injected, m.after_acceptance, m.unaccounted
+        );
+    }
+    let _ = write!(
+        counts,
+        ", incomplete {}, unknown {}; missing rate {}, injected {}",
+        s.incomplete,
+        s.unknown,
+        notes::missing_rate_cell(s),
+        notes::injected_cell(t, s)
+    );
+    if s.extra_spans > 0 {
+        let _ = write!(counts, "; extra spans {}", s.extra_spans);
+    }
+    let mut latency = String::new();
+    for (name, n, stats) in notes::latency_rows(s) {
+        if let Some(st) = stats {
+            let _ = write!(
+                latency,
+                "; {name} p50 {} p95 {} p99 {} ({n} values)",
+                units::ms(st.med),
+                units::ms(st.p95),
+                units::ms(st.p99)
+            );
+        }
+    }
+    if s.presence_only + s.first_asked_late > 0 {
+        let _ = write!(
+            latency,
+            "; no latency: {} presence only, {} first asked late",
+            s.presence_only, s.first_asked_late
+        );
+    }
     let _ = writeln!(
         out,
         "    <testcase classname=\"telemetry\" name=\"{}\" time=\"0\">",
@@ -210,7 +246,7 @@ fn signal_case(out: &mut String, s: &SignalSummary) -> bool {
         Some((
             "unknown",
             format!(
-                "{}: {} of {} sampled requests could not be checked (backend could not be asked; unknown fails closed): {counts}",
+                "{}: {} of {} {what} could not be checked (backend could not be asked; unknown fails closed): {counts}",
                 s.signal, s.unknown, s.sampled
             ),
         ))
@@ -218,7 +254,7 @@ fn signal_case(out: &mut String, s: &SignalSummary) -> bool {
         Some((
             "missing",
             format!(
-                "{}: none of {} sampled requests arrived: {counts}",
+                "{}: none of {} {what} arrived: {counts}",
                 s.signal, s.sampled
             ),
         ))
@@ -237,7 +273,7 @@ fn signal_case(out: &mut String, s: &SignalSummary) -> bool {
             let _ = writeln!(
                 out,
                 "      <system-out>{}</system-out>",
-                xml(&format!("{counts}{ingest}"))
+                xml(&format!("{counts}{latency}"))
             );
         }
     }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::escape::markdown as md;
 use crate::model::{Outcome, Summary, Verdict};
+use crate::notes;
 use crate::text::{metric_value, verdict_sentence};
 use crate::units::{self, Measure, ms, per_sec, percent};
 
@@ -155,31 +156,43 @@ fn telemetry(out: &mut String, summary: &Summary) {
         return;
     };
     out.push_str("### Telemetry round trip\n\n");
-    out.push_str("| Signal | Backend | Sampled | Found | Missing | Incomplete | Unknown | Ingest p50 | p95 | p99 |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str(
+        "| Signal | Backend | Sampled | Found | Missing | Incomplete | Unknown | Missing rate | Injected |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for s in &telemetry.signals {
-        let ingest = match s.ingest_latency {
-            Some(t) => [t.med, t.p95, t.p99].map(ms).join(" | "),
-            None => ["—"; 3].join(" | "),
-        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {ingest} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             md(&s.signal),
             md(&s.backend),
-            s.sampled,
+            notes::sampled_cell(s),
             s.found,
             s.missing,
             s.incomplete,
-            s.unknown
+            s.unknown,
+            notes::missing_rate_cell(s),
+            notes::injected_cell(telemetry, s),
         );
     }
     out.push('\n');
-    let notes = crate::notes::telemetry_notes(telemetry);
-    for note in &notes {
+    out.push_str("| Signal | Latency | Values | p50 | p95 | p99 | max |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    for s in &telemetry.signals {
+        for (what, n, t) in notes::latency_rows(s) {
+            let cells = match t {
+                Some(t) => [t.med, t.p95, t.p99, t.max].map(ms).join(" | "),
+                None => ["—"; 4].join(" | "),
+            };
+            let _ = writeln!(out, "| {} | {what} | {n} | {cells} |", md(&s.signal));
+        }
+    }
+    out.push('\n');
+    let sentences = notes::telemetry_notes(telemetry);
+    for note in &sentences {
         let _ = writeln!(out, "- {}", md(note));
     }
-    if !notes.is_empty() {
+    if !sentences.is_empty() {
         out.push('\n');
     }
 }

@@ -324,13 +324,30 @@ pub struct TelemetrySummary {
     /// How long after completion telemetry could still arrive, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_timeout_secs: Option<f64>,
-    /// Samples not verified because a verifier's queue was full.
+    /// Samples not verified because a verifier's queue was full (each also counted as
+    /// unknown in its signal).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub samples_dropped: u64,
-    /// The echo-server exporter's counters over the run (what the pipeline accepted,
-    /// refused and what never reached it), when they could be read.
+    /// When a latency probe is looked up, ms after its anchor (its export's
+    /// acknowledgement when the echo-server's ledger gave one, else its completion), the
+    /// last at the settle timeout: ingest latency is measured to within one step of this
+    /// schedule. Presence samples are asked later and carry no latency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_schedule_ms: Vec<f64>,
+    /// Metric probes sent (requests that carried a probe slot), when exemplars were
+    /// verified; the `metrics` signal's `sampled` counts those that were answered and so
+    /// verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_probes: Option<u64>,
+    /// The echo-server exporter's counters for this run (what it emitted, what the
+    /// pipeline accepted and refused, what never reached it), summed over the replicas
+    /// read, when any could be read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exporter: Vec<ExporterCounts>,
+    /// Where the exporter counters were read: the replicas read, those that could not be,
+    /// and whether the counts cover only some replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter_source: Option<ExporterSource>,
     /// The RED cross-check: requests loadgen got a response to, against the server-side
     /// request counter's increase over the run (workload routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,19 +370,87 @@ pub struct RequestCount {
     pub source: String,
 }
 
-/// One exporter pipeline's counters over the run (after minus before).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// One exporter pipeline's counters for the run: the echo-server's accounting of the
+/// requests that carried the run's id, so scrapes, probes and other runs are not counted.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExporterCounts {
     /// `spans` or `logs`.
     pub signal: String,
+    /// Items the workload produced for the run.
+    #[serde(default)]
+    pub emitted: u64,
     /// Items the collector accepted.
     pub accepted: u64,
     /// Items in exports the collector refused (429 / RESOURCE_EXHAUSTED, errors, partial
     /// success).
     pub refused: u64,
-    /// Items dropped before export (queue full), or by the chaos drop rate.
+    /// Items dropped in the workload's export queue (full) before export. Not chaos:
+    /// that is `injected` (files written before `injected` existed counted it here too).
     pub dropped: u64,
+    /// Items chaos dropped on purpose (its telemetry drop): injected loss.
+    #[serde(default)]
+    pub injected: u64,
+}
+
+impl ExporterCounts {
+    /// `injected / emitted`: the share of items chaos dropped on purpose; `None` when
+    /// nothing was emitted.
+    pub fn injected_fraction(&self) -> Option<f64> {
+        (self.emitted > 0).then(|| self.injected as f64 / self.emitted as f64)
+    }
+}
+
+/// Where the exporter counters were read.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExporterSource {
+    /// The echo-server replicas whose run accounting was read, by name.
+    pub replicas: Vec<String>,
+    /// Why a replica could not be read, one sentence per address that failed: the counts
+    /// leave it out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+    /// One address answered as several replicas (a load-balanced Service): the counts
+    /// cover only the replicas that happened to answer.
+    #[serde(default)]
+    pub partial: bool,
+    /// Workload requests of the run the replicas read served.
+    #[serde(default)]
+    pub requests: u64,
+    /// Of those, requests whose telemetry chaos dropped on purpose: the injected loss in
+    /// the unit the missing rates count (requests).
+    #[serde(default)]
+    pub chaos_dropped_requests: u64,
+}
+
+/// One replica's settled samples of one signal.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaCounts {
+    /// Found.
+    pub found: u64,
+    /// Missing.
+    pub missing: u64,
+    /// Unknown.
+    pub unknown: u64,
+}
+
+/// Missing samples by what the workload's exporter did with their telemetry (the
+/// echo-server's export ledger). The five add up to the signal's `missing`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingSplit {
+    /// Refused at export: the pipeline said no (backpressure, limits).
+    pub refused: u64,
+    /// Dropped in the workload's export queue (full).
+    pub dropped: u64,
+    /// Dropped on purpose by chaos: injected loss.
+    pub injected: u64,
+    /// Lost after acceptance: the pipeline said yes and lost it.
+    pub after_acceptance: u64,
+    /// The ledger could not tell (not read, not tracked, still pending).
+    pub unaccounted: u64,
 }
 
 /// The observed keep rate of one request class.
@@ -403,7 +488,8 @@ pub struct SignalSummary {
     pub signal: String,
     /// Backend kind and URL, e.g. `tempo http://tempo:3200` (never credentials).
     pub backend: String,
-    /// Requests sampled for verification.
+    /// Requests sampled for verification that settled (found, missing, unknown or
+    /// superseded); for `metrics`, the metric probes verified.
     pub sampled: u64,
     /// Found (complete, for traces).
     pub found: u64,
@@ -414,9 +500,46 @@ pub struct SignalSummary {
     /// Traces found with fewer spans than expected.
     #[serde(default)]
     pub incomplete: u64,
-    /// Ingest latency (first seen minus request completion), ms.
+    /// Ingest latency (first seen minus request completion), ms, of the `latencyProbes`
+    /// found samples asked on time. It includes the workload's export wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_latency: Option<TrendStats>,
+    /// Found samples whose ingest latency was measured: latency probes whose first
+    /// look-up came on time (the values behind `ingestLatency`).
+    #[serde(default)]
+    pub latency_probes: u64,
+    /// Found latency probes whose first look-up came late (the query budget was spent
+    /// elsewhere): their latency would be the backlog, so it is not recorded.
+    #[serde(default)]
+    pub first_asked_late: u64,
+    /// Found presence samples: asked whether, not when, they arrived (beyond the latency
+    /// probes a query budget allows), so they carry no ingest latency.
+    #[serde(default)]
+    pub presence_only: u64,
+    /// `telemetry_<signal>_export_wait`, ms: request completion until the workload's
+    /// export carrying its telemetry was acknowledged (`acknowledgedProbes` probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_wait: Option<TrendStats>,
+    /// `telemetry_<signal>_backend_latency`, ms: that acknowledgement until first seen
+    /// queryable, the backend's part of the ingest latency (`acknowledgedProbes` probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_latency: Option<TrendStats>,
+    /// Latency probes whose export's acknowledgement was known: the values behind
+    /// `exportWait` and `backendLatency`.
+    #[serde(default)]
+    pub acknowledged_probes: u64,
+    /// Spans of found traces that are not the echo-server's own (a sidecar's, an
+    /// ingress's, another service's), counted apart: not part of completeness.
+    #[serde(default)]
+    pub extra_spans: u64,
+    /// Found / missing / unknown per echo-server replica that served the requests (by
+    /// the name it answered with), so loss confined to one replica shows as such.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_replica: BTreeMap<String, ReplicaCounts>,
+    /// `missing` split by what the workload's exporter did with each sample; absent for
+    /// exemplars, which that exporter does not carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_split: Option<MissingSplit>,
     /// Percentile spectrum of the ingest latency (HDR plot), ms; optional, added in
     /// schema version 1 without a bump. When empty, renderers plot `ingestLatency`'s
     /// percentiles instead.

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::escape;
 use crate::model::{MetricKind, MetricSummary, Outcome, Summary, ThresholdResult, Verdict};
 use crate::units::{self, ms, per_sec, percent};
+use crate::{escape, notes};
 
 const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
@@ -232,27 +232,39 @@ fn telemetry(out: &mut String, summary: &Summary, p: &Paint) {
         "missing",
         "incomplete",
         "unknown",
-        "ingest p50",
-        "p95",
-        "p99",
+        "missing rate",
+        "injected",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
     for s in &telemetry.signals {
-        let (p50, p95, p99) = match s.ingest_latency {
-            Some(t) => (ms(t.med), ms(t.p95), ms(t.p99)),
-            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
-        };
         rows.push(vec![
             escape::terminal(&s.signal),
-            s.sampled.to_string(),
+            notes::sampled_cell(s),
             s.found.to_string(),
             s.missing.to_string(),
             s.incomplete.to_string(),
             s.unknown.to_string(),
-            p50,
-            p95,
-            p99,
+            notes::missing_rate_cell(s),
+            notes::injected_cell(telemetry, s),
         ]);
+    }
+    table(out, &rows);
+    out.push('\n');
+    let mut rows: Vec<Vec<String>> = vec![
+        ["latency", "values", "p50", "p95", "p99", "max"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    ];
+    for s in &telemetry.signals {
+        for (what, n, t) in notes::latency_rows(s) {
+            let mut row = vec![format!("{} {what}", escape::terminal(&s.signal)), n];
+            match t {
+                Some(t) => row.extend([t.med, t.p95, t.p99, t.max].map(ms)),
+                None => row.extend(["—"; 4].map(str::to_owned)),
+            }
+            rows.push(row);
+        }
     }
     table(out, &rows);
     for s in &telemetry.signals {
@@ -269,7 +281,7 @@ fn telemetry(out: &mut String, summary: &Summary, p: &Paint) {
             )
         );
     }
-    for note in crate::notes::telemetry_notes(telemetry) {
+    for note in notes::telemetry_notes(telemetry) {
         let _ = writeln!(out, "    {}", escape::terminal(&note));
     }
 }

@@ -68,18 +68,22 @@ pub struct RunTotals {
 }
 
 impl Accounting {
-    /// The replicas behind `target` (`http://host:port`): every address its host
-    /// resolves to. Fails with the reason when the name does not resolve.
-    pub async fn discover(target: &str, run: String) -> Result<Self, String> {
-        let uri: http::Uri = target
-            .parse()
-            .map_err(|e| format!("cannot read the run accounting of {target}: {e}"))?;
-        let host = uri.host().unwrap_or("127.0.0.1");
-        let port = uri.port_u16().unwrap_or(80);
-        let addrs: BTreeSet<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host} for the run accounting: {e}"))?
-            .collect();
+    /// The replicas behind `urls` (`http://host:port` each): every address their hosts
+    /// resolve to. Fails with the reason when a name does not resolve.
+    pub async fn discover(urls: &[String], run: String) -> Result<Self, String> {
+        let mut addrs = BTreeSet::new();
+        for url in urls {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| format!("cannot read the run accounting of {url}: {e}"))?;
+            let host = uri.host().unwrap_or("127.0.0.1");
+            let port = uri.port_u16().unwrap_or(80);
+            addrs.extend(
+                tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|e| format!("cannot resolve {host} for the run accounting: {e}"))?,
+            );
+        }
         let bases = addrs.iter().map(|a| format!("http://{a}")).collect();
         Ok(Self::at(bases, run))
     }
@@ -265,5 +269,30 @@ mod tests {
         assert_eq!(export_of(&f(2, 1, 0, 3)), Export::Refused);
         assert_eq!(export_of(&f(0, 0, 3, 3)), Export::Injected);
         assert_eq!(export_of(&f(2, 0, 0, 3)), Export::Pending);
+    }
+
+    #[tokio::test]
+    async fn every_address_of_every_replica_url_is_read() {
+        let a = Accounting::discover(
+            &[
+                "http://127.0.0.1:9001".into(),
+                "http://127.0.0.2:9002/".into(),
+                "http://127.0.0.1:9001".into(),
+            ],
+            "r".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.bases, ["http://127.0.0.1:9001", "http://127.0.0.2:9002"]);
+        // Nothing listens there: each replica is reported unread, with why.
+        let t = a.totals().await;
+        assert!(t.replicas.is_empty());
+        assert_eq!(t.unread.len(), 2, "{:?}", t.unread);
+        assert!(
+            t.unread[0]
+                .starts_with("cannot read the run accounting at http://127.0.0.1:9001/runs/r"),
+            "{:?}",
+            t.unread
+        );
     }
 }

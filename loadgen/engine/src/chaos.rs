@@ -35,7 +35,12 @@ impl Admin {
         Self {
             url: url.into(),
             token,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            // A fresh connection per call: calls are seconds apart, longer than the
+            // echo-server keeps an idle connection, and a pooled one it closed meanwhile
+            // fails the call ("faults may still be active").
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
         }
     }
 

@@ -293,6 +293,8 @@ mod tests {
             settle_timeout: Duration::from_secs(1),
             sampled: 0,
             dropped: 0,
+            probes: 0,
+            probe_schedule: Vec::new(),
         };
         let cases = [
             (

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use ricochet_reports::model::{ExporterCounts, Outcome, RequestCount, Summary, Verdict};
+use ricochet_reports::model::{
+    ExporterCounts, ExporterSource, Outcome, RequestCount, Summary, Verdict,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -385,13 +387,15 @@ async fn run(
         },
     };
     let accounting = match telemetry {
-        Some(_) => match Accounting::discover(&target.url, run_id.clone()).await {
-            Ok(a) => Some(Arc::new(a)),
-            Err(reason) => {
-                opts.progress.notice(&Notice::Exporter(reason));
-                None
+        Some(_) => {
+            match Accounting::discover(&replica_urls(plan, &target.url), run_id.clone()).await {
+                Ok(a) => Some(Arc::new(a)),
+                Err(reason) => {
+                    opts.progress.notice(&Notice::Exporter(reason));
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let verify_cancel = CancellationToken::new();
@@ -625,7 +629,7 @@ async fn run(
     if let Some(v) = &verified {
         let mut t = v.summary();
         if let Some(e) = &exporter {
-            t.exporter = exporter_counts(e);
+            (t.exporter, t.exporter_source) = exporter_counts(e);
         }
         t.recovery_secs = storm_window(plan).and_then(|(s, e)| v.recovery_secs(s, e));
         if let (Some((b, _)), Some((a, source))) = (&requests_before, requests_after) {
@@ -646,18 +650,44 @@ async fn run(
     Ok(report)
 }
 
-/// The run's exporter counts, summed over the replicas read, as the summary shows them.
-fn exporter_counts(t: &RunTotals) -> Vec<ExporterCounts> {
+/// Where the replicas' run accounting is read: `spec.target.replicas`, else the target.
+fn replica_urls(plan: &Plan, target: &str) -> Vec<String> {
+    match &plan.target {
+        TargetPlan::Url(u) if !u.replicas.is_empty() => {
+            u.replicas.iter().map(ToString::to_string).collect()
+        }
+        _ => vec![target.to_owned()],
+    }
+}
+
+/// The run's exporter counts, summed over the replicas read, as the summary shows them,
+/// and where they were read. No counts when no replica could be read: zeros would read
+/// as "nothing emitted".
+fn exporter_counts(t: &RunTotals) -> (Vec<ExporterCounts>, Option<ExporterSource>) {
     let a = &t.total;
-    [("spans", &a.spans), ("logs", &a.logs)]
-        .into_iter()
-        .map(|(signal, x)| ExporterCounts {
-            signal: signal.into(),
-            accepted: x.accepted,
-            refused: x.refused,
-            dropped: x.dropped + x.chaos_dropped,
-        })
-        .collect()
+    let counts = if t.replicas.is_empty() {
+        Vec::new()
+    } else {
+        [("spans", &a.spans), ("logs", &a.logs)]
+            .into_iter()
+            .map(|(signal, x)| ExporterCounts {
+                signal: signal.into(),
+                emitted: x.emitted,
+                accepted: x.accepted,
+                refused: x.refused,
+                dropped: x.dropped,
+                injected: x.chaos_dropped,
+            })
+            .collect()
+    };
+    let source = ExporterSource {
+        replicas: t.replicas.clone(),
+        unread: t.unread.clone(),
+        partial: t.partial,
+        requests: a.requests,
+        chaos_dropped_requests: a.chaos_dropped_requests,
+    };
+    (counts, Some(source))
 }
 
 /// Waits for the sampled requests' telemetry to settle. An interrupt (Ctrl-C, SIGTERM)
@@ -865,4 +895,56 @@ pub fn write_summary(summary: &Summary, dir: &Path) -> Result<PathBuf, String> {
         .into_iter()
         .next()
         .unwrap_or_else(|| dir.join("summary.json")))
+}
+
+#[cfg(test)]
+mod tests {
+    use echo_server::contract::{RunAccount, RunExports};
+
+    use super::*;
+
+    #[test]
+    fn exporter_counts_keep_chaos_apart_from_queue_drops_and_say_where_they_were_read() {
+        let spans = RunExports {
+            emitted: 100,
+            accepted: 90,
+            refused: 2,
+            dropped: 3,
+            chaos_dropped: 5,
+        };
+        let totals = RunTotals {
+            total: RunAccount {
+                spans,
+                ..RunAccount::default()
+            },
+            replicas: vec!["echo-0".into()],
+            unread: vec![
+                "cannot read the run accounting at http://10.0.0.2:8080/runs/r: refused".into(),
+            ],
+            partial: true,
+        };
+        let (counts, source) = exporter_counts(&totals);
+        assert_eq!(
+            counts[0],
+            ExporterCounts {
+                signal: "spans".into(),
+                emitted: 100,
+                accepted: 90,
+                refused: 2,
+                dropped: 3,
+                injected: 5,
+            }
+        );
+        assert_eq!(counts[0].injected_fraction(), Some(0.05));
+        let source = source.expect("source");
+        assert_eq!(source.replicas, ["echo-0"]);
+        assert!(source.partial && source.unread.len() == 1);
+        // No replica read: no counts (zeros would read as nothing emitted), only why.
+        let (counts, source) = exporter_counts(&RunTotals {
+            unread: vec!["no answer".into()],
+            ..RunTotals::default()
+        });
+        assert!(counts.is_empty());
+        assert_eq!(source.expect("source").unread, ["no answer"]);
+    }
 }

@@ -148,7 +148,7 @@ impl Plan {
             telemetry: self
                 .telemetry
                 .as_ref()
-                .map(|t| segment_telemetry(t, runners)),
+                .map(|t| segment_telemetry(t, index, runners)),
             // The chaos timeline is applied once per run, by runner 0.
             chaos: if index == 0 {
                 self.chaos.clone()
@@ -190,10 +190,11 @@ fn windowed_thresholds(thresholds: &[Threshold]) -> Vec<Threshold> {
 }
 
 /// A runner's telemetry: `perSecond` sampling and the query budget divided by `n`, so the
-/// run as a whole samples and queries as written.
-fn segment_telemetry(t: &TelemetryPlan, n: NonZeroU32) -> TelemetryPlan {
-    let n = f64::from(n.get());
+/// run as a whole samples and queries as written; its own share of the probe slots.
+fn segment_telemetry(t: &TelemetryPlan, index: u32, runners: NonZeroU32) -> TelemetryPlan {
+    let n = f64::from(runners.get());
     TelemetryPlan {
+        probe_share: (index, runners.get()),
         sample: match t.sample {
             SamplePolicy::PerSecond(p) => SamplePolicy::PerSecond(p / n),
             rate @ SamplePolicy::Rate(_) => rate,

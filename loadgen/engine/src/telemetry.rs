@@ -27,7 +27,8 @@
 //! kept (`n` for probability-1 classes, `p·n` for the others).
 
 use ricochet_reports::model::{
-    KeepClassSummary, SignalSummary, TelemetrySummary, ThresholdResult, Verdict,
+    KeepClassSummary, MissingSplit, ReplicaCounts, SignalSummary, TelemetrySummary,
+    ThresholdResult, Verdict,
 };
 use ricochet_verify::verification::Results;
 use ricochet_verify::{Rate, Signal, Tally};
@@ -160,6 +161,15 @@ impl TelemetryJudge for Results {
 
     /// `telemetry_<signal>_missing`, counting only what should have been kept.
     fn missing_rate(&self, t: &Tally) -> Rate {
+        if let Some(reason) = self.suspicion(t.signal) {
+            // Asking the wrong place is not loss: unknown, the true rate anywhere up to
+            // what was measured.
+            return Rate::Unknown {
+                reason,
+                lower: 0.0,
+                upper: 1.0,
+            };
+        }
         let classes = self.class_verdicts(t);
         if classes.is_empty() {
             return t.missing_rate();
@@ -276,6 +286,36 @@ impl TelemetryJudge for Results {
                     unknown: t.unknown,
                     incomplete: t.incomplete,
                     ingest_latency: trend_stats(&t.ingest_latency),
+                    latency_probes: t.ingest_latency.len(),
+                    first_asked_late: t.first_asked_late,
+                    presence_only: t.presence_only,
+                    export_wait: trend_stats(&t.export_wait),
+                    backend_latency: trend_stats(&t.backend_latency),
+                    acknowledged_probes: t.backend_latency.len(),
+                    extra_spans: t.extra_spans,
+                    by_replica: t
+                        .by_replica
+                        .iter()
+                        .map(|(r, c)| {
+                            let counts = ReplicaCounts {
+                                found: c.found,
+                                missing: c.missing,
+                                unknown: c.unknown,
+                            };
+                            (r.clone(), counts)
+                        })
+                        .collect(),
+                    // Exemplars do not go through the workload's OTLP exporter: no ledger.
+                    missing_split: (t.signal != Signal::Metrics).then(|| {
+                        let m = &t.missing_split;
+                        MissingSplit {
+                            refused: m.refused,
+                            dropped: m.dropped,
+                            injected: m.injected,
+                            after_acceptance: m.after_acceptance,
+                            unaccounted: m.unaccounted,
+                        }
+                    }),
                     ingest_percentiles: Vec::new(),
                     superseded: t.superseded,
                     missing_rate,
@@ -304,7 +344,14 @@ impl TelemetryJudge for Results {
             sampling: Some(self.sample.describe()),
             settle_timeout_secs: Some(self.settle_timeout.as_secs_f64()),
             samples_dropped: self.dropped,
+            probe_schedule_ms: self
+                .probe_schedule
+                .iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect(),
+            metric_probes: self.tally(Signal::Metrics).map(|_| self.probes),
             exporter: Vec::new(),
+            exporter_source: None,
             recovery_secs: None,
             requests: None,
         }
@@ -433,6 +480,8 @@ mod tests {
             settle_timeout: Duration::from_secs(1),
             sampled: 2100,
             dropped: 0,
+            probes: 0,
+            probe_schedule: Vec::new(),
         };
         let v = r.class_verdicts(&t);
         assert_eq!(v[0].verdict, Verdict::Pass);
@@ -446,5 +495,77 @@ mod tests {
         assert_eq!(v[1].verdict, Verdict::Fail);
         assert_eq!(v[1].attributed_missing, 800.0);
         assert_eq!(r.missing_rate(&t), Rate::Known(800.0 / 1100.0));
+    }
+
+    // See: issue #14. What the tally measured is shown, each where it belongs.
+    #[test]
+    fn the_summary_shows_every_measurement_of_the_tallies() {
+        use ricochet_verify::fate::MissingSplit as Split;
+        use ricochet_verify::hist::record_duration;
+
+        let mut traces = Tally::new(Signal::Traces);
+        traces.found = 5;
+        traces.missing = 4;
+        traces.extra_spans = 9;
+        traces.first_asked_late = 1;
+        traces.presence_only = 2;
+        traces.missing_split = Split {
+            refused: 1,
+            dropped: 0,
+            injected: 2,
+            after_acceptance: 1,
+            unaccounted: 0,
+        };
+        for ms in [30, 40] {
+            record_duration(&mut traces.ingest_latency, Duration::from_millis(ms));
+        }
+        record_duration(&mut traces.export_wait, Duration::from_millis(10));
+        record_duration(&mut traces.backend_latency, Duration::from_millis(20));
+        let mut metrics = Tally::new(Signal::Metrics);
+        metrics.found = 3;
+        metrics.missing = 1;
+        let schedule = ricochet_verify::PollPolicy::default().schedule(true);
+        let r = Results {
+            signals: vec![("tempo".into(), traces), ("prometheus".into(), metrics)],
+            classes: Vec::new(),
+            sample: SamplePolicy::Rate(1.0),
+            settle_timeout: Duration::from_secs(30),
+            sampled: 9,
+            dropped: 1,
+            probes: 6,
+            probe_schedule: schedule,
+        };
+        let s = r.summary();
+        let t = &s.signals[0];
+        assert_eq!(
+            (
+                t.extra_spans,
+                t.latency_probes,
+                t.first_asked_late,
+                t.presence_only
+            ),
+            (9, 2, 1, 2)
+        );
+        assert_eq!(t.acknowledged_probes, 1);
+        // HdrHistogram precision: within 0.1 %.
+        let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < want * 1e-3);
+        assert!(near(t.export_wait.map(|w| w.med), 10.0), "{t:?}");
+        assert!(near(t.backend_latency.map(|b| b.med), 20.0), "{t:?}");
+        assert_eq!(
+            t.missing_split,
+            Some(MissingSplit {
+                refused: 1,
+                dropped: 0,
+                injected: 2,
+                after_acceptance: 1,
+                unaccounted: 0,
+            })
+        );
+        // Exemplars are not exported through the ledger: no split is claimed for them.
+        assert_eq!(s.signals[1].missing_split, None);
+        assert_eq!(s.metric_probes, Some(6));
+        assert_eq!(s.samples_dropped, 1);
+        assert_eq!(s.probe_schedule_ms[..5], [25.0, 50.0, 75.0, 100.0, 150.0]);
+        assert_eq!(s.probe_schedule_ms.last(), Some(&30_000.0));
     }
 }

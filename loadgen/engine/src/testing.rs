@@ -33,6 +33,7 @@ pub fn target(url: &str) -> TargetPlan {
         http2: false,
         max_connections: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
         timeout: Duration::from_secs(10),
+        replicas: Vec::new(),
     })
 }
 

@@ -203,6 +203,9 @@ pub struct PartialTelemetry {
     pub sampled: u64,
     /// Samples dropped because a verifier's queue was full.
     pub dropped: u64,
+    /// Metric probes the runner sent.
+    #[serde(default)]
+    pub probes: u64,
     /// One tally per verifier.
     pub tallies: Vec<PartialTally>,
 }
@@ -219,6 +222,9 @@ pub struct PartialTally {
     pub found: u64,
     /// Found but incomplete traces.
     pub incomplete: u64,
+    /// Spans of found traces that were not the echo-server's own.
+    #[serde(default)]
+    pub extra_spans: u64,
     /// Missing samples.
     pub missing: u64,
     /// Unknown samples.
@@ -251,6 +257,9 @@ pub struct PartialTally {
     /// `telemetry_<signal>_backend_latency`.
     #[serde(default)]
     pub backend_latency: Option<String>,
+    /// `[found, missing, unknown]` per replica that served the requests.
+    #[serde(default)]
+    pub by_replica: BTreeMap<String, [u64; 3]>,
 }
 
 impl PartialTelemetry {
@@ -266,6 +275,7 @@ impl PartialTelemetry {
                     backend: backend.clone(),
                     found: t.found,
                     incomplete: t.incomplete,
+                    extra_spans: t.extra_spans,
                     missing: t.missing,
                     unknown: t.unknown,
                     superseded: t.superseded,
@@ -290,6 +300,11 @@ impl PartialTelemetry {
                             m.unaccounted,
                         ]
                     },
+                    by_replica: t
+                        .by_replica
+                        .iter()
+                        .map(|(r, c)| (r.clone(), [c.found, c.missing, c.unknown]))
+                        .collect(),
                     export_wait: Some(encode(&t.export_wait, &label)?),
                     backend_latency: Some(encode(&t.backend_latency, &label)?),
                 })
@@ -298,6 +313,7 @@ impl PartialTelemetry {
         Ok(Self {
             sampled: r.sampled,
             dropped: r.dropped,
+            probes: r.probes,
             tallies,
         })
     }
@@ -321,6 +337,7 @@ impl PartialTelemetry {
                 let mut t = Tally::new(signal);
                 t.found = p.found;
                 t.incomplete = p.incomplete;
+                t.extra_spans = p.extra_spans;
                 t.missing = p.missing;
                 t.unknown = p.unknown;
                 t.superseded = p.superseded;
@@ -338,6 +355,18 @@ impl PartialTelemetry {
                 t.query_duration = decode(&p.query_duration, runner, &label, "queryDuration")?;
                 t.ingest_series = p.ingest_series.iter().map(|c| (c[0], c[1])).collect();
                 t.first_asked_late = p.first_asked_late;
+                t.by_replica = p
+                    .by_replica
+                    .iter()
+                    .map(|(r, c)| {
+                        let counts = ClassCounts {
+                            found: c[0],
+                            missing: c[1],
+                            unknown: c[2],
+                        };
+                        (r.clone(), counts)
+                    })
+                    .collect();
                 t.presence_only = p.presence_only;
                 let [refused, dropped, injected, after_acceptance, unaccounted] = p.missing_split;
                 t.missing_split = MissingSplit {
@@ -367,12 +396,13 @@ pub fn merge_telemetry(plan: &Plan, partials: &[Partial]) -> Result<Option<Resul
         return Ok(None);
     };
     let mut signals: Vec<(String, Tally)> = Vec::new();
-    let (mut sampled, mut dropped, mut any) = (0, 0, false);
+    let (mut sampled, mut dropped, mut probes, mut any) = (0, 0, 0, false);
     for p in partials {
         let Some(t) = &p.telemetry else { continue };
         any = true;
         sampled += t.sampled;
         dropped += t.dropped;
+        probes += t.probes;
         for (backend, tally) in t.tallies(p.runner)? {
             match signals.iter_mut().find(|(_, s)| s.signal == tally.signal) {
                 Some((_, s)) => s.merge(&tally),
@@ -387,6 +417,8 @@ pub fn merge_telemetry(plan: &Plan, partials: &[Partial]) -> Result<Option<Resul
         settle_timeout: tp.poll.settle_timeout,
         sampled,
         dropped,
+        probes,
+        probe_schedule: tp.poll.schedule(true),
     }))
 }
 
@@ -964,6 +996,8 @@ mod tests {
             settle_timeout: Duration::from_secs(30),
             sampled: 100,
             dropped: 0,
+            probes: 7,
+            probe_schedule: Vec::new(),
         };
         let mut partials = Vec::new();
         for (i, t) in [tally(100, 0, 100), tally(90, 10, 300)]
@@ -1001,6 +1035,84 @@ mod tests {
             by(&verdicts, "telemetry_trace_missing").verdict,
             Verdict::Unknown
         );
+    }
+
+    // See: issue #14. Every measurement the summary shows of a runner's tally reaches
+    // the merged summary: a field left out of the partial would read as zero.
+    #[test]
+    fn every_summary_measurement_of_the_runners_tallies_survives_the_merge() {
+        let spec: ricochet_crds::LoadTestSpec = serde_saphyr::from_str(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 100, duration: 10s, requests: [{name: get, path: /a}]}\ntelemetry: {sample: {rate: 1}}\n",
+        )
+        .unwrap();
+        let plan = Plan::from_spec("t", &spec, Path::new("."), &Overrides::default()).unwrap();
+        let mut t = Tally::new(Signal::Traces);
+        t.found = 10;
+        t.missing = 7;
+        t.extra_spans = 4;
+        t.first_asked_late = 1;
+        t.presence_only = 3;
+        t.missing_split = MissingSplit {
+            refused: 1,
+            dropped: 1,
+            injected: 2,
+            after_acceptance: 2,
+            unaccounted: 1,
+        };
+        for ms in [20, 40, 60, 80, 100, 120] {
+            record_duration(&mut t.ingest_latency, Duration::from_millis(ms));
+        }
+        for ms in [10, 20, 30, 40, 50] {
+            record_duration(&mut t.export_wait, Duration::from_millis(ms));
+            record_duration(&mut t.backend_latency, Duration::from_millis(ms + 5));
+        }
+        let results = Results {
+            signals: vec![("tempo http://tempo:3200".into(), t)],
+            classes: Vec::new(),
+            sample: ricochet_verify::plan::SamplePolicy::Rate(1.0),
+            settle_timeout: Duration::from_secs(30),
+            sampled: 17,
+            dropped: 2,
+            probes: 0,
+            probe_schedule: Vec::new(),
+        };
+        let partials: Vec<Partial> = (0..2)
+            .map(|i| {
+                let mut p = Partial::from_stats(&stats_of(&[(0, 5)]), &plan, i, 10.0).unwrap();
+                p.telemetry = Some(PartialTelemetry::from_results(&results).unwrap());
+                Partial::from_json(&p.to_json(), i).unwrap()
+            })
+            .collect();
+        let merged = merge_telemetry(&plan, &partials).unwrap().expect("merged");
+        let summary = merged.summary();
+        let s = &summary.signals[0];
+        assert_eq!(
+            (
+                s.found,
+                s.missing,
+                s.extra_spans,
+                s.first_asked_late,
+                s.presence_only
+            ),
+            (20, 14, 8, 2, 6)
+        );
+        assert_eq!((s.latency_probes, s.acknowledged_probes), (12, 10), "{s:?}");
+        let split = s.missing_split.expect("split");
+        assert_eq!(
+            [
+                split.refused,
+                split.dropped,
+                split.injected,
+                split.after_acceptance,
+                split.unaccounted
+            ],
+            [2, 2, 4, 4, 2]
+        );
+        assert!(s.export_wait.is_some() && s.backend_latency.is_some());
+        assert_eq!(summary.samples_dropped, 4);
+        // The probe schedule is the whole run's policy, stated in the merged report.
+        assert_eq!(summary.probe_schedule_ms.first(), Some(&25.0));
+        assert_eq!(summary.probe_schedule_ms.last(), Some(&30_000.0));
     }
 
     // See: issue #15 item 3. The engine stops keeping closed windows once a lower bound

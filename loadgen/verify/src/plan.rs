@@ -193,6 +193,9 @@ pub struct TelemetryPlan {
     pub metrics: Option<(BackendPlan, String)>,
     /// How often Prometheus scrapes the echo-server.
     pub scrape_interval: Duration,
+    /// This process's share of the probe slots when a run is split over runners:
+    /// `(runner index, runners)`; `(0, 1)` for a whole run.
+    pub probe_share: (u32, u32),
     /// Expected keep probabilities.
     pub classes: Vec<KeepClassPlan>,
 }
@@ -209,6 +212,7 @@ impl TelemetryPlan {
             logs: None,
             metrics: None,
             scrape_interval: DEFAULT_SCRAPE_INTERVAL,
+            probe_share: (0, 1),
             classes: Vec::new(),
         }
     }

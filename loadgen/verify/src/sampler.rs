@@ -37,7 +37,11 @@ pub struct Sampler {
 /// evenly.
 #[derive(Debug)]
 pub struct ProbeSlots {
+    /// Slots of this share.
     slots: u16,
+    /// The share's first slot and the step between its slots.
+    first: u16,
+    step: u16,
     /// Nanoseconds between two probes: `reuse / slots`.
     spacing: u64,
     origin: Instant,
@@ -49,10 +53,20 @@ pub struct ProbeSlots {
 impl ProbeSlots {
     /// `slots` slots, each used again no sooner than `reuse`.
     pub fn new(slots: u16, reuse: Duration) -> Self {
-        let slots = slots.max(1);
+        Self::share(slots, reuse, (0, 1))
+    }
+
+    /// Runner `index` of `runners`' share of `slots`: the slots `index`, `index +
+    /// runners`, ..., so runners of one run never take the same slot (none when `index`
+    /// is beyond the slots).
+    pub fn share(slots: u16, reuse: Duration, (index, runners): (u32, u32)) -> Self {
+        let runners = runners.max(1);
+        let mine = u32::from(slots).saturating_sub(index).div_ceil(runners);
         Self {
-            slots,
-            spacing: (reuse.as_nanos() / u128::from(slots)).max(1) as u64,
+            slots: u16::try_from(mine).unwrap_or(u16::MAX),
+            first: u16::try_from(index).unwrap_or(u16::MAX),
+            step: u16::try_from(runners).unwrap_or(u16::MAX),
+            spacing: (reuse.as_nanos() / u128::from(mine.max(1))).max(1) as u64,
             origin: Instant::now(),
             next: AtomicU64::new(0),
             taken: AtomicU64::new(0),
@@ -62,6 +76,9 @@ impl ProbeSlots {
     /// The slot for a request sent now, or `None` when the next probe is not due (cheap:
     /// one atomic load on that path).
     pub fn take(&self) -> Option<u16> {
+        if self.slots == 0 {
+            return None;
+        }
         let now = self.origin.elapsed().as_nanos() as u64;
         let next = self.next.load(Ordering::Relaxed);
         if now < next {
@@ -76,7 +93,8 @@ impl ProbeSlots {
             )
             .ok()?;
         let n = self.taken.fetch_add(1, Ordering::Relaxed);
-        Some((n % u64::from(self.slots)) as u16)
+        let k = (n % u64::from(self.slots)) as u16;
+        Some(self.first + k * self.step)
     }
 
     /// Probes handed out so far.
@@ -295,5 +313,26 @@ mod tests {
         }
         // ~200 ms / 10 ms, the first at once; a loaded machine gets fewer, never more.
         assert!((2..=21).contains(&p.taken()), "{}", p.taken());
+    }
+
+    #[test]
+    fn runners_of_one_run_take_disjoint_probe_slots() {
+        let reuse = Duration::from_nanos(64);
+        let taken = |share| {
+            let p = ProbeSlots::share(64, reuse, share);
+            let mut slots = std::collections::BTreeSet::new();
+            while p.taken() < 200 {
+                if let Some(s) = p.take() {
+                    slots.insert(s);
+                }
+            }
+            slots
+        };
+        let (a, b, c) = (taken((0, 3)), taken((1, 3)), taken((2, 3)));
+        assert_eq!(a.len() + b.len() + c.len(), 64);
+        assert!(a.is_disjoint(&b) && b.is_disjoint(&c) && a.is_disjoint(&c));
+        assert!(a.iter().chain(&b).chain(&c).all(|s| *s < 64));
+        // A runner beyond the slots takes none.
+        assert_eq!(ProbeSlots::share(64, reuse, (70, 100)).take(), None);
     }
 }

@@ -18,6 +18,10 @@ use crate::poll::LatencyUse;
 pub const MAX_REASONS: usize = 16;
 /// The bucket for reasons beyond [`MAX_REASONS`].
 pub const OTHER_REASONS: &str = "(other reasons)";
+/// Distinct replicas counted apart; further ones are counted under [`OTHER_REPLICAS`].
+pub const MAX_REPLICAS: usize = 64;
+/// The bucket for replicas beyond [`MAX_REPLICAS`], and for samples no replica named.
+pub const OTHER_REPLICAS: &str = "(other or unnamed replicas)";
 
 /// A rate that may not be knowable.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +52,17 @@ pub struct ClassCounts {
     pub unknown: u64,
 }
 
+impl ClassCounts {
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Found { .. } => self.found += 1,
+            Outcome::Missing => self.missing += 1,
+            Outcome::Unknown { .. } => self.unknown += 1,
+            Outcome::Superseded => {}
+        }
+    }
+}
+
 /// The verification results of one signal.
 #[derive(Debug, Clone)]
 pub struct Tally {
@@ -75,6 +90,9 @@ pub struct Tally {
     pub missing_split: MissingSplit,
     /// Found / missing / unknown per keep class, indexed by [`super::Sample::class`].
     pub by_class: Vec<ClassCounts>,
+    /// Found / missing / unknown per replica that served the request (at most
+    /// [`MAX_REPLICAS`] + 1 entries), so loss confined to one replica shows as such.
+    pub by_replica: BTreeMap<String, ClassCounts>,
     /// Ingest latency per second of the run (by the request's scheduled instant): found
     /// samples and the sum of their latencies in µs. Kept when [`Tally::origin`] is set.
     pub ingest_series: Vec<(u64, u64)>,
@@ -109,6 +127,7 @@ impl Tally {
             presence_only: 0,
             missing_split: MissingSplit::default(),
             by_class: Vec::new(),
+            by_replica: BTreeMap::new(),
             ingest_series: Vec::new(),
             origin: None,
             unknown_reasons: BTreeMap::new(),
@@ -125,12 +144,19 @@ impl Tally {
         if self.by_class.len() <= class {
             self.by_class.resize(class + 1, ClassCounts::default());
         }
-        let counts = &mut self.by_class[class];
-        match &v.outcome {
-            Outcome::Found { .. } => counts.found += 1,
-            Outcome::Missing => counts.missing += 1,
-            Outcome::Unknown { .. } => counts.unknown += 1,
-            Outcome::Superseded => {}
+        let replica = v.sample.replica.as_deref().unwrap_or(OTHER_REPLICAS);
+        let key = if self.by_replica.contains_key(replica) || self.by_replica.len() < MAX_REPLICAS {
+            replica
+        } else {
+            OTHER_REPLICAS
+        };
+        if !self.by_replica.contains_key(key) {
+            self.by_replica
+                .insert(key.to_owned(), ClassCounts::default());
+        }
+        self.by_class[class].count(&v.outcome);
+        if let Some(counts) = self.by_replica.get_mut(key) {
+            counts.count(&v.outcome);
         }
         match &v.outcome {
             Outcome::Found { .. } => {
@@ -152,15 +178,15 @@ impl Tally {
                 }
                 if let (Some(l), Some(Export::Accepted { acked_at })) = (v.ingest_latency, v.export)
                 {
-                    let seen = v.sample.completed_at + l;
+                    // The legs add up to the ingest latency: a backend that holds the
+                    // telemetry before the exporter hears its acknowledgement (the embedded
+                    // sink records on receipt) has a backend part of zero.
                     let wait = acked_at
                         .duration_since(v.sample.completed_at)
-                        .unwrap_or_default();
+                        .unwrap_or_default()
+                        .min(l);
                     record_duration(&mut self.export_wait, wait);
-                    record_duration(
-                        &mut self.backend_latency,
-                        seen.duration_since(acked_at).unwrap_or_default(),
-                    );
+                    record_duration(&mut self.backend_latency, l - wait);
                 }
                 if let Some(l) = v.ingest_latency {
                     record_duration(&mut self.ingest_latency, l);
@@ -241,6 +267,18 @@ impl Tally {
         for (mine, theirs) in self.ingest_series.iter_mut().zip(&other.ingest_series) {
             mine.0 += theirs.0;
             mine.1 += theirs.1;
+        }
+        for (replica, theirs) in &other.by_replica {
+            let key =
+                if self.by_replica.contains_key(replica) || self.by_replica.len() < MAX_REPLICAS {
+                    replica.as_str()
+                } else {
+                    OTHER_REPLICAS
+                };
+            let mine = self.by_replica.entry(key.to_owned()).or_default();
+            mine.found += theirs.found;
+            mine.missing += theirs.missing;
+            mine.unknown += theirs.unknown;
         }
         for (mine, theirs) in self.by_class.iter_mut().zip(&other.by_class) {
             mine.found += theirs.found;
@@ -385,5 +423,41 @@ mod tests {
         assert_eq!(a.unknown_reasons.len(), MAX_REASONS + 1);
         assert_eq!(a.unknown_reasons[OTHER_REASONS], 3);
         assert_eq!(a.query_duration.len(), 2);
+    }
+
+    #[test]
+    fn loss_on_one_replica_shows_on_that_replica_only() {
+        let mut t = Tally::new(Signal::Traces);
+        for i in 0..20u8 {
+            let replica = if i % 2 == 0 { "echo-a" } else { "echo-b" };
+            let outcome = if replica == "echo-b" && i % 4 == 1 {
+                Outcome::Missing
+            } else {
+                found()
+            };
+            let mut v = verified(outcome, Some(true), 10);
+            v.sample.replica = Some(replica.into());
+            t.record(&v);
+        }
+        assert_eq!(
+            t.by_replica["echo-a"],
+            ClassCounts {
+                found: 10,
+                missing: 0,
+                unknown: 0
+            }
+        );
+        assert_eq!(
+            t.by_replica["echo-b"],
+            ClassCounts {
+                found: 5,
+                missing: 5,
+                unknown: 0
+            }
+        );
+        let mut merged = Tally::new(Signal::Traces);
+        merged.merge(&t);
+        merged.merge(&t);
+        assert_eq!(merged.by_replica["echo-b"].missing, 10);
     }
 }

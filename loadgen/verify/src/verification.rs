@@ -187,8 +187,13 @@ impl Verification {
             CHANNEL_CAPACITY,
             cancel,
         ));
-        let probes = (embedded.is_some() || plan.metrics.is_some())
-            .then(|| ProbeSlots::new(plan.server.probe_slots, plan.probe_reuse()));
+        let probes = (embedded.is_some() || plan.metrics.is_some()).then(|| {
+            ProbeSlots::share(
+                plan.server.probe_slots,
+                plan.probe_reuse(),
+                plan.probe_share,
+            )
+        });
         let sampler = Arc::new(Sampler::new(
             plan.sample,
             plan.classes.clone(),
@@ -246,9 +251,14 @@ impl Verification {
             settle_timeout: self.plan.poll.settle_timeout,
             sampled: self.sampler.sampled(),
             dropped: self.pipeline.dropped().into_iter().sum(),
+            probes: self.sampler.probes(),
+            probe_schedule: self.plan.poll.schedule(true),
         }
     }
 }
+
+/// Fewest missing samples that make an all-missing answer suspect.
+const MIN_SUSPECT: u64 = 5;
 
 /// Verification results: one tally per verifier, with the class expectations.
 #[derive(Debug, Clone)]
@@ -265,6 +275,11 @@ pub struct Results {
     pub sampled: u64,
     /// Samples dropped because a verifier's channel was full.
     pub dropped: u64,
+    /// Metric probes sent ([`Sampler::probes`]): requests that carried a probe slot.
+    pub probes: u64,
+    /// A latency probe's look-ups after its anchor ([`PollPolicy::schedule`]), the last
+    /// at the settle timeout: the resolution of the ingest latency.
+    pub probe_schedule: Vec<Duration>,
 }
 
 impl Results {
@@ -274,6 +289,34 @@ impl Results {
             .iter()
             .map(|(_, t)| t)
             .find(|t| t.signal == signal)
+    }
+
+    /// Why the missing samples of `signal` are suspect rather than loss: every one was
+    /// answered "not found" while the workload's exporter had every one of them accepted
+    /// (and, for traces, the log lines of the same requests were found). That is the
+    /// signature of asking the wrong place (a tenant, a URL), not of a pipeline losing
+    /// data; `None` otherwise.
+    pub fn suspicion(&self, signal: Signal) -> Option<String> {
+        let t = self.tally(signal)?;
+        let accepted_all = t.missing > 0 && t.missing_split.after_acceptance == t.missing;
+        if t.found > 0 || t.missing < MIN_SUSPECT || !accepted_all {
+            return None;
+        }
+        let logs = match (signal, self.tally(Signal::Logs)) {
+            (Signal::Traces, Some(l)) if l.found == 0 => return None,
+            (Signal::Traces, Some(l)) => format!(" and {} of their log lines were found", l.found),
+            _ => String::new(),
+        };
+        let backend = self
+            .signals
+            .iter()
+            .find(|(_, t)| t.signal == signal)
+            .map_or("the backend", |(b, _)| b.as_str());
+        Some(format!(
+            "{backend} answered \"not found\" for all {} sampled {}s, although the echo-server's exports carrying them were accepted{logs}: check the URL and the tenant (X-Scope-OrgID) before reading this as pipeline loss",
+            t.missing,
+            signal.metric_label()
+        ))
     }
 
     /// Seconds from `storm_end` until the traces' ingest latency (mean per second of
@@ -297,5 +340,48 @@ impl Results {
             .skip(s1)
             .find(|(_, (c, u))| *c > 0 && (*u as f64 / *c as f64) <= 1.5 * baseline)
             .map(|(i, _)| (i as f64 - storm_end.as_secs_f64()).max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(traces_accepted: u64, logs_found: u64) -> Results {
+        let mut traces = Tally::new(Signal::Traces);
+        traces.missing = 10;
+        traces.missing_split.after_acceptance = traces_accepted;
+        traces.missing_split.unaccounted = 10 - traces_accepted;
+        let mut logs = Tally::new(Signal::Logs);
+        logs.found = logs_found;
+        logs.missing = 10 - logs_found;
+        Results {
+            signals: vec![
+                ("tempo http://tempo:3200/".into(), traces),
+                ("loki http://loki:3100/".into(), logs),
+            ],
+            classes: Vec::new(),
+            sample: SamplePolicy::Rate(1.0),
+            settle_timeout: Duration::from_secs(30),
+            sampled: 10,
+            dropped: 0,
+            probes: 0,
+            probe_schedule: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn all_traces_missing_though_exported_and_logged_is_suspect_not_loss() {
+        let why = results(10, 10).suspicion(Signal::Traces).expect("suspect");
+        assert!(
+            why.starts_with(
+                "tempo http://tempo:3200/ answered \"not found\" for all 10 sampled traces"
+            ) && why.contains("10 of their log lines were found")
+                && why.contains("check the URL and the tenant"),
+            "{why}"
+        );
+        // One export not confirmed accepted, or no log line found: plain loss.
+        assert_eq!(results(9, 10).suspicion(Signal::Traces), None);
+        assert_eq!(results(10, 0).suspicion(Signal::Traces), None);
     }
 }

@@ -6,6 +6,7 @@ mod compare_cli;
 mod deploy_cli;
 mod deploy_manifests;
 mod deploy_runner_path;
+mod exemplar_probes;
 mod no_answer_cli;
 mod prometheus_roundtrip;
 mod report_cli;

@@ -33,7 +33,7 @@ const EXEMPLARS: [(&str, u128); 3] = [
     ("5b8efff798038103d269b633813fc60c", 1_795_266_281_759),
 ];
 
-fn patience() -> Duration {
+pub(crate) fn patience() -> Duration {
     let secs = std::env::var("RICOCHET_TEST_PATIENCE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -86,10 +86,10 @@ async fn serve_exposition(body: Bytes) -> SocketAddr {
 }
 
 /// A Prometheus process, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    log: PathBuf,
+pub(crate) struct Prometheus {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -105,7 +105,7 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn start_prometheus(target: SocketAddr) -> Prometheus {
+pub(crate) fn start_prometheus(target: SocketAddr) -> Prometheus {
     let bin = prometheus_binary();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
@@ -139,7 +139,7 @@ fn start_prometheus(target: SocketAddr) -> Prometheus {
     }
 }
 
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
@@ -406,7 +406,7 @@ spec:
     settleTimeout: {}s
     pollInterval: 500ms
     maxQueriesPerSecond: 50
-    metrics: {{prometheus: {{url: "{}"}}}}
+    metrics: {{prometheus: {{url: "{}", scrapeInterval: 1s}}}}
   thresholds:
     telemetry_metric_missing: ["rate<0.003"]
 "#,

@@ -101,6 +101,9 @@ pub struct TargetUrl {
     pub max_connections: NonZeroU32,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Where the replicas' run accounting is read (`spec.target.replicas`): base URLs
+    /// whose hosts resolve to the replicas; empty for the target itself.
+    pub replicas: Vec<http::Uri>,
 }
 
 /// One scenario, validated.
@@ -1321,11 +1324,32 @@ impl Checker<'_> {
                 d
             }
         };
+        let mut replicas = Vec::with_capacity(t.replicas.len());
+        for (i, r) in t.replicas.iter().enumerate() {
+            let field = format!("spec.target.replicas[{i}]");
+            if let Some(problem) = url_authority_problem(r, "the accounting needs no credentials") {
+                return Err(self.err(field, problem));
+            }
+            match r.parse::<http::Uri>() {
+                Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => {
+                    replicas.push(u)
+                }
+                _ => {
+                    return Err(self.err(
+                        field,
+                        format!(
+                            "`{r}` is not a usable replica URL, expected `http://HOST[:PORT]` whose host resolves to the echo-server's replicas, e.g. a headless Service `http://echo-server-headless.observability.svc:8080`"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(TargetUrl {
             base,
             http2: t.http2,
             max_connections,
             timeout,
+            replicas,
         })
     }
 
@@ -1881,6 +1905,25 @@ spec:
     fn with(from: &str, to: &str) -> String {
         assert!(BASE.contains(from), "{from}");
         BASE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn replica_urls_are_validated_and_kept() {
+        let yaml = with_target(
+            "{url: \"http://127.0.0.1:8080\", replicas: [\"http://echo-headless.ns.svc:8080\"]}",
+        );
+        let plan = plan_of(&yaml, &Overrides::default()).unwrap();
+        let TargetPlan::Url(u) = &plan.target else {
+            panic!("a URL target")
+        };
+        assert_eq!(u.replicas[0].host(), Some("echo-headless.ns.svc"));
+        let e = error_of(&with_target(
+            "{url: \"http://127.0.0.1:8080\", replicas: [\"ftp://x\"]}",
+        ));
+        assert!(
+            e.contains("spec.target.replicas[0]: `ftp://x` is not a usable replica URL"),
+            "{e}"
+        );
     }
 
     // See: issue #14, item 6.
