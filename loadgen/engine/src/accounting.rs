@@ -135,6 +135,20 @@ impl Accounting {
             .insert(replica.to_owned());
     }
 
+    /// Reads the totals once the exports still in flight have been answered: again every
+    /// 100 ms while some item is neither accepted, refused nor dropped, for at most
+    /// `patience` (the echo-server exports every 200 ms by default).
+    pub async fn settled_totals(&self, patience: Duration) -> RunTotals {
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            let t = self.totals().await;
+            if pending(&t.total) == 0 || tokio::time::Instant::now() >= until {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Reads `GET /runs/{run}` from every replica and sums them.
     pub async fn totals(&self) -> RunTotals {
         let mut out = RunTotals::default();
@@ -156,6 +170,17 @@ impl Accounting {
         out.partial = seen > self.bases.len();
         out
     }
+}
+
+/// Items whose export has not been answered yet.
+fn pending(a: &RunAccount) -> u64 {
+    [&a.spans, &a.logs]
+        .iter()
+        .map(|x| {
+            x.emitted
+                .saturating_sub(x.accepted + x.refused + x.dropped + x.chaos_dropped)
+        })
+        .sum()
 }
 
 fn add(sum: &mut RunAccount, a: &RunAccount) {
@@ -180,6 +205,11 @@ impl ExportLedger for EchoLedger {
             let mut out = vec![Export::Unknown; samples.len()];
             for (chunk_no, chunk) in samples.chunks(MAX_FATE_IDS).enumerate() {
                 let ids: Vec<String> = chunk.iter().map(|s| s.trace_id.to_hex()).collect();
+                let index: std::collections::HashMap<&str, usize> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i))
+                    .collect();
                 for base in &self.0.bases {
                     let url = format!("{base}/runs/{}/traces?ids={}", self.0.run, ids.join(","));
                     let Ok(answer) = self.0.get::<TraceFates>(url).await else {
@@ -187,7 +217,7 @@ impl ExportLedger for EchoLedger {
                     };
                     self.0.saw(&answer.replica);
                     for f in answer.fates {
-                        let Some(i) = ids.iter().position(|id| *id == f.trace_id) else {
+                        let Some(&i) = index.get(f.trace_id.as_str()) else {
                             continue;
                         };
                         let fate = match signal {

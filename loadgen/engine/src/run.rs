@@ -539,7 +539,7 @@ async fn run(
         None => None,
     };
     let exporter = match &accounting {
-        Some(a) => Some(a.totals().await),
+        Some(a) => Some(a.settled_totals(Duration::from_secs(2)).await),
         None => None,
     };
     if let Some(t) = &exporter {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use ricochet_crds::{ThresholdVerdict, Verdict};
-use ricochet_reports::model::Verdict as ModelVerdict;
+use ricochet_reports::model::{ExporterCounts, ExporterSource, Verdict as ModelVerdict};
 use serde::{Deserialize, Serialize};
 
 use ricochet_engine::evaluate::{TagIndex, judge};
@@ -98,6 +98,13 @@ pub struct Partial {
     /// ([`MAX_PARTIAL_BYTES`]); windowed thresholds are then unknown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub windows_omitted: bool,
+    /// The runner's exporter counts from the echo-server's run accounting (each runner
+    /// tags its requests with its own run id, so the runners' counts add up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exporter: Vec<ExporterCounts>,
+    /// Where the runner read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter_source: Option<ExporterSource>,
 }
 
 /// Largest partial result a runner writes (a ConfigMap holds at most 1 MiB).
@@ -163,6 +170,10 @@ pub struct Merged {
     pub windows: BTreeMap<(usize, u32), Stats>,
     /// The first runner whose windows were omitted, if any.
     pub windows_omitted: Option<u32>,
+    /// The runners' exporter counts, added up per signal.
+    pub exporter: Vec<ExporterCounts>,
+    /// Where they were read, all runners together.
+    pub exporter_source: Option<ExporterSource>,
 }
 
 /// Merges every runner's partial result exactly over the whole run's `plan`.
@@ -192,7 +203,46 @@ pub fn merge_run(plan: &Plan, partials: &[Partial]) -> Result<Merged, PartialErr
             .iter()
             .find(|p| p.windows_omitted)
             .map(|p| p.runner),
+        exporter: merge_exporter(partials),
+        exporter_source: merge_exporter_source(partials),
     })
+}
+
+/// The runners' exporter counts added up per signal, in the order first seen.
+fn merge_exporter(partials: &[Partial]) -> Vec<ExporterCounts> {
+    let mut out: Vec<ExporterCounts> = Vec::new();
+    for e in partials.iter().flat_map(|p| &p.exporter) {
+        match out.iter_mut().find(|m| m.signal == e.signal) {
+            Some(m) => {
+                m.emitted += e.emitted;
+                m.accepted += e.accepted;
+                m.refused += e.refused;
+                m.dropped += e.dropped;
+                m.injected += e.injected;
+            }
+            None => out.push(e.clone()),
+        }
+    }
+    out
+}
+
+/// Where the runners read their exporter counts: the replicas (each named once), every
+/// unread reason, and the runs' requests added up.
+fn merge_exporter_source(partials: &[Partial]) -> Option<ExporterSource> {
+    let mut sources = partials.iter().filter_map(|p| p.exporter_source.as_ref());
+    let mut out = sources.next()?.clone();
+    for s in sources {
+        for r in &s.replicas {
+            if !out.replicas.contains(r) {
+                out.replicas.push(r.clone());
+            }
+        }
+        out.unread.extend(s.unread.iter().cloned());
+        out.partial |= s.partial;
+        out.requests += s.requests;
+        out.chaos_dropped_requests += s.chaos_dropped_requests;
+    }
+    Some(out)
 }
 
 /// One runner's telemetry verification: its share of the samples, tallied per verifier.
@@ -573,6 +623,8 @@ impl Partial {
             telemetry: None,
             windows: Vec::new(),
             windows_omitted: false,
+            exporter: Vec::new(),
+            exporter_source: None,
         })
     }
 
@@ -758,7 +810,12 @@ pub fn merged_summary(
         pacing: None,
     };
     let mut summary = ricochet_engine::summary::build(plan, &facts, &agg, results);
-    summary.telemetry = telemetry.map(TelemetryJudge::summary);
+    summary.telemetry = telemetry.map(|t| {
+        let mut s = t.summary();
+        s.exporter = merged.exporter.clone();
+        s.exporter_source = merged.exporter_source.clone();
+        s
+    });
     summary
 }
 
@@ -932,6 +989,39 @@ mod tests {
             prop_assert_eq!(a.max(), b.max());
             prop_assert_eq!(counters(&merged), counters(&single));
         }
+    }
+
+    #[test]
+    fn the_runners_exporter_counts_add_up_and_name_every_replica_once() {
+        let counts = |emitted, injected| ExporterCounts {
+            signal: "spans".into(),
+            emitted,
+            accepted: emitted - injected,
+            refused: 0,
+            dropped: 0,
+            injected,
+        };
+        let source = |replicas: &[&str], requests, chaos| ExporterSource {
+            replicas: replicas.iter().map(|r| (*r).to_owned()).collect(),
+            unread: Vec::new(),
+            partial: false,
+            requests,
+            chaos_dropped_requests: chaos,
+        };
+        let plan = plan();
+        let mut a = Partial::from_stats(&Stats::default(), &plan, 0, 1.0).unwrap();
+        let mut b = a.clone();
+        b.runner = 1;
+        a.exporter = vec![counts(100, 5)];
+        a.exporter_source = Some(source(&["echo-0", "echo-1"], 100, 5));
+        b.exporter = vec![counts(50, 2)];
+        b.exporter_source = Some(source(&["echo-1"], 50, 2));
+        let merged = merge_run(&plan, &[a, b]).unwrap();
+        assert_eq!(merged.exporter, vec![counts(150, 7)]);
+        assert_eq!(
+            merged.exporter_source,
+            Some(source(&["echo-0", "echo-1"], 150, 7))
+        );
     }
 
     #[test]

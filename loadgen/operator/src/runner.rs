@@ -193,6 +193,10 @@ pub async fn run_part(
         partial.windows.clear();
         partial.windows_omitted = true;
     }
+    if let Some(t) = &report.summary.telemetry {
+        partial.exporter = t.exporter.clone();
+        partial.exporter_source = t.exporter_source.clone();
+    }
     partial.telemetry = report
         .telemetry
         .as_ref()
@@ -269,6 +273,8 @@ mod tests {
             telemetry: None,
             windows: vec![],
             windows_omitted: false,
+            exporter: vec![],
+            exporter_source: None,
         };
         let cm = result_config_map("r1-result-2", "r1", "uid-r1", 2, &partial);
         let mock = tokio::spawn(async move {

@@ -239,13 +239,18 @@ impl TelemetryPlan {
     }
 }
 
-/// Latency probes per second as a share of the query budget: one twentieth of it (1/s at
-/// the default 20 queries/s), each probe taking several look-ups on its fine schedule.
+/// Latency probes per second, all budgeted backends together, as a share of the query
+/// budget: one twentieth of it (1/s at the default 20 queries/s), each probe taking
+/// several look-ups on its fine schedule.
 const PROBE_SHARE: f64 = 0.05;
 
 /// Look-ups a latency probe is assumed to take: its fine steps up to 2 initial intervals
 /// after its anchor (eight, up to 500 ms by default), when most backends hold a trace.
 const PROBE_HORIZON_INTERVALS: u32 = 2;
+
+/// The share of the query budget the default sampling is fitted to, leaving room for
+/// samples that take more than one look-up.
+pub const DEFAULT_HEADROOM: f64 = 0.8;
 
 /// Ids one query of each budgeted backend covers.
 const TRACE_BATCH: usize = 1;
@@ -285,9 +290,10 @@ pub struct BudgetShortfall {
 }
 
 impl TelemetryPlan {
-    /// Latency probes per second for each budgeted backend.
+    /// Latency probes per second for each budgeted backend: one a second per 20 queries of
+    /// the budget, shared among the backends.
     pub fn latency_probes(&self) -> f64 {
-        self.max_queries_per_second * PROBE_SHARE
+        self.max_queries_per_second * PROBE_SHARE / self.budgeted().len().max(1) as f64
     }
 
     /// The budgeted backends and the ids one of their queries covers.
@@ -397,10 +403,13 @@ impl TelemetryPlan {
     }
 
     /// The default sampling for `load` at `samples_per_second` offered: [`DEFAULT_PER_SECOND`],
-    /// lowered to what the query budget verifies within `settleTimeout`.
+    /// lowered to what [`DEFAULT_HEADROOM`] of the query budget verifies within
+    /// `settleTimeout` (the estimate assumes every sample found at its first look-up).
     pub fn fitted_default(&self, requests_per_second: f64, load: Duration) -> SamplePolicy {
         let want = DEFAULT_PER_SECOND.min(requests_per_second.max(0.0));
-        match self.check_budget(want, load) {
+        let mut headroom = self.clone();
+        headroom.max_queries_per_second *= DEFAULT_HEADROOM;
+        match headroom.check_budget(want, load) {
             Ok(()) => SamplePolicy::PerSecond(DEFAULT_PER_SECOND),
             Err(short) => {
                 let fits = short.fits.parse::<f64>().unwrap_or(0.0);
@@ -463,9 +472,10 @@ mod tests {
         assert_eq!(e.fits, "14");
         assert!(p.check_budget(14.0, Duration::from_secs(330)).is_ok());
         assert!(p.check_budget(15.0, Duration::from_secs(330)).is_err());
+        // The default keeps a fifth of the budget spare: 0.8 probes/s x 8 + 11 samples/s.
         assert_eq!(
             p.fitted_default(500.0, Duration::from_secs(330)),
-            SamplePolicy::PerSecond(14.0)
+            SamplePolicy::PerSecond(11.0)
         );
     }
 
@@ -492,6 +502,20 @@ mod tests {
             basic: None,
             ca_file: None,
             timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn three_backends_share_the_latency_probes_and_the_default_still_samples() {
+        let mut p = with_tempo();
+        p.logs = Some((p_backend(), "{app=\"echo\"}".into()));
+        p.metrics = Some((p_backend(), "h".into()));
+        // 1 probe a second in all: a third each.
+        assert!((p.latency_probes() - 1.0 / 3.0).abs() < 1e-12);
+        // Tempo's per-sample look-ups dominate: some 10 samples a second still fit.
+        match p.fitted_default(500.0, Duration::from_secs(330)) {
+            SamplePolicy::PerSecond(n) => assert!((8.0..=15.0).contains(&n), "{n}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -19,9 +19,10 @@
 //! samples per second as *latency probes*: asked on the schedule above, ahead of every
 //! other sample. The rest are *presence samples*: first asked at
 //! `completed + max_interval` (when most telemetry has long arrived, so one query usually
-//! settles them) and never recorded as an ingest latency. A probe whose first look-up was
-//! still more than one initial interval late is counted as "first asked late" and its
-//! latency is not recorded either.
+//! settles them) and never recorded as an ingest latency. A probe any of whose look-ups
+//! came more than one initial interval behind its schedule (the budget was spent
+//! elsewhere) is counted as "asked late" ([`LatencyUse::FirstAskedLate`]) and its latency
+//! is not recorded either: it would measure the backlog.
 //!
 //! A latency probe is asked on a fine schedule: at 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2 and
 //! 2 initial intervals (25 ms ... 500 ms by default) after its *anchor*, then backing off
@@ -159,7 +160,8 @@ pub struct Verified {
 pub enum LatencyUse {
     /// A latency probe, first asked on schedule.
     Probe,
-    /// A latency probe whose first look-up came more than one initial interval late.
+    /// A latency probe one of whose look-ups came more than one initial interval behind
+    /// its schedule.
     FirstAskedLate,
     /// A presence sample: asked whether it arrived, not when.
     Presence,
@@ -192,6 +194,33 @@ pub const ACK_WAIT: Duration = Duration::from_secs(2);
 /// Ids one ledger question covers.
 const LEDGER_BATCH: usize = 256;
 
+/// Found probes per second whose legs are read from the ledger when they settle (where
+/// they did not wait for their acknowledgement).
+const LEGS_PER_SECOND: u32 = 50;
+
+/// At most [`LEGS_PER_SECOND`] found probes per second of completion get their legs read.
+#[derive(Default)]
+struct LegBudget {
+    second: Option<Instant>,
+    taken: u32,
+}
+
+impl LegBudget {
+    fn take(&mut self, completed: Instant) -> bool {
+        match self.second {
+            Some(s) if completed < s + Duration::from_secs(1) && completed >= s => {
+                self.taken += 1;
+                self.taken <= LEGS_PER_SECOND
+            }
+            _ => {
+                self.second = Some(completed);
+                self.taken = 1;
+                true
+            }
+        }
+    }
+}
+
 /// The longest a ledger question may take; an answer after that is unknown.
 const LEDGER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -220,9 +249,17 @@ pub async fn run<F, Q>(
     let signal = verifier.signal();
     // Exemplars are not exported through the workload's OTLP exporter.
     let ledger = ledger.filter(|_| signal != Signal::Metrics);
+    let probe_gap = policy
+        .latency_probes
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut st = State {
         acks: BinaryHeap::new(),
-        awaiting_ack: ledger.is_some(),
+        // Only a verifier that spends a query budget has few enough probes to time each
+        // from its acknowledgement; where every sample is a probe (the embedded sink,
+        // which holds telemetry on receipt), legs are read for a few a second at the end.
+        awaiting_ack: ledger.is_some() && probe_gap.is_some(),
+        legs: LegBudget::default(),
         finals: Vec::new(),
         probes: BinaryHeap::new(),
         presence: BinaryHeap::new(),
@@ -235,10 +272,7 @@ pub async fn run<F, Q>(
         } else {
             (Duration::ZERO, Duration::ZERO)
         },
-        probe_gap: policy
-            .latency_probes
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r)),
+        probe_gap,
         next_probe: None,
         policy,
     };
@@ -258,10 +292,10 @@ pub async fn run<F, Q>(
                 }
             }
         }
-        if let Some(l) = &ledger
-            && st.ask_acks(l.as_ref(), signal).await
-        {
-            continue;
+        // Acknowledgements and look-ups take turns: a steady stream of probes waiting for
+        // theirs cannot starve the look-ups.
+        if let Some(l) = &ledger {
+            st.ask_acks(l.as_ref(), signal).await;
         }
         let due = st.take_due(batch, verifier.name());
         if !st.finals.is_empty() {
@@ -273,14 +307,6 @@ pub async fn run<F, Q>(
                 .filter_map(|id| st.pending.get(id).map(|p| p.sample.clone()))
                 .collect();
             let asked = Instant::now();
-            for id in &due {
-                if let Some(p) = st.pending.get_mut(id)
-                    && p.polls == 0
-                    && asked > p.sample.completed + 2 * st.policy.initial_interval
-                {
-                    p.late = true;
-                }
-            }
             // The latest instant any of these may still settle.
             let bound = due
                 .iter()
@@ -347,6 +373,8 @@ struct State {
     awaiting_ack: bool,
     /// Settled samples waiting for their ledger entry before they are reported.
     finals: Vec<Verified>,
+    /// Found probes whose export legs are still read at the end, a few a second.
+    legs: LegBudget,
     probes: Heap,
     presence: Heap,
     pending: HashMap<u64, Pending>,
@@ -537,13 +565,20 @@ impl State {
     ) {
         let mut finals = std::mem::take(&mut self.finals);
         if let Some(ledger) = ledger {
+            let legs = &mut self.legs;
             let asks: Vec<usize> = finals
                 .iter()
                 .enumerate()
                 .filter(|(_, v)| {
-                    let needs = v.outcome == Outcome::Missing
-                        || (v.latency == LatencyUse::Probe && v.outcome.is_found());
-                    needs && !v.export.is_some_and(|e| e.is_decided())
+                    if v.export.is_some_and(|e| e.is_decided()) {
+                        return false;
+                    }
+                    // Every missing sample (the split needs each); found probes while
+                    // the leg budget lasts.
+                    v.outcome == Outcome::Missing
+                        || (v.latency == LatencyUse::Probe
+                            && v.outcome.is_found()
+                            && legs.take(v.sample.completed))
                 })
                 .map(|(i, _)| i)
                 .collect();
@@ -590,7 +625,7 @@ impl State {
                 };
                 match heap.peek() {
                     Some(Reverse((t, id))) if *t <= horizon => {
-                        let id = *id;
+                        let (t, id) = (*t, *id);
                         heap.pop();
                         match self.pending.get(&id) {
                             Some(p) if self.bound(p) < now => {
@@ -599,7 +634,16 @@ impl State {
                                     self.finals.push(p.settled(Outcome::unknown(reason)));
                                 }
                             }
-                            Some(_) => due.push(id),
+                            Some(_) => {
+                                // A look-up more than one initial interval behind its
+                                // schedule measures the backlog, not the backend.
+                                if now > t + self.policy.initial_interval
+                                    && let Some(p) = self.pending.get_mut(&id)
+                                {
+                                    p.late = true;
+                                }
+                                due.push(id);
+                            }
                             None => {}
                         }
                     }
@@ -1159,13 +1203,25 @@ mod tests {
 
     #[tokio::test]
     async fn probes_time_the_backend_from_the_acknowledgement_and_misses_split_by_export() {
+        // Every sample a probe, legs read when they settle (the embedded sink's way).
+        legs_and_split(None).await;
+        // A budgeted verifier's probes wait for their acknowledgement first.
+        legs_and_split(Some(10_000.0)).await;
+    }
+
+    async fn legs_and_split(latency_probes: Option<f64>) {
         let policy = PollPolicy {
             settle_timeout: Duration::from_secs(1),
+            latency_probes,
             ..PollPolicy::default()
         };
         let (tx, rx) = mpsc::channel(16);
+        let start = Instant::now();
         for i in 0..8u8 {
-            tx.try_send(sample_id(i, 1)).unwrap();
+            // 1 ms apart: each is a probe at 10 000 probes a second.
+            let mut s = sample_id(i, 1);
+            s.completed = start + Duration::from_millis(u64::from(i));
+            tx.try_send(s).unwrap();
         }
         drop(tx);
         let mut tally = crate::Tally::new(Signal::Traces);

@@ -234,8 +234,11 @@ impl Verifier for TraceVerifier {
         self.backend.name()
     }
 
+    /// One trace per check: each is its own query, waiting for its slot of the shared
+    /// budget, and a check holds its verifier's loop; one at a time lets a latency probe
+    /// that falls due go next instead of waiting behind a batch of presence samples.
     fn max_batch(&self) -> usize {
-        8
+        1
     }
 
     fn check<'a>(&'a self, samples: &'a [Sample]) -> BoxFuture<'a, Check> {

@@ -195,8 +195,10 @@ spec:
 
 /// A real echo-server named `name`.
 async fn replica(name: &str) -> echo_server::Server {
-    let mut config = echo_server::Config::default();
-    config.replica = Some(name.to_owned());
+    let config = echo_server::Config {
+        replica: Some(name.to_owned()),
+        ..Default::default()
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     echo_server::start(config, listener).await.unwrap()
 }

@@ -13,4 +13,6 @@ mod report_cli;
 mod run_cli;
 mod support;
 mod telemetry_roundtrip;
+mod tempo_cli;
+mod tempo_stub;
 mod validate;

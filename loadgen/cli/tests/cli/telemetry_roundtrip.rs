@@ -157,7 +157,11 @@ spec:
         // Every missing sample is one chaos dropped: none refused or lost by the pipeline.
         let split = sig.missing_split.expect("ledger split");
         assert_eq!(split.injected, sig.missing, "{name}: {split:?}");
-        assert_eq!(split.refused + split.after_acceptance, 0, "{name}: {split:?}");
+        assert_eq!(
+            split.refused + split.after_acceptance,
+            0,
+            "{name}: {split:?}"
+        );
     }
     // The drop is recorded with its times; chaos's drops are injected loss, counted apart
     // from the export queue's drops.

@@ -1064,17 +1064,28 @@ impl Checker<'_> {
         };
         if !explicit {
             if !closed {
-                t.sample = t.fitted_default(per_runner, load);
+                let mut share = t.clone();
+                share.max_queries_per_second /= f64::from(runners);
+                t.sample = match share.fitted_default(per_runner, load) {
+                    // `perSecond` is the run's: each runner samples its part.
+                    SamplePolicy::PerSecond(n) => SamplePolicy::PerSecond(n * f64::from(runners)),
+                    rate => rate,
+                };
             }
             return Ok(());
         }
         let samples = match t.sample {
             SamplePolicy::Rate(r) => r * per_runner,
             // VU scenarios' request rate is not known before the run: the cap counts.
-            SamplePolicy::PerSecond(n) if closed => n,
-            SamplePolicy::PerSecond(n) => n.min(per_runner),
+            // `perSecond` is the run's: each runner samples its part.
+            SamplePolicy::PerSecond(n) if closed => n / f64::from(runners),
+            SamplePolicy::PerSecond(n) => (n / f64::from(runners)).min(per_runner),
         };
-        t.check_budget(samples, load)
+        // Each runner spends its share of the budget on its share of the samples.
+        let mut share = t.clone();
+        share.max_queries_per_second /= f64::from(runners);
+        share
+            .check_budget(samples, load)
             .map_err(|e| self.err("spec.telemetry.sample", e.to_string()))
     }
 
@@ -1949,11 +1960,12 @@ spec:
         // What the sentence suggests fits.
         assert!(plan_of(&tempo(", sample: {perSecond: 15}"), &Overrides::default()).is_ok());
         assert!(plan_of(&tempo(", sample: {perSecond: 16}"), &Overrides::default()).is_err());
-        // Without `sample`, the default is lowered to fit instead of refused.
+        // Without `sample`, the default is lowered to fit (a fifth of the budget spare)
+        // instead of refused.
         let plan = plan_of(&tempo(""), &Overrides::default()).unwrap();
         assert_eq!(
             plan.telemetry.unwrap().sample,
-            SamplePolicy::PerSecond(15.0)
+            SamplePolicy::PerSecond(12.0)
         );
         // The embedded default spends no query budget: its default stands.
         let plan = plan_of(BASE, &Overrides::default()).unwrap();
