@@ -127,6 +127,11 @@ impl ErrorCounts {
         self.0[cause.index()] += 1;
     }
 
+    /// Counts `n` requests failed for `cause`.
+    pub fn add_n(&mut self, cause: ErrorCause, n: u64) {
+        self.0[cause.index()] += n;
+    }
+
     /// Requests failed for `cause`.
     pub fn get(&self, cause: ErrorCause) -> u64 {
         self.0[cause.index()]

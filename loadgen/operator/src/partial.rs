@@ -15,6 +15,7 @@ use ricochet_crds::{ThresholdVerdict, Verdict};
 use ricochet_reports::model::{ExporterCounts, ExporterSource, Verdict as ModelVerdict};
 use serde::{Deserialize, Serialize};
 
+use ricochet_engine::client::ErrorCause;
 use ricochet_engine::evaluate::{TagIndex, judge};
 use ricochet_engine::judge::{Evidence, TelemetryEvidence, WindowTally, Windows};
 use ricochet_engine::metric::Metric;
@@ -57,7 +58,7 @@ pub enum PartialError {
     UnknownName {
         /// Which runner.
         runner: u32,
-        /// `scenario` or `request`.
+        /// `scenario`, `request` or `error cause`.
         what: &'static str,
         /// The name.
         name: String,
@@ -505,6 +506,9 @@ pub struct PartialSeries {
     /// `http_stream_duration`, streamed requests only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// Requests without an answer by cause (`timeout`, `refused`, ...), when any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// One scenario's counters, keyed by name.
@@ -544,6 +548,16 @@ fn encode_stats(
             schedule_lag: encode(&s.schedule_lag, &label)?,
             blocked: encode(&s.blocked, &label)?,
             stream: s.stream.as_ref().map(|h| encode(h, &label)).transpose()?,
+            errors: stats
+                .errors
+                .get(key)
+                .map(|e| {
+                    e.iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(c, n)| (c.name().to_owned(), n))
+                        .collect()
+                })
+                .unwrap_or_default(),
             scenario,
             request,
             status: key.status,
@@ -708,6 +722,20 @@ fn merge_stats(
             status: s.status,
             phase: s.phase,
         };
+        if !s.errors.is_empty() {
+            let counts = into.errors.entry(key).or_default();
+            for (name, n) in &s.errors {
+                let cause = ErrorCause::ALL
+                    .into_iter()
+                    .find(|c| c.name() == name)
+                    .ok_or_else(|| PartialError::UnknownName {
+                        runner,
+                        what: "error cause",
+                        name: name.clone(),
+                    })?;
+                counts.add_n(cause, *n);
+            }
+        }
         into.series.entry(key).or_default().merge(&part);
     }
     for c in scenarios {
@@ -783,30 +811,36 @@ pub fn merged_summary(
     let passed = results.iter().all(|r| r.verdict == ModelVerdict::Pass);
     let mut agg = ricochet_engine::aggregate::Aggregator::new(plan);
     agg.totals = stats.clone();
+    let (target, timeout) = match &plan.target {
+        ricochet_engine::plan::TargetPlan::Url(u) => (
+            u.base.to_string().trim_end_matches('/').to_owned(),
+            u.timeout,
+        ),
+        ricochet_engine::plan::TargetPlan::Embedded => (
+            "embedded echo-server (per runner)".to_owned(),
+            ricochet_engine::plan::DEFAULT_TIMEOUT,
+        ),
+    };
+    // A run that measured nothing never passes, split over runners or not.
+    let no_answer =
+        ricochet_engine::summary::Reach::of(stats).no_answer(&target, timeout, |_| None);
     let facts = ricochet_engine::summary::RunFacts {
-        target: match &plan.target {
-            ricochet_engine::plan::TargetPlan::Url(u) => {
-                u.base.to_string().trim_end_matches('/').to_owned()
-            }
-            ricochet_engine::plan::TargetPlan::Embedded => {
-                "embedded echo-server (per runner)".to_owned()
-            }
-        },
+        target,
         embedded: plan.target == ricochet_engine::plan::TargetPlan::Embedded,
         started_at,
         ended_at,
         duration_secs: elapsed,
-        outcome: if passed {
-            Outcome::Passed
-        } else {
-            Outcome::Failed
+        outcome: match (&no_answer, passed) {
+            (Some(_), _) => Outcome::Error,
+            (None, true) => Outcome::Passed,
+            (None, false) => Outcome::Failed,
         },
-        exit: if passed {
-            ricochet_engine::Exit::Passed
-        } else {
-            ricochet_engine::Exit::ThresholdFailed
+        exit: match (&no_answer, passed) {
+            (Some(_), _) => ricochet_engine::Exit::RunFailed,
+            (None, true) => ricochet_engine::Exit::Passed,
+            (None, false) => ricochet_engine::Exit::ThresholdFailed,
         },
-        stop_reason: None,
+        stop_reason: no_answer,
         pacing: None,
     };
     let mut summary = ricochet_engine::summary::build(plan, &facts, &agg, results);
@@ -989,6 +1023,57 @@ mod tests {
             prop_assert_eq!(a.max(), b.max());
             prop_assert_eq!(counters(&merged), counters(&single));
         }
+    }
+
+    #[test]
+    fn a_split_run_whose_requests_all_went_unanswered_is_an_error_with_the_causes() {
+        let plan = plan();
+        let unanswered = |n: u64, cause: ErrorCause| {
+            let mut stats = Stats::default();
+            let key = SeriesKey {
+                scenario: 0,
+                request: 0,
+                status: 0,
+                phase: 0,
+            };
+            let s = stats.series.entry(key).or_default();
+            s.requests = n;
+            s.failed = n;
+            stats.errors.entry(key).or_default().add_n(cause, n);
+            stats
+        };
+        let partials: Vec<Partial> = [
+            (0, unanswered(6, ErrorCause::Timeout)),
+            (1, unanswered(4, ErrorCause::Reset)),
+        ]
+        .iter()
+        .map(|(i, st)| {
+            let p = Partial::from_stats(st, &plan, *i, 1.0).unwrap();
+            // Through JSON, as a runner writes it and the operator reads it.
+            Partial::from_json(&p.to_json(), *i).unwrap()
+        })
+        .collect();
+        assert_eq!(
+            partials[0].series[0].errors,
+            BTreeMap::from([("timeout".to_owned(), 6)])
+        );
+        let merged = merge_run(&plan, &partials).unwrap();
+        let errors = merged.stats.error_counts(|_| true);
+        assert_eq!(
+            (
+                errors.get(ErrorCause::Timeout),
+                errors.get(ErrorCause::Reset)
+            ),
+            (6, 4)
+        );
+        let now = std::time::SystemTime::now();
+        let summary = merged_summary(&plan, &merged, now, now);
+        assert_eq!(summary.run.outcome, ricochet_reports::model::Outcome::Error);
+        let why = summary.run.stop_reason.unwrap_or_default();
+        assert!(
+            why.starts_with("no request got an answer: 6 of 10 timed out after 1m waiting on embedded echo-server"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -565,14 +565,22 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
     });
     let at = now(ctx);
     status.completion_time = Some(at.clone());
-    let passed = verdict == Verdict::Pass;
+    // No request of any runner got an answer: the run measured nothing.
+    let no_answer = summary
+        .run
+        .stop_reason
+        .clone()
+        .filter(|_| summary.run.outcome == ricochet_reports::model::Outcome::Error);
+    let passed = verdict == Verdict::Pass && no_answer.is_none();
     let failing: Vec<String> = status
         .thresholds
         .iter()
         .filter(|t| t.verdict != Verdict::Pass)
         .map(|t| format!("{} {} is {:?}", t.metric, t.condition, t.verdict))
         .collect();
-    let message = if passed {
+    let message = if let Some(sentence) = &no_answer {
+        format!("{sentence} (all {n} runners)")
+    } else if passed {
         format!(
             "all {} thresholds passed on the merged results of {n} runners",
             status.thresholds.len()
@@ -589,15 +597,16 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
         RunPhase::Failed
     });
     status.message = Some(message.clone());
+    let reason = match (&no_answer, passed) {
+        (Some(_), _) => "NoAnswer",
+        (None, true) => "ThresholdsPassed",
+        (None, false) => "ThresholdsFailed",
+    };
     set_condition(
         &mut status.conditions,
         PASSED,
         passed,
-        if passed {
-            "ThresholdsPassed"
-        } else {
-            "ThresholdsFailed"
-        },
+        reason,
         &message,
         &at,
     );
@@ -605,11 +614,7 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
         &mut status.conditions,
         FAILED,
         !passed,
-        if passed {
-            "ThresholdsPassed"
-        } else {
-            "ThresholdsFailed"
-        },
+        reason,
         &message,
         &at,
     );

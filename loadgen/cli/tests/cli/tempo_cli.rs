@@ -364,7 +364,7 @@ fn the_backend_part_of_ingest_latency_is_what_the_backend_took_after_acceptance(
             context(&ran)
         );
         assert!(
-            (50.0..=300.0).contains(&ingest_med),
+            (50.0..=250.0).contains(&ingest_med),
             "ingest latency med {ingest_med} ms; {}",
             context(&ran)
         );
