@@ -157,7 +157,7 @@ impl ScenarioCtx {
                         request_id: ex.ids.request_id(),
                         parent_span_id: ex.ids.span_id,
                         probe: ex.ids.probe,
-                        replica: ex.replica.clone(),
+                        replica: ex.replica.as_ref(),
                     });
                 }
                 Measurement {

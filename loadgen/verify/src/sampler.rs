@@ -51,11 +51,6 @@ pub struct ProbeSlots {
 }
 
 impl ProbeSlots {
-    /// `slots` slots, each used again no sooner than `reuse`.
-    pub fn new(slots: u16, reuse: Duration) -> Self {
-        Self::share(slots, reuse, (0, 1))
-    }
-
     /// Runner `index` of `runners`' share of `slots`: the slots `index`, `index +
     /// runners`, ..., so runners of one run never take the same slot (none when `index`
     /// is beyond the slots).
@@ -104,7 +99,7 @@ impl ProbeSlots {
 }
 
 /// What a worker knows about a completed request, for [`Sampler::offer`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Completed<'a> {
     /// Scenario name.
     pub scenario: &'a Arc<str>,
@@ -128,8 +123,8 @@ pub struct Completed<'a> {
     pub parent_span_id: u64,
     /// The metric probe slot it carried, if any ([`ProbeSlots::take`]).
     pub probe: Option<u16>,
-    /// The replica that served it, as the response named it.
-    pub replica: Option<Arc<str>>,
+    /// The replica that served it, as the response named it (cloned only when sampled).
+    pub replica: Option<&'a Arc<str>>,
 }
 
 impl Sampler {
@@ -220,7 +215,7 @@ impl Sampler {
             service_time,
             class: self.class_of(c.request, c.status, service_time),
             probe: c.probe,
-            replica: c.replica,
+            replica: c.replica.cloned(),
         };
         if sampled {
             self.sampled.fetch_add(1, Ordering::Relaxed);
@@ -294,7 +289,7 @@ mod tests {
     #[test]
     fn probe_slots_are_spaced_so_no_slot_is_reused_within_reuse() {
         // 4 slots, each reused no sooner than 40 ms: one probe per 10 ms at most.
-        let p = ProbeSlots::new(4, Duration::from_millis(40));
+        let p = ProbeSlots::share(4, Duration::from_millis(40), (0, 1));
         let start = Instant::now();
         // The instant before each slot was last taken; a slot's reuse ends after the take.
         let mut last_use: [Option<Instant>; 4] = [None; 4];
