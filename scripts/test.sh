@@ -10,6 +10,10 @@
 #   target/report-screenshot.png.
 # - kubernetes-client (kubectl): loadgen/cli/tests/cli/deploy_manifests.rs renders every overlay with
 #   `kubectl kustomize`.
+# - prometheus-alertmanager (and its amtool): loadgen/cli/tests/cli/alert_drill.rs runs alert
+#   drills against a real Alertmanager routing to loadgen's webhook receiver, and
+#   monitoring_rules.rs checks deploy/monitoring's Alertmanager configs with `amtool`. Like
+#   prometheus, the package's own service is not used: each test starts its own on a free port.
 # - bsdutils (`script`): loadgen/cli/tests/cli/run_cli.rs runs loadgen on a pseudo-terminal
 #   to check the live progress bar and the coloured summary.
 set -euo pipefail
@@ -17,6 +21,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/bin/prometheus-alertmanager ] && command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)

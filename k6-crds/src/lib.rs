@@ -7,11 +7,13 @@
 //! `loadgen`'s `Plan`.
 
 mod cluster;
+mod gates;
 mod run;
 mod spec;
 mod telemetry;
 
 pub use cluster::*;
+pub use gates::*;
 pub use run::*;
 pub use spec::*;
 pub use telemetry::*;

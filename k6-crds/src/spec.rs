@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{CleanupPolicy, ConcurrencyPolicy, Parallelism, RunnerTemplate};
+use crate::gates::{AlertsSpec, QuerySpec};
 use crate::run::Verdict;
 use crate::telemetry::{AdminSpec, ChaosEventSpec, TelemetrySpec};
 
@@ -48,6 +49,14 @@ pub struct LoadTestSpec {
     /// end (also when interrupted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chaos: Vec<ChaosEventSpec>,
+    /// PromQL and LogQL queries evaluated during the run, judged by thresholds on
+    /// `query{name:<name>}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<QuerySpec>,
+    /// Alert drills: alerts that must fire, notify and resolve on the chaos timeline, or
+    /// stay silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsSpec>,
 
     // In cluster only (`loadgen operator`); `loadgen run` ignores these.
     /// Runner pods sharing each run, every rate split exactly between them (default 1).

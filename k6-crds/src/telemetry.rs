@@ -184,6 +184,9 @@ pub struct AdminSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChaosEventSpec {
+    /// Name, which alert drills refer to (`alerts.expect[].during`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// When the fault starts, from the run's start, e.g. `60s`.
     pub at: String,
     /// How long it lasts, e.g. `30s` (default: until the end of the run).

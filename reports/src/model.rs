@@ -39,6 +39,10 @@ pub struct Summary {
     /// Faults applied during the run, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chaos: Vec<ChaosEvent>,
+    /// The platform's own signals: query series and alert drills, when the plan has
+    /// `queries` or `alerts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSummary>,
 }
 
 /// Run metadata and outcome.
@@ -564,10 +568,142 @@ pub struct SignalSummary {
     pub classes: Vec<KeepClassSummary>,
 }
 
+/// The platform's own signals: what each query returned over the run and what each
+/// drilled alert did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformSummary {
+    /// Each `spec.queries` entry, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<QuerySummary>,
+    /// Each expected and each silent alert, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertSummary>,
+    /// loadgen's webhook receiver, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<ReceiverSummary>,
+}
+
+/// One query's evaluations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuerySummary {
+    /// The query's name (`query{name:<name>}`).
+    pub name: String,
+    /// `promql` or `logql`.
+    pub language: String,
+    /// The expression as written.
+    pub expr: String,
+    /// Backend kind and URL (never credentials), e.g. `prometheus http://prom:9090`.
+    pub backend: String,
+    /// Seconds between evaluations.
+    pub every_secs: f64,
+    /// Evaluations asked.
+    pub evaluations: u64,
+    /// Evaluations that could not be asked or were refused, by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+    /// Evaluations answered with no series.
+    #[serde(default)]
+    pub empty: u64,
+    /// Every series returned, with its points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<QuerySeries>,
+}
+
+/// One series of a query's answers over the run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuerySeries {
+    /// The series' labels (empty for a scalar or an aggregate without `by`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `[seconds since run start, value]` per evaluation that returned this series.
+    pub points: Vec<[f64; 2]>,
+}
+
+/// One drilled alert: what was expected, when it was seen firing, notified and
+/// resolved, and its verdicts' inputs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSummary {
+    /// The `alertname`.
+    pub alert: String,
+    /// Labels it must carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matchers: BTreeMap<String, String>,
+    /// `fires` (expected to fire) or `silent`.
+    pub expect: String,
+    /// The chaos entry or phase it is tied to; absent: the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
+    /// Start of that fault or phase, seconds since run start.
+    pub window_start_secs: f64,
+    /// Its end, seconds since run start.
+    pub window_end_secs: f64,
+    /// Declared bounds, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fires_within_secs: Option<f64>,
+    /// Declared bound from the fault's start to the notification, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifies_within_secs: Option<f64>,
+    /// Declared bound from the fault's end to the alert resolved, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolves_within_secs: Option<f64>,
+    /// `alert_time_to_fire`: fault start to first seen firing, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_fire_secs: Option<f64>,
+    /// `alert_time_to_notify`: fault start to the firing notification received, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_notify_secs: Option<f64>,
+    /// `alert_time_to_resolve`: fault end to first seen no longer firing, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_resolve_secs: Option<f64>,
+    /// `alert_unexpected`: times it was seen firing (or notified) where it had to stay
+    /// silent.
+    #[serde(default)]
+    pub unexpected: u64,
+    /// What was seen, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<AlertEvent>,
+    /// Why a part could not be judged (a source that could not be asked), by reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+}
+
+/// One change seen in an alert's state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertEvent {
+    /// Seconds since run start.
+    pub t: f64,
+    /// `prometheus`, `alertmanager` or `receiver`.
+    pub source: String,
+    /// What was seen: `pending`, `firing`, `resolved`, `active`, `suppressed`,
+    /// `notified firing`, `notified resolved`, `gone`.
+    pub state: String,
+}
+
+/// loadgen's webhook receiver.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverSummary {
+    /// Where it listened.
+    pub listen: String,
+    /// Notifications accepted.
+    pub notifications: u64,
+    /// Requests refused (bad token, bad body, too large).
+    #[serde(default)]
+    pub refused: u64,
+}
+
 /// A fault applied during the run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChaosEvent {
+    /// The entry's `name`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Human-readable fault, e.g. `telemetryDropRate=0.05`.
     pub fault: String,
     /// Applied, seconds since run start.

@@ -224,6 +224,7 @@ fn run_threshold(input: &[u8]) -> u64 {
     let ctx = ThresholdContext {
         scenarios: vec!["api".into(), "browse".into()],
         phases: vec!["ramp-up".into(), "steady".into()],
+        ..ThresholdContext::default()
     };
     let parsed = parse_threshold(key, &spec, &ctx);
     if let Ok(t) = &parsed {
@@ -275,6 +276,7 @@ impl LabelKind for ricochet_engine::thresholds::Aggregation {
             A::Max => "max",
             A::Count => "count",
             A::Rate => "rate",
+            A::Last => "last",
         }
     }
 }
@@ -520,6 +522,7 @@ fn run_plan(input: &[u8]) -> u64 {
             multiplier: (h & 1 == 1).then(|| MULTIPLIERS[(h >> 8) as usize % MULTIPLIERS.len()]),
             duration: (h & 2 == 2).then(|| DURATIONS[(h >> 16) as usize % DURATIONS.len()]),
             embedded: h & 4 == 4,
+            embedded_listen: None,
         };
         let overridden = doc.plan(&overrides);
         and(

@@ -83,6 +83,10 @@ pub struct OverrideArgs {
     /// Target the embedded echo-server on loopback, whatever `spec.target` says.
     #[arg(long)]
     pub embedded: bool,
+    /// The embedded echo-server listens on this loopback address (e.g. `127.0.0.1:18080`)
+    /// instead of an ephemeral port, so that a local Prometheus can scrape it.
+    #[arg(long, value_name = "ADDR")]
+    pub embedded_listen: Option<std::net::SocketAddr>,
     /// Let `bodyFile`s be absolute paths or lie outside the scenario file's folder (by
     /// default they must lie in it or below it).
     #[arg(long)]
@@ -96,6 +100,7 @@ impl OverrideArgs {
             multiplier: self.multiplier,
             duration: self.duration,
             embedded: self.embedded,
+            embedded_listen: self.embedded_listen,
         }
     }
 

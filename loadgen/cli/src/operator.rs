@@ -147,6 +147,7 @@ impl RunnerArgs {
             multiplier: self.multiplier,
             duration: self.duration,
             embedded: false,
+            embedded_listen: None,
         }
     }
 }

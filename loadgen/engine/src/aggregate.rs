@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use ricochet_reports::model::TimePoint;
 
 use crate::evaluate::{TagIndex, judge, ms};
-use crate::judge::{Evidence, TelemetryEvidence, WindowTally, Windows, window_secs};
+use crate::judge::{
+    Evidence, PlatformEvidence, TelemetryEvidence, WindowTally, Windows, window_secs,
+};
 use crate::plan::Plan;
 use crate::schedule::RateProfile;
 use crate::stats::{Hist, Stats, merge_hist, new_hist};
@@ -395,6 +397,9 @@ impl Aggregator {
             seconds: elapsed,
             windows: Windows::Tallied(&self.tallies),
             telemetry,
+            platform: PlatformEvidence::Unavailable(
+                "the plan has no `queries` or `alerts`, so no platform check ran",
+            ),
         }
     }
 

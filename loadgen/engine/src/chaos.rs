@@ -177,11 +177,13 @@ pub async fn drive(
         .enumerate()
         .filter_map(|(i, e)| match (&failed[i], applied[i]) {
             (Some(m), _) => Some(ChaosEvent {
+                name: e.name.clone(),
                 fault: format!("{} (not applied: {m})", e.label),
                 start_secs: e.at.as_secs_f64(),
                 end_secs: e.at.as_secs_f64(),
             }),
             (None, Some(a)) => Some(ChaosEvent {
+                name: e.name.clone(),
                 fault: e.label.clone(),
                 start_secs: a,
                 end_secs: ended[i].unwrap_or(end),
@@ -206,6 +208,7 @@ mod tests {
             until: until.map(Duration::from_secs),
             fault,
             label,
+            name: None,
         }
     }
 

@@ -11,8 +11,14 @@ use ricochet_verify::Secret;
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     /// Binding the loopback listener failed.
-    #[error("cannot start the embedded echo-server: binding 127.0.0.1:0 failed: {0}")]
-    Bind(#[source] std::io::Error),
+    #[error("cannot start the embedded echo-server: binding {addr} failed: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server refused its configuration.
     #[error("cannot start the embedded echo-server: {0}")]
     Start(#[source] echo_server::Error),
@@ -29,6 +35,8 @@ pub struct EmbeddedOptions {
     pub otlp_grpc: Option<String>,
     /// Start the admin listener (for `spec.chaos`).
     pub admin: bool,
+    /// Listen here instead of an ephemeral loopback port.
+    pub listen: Option<SocketAddr>,
 }
 
 /// A running embedded echo-server (no request log).
@@ -39,10 +47,11 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts the server on an ephemeral loopback port.
+    /// Starts the server on an ephemeral loopback port (or `opts.listen`).
     pub async fn start(opts: &EmbeddedOptions) -> Result<Self, EmbeddedError> {
-        let listener = echo_server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .map_err(EmbeddedError::Bind)?;
+        let addr = opts.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener =
+            echo_server::bind(addr).map_err(|source| EmbeddedError::Bind { addr, source })?;
         let mut config = echo_server::Config {
             seed: Some(EMBEDDED_SEED),
             ..echo_server::Config::default()

@@ -208,7 +208,7 @@ pub fn select(
         Metric::HttpReqServiceDuration => |s| Some(&s.service),
         Metric::HttpReqScheduleLag => |s| Some(&s.schedule_lag),
         Metric::HttpReqBlocked => |s| Some(&s.blocked),
-        Metric::Telemetry(_) => return None,
+        Metric::Telemetry(_) | Metric::Query | Metric::Alert(_) => return None,
     };
     let mut h = new_hist();
     for src in series().filter_map(trend) {
@@ -252,7 +252,7 @@ pub(crate) fn not_measured(th: &Threshold) -> Judgement {
     ))
 }
 
-fn aggregation_name(a: Aggregation) -> String {
+pub(crate) fn aggregation_name(a: Aggregation) -> String {
     match a {
         Aggregation::Percentile(p) => format!("p({p})"),
         Aggregation::Avg => "avg".into(),
@@ -261,6 +261,7 @@ fn aggregation_name(a: Aggregation) -> String {
         Aggregation::Max => "max".into(),
         Aggregation::Count => "count".into(),
         Aggregation::Rate => "rate".into(),
+        Aggregation::Last => "last".into(),
     }
 }
 
@@ -320,6 +321,7 @@ pub fn judge_selected(
                 Aggregation::Max => ms(h.max()),
                 Aggregation::Count => h.len() as f64,
                 Aggregation::Rate => h.len() as f64 / seconds.max(1e-9),
+                Aggregation::Last => return inapplicable("trend"),
             }
         }
         Selected::Rate { passes, total } => {

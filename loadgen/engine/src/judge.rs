@@ -10,6 +10,7 @@ use ricochet_reports::model::Verdict;
 use ricochet_verify::verification::Results;
 
 use crate::evaluate::{Judgement, TagIndex, judge, not_measured, worse};
+use crate::platform::Observed;
 use crate::stats::Stats;
 use crate::telemetry::TelemetryJudge as _;
 use crate::thresholds::{Scope, Threshold};
@@ -29,6 +30,17 @@ pub struct Evidence<'a> {
     pub windows: Windows<'a>,
     /// The telemetry thresholds' tallies.
     pub telemetry: TelemetryEvidence<'a>,
+    /// What the query checks and alert drills saw.
+    pub platform: PlatformEvidence<'a>,
+}
+
+/// What `query` and `alert_*` thresholds are judged on.
+#[derive(Clone, Copy, Debug)]
+pub enum PlatformEvidence<'a> {
+    /// The platform checks' observations, live or final.
+    Observed(&'a Observed),
+    /// No observations, for this reason.
+    Unavailable(&'a str),
 }
 
 /// What windowed thresholds are judged on.
@@ -58,6 +70,12 @@ impl Evidence<'_> {
         let Some(th) = self.thresholds.get(i) else {
             return Judgement::unknown(format!("no threshold {i} in this plan"));
         };
+        if th.metric.is_platform() {
+            return match self.platform {
+                PlatformEvidence::Observed(o) => o.judge(th, self.seconds),
+                PlatformEvidence::Unavailable(reason) => Judgement::unknown(reason.to_owned()),
+            };
+        }
         if th.metric.is_telemetry() {
             return match self.telemetry {
                 TelemetryEvidence::Verified(results) => results.judge(th),
@@ -257,6 +275,7 @@ mod tests {
             seconds: 2.0,
             windows: Windows::Tallied(&tallies),
             telemetry: TelemetryEvidence::NotVerified,
+            platform: PlatformEvidence::Unavailable("no platform checks"),
         };
         let verdict = |ev: &Evidence<'_>, i| ev.judge_threshold(i).verdict;
         assert_eq!(verdict(&evidence, 0), Verdict::Fail);

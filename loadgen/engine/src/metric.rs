@@ -16,6 +16,9 @@ pub enum MetricKind {
     Rate,
     /// A distribution of durations: `p(N)`, `avg`, `med`, `min`, `max`; limits in `ms` by default.
     Trend,
+    /// A series of values over time (a query's answers): `last`, `min`, `max`, `avg`,
+    /// `med`, `p(N)`, `count`; limits are plain numbers.
+    Gauge,
 }
 
 impl MetricKind {
@@ -25,6 +28,7 @@ impl MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Rate => "rate",
             MetricKind::Trend => "trend",
+            MetricKind::Gauge => "query series",
         }
     }
 
@@ -34,6 +38,7 @@ impl MetricKind {
             MetricKind::Counter => "`count` or `rate`",
             MetricKind::Rate => "`rate`",
             MetricKind::Trend => "`p(N)`, `avg`, `med`, `min` or `max`",
+            MetricKind::Gauge => "`last`, `min`, `max`, `avg`, `med`, `p(N)` or `count`",
         }
     }
 }
@@ -70,6 +75,24 @@ pub enum Metric {
     /// `telemetry_<signal>_<what>`: the telemetry round trip, judged on the verifiers'
     /// tallies over the whole run, untagged.
     Telemetry(RoundTrip),
+    /// `query{name:<name>}`: the values a `spec.queries` entry returned over the run.
+    Query,
+    /// `alert_<what>`: an alert drill's measurements.
+    Alert(AlertMeasure),
+}
+
+/// A measurement of an alert drill (`spec.alerts`), per alert (`{alert:<alertname>}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlertMeasure {
+    /// `alert_time_to_fire`: from the fault's start to the alert seen firing.
+    TimeToFire,
+    /// `alert_time_to_notify`: from the fault's start to the receiver's firing notification.
+    TimeToNotify,
+    /// `alert_time_to_resolve`: from the fault's end to the alert no longer firing.
+    TimeToResolve,
+    /// `alert_unexpected`: times an alert that had to stay silent was seen firing or
+    /// notified.
+    Unexpected,
 }
 
 /// A measurement of the telemetry round trip (`spec.telemetry`).
@@ -111,7 +134,7 @@ impl RoundTrip {
 impl Metric {
     /// Every built-in metric, in table order (the order of the "unknown metric" error and of
     /// the summary's metrics).
-    pub const ALL: [Metric; 30] = {
+    pub const ALL: [Metric; 35] = {
         use RoundTrip as R;
         use Signal::{Logs, Metrics, Traces};
         [
@@ -145,6 +168,11 @@ impl Metric {
             Metric::Telemetry(R::ExportWait(Logs)),
             Metric::Telemetry(R::BackendLatency(Traces)),
             Metric::Telemetry(R::BackendLatency(Logs)),
+            Metric::Query,
+            Metric::Alert(AlertMeasure::TimeToFire),
+            Metric::Alert(AlertMeasure::TimeToNotify),
+            Metric::Alert(AlertMeasure::TimeToResolve),
+            Metric::Alert(AlertMeasure::Unexpected),
         ]
     };
 
@@ -193,6 +221,13 @@ impl Metric {
                 R::BackendLatency(Logs) => "telemetry_log_backend_latency",
                 R::BackendLatency(Metrics) => "telemetry_metric_backend_latency",
             },
+            Metric::Query => "query",
+            Metric::Alert(a) => match a {
+                AlertMeasure::TimeToFire => "alert_time_to_fire",
+                AlertMeasure::TimeToNotify => "alert_time_to_notify",
+                AlertMeasure::TimeToResolve => "alert_time_to_resolve",
+                AlertMeasure::Unexpected => "alert_unexpected",
+            },
         }
     }
 
@@ -200,6 +235,7 @@ impl Metric {
     pub fn kind(self) -> MetricKind {
         match self {
             Metric::HttpReqs
+            | Metric::Alert(AlertMeasure::Unexpected)
             | Metric::Iterations
             | Metric::DroppedIterations
             | Metric::InterruptedIterations
@@ -211,7 +247,11 @@ impl Metric {
             | Metric::HttpReqServiceDuration
             | Metric::HttpReqScheduleLag
             | Metric::HttpReqBlocked
-            | Metric::HttpStreamDuration => MetricKind::Trend,
+            | Metric::HttpStreamDuration
+            | Metric::Alert(
+                AlertMeasure::TimeToFire | AlertMeasure::TimeToNotify | AlertMeasure::TimeToResolve,
+            ) => MetricKind::Trend,
+            Metric::Query => MetricKind::Gauge,
             Metric::Telemetry(
                 RoundTrip::Missing(_) | RoundTrip::TraceIncomplete | RoundTrip::Unknown(_),
             ) => MetricKind::Rate,
@@ -228,6 +268,12 @@ impl Metric {
     /// not from request samples).
     pub fn is_telemetry(self) -> bool {
         matches!(self, Metric::Telemetry(_))
+    }
+
+    /// Whether this measures the platform itself (query checks, alert drills), judged on
+    /// what the run's platform checks saw, not on request samples.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Metric::Query | Metric::Alert(_))
     }
 }
 

@@ -19,15 +19,17 @@ use crate::aggregate::{Aggregator, ClosedWindow};
 use crate::chaos::Admin;
 use crate::client::{Client, Prepared, Target, TargetError};
 use crate::embedded::{Embedded, EmbeddedOptions};
-use crate::judge::TelemetryEvidence;
+use crate::judge::{Evidence, PlatformEvidence, TelemetryEvidence};
 use crate::plan::chaos::AdminPlan;
 use crate::plan::{Plan, TargetPlan};
+use crate::platform::Platform;
 use crate::progress::{Notice, ProgressSink, Silent, Snapshot};
 use crate::schedule::{RateProfile, VuProfile};
 use crate::stats::{Recorder, Stats};
 use crate::summary::{Reach, RunFacts, build, threshold_result};
 use crate::telemetry::TelemetryJudge as _;
 use crate::worker::{Pacing, ScenarioCtx, panic_message, run_arrivals, run_vus};
+use ricochet_verify::RateLimiter;
 use ricochet_verify::fate::ExportLedger;
 use ricochet_verify::plan::SINK_CAPACITY;
 use ricochet_verify::recent::Retention;
@@ -136,6 +138,9 @@ pub enum RunError {
     /// Telemetry verification could not start (secret, CA file, URL).
     #[error(transparent)]
     Verify(StartError),
+    /// The query checks or alert drills could not start (a secret, the receiver's port).
+    #[error(transparent)]
+    Platform(#[from] crate::platform::PlatformError),
     /// The admin token (for `spec.chaos`) could not be read.
     #[error("cannot read the admin token that spec.chaos needs: {0}")]
     Secret(ricochet_verify::VerifyError),
@@ -163,6 +168,7 @@ impl RunError {
             | RunError::Output { .. }
             | RunError::Request { .. }
             | RunError::Verify(_)
+            | RunError::Platform(crate::platform::PlatformError::Backend(_))
             | RunError::Secret(_) => Exit::InvalidInput,
             _ => Exit::RunFailed,
         }
@@ -332,6 +338,7 @@ async fn run(
             let opts = EmbeddedOptions {
                 otlp_grpc: sink.as_ref().map(Sink::grpc_endpoint),
                 admin: !plan.chaos.events.is_empty(),
+                listen: plan.embedded_listen,
             };
             match Embedded::start(&opts).await {
                 Ok(e) => {
@@ -425,6 +432,18 @@ async fn run(
         None => None,
     };
     let run_start = Instant::now();
+    let limiter = match &verification {
+        Some(v) => v.limiter(),
+        None => RateLimiter::unlimited(),
+    };
+    let platform = match Platform::start(plan, limiter, run_start).await {
+        Ok(p) => p,
+        Err(e) => {
+            verify_cancel.cancel();
+            stop_started(embedded, sink).await;
+            return Err(e.into());
+        }
+    };
     let chaos_stop = CancellationToken::new();
     let chaos_task = admin.map(|a| {
         tokio::spawn(crate::chaos::drive(
@@ -490,7 +509,7 @@ async fn run(
                 let sec = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
                 agg.absorb(recorder.drain(), sec.saturating_sub(1));
                 let live = verification.as_ref().map(Verification::snapshot);
-                check_aborts(plan, &agg, live.as_ref(), elapsed, &stopper);
+                check_aborts(plan, &agg, live.as_ref(), platform.as_ref(), elapsed, &stopper);
                 if let Some((_, first)) = recorder.panics() {
                     stopper.stop(StopKind::Internal, first);
                 }
@@ -534,10 +553,32 @@ async fn run(
     for e in chaos_errors {
         progress.notice(&Notice::Chaos(e));
     }
-    let verified = match &verification {
-        Some(v) => Some(settle(v, &stopper, &verify_cancel, progress.as_ref()).await),
-        None => None,
-    };
+    let platform_stop = CancellationToken::new();
+    let (verified, observed) = tokio::join!(
+        async {
+            match &verification {
+                Some(v) => Some(settle(v, &stopper, &verify_cancel, progress.as_ref()).await),
+                None => None,
+            }
+        },
+        async {
+            let p = platform?;
+            if matches!(stopper.reason(), Some((StopKind::Interrupted, _))) {
+                platform_stop.cancel();
+            }
+            let interrupted = async {
+                if stopper.token.is_cancelled() {
+                    stopper.hard.cancelled().await;
+                } else {
+                    stopper.token.cancelled().await;
+                }
+            };
+            tokio::select! {
+                r = p.finish(&platform_stop) => Some(r),
+                () = async { interrupted.await; platform_stop.cancel(); std::future::pending::<()>().await } => None,
+            }
+        }
+    );
     let exporter = match &accounting {
         Some(a) => Some(a.settled_totals(Duration::from_secs(2)).await),
         None => None,
@@ -554,12 +595,20 @@ async fn run(
     stop_started(embedded, sink).await;
 
     let secs = elapsed.as_secs_f64();
-    let evidence = agg.evidence(
-        secs,
-        verified
-            .as_ref()
-            .map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
-    );
+    let evidence = Evidence {
+        platform: match &observed {
+            Some((o, _)) => PlatformEvidence::Observed(o),
+            None => PlatformEvidence::Unavailable(
+                "the plan has no `queries` or `alerts`, so no platform check ran",
+            ),
+        },
+        ..agg.evidence(
+            secs,
+            verified
+                .as_ref()
+                .map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
+        )
+    };
     let mut results: Vec<_> = plan
         .thresholds
         .iter()
@@ -568,6 +617,9 @@ async fn run(
         .collect();
     if let Some(v) = &verified {
         results.extend(v.class_results());
+    }
+    if let Some((o, _)) = &observed {
+        results.extend(o.expectation_results());
     }
     let any_failed = results.iter().any(|r| r.verdict != Verdict::Pass);
     let reach = Reach::of(&agg.totals);
@@ -642,6 +694,7 @@ async fn run(
         summary.telemetry = Some(t);
     }
     summary.chaos = chaos_events;
+    summary.platform = observed.as_ref().map(|(o, backends)| o.summary(backends));
     let mut report = finish_report(summary, exit, message, opts.out.as_deref());
     report.stats = agg.totals.clone();
     report.elapsed_secs = secs;
@@ -736,13 +789,27 @@ fn check_aborts(
     plan: &Plan,
     agg: &Aggregator,
     live: Option<&Results>,
+    platform: Option<&Platform>,
     elapsed: Duration,
     stopper: &Stopper,
 ) {
-    let evidence = agg.evidence(
-        elapsed.as_secs_f64(),
-        live.map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
-    );
+    let observed = platform
+        .filter(|_| {
+            plan.thresholds
+                .iter()
+                .any(|t| t.abort_on_fail && t.metric.is_platform())
+        })
+        .map(Platform::observed);
+    let evidence = Evidence {
+        platform: match &observed {
+            Some(o) => PlatformEvidence::Observed(o),
+            None => PlatformEvidence::Unavailable("no platform check observations yet"),
+        },
+        ..agg.evidence(
+            elapsed.as_secs_f64(),
+            live.map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
+        )
+    };
     for (i, th) in plan.thresholds.iter().enumerate() {
         if !th.abort_on_fail || elapsed < th.delay_abort_eval || stopper.token.is_cancelled() {
             continue;

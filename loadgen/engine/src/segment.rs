@@ -155,6 +155,13 @@ impl Plan {
             } else {
                 ChaosPlan::default()
             },
+            // So are the query checks and alert drills.
+            platform: if index == 0 {
+                self.platform.clone()
+            } else {
+                crate::plan::platform::PlatformPlan::default()
+            },
+            embedded_listen: self.embedded_listen,
         })
     }
 

@@ -238,6 +238,7 @@ pub fn build(
         dropped_iterations: agg.totals.scenarios.values().map(|c| c.dropped).sum(),
         time_series: agg.series.clone(),
         telemetry: None,
+        platform: None,
         chaos: Vec::new(),
     }
 }

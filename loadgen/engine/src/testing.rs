@@ -23,6 +23,8 @@ pub fn plan_with(scenarios: Vec<ScenarioPlan>) -> Plan {
         thresholds: Vec::new(),
         telemetry: None,
         chaos: crate::plan::chaos::ChaosPlan::default(),
+        platform: crate::plan::platform::PlatformPlan::default(),
+        embedded_listen: None,
     }
 }
 

@@ -47,6 +47,8 @@ pub enum Aggregation {
     Count,
     /// `rate`: fraction of true samples (rate metrics) or per-second rate (counters).
     Rate,
+    /// `last`: the latest value of a query series.
+    Last,
 }
 
 /// Comparison operator.
@@ -90,6 +92,7 @@ fn allows(kind: MetricKind, aggregation: Aggregation) -> bool {
                 | Aggregation::Min
                 | Aggregation::Max
         ),
+        MetricKind::Gauge => !matches!(aggregation, Aggregation::Rate),
     }
 }
 
@@ -155,13 +158,20 @@ pub struct ThresholdError {
     pub message: String,
 }
 
-/// What a threshold may refer to in its plan: scenario names (tag filters) and phase names.
+/// What a threshold may refer to in its plan: scenario names (tag filters), phase names,
+/// and the platform checks' query names, alert names and chaos entry names.
 #[derive(Clone, Debug, Default)]
 pub struct ThresholdContext {
     /// Names of the plan's scenarios.
     pub scenarios: Vec<String>,
     /// Stage names of the plan's ramping scenarios.
     pub phases: Vec<String>,
+    /// `spec.queries` names (`query{name:...}`).
+    pub queries: Vec<String>,
+    /// Drilled alert names (`alert_*{alert:...}`).
+    pub alerts: Vec<String>,
+    /// Named `spec.chaos` entries, which query thresholds may take as `phase`.
+    pub chaos: Vec<String>,
 }
 
 fn fail(field: ThresholdField, message: String) -> ThresholdError {
@@ -236,6 +246,7 @@ pub fn parse_key(
             }
         }
         if let Some(scenario) = filter.get("scenario")
+            && !metric.is_platform()
             && !ctx.scenarios.iter().any(|s| s == scenario)
         {
             return Err(fail(
@@ -247,7 +258,61 @@ pub fn parse_key(
             ));
         }
     }
+    platform_key(metric, &filter, ctx)?;
     Ok((metric, filter))
+}
+
+/// The tags a platform metric's key must and may carry: `query{name:<query>}` (other tags
+/// filter the series by label), `alert_*{alert:<alertname>}` (or none, for every drilled
+/// alert).
+fn platform_key(
+    metric: Metric,
+    filter: &BTreeMap<String, String>,
+    ctx: &ThresholdContext,
+) -> Result<(), ThresholdError> {
+    let key = |m: String| Err(fail(ThresholdField::Key, m));
+    match metric {
+        Metric::Query => match filter.get("name") {
+            None if ctx.queries.is_empty() => key(
+                "`query` needs `spec.queries` and names one of them: `query{name:<query name>}`"
+                    .to_owned(),
+            ),
+            None => key(format!(
+                "`query` needs the query's name: `query{{name:<name>}}` with one of {}",
+                backticked(&ctx.queries)
+            )),
+            Some(n) if !ctx.queries.iter().any(|q| q == n) => key(format!(
+                "no query is named `{n}`, expected one of {}",
+                if ctx.queries.is_empty() {
+                    "the names of `spec.queries` (there are none)".to_owned()
+                } else {
+                    backticked(&ctx.queries)
+                }
+            )),
+            Some(_) => Ok(()),
+        },
+        Metric::Alert(_) => {
+            if ctx.alerts.is_empty() {
+                return key(format!(
+                    "`{metric}` needs `spec.alerts` with the alerts to drill"
+                ));
+            }
+            if let Some(tag) = filter.keys().find(|t| *t != "alert") {
+                return key(format!(
+                    "`{metric}` takes only the tag `alert`, not `{tag}`: e.g. `{metric}{{alert:{}}}`",
+                    ctx.alerts[0]
+                ));
+            }
+            match filter.get("alert") {
+                Some(a) if !ctx.alerts.iter().any(|x| x == a) => key(format!(
+                    "no drilled alert is named `{a}`, expected one of {}",
+                    backticked(&ctx.alerts)
+                )),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Parses a condition such as `p(99)<800ms`, `rate<0.003` or `count>=100` for `metric`:
@@ -286,6 +351,7 @@ pub fn parse_condition(
         "max" => Aggregation::Max,
         "count" => Aggregation::Count,
         "rate" => Aggregation::Rate,
+        "last" => Aggregation::Last,
         other => {
             let n = other
                 .strip_prefix("p(")
@@ -325,7 +391,7 @@ pub fn parse_condition(
         .ok()
         .filter(|n: &f64| n.is_finite())
         .ok_or_else(syntax)?;
-    if number < 0.0 {
+    if number < 0.0 && kind != MetricKind::Gauge {
         return Err(bad(format!(
             "the limit in `{condition}` is negative; limits are numbers >= 0"
         )));
@@ -356,7 +422,12 @@ pub fn parse_condition(
                 "the rate limit in `{condition}` is above 1; `rate` of `{metric}` is a fraction between 0 and 1, e.g. `rate<0.01` for 1%"
             )));
         }
-        MetricKind::Counter | MetricKind::Rate => number,
+        MetricKind::Gauge if !unit.is_empty() => {
+            return Err(bad(format!(
+                "`{condition}` has the unit `{unit}`, but a query's values are plain numbers (seconds where the query returns seconds): write `max<10`"
+            )));
+        }
+        MetricKind::Counter | MetricKind::Rate | MetricKind::Gauge => number,
     };
     // A finite number times a unit can overflow (`1e308m`); an infinite limit would always
     // pass or fail and is written to summary.json as `null`, which no reader accepts.
@@ -420,19 +491,39 @@ pub fn parse_threshold(
                 threshold.scope = Scope::Window(window);
             }
             (None, Some(phase)) => {
-                if !ctx.phases.iter().any(|p| p == phase) {
-                    return Err(fail(
-                        ThresholdField::Phase,
+                let chaos = metric == Metric::Query && ctx.chaos.iter().any(|c| c == phase);
+                if !chaos && !ctx.phases.iter().any(|p| p == phase) {
+                    let message = if metric == Metric::Query {
+                        format!(
+                            "no stage and no chaos entry is named `{phase}`, expected a stage name ({}) or a chaos entry's `name` ({})",
+                            backticked(&ctx.phases),
+                            backticked(&ctx.chaos)
+                        )
+                    } else {
                         format!(
                             "no stage is named `{phase}`, expected one of the stage names: {}",
                             backticked(&ctx.phases)
-                        ),
-                    ));
+                        )
+                    };
+                    return Err(fail(ThresholdField::Phase, message));
                 }
                 threshold.scope = Scope::Phase(phase.clone());
             }
             (None, None) => {}
         }
+    }
+    if matches!(threshold.metric, Metric::Alert(_)) && threshold.scope != Scope::Run {
+        let field = match threshold.scope {
+            Scope::Window(_) => ThresholdField::Window,
+            _ => ThresholdField::Phase,
+        };
+        return Err(fail(
+            field,
+            format!(
+                "`{}` cannot be judged per window or phase: each drilled alert is measured against its own `during`",
+                threshold.metric
+            ),
+        ));
     }
     if threshold.metric.is_telemetry() {
         if !threshold.filter.is_empty() {
@@ -471,7 +562,94 @@ mod tests {
         ThresholdContext {
             scenarios: vec!["api".into(), "chat".into()],
             phases: vec!["ramp-up".into(), "steady".into()],
+            queries: vec!["lag".into(), "up".into()],
+            alerts: vec!["EchoServerHighErrorRate".into()],
+            chaos: vec!["errors".into()],
         }
+    }
+
+    #[test]
+    fn platform_keys_name_a_declared_query_or_alert() {
+        let parse = |key: &str, cond: &str| {
+            parse_threshold(key, &ThresholdSpec::Expression(cond.into()), &ctx())
+        };
+        let lag = parse("query{name:lag}", "max<10").unwrap();
+        assert_eq!(
+            (lag.metric, lag.aggregation, lag.limit),
+            (Metric::Query, Aggregation::Max, 10.0)
+        );
+        let up = parse("query{name:up,job:echo}", "last>=1").unwrap();
+        assert_eq!(up.filter["job"], "echo");
+        assert_eq!(up.aggregation, Aggregation::Last);
+        assert_eq!(parse("query{name:lag}", "min>-5").unwrap().limit, -5.0);
+        let fire = parse(
+            "alert_time_to_fire{alert:EchoServerHighErrorRate}",
+            "max<2m",
+        )
+        .unwrap();
+        assert_eq!(fire.limit, 120_000.0);
+        assert!(parse("alert_unexpected", "count==0").is_ok());
+        for (key, cond, want) in [
+            ("query", "max<10", "`query` needs the query's name"),
+            (
+                "query{name:nope}",
+                "max<10",
+                "no query is named `nope`, expected one of `lag`, `up`",
+            ),
+            (
+                "query{name:lag}",
+                "max<10s",
+                "a query's values are plain numbers",
+            ),
+            (
+                "query{name:lag}",
+                "rate<1",
+                "`rate` does not apply to `query`",
+            ),
+            (
+                "alert_time_to_fire{alert:Other}",
+                "max<1m",
+                "no drilled alert is named `Other`",
+            ),
+            (
+                "alert_unexpected{job:x}",
+                "count==0",
+                "takes only the tag `alert`, not `job`",
+            ),
+            (
+                "http_reqs",
+                "last>1",
+                "`last` does not apply to `http_reqs`",
+            ),
+        ] {
+            let e = parse(key, cond).unwrap_err().message;
+            assert!(e.contains(want), "{key} {cond}: {e}");
+        }
+        let scoped = |window: Option<&str>, phase: Option<&str>, key: &str| {
+            let d = ThresholdDetail {
+                threshold: "max<10".into(),
+                abort_on_fail: false,
+                delay_abort_eval: None,
+                window: window.map(Into::into),
+                phase: phase.map(Into::into),
+            };
+            parse_threshold(key, &ThresholdSpec::Detailed(d), &ctx())
+        };
+        assert_eq!(
+            scoped(None, Some("errors"), "query{name:up}")
+                .unwrap()
+                .scope,
+            Scope::Phase("errors".into()),
+            "a query may be judged during a named chaos entry"
+        );
+        assert!(scoped(None, Some("errors"), "http_req_duration").is_err());
+        assert!(scoped(Some("30s"), None, "query{name:up}").is_ok());
+        let e = scoped(Some("30s"), None, "alert_time_to_fire").unwrap_err();
+        assert!(
+            e.message.contains("cannot be judged per window"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -626,7 +804,7 @@ mod tests {
             )
         };
         let cases = [
-            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`".to_owned()),
+            ("http_req_durations", "unknown metric `http_req_durations`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`, `query`, `alert_time_to_fire`, `alert_time_to_notify`, `alert_time_to_resolve`, `alert_unexpected`".to_owned()),
             ("http_reqs{}", bad("{}")),
             ("http_reqs{scenario}", bad("{scenario}")),
             ("http_reqs{scenario:}", bad("{scenario:}")),

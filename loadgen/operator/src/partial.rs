@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use ricochet_engine::client::ErrorCause;
 use ricochet_engine::evaluate::{TagIndex, judge};
-use ricochet_engine::judge::{Evidence, TelemetryEvidence, WindowTally, Windows};
+use ricochet_engine::judge::{Evidence, PlatformEvidence, TelemetryEvidence, WindowTally, Windows};
 use ricochet_engine::metric::Metric;
 use ricochet_engine::plan::Plan;
 use ricochet_engine::stats::{Hist, ScenarioCounters, ScenarioKey, SeriesKey, SeriesStats, Stats};
@@ -888,6 +888,7 @@ fn merged_threshold_results(
                 TelemetryEvidence::Unavailable("no runner reported telemetry verification results")
             }
         },
+        platform: PlatformEvidence::Unavailable("no runner reported query checks or alert drills"),
     };
     let mut results: Vec<_> = plan
         .thresholds

@@ -78,6 +78,7 @@ fn overrides(run: &LoadTestRun) -> std::result::Result<Overrides, String> {
         multiplier: o.multiplier,
         duration,
         embedded: false,
+        embedded_listen: None,
     })
 }
 

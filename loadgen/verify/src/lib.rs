@@ -102,6 +102,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod alerts;
 pub mod exposition;
 pub mod fate;
 pub mod hist;
@@ -111,6 +112,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod poll;
 pub mod prometheus;
+pub mod query;
 pub mod recent;
 pub mod sampler;
 pub mod sink;

@@ -8,7 +8,9 @@
 //!   scrape interval appear" rather than treat every absent id as lost (see the module
 //!   docs of [`super`]).
 //! - RED totals: `GET /api/v1/query` ([`PrometheusClient::instant`]) for the server-side
-//!   request counter, to compare with what loadgen sent.
+//!   request counter, to compare with what loadgen sent; the PromQL query checks
+//!   ([`crate::query`]).
+//! - Alert state: `GET /api/v1/alerts` ([`PrometheusClient::alerts`]) for alert drills.
 //!
 //! Errors come back as JSON `{"status":"error","errorType":..,"error":..}` and become
 //! unknown with that message. An answer that is not Prometheus' JSON at all (an ingress's
@@ -16,7 +18,7 @@
 //! `401`) is unknown with a reason naming the URL and what came back; only an empty
 //! success answer reads as "not there".
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -162,6 +164,17 @@ impl PrometheusClient {
             .await?;
         let data = self.data(&a)?;
         parse_vector(&data).map_err(|e| self.unexpected(&a, &e))
+    }
+
+    /// The alerting rules' active alerts (`GET /api/v1/alerts`): pending and firing, with
+    /// their labels.
+    pub async fn alerts(&self) -> Result<Vec<RuleAlert>, Unavailable> {
+        let a = self
+            .backend
+            .get("api/v1/alerts", &[], "application/json")
+            .await?;
+        let data = self.data(&a)?;
+        parse_rule_alerts(&data).map_err(|e| self.unexpected(&a, &e))
     }
 
     /// The sum of an instant query's values (e.g. `sum(http_server_request_duration_seconds_count)`); `None` when
@@ -328,6 +341,43 @@ pub fn parse_vector(data: &Value) -> Result<Vec<VectorSample>, String> {
             "resultType is {other:?}, expected vector or scalar"
         )),
     }
+}
+
+/// One active alert of Prometheus' (or Mimir's ruler's) alerting rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleAlert {
+    /// Its labels, `alertname` among them.
+    pub labels: BTreeMap<String, String>,
+    /// `pending` or `firing`.
+    pub state: String,
+}
+
+/// Parses `/api/v1/alerts`' `data` (`{"alerts": [{labels, state, ...}]}`).
+pub fn parse_rule_alerts(data: &Value) -> Result<Vec<RuleAlert>, String> {
+    data.get("alerts")
+        .and_then(Value::as_array)
+        .ok_or("`data.alerts` is not an array")?
+        .iter()
+        .map(|a| {
+            let labels = string_map(a.get("labels")).ok_or("an alert has no `labels` object")?;
+            let state = a
+                .get("state")
+                .and_then(Value::as_str)
+                .ok_or("an alert has no `state`")?
+                .to_owned();
+            Ok(RuleAlert { labels, state })
+        })
+        .collect()
+}
+
+/// A JSON object of strings as a map; `None` when it is not an object.
+pub(crate) fn string_map(v: Option<&Value>) -> Option<BTreeMap<String, String>> {
+    Some(
+        v?.as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect(),
+    )
 }
 
 /// Verifies that sampled trace ids appear as exemplars of a histogram's buckets.

@@ -40,6 +40,7 @@ pub struct Verification {
     backends: Vec<String>,
     plan: TelemetryPlan,
     red: Option<RedSource>,
+    limiter: RateLimiter,
 }
 
 /// Where the server-side request total (the RED "rate" counter) is read.
@@ -90,6 +91,7 @@ impl Verification {
         cancel: CancellationToken,
     ) -> Result<Self, StartError> {
         let limiter = RateLimiter::per_second(plan.max_queries_per_second)?;
+        let shared = limiter.clone();
         // Verifiers that spend the query budget poll a few latency probes on time and ask
         // the other samples for presence only; the sink and `/metrics` cost nothing.
         let budgeted = PollPolicy {
@@ -206,7 +208,14 @@ impl Verification {
             backends,
             plan: plan.clone(),
             red,
+            limiter: shared,
         })
+    }
+
+    /// The run's `maxQueriesPerSecond` budget, which the verifiers share with the query
+    /// checks and alert reads.
+    pub fn limiter(&self) -> RateLimiter {
+        self.limiter.clone()
     }
 
     /// The server-side request total (workload routes) and where it was read; `None`

@@ -24,6 +24,8 @@ pub struct ChaosEventPlan {
     pub fault: ChaosSpec,
     /// `telemetryDropRate=0.05` etc., for reports.
     pub label: String,
+    /// The entry's `name` (alert drills refer to it).
+    pub name: Option<String>,
 }
 
 /// Where the admin API is.
@@ -97,11 +99,20 @@ impl ChaosPlan {
                 }
             };
             let (fault, label) = fault(&format!("{path}.fault"), &e.fault)?;
+            if let Some(name) = &e.name
+                && events[..i].iter().any(|o| o.name.as_ref() == Some(name))
+            {
+                return Err(err(
+                    format!("{path}.name"),
+                    format!("`{name}` names an earlier entry too; chaos names are unique"),
+                ));
+            }
             out.push(ChaosEventPlan {
                 at,
                 until,
                 fault,
                 label,
+                name: e.name.clone(),
             });
         }
         out.sort_by_key(|e| e.at);

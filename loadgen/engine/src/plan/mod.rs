@@ -24,6 +24,7 @@
 //! no framing, connection or trace headers ([`RESERVED_HEADERS`]) in `headers`.
 
 pub mod chaos;
+pub mod platform;
 pub mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,7 @@ use ricochet_crds::{ExecutorKind, LoadTestSpec, Parallelism, RequestSpec, Scenar
 use ricochet_verify::plan::{SamplePolicy, TelemetryPlan};
 
 use self::chaos::ChaosPlan;
+use self::platform::PlatformPlan;
 use crate::Exit;
 use crate::duration::{format_duration, parse_duration};
 use crate::thresholds::{Scope, Threshold, ThresholdContext, ThresholdField, parse_threshold};
@@ -79,6 +81,11 @@ pub struct Plan {
     pub telemetry: Option<TelemetryPlan>,
     /// Faults applied during the run.
     pub chaos: ChaosPlan,
+    /// Query checks and alert drills.
+    pub platform: PlatformPlan,
+    /// Where the embedded echo-server listens (`--embedded-listen`); `None`: an ephemeral
+    /// loopback port.
+    pub embedded_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where the load goes.
@@ -213,6 +220,9 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// Run against the embedded echo-server whatever `target` says (`--embedded`).
     pub embedded: bool,
+    /// The embedded echo-server listens here (`--embedded-listen`, loopback only), e.g. so
+    /// that a local Prometheus can scrape it.
+    pub embedded_listen: Option<std::net::SocketAddr>,
 }
 
 /// How `bodyFile`s are treated while a plan is checked.
@@ -601,6 +611,9 @@ pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const MIN_PER_SECOND: f64 = 0.001;
 /// The most `maxQueriesPerSecond` a run may send to its backends.
 pub const MAX_QUERIES_PER_SECOND: f64 = 10_000.0;
+/// The most of `maxQueriesPerSecond` query checks and alert reads may take; the rest is
+/// the verifiers'.
+pub const PLATFORM_SHARE: f64 = 0.5;
 /// Headers the HTTP client writes itself (framing, connection, trace context), refused in
 /// a request's `headers`.
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -937,6 +950,18 @@ impl Checker<'_> {
         }
 
         let ctx = ThresholdContext {
+            queries: spec.queries.iter().map(|q| q.name.clone()).collect(),
+            alerts: spec.alerts.as_ref().map_or_else(Vec::new, |a| {
+                let mut names: Vec<String> = Vec::new();
+                let all = a.expect.iter().map(|e| &e.alert);
+                for n in all.chain(a.silent.iter().map(|s| &s.alert)) {
+                    if !names.contains(n) {
+                        names.push(n.clone());
+                    }
+                }
+                names
+            }),
+            chaos: spec.chaos.iter().filter_map(|c| c.name.clone()).collect(),
             scenarios: scenarios.iter().map(|s| s.name.clone()).collect(),
             phases: scenarios
                 .iter()
@@ -1026,6 +1051,39 @@ impl Checker<'_> {
             self.base_dir(),
         )
         .map_err(field)?;
+        let platform = platform::platform_plan(
+            &spec.queries,
+            spec.alerts.as_ref(),
+            &platform::Context {
+                telemetry: telemetry.as_ref(),
+                chaos: &chaos,
+                phases: scenarios.iter().flat_map(ScenarioPlan::phases).collect(),
+                load: scenarios
+                    .iter()
+                    .map(ScenarioPlan::end)
+                    .max()
+                    .unwrap_or_default(),
+                base_dir: self.base_dir(),
+            },
+        )
+        .map_err(field)?;
+        let embedded_listen = match overrides.embedded_listen {
+            Some(a) if !a.ip().is_loopback() => {
+                return Err(PlanError::flag(
+                    "--embedded-listen",
+                    format!(
+                        "`{a}` is not a loopback address; the embedded echo-server listens on 127.0.0.0/8 or [::1] only, e.g. `127.0.0.1:18080`"
+                    ),
+                ));
+            }
+            Some(_) if target != TargetPlan::Embedded => {
+                return Err(PlanError::flag(
+                    "--embedded-listen",
+                    "applies to the embedded echo-server, but the scenario names `spec.target`; add `--embedded` or drop the flag",
+                ));
+            }
+            a => a,
+        };
 
         let mut plan = Plan {
             name: name.to_owned(),
@@ -1036,6 +1094,8 @@ impl Checker<'_> {
             thresholds,
             telemetry,
             chaos,
+            platform,
+            embedded_listen,
         };
         self.process_limits(spec, &plan, overrides)?;
         self.fit_query_budget(spec, &mut plan)?;
@@ -1059,13 +1119,30 @@ impl Checker<'_> {
         }
         let per_runner = arrivals / load.as_secs_f64().max(1e-9) / f64::from(runners);
         let explicit = spec.telemetry.as_ref().is_some_and(|t| t.sample.is_some());
+        let platform = plan.platform.queries_per_second();
         let Some(t) = plan.telemetry.as_mut() else {
             return Ok(());
         };
+        // Query checks and alert reads spend the same budget, ahead of the verifiers.
+        if platform > 0.0 {
+            let budget = t.max_queries_per_second;
+            if platform > budget * PLATFORM_SHARE {
+                return Err(self.err(
+                    "spec.telemetry.maxQueriesPerSecond",
+                    format!(
+                        "is {}, but the query checks and alert reads alone ask {} queries/s, more than {}% of it; raise maxQueriesPerSecond or evaluate less often (`every`)",
+                        number(budget),
+                        number(platform),
+                        number(PLATFORM_SHARE * 100.0)
+                    ),
+                ));
+            }
+        }
+        let verifiers_budget = t.max_queries_per_second - platform;
         if !explicit {
             if !closed {
                 let mut share = t.clone();
-                share.max_queries_per_second /= f64::from(runners);
+                share.max_queries_per_second = verifiers_budget / f64::from(runners);
                 t.sample = match share.fitted_default(per_runner, load) {
                     // `perSecond` is the run's: each runner samples its part.
                     SamplePolicy::PerSecond(n) => SamplePolicy::PerSecond(n * f64::from(runners)),
@@ -1083,7 +1160,7 @@ impl Checker<'_> {
         };
         // Each runner spends its share of the budget on its share of the samples.
         let mut share = t.clone();
-        share.max_queries_per_second /= f64::from(runners);
+        share.max_queries_per_second = verifiers_budget / f64::from(runners);
         share
             .check_budget(samples, load)
             .map_err(|e| self.err("spec.telemetry.sample", e.to_string()))
@@ -1918,6 +1995,144 @@ spec:
         BASE.replacen(from, to, 1)
     }
 
+    const DRILL: &str = "\
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {name: drill}
+spec:
+  scenarios:
+    - name: api
+      executor: ramping-arrival-rate
+      rate: 20
+      stages:
+        - {target: 1, duration: 10s, name: baseline}
+        - {target: 1, duration: 30s, name: fault}
+      requests: [{name: echo, path: /api/echo}]
+  chaos:
+    - {name: errors, at: 10s, for: 20s, fault: {errorRate: 0.5}}
+  telemetry:
+    maxQueriesPerSecond: 20
+    metrics: {prometheus: {url: \"http://127.0.0.1:9090\"}}
+  queries:
+    - {name: up, promql: 'up{job=\"echo\"}', every: 5s}
+  thresholds:
+    \"query{name:up}\": [{threshold: \"min>=1\", phase: errors}]
+  alerts:
+    alertmanager: {url: \"http://127.0.0.1:9093\"}
+    receiver: {listen: \"127.0.0.1:9097\"}
+    expect:
+      - {alert: EchoServerHighErrorRate, during: errors, firesWithin: 1m, notifiesWithin: 2m, resolvesWithin: 3m}
+    silent:
+      - {alert: EchoServerHighErrorRate, during: baseline}
+";
+
+    #[test]
+    fn queries_and_alert_drills_lower_into_windows_on_the_timeline() {
+        let plan = plan_of(DRILL, &Overrides::default()).unwrap();
+        let q = &plan.platform.queries[0];
+        assert_eq!((q.name.as_str(), q.every), ("up", Duration::from_secs(5)));
+        assert_eq!(q.backend.url, "http://127.0.0.1:9090");
+        let a = plan.platform.alerts.as_ref().unwrap();
+        let e = &a.expect[0];
+        assert_eq!(
+            (e.window.start, e.window.end),
+            (Duration::from_secs(10), Duration::from_secs(30)),
+            "`errors` is the chaos entry from 10s for 20s"
+        );
+        assert_eq!(
+            (a.silent[0].window.start, a.silent[0].window.end),
+            (Duration::ZERO, Duration::from_secs(10)),
+            "`baseline` is the stage"
+        );
+        assert_eq!(a.every, Duration::from_secs(5));
+        assert_eq!(a.last_deadline(), Duration::from_secs(30 + 180));
+        // 1/5 for the query, 2/5 for Prometheus' and Alertmanager's alert reads.
+        assert!((plan.platform.queries_per_second() - 0.6).abs() < 1e-9);
+        assert_eq!(plan.thresholds[0].scope, Scope::Phase("errors".into()));
+    }
+
+    #[test]
+    fn platform_check_mistakes_are_one_located_sentence() {
+        let with = |from: &str, to: &str| {
+            assert!(DRILL.contains(from), "{from}");
+            DRILL.replacen(from, to, 1)
+        };
+        let cases = [
+            (
+                with("promql: 'up{job=\"echo\"}'", "promql: 'max(up'"),
+                "x.yaml:19:18: spec.queries[0].promql: `(` at column 4 is never closed",
+            ),
+            (
+                with("promql: 'up{job=\"echo\"}'", "logql: 'sum(x)'"),
+                "spec.queries[0].logql: a LogQL query is asked of `spec.telemetry.logs.loki`",
+            ),
+            (
+                with(", every: 5s}", ", every: 5s, logql: x}"),
+                "spec.queries[0]: needs exactly one of `promql`",
+            ),
+            (
+                with("every: 5s}", "every: 100ms}"),
+                "spec.queries[0].every: `100ms` is too short",
+            ),
+            (
+                with("{name: up,", "{name: \"bad name\",").replace(
+                    "\"query{name:up}\": [{threshold: \"min>=1\", phase: errors}]",
+                    "http_reqs: [\"count>0\"]",
+                ),
+                "spec.queries[0].name: `bad name` is not a valid query name",
+            ),
+            (
+                with("name:up}", "name:down}"),
+                "spec.thresholds.query{name:down}: no query is named `down`, expected one of `up`",
+            ),
+            (
+                with("during: errors,", "during: nope,"),
+                "spec.alerts.expect[0].during: `nope` names no chaos entry and no phase; name a `spec.chaos` entry (`name:`) or a stage; chaos names: `errors`; phases: `baseline`, `fault`",
+            ),
+            (
+                with("firesWithin: 1m", "firesWithin: soon"),
+                "spec.alerts.expect[0].firesWithin",
+            ),
+            (
+                with("    receiver: {listen: \"127.0.0.1:9097\"}\n", ""),
+                "spec.alerts.expect[0].notifiesWithin: needs loadgen's webhook receiver",
+            ),
+            (
+                with("127.0.0.1:9097", "localhost"),
+                "spec.alerts.receiver.listen: `localhost` is not an address to listen on",
+            ),
+            (
+                with(
+                    "    metrics: {prometheus: {url: \"http://127.0.0.1:9090\"}}\n",
+                    "",
+                ),
+                "spec.queries[0].promql: a PromQL query is asked of `spec.telemetry.metrics.prometheus`",
+            ),
+            (
+                with("maxQueriesPerSecond: 20", "maxQueriesPerSecond: 1"),
+                "spec.telemetry.maxQueriesPerSecond: is 1, but the query checks and alert reads alone ask 0.6 queries/s, more than 50% of it",
+            ),
+            (
+                with("{name: errors, at", "{name: baseline, at")
+                    .replace("during: errors,", "during: baseline,")
+                    .replace("phase: errors", "phase: baseline"),
+                "",
+            ),
+        ];
+        for (yaml, want) in cases {
+            if want.is_empty() {
+                // A chaos entry may share a stage's name: the chaos entry wins.
+                let plan = plan_of(&yaml, &Overrides::default()).unwrap();
+                let e = &plan.platform.alerts.unwrap().expect[0];
+                assert_eq!(e.window.start, Duration::from_secs(10));
+                continue;
+            }
+            let e = error_of(&yaml);
+            assert!(e.contains(want), "want `{want}` in\n{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
     #[test]
     fn replica_urls_are_validated_and_kept() {
         let yaml = with_target(
@@ -2134,7 +2349,7 @@ spec:
         let cases = [
             (
                 "    http_req_duraton: [\"p(99)<800ms\"]\n",
-                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`",
+                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`, `query`, `alert_time_to_fire`, `alert_time_to_notify`, `alert_time_to_resolve`, `alert_unexpected`",
             ),
             (
                 "    http_req_duration: [\"p(99)<800ms\", \"p(95)<2 seconds\"]\n",

@@ -177,7 +177,11 @@ pub fn secret(field: &str, s: &SecretRef, base_dir: &Path) -> Result<SecretSourc
     })
 }
 
-fn backend(field: &str, b: &BackendSpec, base_dir: &Path) -> Result<BackendPlan, FieldError> {
+pub(crate) fn backend(
+    field: &str,
+    b: &BackendSpec,
+    base_dir: &Path,
+) -> Result<BackendPlan, FieldError> {
     if let Some(problem) = url_authority_problem(
         &b.url,
         "give credentials as `basicAuth` or `bearerToken` (read from an environment variable or a file) instead",

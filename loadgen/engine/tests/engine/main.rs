@@ -5,4 +5,5 @@ mod executors;
 mod exit_paths;
 mod no_answer;
 mod open_model;
+mod platform_budget;
 mod support;
