@@ -2,10 +2,11 @@
 
 use std::error::Error as StdError;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::model::{ChaosEvent, PercentilePoint, TimePoint, TrendStats};
-use crate::units;
+use crate::model::{ChaosEvent, PercentilePoint, QuerySeries, TimePoint, TrendStats};
+use crate::{escape, units};
 
 /// Time series longer than this are downsampled into buckets for charts.
 pub(crate) const MAX_POINTS: usize = 600;
@@ -21,6 +22,21 @@ const GREEN_: RGBColor = RGBColor(44, 160, 44);
 const RED_: RGBColor = RGBColor(214, 39, 40);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
 const CHAOS: RGBColor = RGBColor(214, 39, 40);
+/// Colours of a query's series, in turn (red is the chaos shading's).
+const SERIES: [RGBColor; 8] = [
+    BLUE,
+    ORANGE,
+    GREEN_,
+    PURPLE,
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+/// Series of a query named in its chart's legend; the rest are drawn unnamed.
+pub(crate) const MAX_LEGEND: usize = 8;
+/// Longest series name in a legend, in characters.
+const MAX_LABEL: usize = 60;
 
 type ChartResult = Result<(), Box<dyn StdError>>;
 
@@ -93,9 +109,12 @@ pub(crate) fn point_secs(points: &[TimePoint]) -> u32 {
 
 /// A named line of a chart.
 struct Line {
-    label: &'static str,
+    /// Its legend entry; empty: none.
+    label: String,
     color: RGBColor,
     points: Vec<(f64, Option<f64>)>,
+    /// Marks each point too (sparse series, where a lone point has no line).
+    dots: bool,
 }
 
 /// Contiguous runs of present values (gaps where the value is absent are not bridged).
@@ -115,13 +134,56 @@ fn segments(points: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
-fn y_max(lines: &[Line]) -> f64 {
-    let max = lines
-        .iter()
-        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .fold(0.0_f64, f64::max);
-    if max > 0.0 { max * 1.1 } else { 1.0 }
+/// The y range: from 0 (or 10 % below the lowest negative value) to 10 % above the
+/// highest value (1 when nothing is above 0).
+fn y_range(lines: &[Line]) -> (f64, f64) {
+    let values = || {
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().filter_map(|p| p.1))
+            .filter(|v| v.is_finite())
+    };
+    let max = values().fold(0.0_f64, f64::max);
+    let min = values().fold(0.0_f64, f64::min);
+    (
+        if min < 0.0 { min * 1.1 } else { 0.0 },
+        if max > 0.0 { max * 1.1 } else { 1.0 },
+    )
+}
+
+/// Shades each chaos event over the whole height of `chart`, one legend entry `chaos`
+/// for all, and writes a named event's name at its top left.
+fn shade_chaos(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chaos: &[ChaosEvent],
+    x_max: f64,
+    (y_min, y_max): (f64, f64),
+) -> ChartResult {
+    if chaos.is_empty() {
+        return Ok(());
+    }
+    chart
+        .draw_series(chaos.iter().map(|c| {
+            Rectangle::new(
+                [
+                    (c.start_secs.max(0.0), y_min),
+                    (c.end_secs.min(x_max), y_max),
+                ],
+                CHAOS.mix(0.12).filled(),
+            )
+        }))?
+        .label("chaos")
+        .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], CHAOS.mix(0.25).filled()));
+    let nudge = x_max * 0.004;
+    chart.draw_series(chaos.iter().filter_map(|c| {
+        let name = escape::terminal(c.name.as_deref()?);
+        Some(Text::new(
+            name,
+            (c.start_secs.max(0.0) + nudge, y_max),
+            (FONT, 11).into_font().color(&CHAOS),
+        ))
+    }))?;
+    Ok(())
 }
 
 /// A time chart (x: seconds since start) of `lines`, with chaos events shaded.
@@ -153,7 +215,7 @@ fn draw_timeline(
         .flat_map(|l| l.points.iter().map(|p| p.0))
         .fold(duration_secs, f64::max)
         .max(1.0);
-    let y_max = y_max(lines);
+    let (y_min, y_max) = y_range(lines);
     let root = SVGBackend::with_string(svg, WIDE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -162,7 +224,7 @@ fn draw_timeline(
         .caption(title, (FONT, 18))
         .x_label_area_size(32)
         .y_label_area_size(72)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+        .build_cartesian_2d(0.0..x_max, y_min..y_max)?;
     chart
         .configure_mesh()
         .x_desc("time since start")
@@ -172,31 +234,27 @@ fn draw_timeline(
         .label_style((FONT, 12))
         .light_line_style(RGBColor(240, 240, 240))
         .draw()?;
-    if !chaos.is_empty() {
-        chart
-            .draw_series(chaos.iter().map(|c| {
-                Rectangle::new(
-                    [(c.start_secs.max(0.0), 0.0), (c.end_secs.min(x_max), y_max)],
-                    CHAOS.mix(0.12).filled(),
-                )
-            }))?
-            .label("chaos")
-            .legend(|(x, y)| {
-                Rectangle::new([(x, y - 6), (x + 16, y + 6)], CHAOS.mix(0.25).filled())
-            });
-    }
+    shade_chaos(&mut chart, chaos, x_max, (y_min, y_max))?;
     for line in lines {
         let color = line.color;
-        chart
-            .draw_series(
-                segments(&line.points)
-                    .into_iter()
-                    .flat_map(move |seg| LineSeries::new(seg, color.stroke_width(2))),
-            )?
-            .label(line.label)
-            .legend(move |(x, y)| {
+        let drawn = chart.draw_series(
+            segments(&line.points)
+                .into_iter()
+                .flat_map(move |seg| LineSeries::new(seg, color.stroke_width(2))),
+        )?;
+        if !line.label.is_empty() {
+            drawn.label(line.label.as_str()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
+        }
+        if line.dots {
+            chart.draw_series(
+                line.points
+                    .iter()
+                    .filter_map(|&(x, y)| Some((x, y.filter(|v| v.is_finite())?)))
+                    .map(|p| Circle::new(p, 2, color.filled())),
+            )?;
+        }
     }
     chart
         .configure_series_labels()
@@ -216,22 +274,25 @@ pub(crate) fn request_rate(
     chaos: &[ChaosEvent],
 ) -> Result<String, String> {
     let mut lines = vec![Line {
-        label: "achieved",
+        label: "achieved".to_owned(),
         color: BLUE,
         points: b.iter().map(|b| (b.t, Some(b.rps))).collect(),
+        dots: false,
     }];
     if b.iter().any(|b| b.target_rps.is_some()) {
         lines.push(Line {
-            label: "target",
+            label: "target".to_owned(),
             color: GREY,
             points: b.iter().map(|b| (b.t, b.target_rps)).collect(),
+            dots: false,
         });
     }
     if b.iter().any(|b| b.dropped > 0.0) {
         lines.push(Line {
-            label: "dropped",
+            label: "dropped".to_owned(),
             color: RED_,
             points: b.iter().map(|b| (b.t, Some(b.dropped))).collect(),
+            dots: false,
         });
     }
     timeline(
@@ -251,9 +312,10 @@ pub(crate) fn error_rate(
     chaos: &[ChaosEvent],
 ) -> Result<String, String> {
     let lines = vec![Line {
-        label: "error rate",
+        label: "error rate".to_owned(),
         color: RED_,
         points: b.iter().map(|b| (b.t, b.error_rate)).collect(),
+        dots: false,
     }];
     timeline(
         "Error rate",
@@ -269,19 +331,22 @@ pub(crate) fn error_rate(
 pub(crate) fn latency(b: &[Bucket], duration: f64, chaos: &[ChaosEvent]) -> Result<String, String> {
     let lines = vec![
         Line {
-            label: "p50",
+            label: "p50".to_owned(),
             color: GREEN_,
             points: b.iter().map(|b| (b.t, b.p50)).collect(),
+            dots: false,
         },
         Line {
-            label: "p95",
+            label: "p95".to_owned(),
             color: ORANGE,
             points: b.iter().map(|b| (b.t, b.p95)).collect(),
+            dots: false,
         },
         Line {
-            label: "p99",
+            label: "p99".to_owned(),
             color: RED_,
             points: b.iter().map(|b| (b.t, b.p99)).collect(),
+            dots: false,
         },
     ];
     timeline(
@@ -292,6 +357,76 @@ pub(crate) fn latency(b: &[Bucket], duration: f64, chaos: &[ChaosEvent]) -> Resu
         lines,
         units::ms_axis,
     )
+}
+
+/// One query's series over run time, chaos shaded as on the latency chart: one line per
+/// series (named by its labels, or by the query when it has none; the first
+/// [`MAX_LEGEND`] in the legend), broken where an evaluation is missing (a gap longer
+/// than 1.5 times `every_secs`), each point marked.
+pub(crate) fn query(
+    name: &str,
+    series: &[QuerySeries],
+    every_secs: f64,
+    duration: f64,
+    chaos: &[ChaosEvent],
+) -> Result<String, String> {
+    let lines = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let label = if i >= MAX_LEGEND {
+                String::new()
+            } else if s.labels.is_empty() {
+                escape::terminal(name)
+            } else {
+                let l = escape::terminal(&crate::platform::labels(&s.labels));
+                if l.chars().count() > MAX_LABEL {
+                    let cut: String = l.chars().take(MAX_LABEL - 1).collect();
+                    format!("{cut}…")
+                } else {
+                    l
+                }
+            };
+            Line {
+                label,
+                color: SERIES[i % SERIES.len()],
+                points: with_gaps(&s.points, every_secs),
+                dots: true,
+            }
+        })
+        .collect();
+    timeline(
+        &format!("query {}", escape::terminal(name)),
+        "value",
+        duration,
+        chaos,
+        lines,
+        units::number,
+    )
+}
+
+/// `points` in time order, with a break (a `None`) where consecutive points are more
+/// than 1.5 evaluations apart.
+fn with_gaps(points: &[[f64; 2]], every_secs: f64) -> Vec<(f64, Option<f64>)> {
+    let mut sorted: Vec<[f64; 2]> = points
+        .iter()
+        .copied()
+        .filter(|p| p[0].is_finite())
+        .collect();
+    sorted.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut previous: Option<f64> = None;
+    for [t, v] in sorted {
+        if let Some(p) = previous
+            && every_secs > 0.0
+            && t - p > every_secs * 1.5
+        {
+            out.push(((p + t) / 2.0, None));
+        }
+        out.push((t, Some(v)));
+        previous = Some(t);
+    }
+    out
 }
 
 /// Highest percentile plotted: 99.9999 (x = 6).
@@ -430,6 +565,21 @@ mod tests {
             (3.0, Some(3.0)),
         ]);
         assert_eq!(s, vec![vec![(0.0, 1.0)], vec![(2.0, 2.0), (3.0, 3.0)]]);
+    }
+
+    #[test]
+    fn query_series_break_where_an_evaluation_is_missing() {
+        let points = with_gaps(&[[30.0, 3.0], [0.0, 1.0], [15.0, 2.0], [75.0, 4.0]], 15.0);
+        assert_eq!(
+            points,
+            vec![
+                (0.0, Some(1.0)),
+                (15.0, Some(2.0)),
+                (30.0, Some(3.0)),
+                (52.5, None),
+                (75.0, Some(4.0))
+            ]
+        );
     }
 
     #[test]

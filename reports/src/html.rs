@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use crate::charts::{self, Bucket};
 use crate::escape::{self, xml as esc};
-use crate::model::{Outcome, Summary, Verdict};
+use crate::model::{AlertSummary, Outcome, PlatformSummary, Summary, ThresholdResult, Verdict};
 use crate::notes;
+use crate::platform as pf;
 use crate::text::{metric_value, verdict_sentence};
-use crate::units::{self, Measure, ms, per_sec, percent};
+use crate::units::{self, ms, per_sec, percent};
 
 const STYLE: &str = r#"
 :root { --pass: #1a7f37; --fail: #cf222e; --unknown: #9a6700; --muted: #57606a; --line: #d0d7de; }
@@ -43,12 +44,25 @@ dl.meta dd { margin: 0; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 "#;
 
+/// Added to [`STYLE`] only when the page has a platform section, so other pages are
+/// byte for byte what they were.
+const PLATFORM_STYLE: &str = r#"div.query { margin: 0 0 22px; }
+div.query pre { margin: 4px 0 8px; padding: 6px 8px; background: #f6f8fa; border-radius: 6px; white-space: pre-wrap; }
+table.alerts code.alert { white-space: nowrap; }
+table.alerts td .note { display: block; }
+table.alerts tr.timeline td { border-top: 0; padding-top: 0; }
+ul.timeline { display: inline; margin: 0; padding: 0; list-style: none; font-variant-numeric: tabular-nums; }
+ul.timeline li { display: inline; white-space: nowrap; }
+ul.timeline li + li::before { content: " · "; color: var(--muted); }
+"#;
+
 /// Renders the run as one self-contained HTML document.
 ///
 /// Charts (each a `<figure class="chart" data-chart="…">` with inline SVG drawn by
 /// plotters): request rate achieved vs target, error rate, p50/p95/p99 latency over time
-/// (chaos events shaded), one latency percentile plot per scenario and one ingest-latency
-/// percentile plot per telemetry signal. Time series longer than 600 points are
+/// (chaos events shaded), one latency percentile plot per scenario, one ingest-latency
+/// percentile plot per telemetry signal and one chart per platform query (its series
+/// over run time, chaos shaded alike). Time series longer than 600 points are
 /// downsampled into buckets and the page says so. A Content-Security-Policy forbids
 /// every fetch; there is no script. Every string from the summary is escaped.
 pub fn render(summary: &Summary) -> String {
@@ -65,9 +79,14 @@ pub fn render(summary: &Summary) -> String {
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"generator\" content=\"ricochet-reports {}\">\n\
-         <title>{word}: {} — ricochet</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+         <title>{word}: {} — ricochet</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n",
         env!("CARGO_PKG_VERSION"),
         esc(&run.name),
+        if pf::present(summary).is_some() {
+            PLATFORM_STYLE
+        } else {
+            ""
+        },
     );
     let _ = write!(
         out,
@@ -80,6 +99,7 @@ pub fn render(summary: &Summary) -> String {
     timeline(&mut out, summary);
     latency(&mut out, summary);
     telemetry(&mut out, summary);
+    platform(&mut out, summary);
     chaos(&mut out, summary);
     metrics(&mut out, summary);
     metadata(&mut out, summary);
@@ -99,29 +119,40 @@ fn thresholds(out: &mut String, summary: &Summary) {
         out.push_str("<p class=\"note\">No thresholds were defined.</p>\n</section>\n");
         return;
     }
-    out.push_str(
-        "<table class=\"thresholds\">\n<thead><tr><th>Verdict</th><th>Metric</th><th>Condition</th>\
-         <th class=\"num\">Observed</th><th class=\"num\">Limit</th><th>Note</th></tr></thead>\n<tbody>\n",
-    );
+    out.push_str("<table class=\"thresholds\">\n");
+    out.push_str(THRESHOLD_HEAD);
     for t in &summary.thresholds {
-        let (class, label) = match t.verdict {
-            Verdict::Pass => ("pass", "✓ pass"),
-            Verdict::Fail => ("fail", "✗ fail"),
-            Verdict::Unknown => ("unknown", "? unknown"),
-        };
-        let note = units::threshold_note(t, esc);
-        let _ = writeln!(
-            out,
-            "<tr class=\"{class}\"><td class=\"verdict\">{label}</td><td><code>{}</code></td><td><code>{}</code></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(&t.metric),
-            esc(&t.expression),
-            esc(&units::observed(t)),
-            esc(&Measure::of(&t.expression).format(t.limit)),
-            note
-        );
+        threshold_row(out, t);
     }
     out.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+/// The head of a thresholds table (the run's, and each query's).
+const THRESHOLD_HEAD: &str = "<thead><tr><th>Verdict</th><th>Metric</th><th>Condition</th>\
+     <th class=\"num\">Observed</th><th class=\"num\">Limit</th><th>Note</th></tr></thead>\n<tbody>\n";
+
+/// The class and label of a verdict's row.
+fn verdict_cell(v: Verdict) -> (&'static str, &'static str) {
+    match v {
+        Verdict::Pass => ("pass", "✓ pass"),
+        Verdict::Fail => ("fail", "✗ fail"),
+        Verdict::Unknown => ("unknown", "? unknown"),
+    }
+}
+
+fn threshold_row(out: &mut String, t: &ThresholdResult) {
+    let (class, label) = verdict_cell(t.verdict);
+    let note = units::threshold_note(t, esc);
+    let _ = writeln!(
+        out,
+        "<tr class=\"{class}\"><td class=\"verdict\">{label}</td><td><code>{}</code></td><td><code>{}</code></td>\
+         <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+        esc(&t.metric),
+        esc(&t.expression),
+        esc(&units::observed(t)),
+        esc(&units::limit(t)),
+        note
+    );
 }
 
 fn figure(
@@ -409,18 +440,226 @@ fn telemetry(out: &mut String, summary: &Summary) {
     out.push_str("</section>\n");
 }
 
+/// Per query: its expression, what judged it, its chart (series over run time, chaos
+/// shaded) and its series' statistics; then the alerts with their timelines, and the
+/// receiver.
+fn platform(out: &mut String, summary: &Summary) {
+    let Some(platform) = pf::present(summary) else {
+        return;
+    };
+    out.push_str("<section id=\"platform\">\n<h2>Platform</h2>\n");
+    queries(out, summary, platform);
+    alerts(out, summary, platform);
+    if let Some(r) = &platform.receiver {
+        let _ = writeln!(
+            out,
+            "<p class=\"receiver\">Receiver <code>{}</code>: {} accepted, {} refused.</p>",
+            esc(&r.listen),
+            if r.notifications == 1 {
+                "1 notification".to_owned()
+            } else {
+                format!("{} notifications", r.notifications)
+            },
+            r.refused
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+fn queries(out: &mut String, summary: &Summary, platform: &PlatformSummary) {
+    let shaded = if summary.chaos.is_empty() {
+        ""
+    } else {
+        " Shaded: chaos faults in force."
+    };
+    for (i, q) in platform.queries.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<div class=\"query\" id=\"query-{i}\">\n<h3>Query <code>{}</code></h3>\n<pre><code>{}</code></pre>",
+            esc(&q.name),
+            esc(&q.expr)
+        );
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{}, on <code>{}</code>: {} evaluations, {} empty, {}.</p>",
+            esc(&pf::cadence(q)),
+            esc(&q.backend),
+            q.evaluations,
+            q.empty,
+            esc(&pf::errors_full(q))
+        );
+        let verdicts = pf::query_thresholds(summary, &q.name);
+        if verdicts.is_empty() {
+            out.push_str("<p class=\"note\">No threshold judges this query.</p>\n");
+        } else {
+            out.push_str("<table class=\"thresholds query-verdicts\">\n");
+            out.push_str(THRESHOLD_HEAD);
+            for t in verdicts {
+                threshold_row(out, t);
+            }
+            out.push_str("</tbody>\n</table>\n");
+        }
+        let legend = if q.series.len() > charts::MAX_LEGEND {
+            format!(
+                " The legend names the first {} of {} series.",
+                charts::MAX_LEGEND,
+                q.series.len()
+            )
+        } else {
+            String::new()
+        };
+        let what = match q.series.len() {
+            0 => "It returned no series.".to_owned(),
+            1 => "One series, one point per evaluation that returned it.".to_owned(),
+            n => format!("{n} series, one point per evaluation that returned each."),
+        };
+        figure(
+            out,
+            &format!("chart-query-{i}"),
+            "query",
+            &format!(" data-query=\"{}\"", esc(&q.name)),
+            charts::query(
+                &q.name,
+                &q.series,
+                q.every_secs,
+                summary.run.duration_secs,
+                &summary.chaos,
+            ),
+            &format!(
+                "Query <code>{}</code> over run time. {what}{legend}{shaded}",
+                esc(&q.name)
+            ),
+        );
+        if !q.series.is_empty() {
+            out.push_str(
+                "<table class=\"query-series\">\n<thead><tr><th>Series</th><th class=\"num\">Points</th>\
+                 <th class=\"num\">Last</th><th class=\"num\">Min</th><th class=\"num\">Max</th></tr></thead>\n<tbody>\n",
+            );
+            for s in &q.series {
+                let cells: String = pf::series_stats(s)
+                    .map_or(["—"; 3].map(str::to_owned), |st| st.cells())
+                    .map(|c| format!("<td class=\"num\">{}</td>", esc(&c)))
+                    .concat();
+                let _ = writeln!(
+                    out,
+                    "<tr><td><code>{}</code></td><td class=\"num\">{}</td>{cells}</tr>",
+                    esc(&pf::labels(&s.labels)),
+                    s.points.len()
+                );
+            }
+            out.push_str("</tbody>\n</table>\n");
+        }
+        out.push_str("</div>\n");
+    }
+}
+
+fn alerts(out: &mut String, summary: &Summary, platform: &PlatformSummary) {
+    if platform.alerts.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h3>Alerts</h3>\n<table class=\"alerts\">\n<thead><tr><th>Verdict</th><th>Alert</th><th>Expectation</th>\
+         <th class=\"num\">Time to fire</th><th class=\"num\">Time to notify</th><th class=\"num\">Time to resolve</th>\
+         <th class=\"num\">Unexpected</th><th>Unknown</th></tr></thead>\n<tbody>\n",
+    );
+    for a in &platform.alerts {
+        alert_row(out, summary, a);
+    }
+    out.push_str(
+        "</tbody>\n</table>\n<p class=\"note\">Times to fire and to notify, and the timelines, count from the start \
+         of the alert&#39;s window (its fault or phase); time to resolve from its end. The verdicts are the \
+         <code>alert_*</code> thresholds above.</p>\n",
+    );
+}
+
+fn alert_row(out: &mut String, summary: &Summary, a: &AlertSummary) {
+    let (class, label) = match pf::worst(&pf::alert_thresholds(summary, &a.alert)) {
+        Some(v) => {
+            let (class, label) = verdict_cell(v);
+            (format!(" class=\"{class}\""), label)
+        }
+        None => (String::new(), "—"),
+    };
+    let unknown = if a.unknown.is_empty() {
+        "—".to_owned()
+    } else {
+        a.unknown
+            .iter()
+            .map(|r| esc(r))
+            .collect::<Vec<_>>()
+            .join("<br>")
+    };
+    let _ = writeln!(
+        out,
+        "<tr{class}><td class=\"verdict\">{label}</td><td>{}</td><td>{}<span class=\"note\">{}</span></td>\
+         <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+         <td class=\"num\">{}</td><td>{unknown}</td></tr>",
+        alert_cell(a),
+        esc(&pf::expectation(a)),
+        esc(&pf::window(a)),
+        against(a.time_to_fire_secs, a.fires_within_secs),
+        against(a.time_to_notify_secs, a.notifies_within_secs),
+        against(a.time_to_resolve_secs, a.resolves_within_secs),
+        a.unexpected,
+    );
+    // The timeline on a row of its own under the alert's, the width of the table.
+    // Spaces between the items: where a long timeline may wrap.
+    let items = a
+        .timeline
+        .iter()
+        .map(|e| format!("<li>{}</li>", esc(&pf::event(a, e))))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let seen = if items.is_empty() {
+        "<span class=\"note\">nothing seen</span>".to_owned()
+    } else {
+        format!("<ul class=\"timeline\">{items}</ul>")
+    };
+    let _ = writeln!(
+        out,
+        "<tr class=\"timeline\"><td></td><td colspan=\"7\">Timeline: {seen}</td></tr>"
+    );
+}
+
+/// The alert's name, and its matchers below it.
+fn alert_cell(a: &AlertSummary) -> String {
+    let mut cell = format!("<code class=\"alert\">{}</code>", esc(&a.alert));
+    if !a.matchers.is_empty() {
+        let _ = write!(cell, "<br><code>{}</code>", esc(&pf::labels(&a.matchers)));
+    }
+    cell
+}
+
+/// A measured time over its bound: `+12.0s<span class="note">limit 2m00s</span>`.
+fn against(measured: Option<f64>, bound: Option<f64>) -> String {
+    let v = measured.map_or("—".to_owned(), units::offset);
+    match bound {
+        Some(b) => format!("{v}<span class=\"note\">limit {}</span>", units::secs(b)),
+        None => v,
+    }
+}
+
 fn chaos(out: &mut String, summary: &Summary) {
     if summary.chaos.is_empty() {
         return;
     }
-    out.push_str(
+    // The name column only when an entry has one, so older runs read as before.
+    let named = summary.chaos.iter().any(|c| c.name.is_some());
+    let _ = write!(
+        out,
         "<section id=\"chaos\">\n<h2>Chaos timeline</h2>\n<table class=\"chaos\">\n<thead><tr><th class=\"num\">From</th>\
-         <th class=\"num\">To</th><th class=\"num\">Duration</th><th>Fault</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">To</th><th class=\"num\">Duration</th>{}<th>Fault</th></tr></thead>\n<tbody>\n",
+        if named { "<th>Name</th>" } else { "" }
     );
     for c in &summary.chaos {
+        let name = match (&c.name, named) {
+            (Some(n), _) => format!("<td>{}</td>", esc(n)),
+            (None, true) => "<td>—</td>".to_owned(),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             out,
-            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{name}<td><code>{}</code></td></tr>",
             units::secs(c.start_secs),
             units::secs(c.end_secs),
             units::secs(c.end_secs - c.start_secs),

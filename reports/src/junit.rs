@@ -136,7 +136,7 @@ fn threshold_case(out: &mut String, t: &ThresholdResult) -> bool {
         "    <testcase classname=\"thresholds\" name=\"{}\" time=\"0\"",
         xml(&name)
     );
-    let measure = Measure::of(&t.expression);
+    let measure = Measure::of_threshold(t);
     match t.verdict {
         Verdict::Pass => {
             let _ = writeln!(out, ">");

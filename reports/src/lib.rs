@@ -56,6 +56,7 @@ pub mod junit;
 pub mod markdown;
 pub mod model;
 mod notes;
+mod platform;
 pub mod text;
 mod units;
 

@@ -5,11 +5,13 @@ use std::fmt::Write as _;
 use crate::escape::markdown as md;
 use crate::model::{Outcome, Summary, Verdict};
 use crate::notes;
+use crate::platform as pf;
 use crate::text::{metric_value, verdict_sentence};
-use crate::units::{self, Measure, ms, per_sec, percent};
+use crate::units::{self, ms, per_sec, percent};
 
 /// Renders the run as Markdown: verdict first, then thresholds, latency percentiles per
-/// scenario, the telemetry round trip, the chaos timeline and run metadata.
+/// scenario, the telemetry round trip, the platform's queries and alerts, the chaos
+/// timeline and run metadata.
 ///
 /// Every string from the summary is escaped so it cannot break a table or inject HTML.
 pub fn render(summary: &Summary) -> String {
@@ -29,6 +31,7 @@ pub fn render(summary: &Summary) -> String {
     thresholds(&mut out, summary);
     latency(&mut out, summary);
     telemetry(&mut out, summary);
+    platform(&mut out, summary);
     chaos(&mut out, summary);
     metadata(&mut out, summary);
     out
@@ -63,7 +66,7 @@ fn thresholds(out: &mut String, summary: &Summary) {
             code(&t.metric),
             code(&t.expression),
             units::observed(t),
-            Measure::of(&t.expression).format(t.limit),
+            units::limit(t),
             note
         );
     }
@@ -197,15 +200,166 @@ fn telemetry(out: &mut String, summary: &Summary) {
     }
 }
 
+/// A code span outside tables, showing `s` exactly: fenced by more backticks than any
+/// run inside it (CommonMark), padded when it starts or ends with one.
+fn code_span(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect();
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// Queries (one row per series, the query's counts on its first), their expressions
+/// below, alerts with their times against their bounds, the receiver, and each alert's
+/// timeline in `<details>`.
+fn platform(out: &mut String, summary: &Summary) {
+    let Some(platform) = pf::present(summary) else {
+        return;
+    };
+    out.push_str("### Platform\n\n");
+    if !platform.queries.is_empty() {
+        out.push_str(
+            "| Query | Series | Language | Every | Evaluations | Empty | Last | Min | Max | Errors |\n",
+        );
+        out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+        for q in &platform.queries {
+            let counts = [
+                md(&q.language),
+                units::secs(q.every_secs),
+                q.evaluations.to_string(),
+                q.empty.to_string(),
+            ];
+            let errors = match units::error_breakdown(&q.errors) {
+                Some(causes) => format!("{} ({})", pf::error_count(q), md(&causes)),
+                None => "0".to_owned(),
+            };
+            let rows: Vec<(String, [String; 3])> = if q.series.is_empty() {
+                vec![("no series".to_owned(), ["—"; 3].map(str::to_owned))]
+            } else {
+                q.series
+                    .iter()
+                    .map(|s| {
+                        let cells = pf::series_stats(s)
+                            .map_or(["—"; 3].map(str::to_owned), |st| st.cells());
+                        (format!("`{}`", code(&pf::labels(&s.labels))), cells)
+                    })
+                    .collect()
+            };
+            for (i, (series, [last, min, max])) in rows.into_iter().enumerate() {
+                let (name, counts, errors) = if i == 0 {
+                    (
+                        format!("`{}`", code(&q.name)),
+                        counts.join(" | "),
+                        errors.as_str(),
+                    )
+                } else {
+                    (String::new(), [""; 4].join(" | "), "")
+                };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {series} | {counts} | {last} | {min} | {max} | {errors} |"
+                );
+            }
+        }
+        out.push('\n');
+        for q in &platform.queries {
+            let _ = writeln!(
+                out,
+                "- {} on {}: {}",
+                code_span(&q.name),
+                md(&q.backend),
+                code_span(&q.expr)
+            );
+        }
+        out.push('\n');
+    }
+    if !platform.alerts.is_empty() {
+        out.push_str(
+            "| Alert | Expectation | Window | Time to fire | Time to notify | Time to resolve | Unexpected | Unknown |\n",
+        );
+        out.push_str("|---|---|---|---:|---:|---:|---:|---|\n");
+        for a in &platform.alerts {
+            let unknown = if a.unknown.is_empty() {
+                "—".to_owned()
+            } else {
+                md(&a.unknown.join("; "))
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {unknown} |",
+                code(&pf::selector(a)),
+                md(&pf::expectation(a)),
+                pf::window(a),
+                pf::against(a.time_to_fire_secs, a.fires_within_secs),
+                pf::against(a.time_to_notify_secs, a.notifies_within_secs),
+                pf::against(a.time_to_resolve_secs, a.resolves_within_secs),
+                a.unexpected,
+            );
+        }
+        out.push_str(
+            "\nTimes to fire and to notify count from the start of the alert's window, time to resolve from its end.\n\n",
+        );
+    }
+    if let Some(r) = &platform.receiver {
+        let _ = writeln!(out, "{}.\n", capitalise(&md(&pf::receiver(r))));
+    }
+    let seen: Vec<_> = platform
+        .alerts
+        .iter()
+        .filter(|a| !a.timeline.is_empty())
+        .collect();
+    if !seen.is_empty() {
+        out.push_str("<details><summary>Alert timelines (from the start of each alert's window)</summary>\n\n");
+        for a in seen {
+            let events: Vec<String> = a.timeline.iter().map(|e| md(&pf::event(a, e))).collect();
+            let _ = writeln!(
+                out,
+                "- `{}` ({}): {}",
+                code(&pf::selector(a)),
+                md(&pf::expectation(a)),
+                events.join(" · ")
+            );
+        }
+        out.push_str("\n</details>\n\n");
+    }
+}
+
 fn chaos(out: &mut String, summary: &Summary) {
     if summary.chaos.is_empty() {
         return;
     }
-    out.push_str("### Chaos timeline\n\n| From | To | Duration | Fault |\n|---:|---:|---:|---|\n");
+    // The name column only when an entry has one, so older runs read as before.
+    let named = summary.chaos.iter().any(|c| c.name.is_some());
+    if named {
+        out.push_str(
+            "### Chaos timeline\n\n| From | To | Duration | Name | Fault |\n|---:|---:|---:|---|---|\n",
+        );
+    } else {
+        out.push_str(
+            "### Chaos timeline\n\n| From | To | Duration | Fault |\n|---:|---:|---:|---|\n",
+        );
+    }
     for c in &summary.chaos {
+        let name = match (&c.name, named) {
+            (Some(n), _) => format!(" {} |", md(n)),
+            (None, true) => " — |".to_owned(),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | `{}` |",
+            "| {} | {} | {} |{name} `{}` |",
             units::secs(c.start_secs),
             units::secs(c.end_secs),
             units::secs(c.end_secs - c.start_secs),
@@ -222,4 +376,22 @@ fn metadata(out: &mut String, summary: &Summary) {
         let _ = writeln!(out, "| {k} | {v} |");
     }
     out.push_str("\n</details>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_spans_outside_tables_show_the_text_exactly() {
+        assert_eq!(
+            code_span("{app=\"x\"} |= \"<b>\""),
+            "`{app=\"x\"} |= \"<b>\"`"
+        );
+        // A fence longer than any backtick run inside, padded when the text starts or
+        // ends with one.
+        assert_eq!(code_span("a `b` c"), "``a `b` c``");
+        assert_eq!(code_span("`x``"), "``` `x`` ```");
+        assert_eq!(code_span("a\nb"), "`a b`");
+    }
 }

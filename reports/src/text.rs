@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::model::{MetricKind, MetricSummary, Outcome, Summary, ThresholdResult, Verdict};
 use crate::units::{self, ms, per_sec, percent};
-use crate::{escape, notes};
+use crate::{escape, notes, platform as pf};
 
 const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
@@ -31,7 +31,8 @@ impl Paint {
 }
 
 /// Renders the end-of-run summary: verdict line, thresholds (✓ pass, ✗ fail, ? unknown),
-/// k6-style metric table, dropped iterations, telemetry table and chaos events.
+/// k6-style metric table, dropped iterations, telemetry table, the platform's queries
+/// and alerts, and chaos events.
 ///
 /// `color` adds ANSI colours; the caller decides (colour only when stdout is a terminal
 /// and `NO_COLOR` is unset). Every string from the summary is stripped of control
@@ -43,6 +44,7 @@ pub fn render(summary: &Summary, color: bool) -> String {
     thresholds(&mut out, &summary.thresholds, &p);
     metrics(&mut out, summary, &p);
     telemetry(&mut out, summary, &p);
+    platform(&mut out, summary, &p);
     chaos(&mut out, summary, &p);
     out
 }
@@ -286,6 +288,72 @@ fn telemetry(out: &mut String, summary: &Summary, p: &Paint) {
     }
 }
 
+/// One line per query (and per series when it returned several), per alert and for the
+/// receiver; query expressions dimmed under their line.
+fn platform(out: &mut String, summary: &Summary, p: &Paint) {
+    let Some(platform) = pf::present(summary) else {
+        return;
+    };
+    let _ = writeln!(out, "\n  {}\n", p.paint(BOLD, "PLATFORM"));
+    for q in &platform.queries {
+        let mut line = format!(
+            "query {} ({}): {} evaluations",
+            q.name,
+            pf::cadence(q),
+            q.evaluations
+        );
+        let stats: Vec<_> = q.series.iter().map(|s| (s, pf::series_stats(s))).collect();
+        match stats.as_slice() {
+            [] => line.push_str(", no series"),
+            [(_, Some(one))] => {
+                let _ = write!(line, ", {}", one.sentence());
+            }
+            [(_, None)] => line.push_str(", no points"),
+            several => {
+                let _ = write!(line, ", {} series", several.len());
+            }
+        }
+        if q.empty > 0 {
+            let _ = write!(line, ", {} empty", q.empty);
+        }
+        let _ = write!(line, ", {}", pf::errors_short(q));
+        let _ = writeln!(out, "    {}", escape::terminal(&line));
+        if stats.len() > 1 {
+            for (series, s) in &stats {
+                let values = s.map_or("no points".to_owned(), |s| s.sentence());
+                let _ = writeln!(
+                    out,
+                    "      {}: {values}",
+                    escape::terminal(&pf::labels(&series.labels))
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "      {}",
+            p.paint(
+                DIM,
+                &escape::terminal(&format!("{}: {}", q.backend, q.expr))
+            )
+        );
+    }
+    for a in &platform.alerts {
+        let during = if pf::expects_firing(a) {
+            match &a.during {
+                Some(d) => format!("during {d}"),
+                None => "expected to fire".to_owned(),
+            }
+        } else {
+            pf::expectation(a)
+        };
+        let line = format!("alert {} {during}: {}", pf::selector(a), pf::essentials(a));
+        let _ = writeln!(out, "    {}", escape::terminal(&line));
+    }
+    if let Some(r) = &platform.receiver {
+        let _ = writeln!(out, "    {}", escape::terminal(&pf::receiver(r)));
+    }
+}
+
 fn chaos(out: &mut String, summary: &Summary, p: &Paint) {
     if summary.chaos.is_empty() {
         return;
@@ -297,7 +365,7 @@ fn chaos(out: &mut String, summary: &Summary, p: &Paint) {
             "    {} → {}  {}",
             units::secs(c.start_secs),
             units::secs(c.end_secs),
-            escape::terminal(&c.fault)
+            escape::terminal(&pf::chaos_label(c))
         );
     }
 }

@@ -89,6 +89,8 @@ pub(crate) enum Measure {
     Count,
     /// `p(99)<800ms`, `avg<…`: a duration in ms.
     Millis,
+    /// `max<30` on `query{name:…}`: whatever the query returns, without a unit.
+    Plain,
 }
 
 impl Measure {
@@ -104,12 +106,22 @@ impl Measure {
         }
     }
 
+    /// Classifies a threshold: by its expression, except that the values of a
+    /// `query{name:…}` are the query's own, unitless, unless counted.
+    pub(crate) fn of_threshold(t: &ThresholdResult) -> Measure {
+        match Measure::of(&t.expression) {
+            Measure::Millis if t.metric.starts_with("query{") => Measure::Plain,
+            m => m,
+        }
+    }
+
     /// Formats a value measured this way.
     pub(crate) fn format(self, v: f64) -> String {
         match self {
             Measure::Fraction => percent(v),
             Measure::Count => format!("{v:.0}"),
             Measure::Millis => ms(v),
+            Measure::Plain => number(v),
         }
     }
 }
@@ -117,8 +129,69 @@ impl Measure {
 /// The observed value of a threshold, formatted, or `—` when there is none.
 pub(crate) fn observed(t: &ThresholdResult) -> String {
     match t.observed {
-        Some(v) => Measure::of(&t.expression).format(v),
+        Some(v) => Measure::of_threshold(t).format(v),
         None => "—".to_owned(),
+    }
+}
+
+/// The limit of a threshold, formatted.
+pub(crate) fn limit(t: &ThresholdResult) -> String {
+    Measure::of_threshold(t).format(t.limit)
+}
+
+/// A value without a unit (what a PromQL or LogQL query returns), short and exact
+/// enough to read: `12`, `0.0421`, `1234.57`, `1.25e9`, and `NaN`, `+Inf`, `-Inf` as
+/// Prometheus writes them.
+pub(crate) fn number(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e9).contains(&a) {
+        let s = format!("{v:.3e}");
+        return match s.split_once('e') {
+            Some((mantissa, exp)) => {
+                let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+                format!("{mantissa}e{exp}")
+            }
+            None => s,
+        };
+    }
+    let decimals = if a >= 100.0 {
+        2
+    } else if a >= 1.0 {
+        3
+    } else {
+        4
+    };
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    // `-0.00001` rounds to `-0`.
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Seconds from a reference instant, signed: `+12.0s`, `+2m05s`, `-3.0s`.
+pub(crate) fn offset(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_owned();
+    }
+    let sign = if v < 0.0 { '-' } else { '+' };
+    let a = v.abs();
+    if a < 60.0 {
+        format!("{sign}{a:.1}s")
+    } else {
+        format!("{sign}{}", secs(a))
     }
 }
 
@@ -294,5 +367,48 @@ mod tests {
         assert_eq!(Measure::of("rate<0.003"), Measure::Fraction);
         assert_eq!(Measure::of("count<10"), Measure::Count);
         assert_eq!(Measure::of("p(99)<800ms"), Measure::Millis);
+    }
+
+    #[test]
+    fn query_thresholds_are_unitless_unless_counted() {
+        let t = |metric: &str, expression: &str| ThresholdResult {
+            metric: metric.to_owned(),
+            expression: expression.to_owned(),
+            observed: Some(18.5),
+            limit: 30.0,
+            verdict: crate::model::Verdict::Pass,
+            reason: None,
+            abort_on_fail: false,
+            window_secs: None,
+            phase: None,
+        };
+        let lag = t("query{name:remote_write_lag}", "max<30");
+        assert_eq!(Measure::of_threshold(&lag), Measure::Plain);
+        assert_eq!((observed(&lag), limit(&lag)), ("18.5".into(), "30".into()));
+        let counted = t("query{name:remote_write_lag}", "count<30");
+        assert_eq!(Measure::of_threshold(&counted), Measure::Count);
+        let latency = t("http_req_duration", "p(99)<30");
+        assert_eq!(observed(&latency), "18.50ms");
+    }
+
+    #[test]
+    fn query_values_read_short_and_keep_prometheus_specials() {
+        assert_eq!(number(12.0), "12");
+        assert_eq!(number(0.042_13), "0.0421");
+        assert_eq!(number(1234.5678), "1234.57");
+        assert_eq!(number(3.251_59), "3.252");
+        assert_eq!(number(-0.000_001), "-1e-6");
+        assert_eq!(number(1.25e9), "1.25e9");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn offsets_are_signed_seconds() {
+        assert_eq!(offset(12.0), "+12.0s");
+        assert_eq!(offset(9.84), "+9.8s");
+        assert_eq!(offset(125.0), "+2m05s");
+        assert_eq!(offset(-3.0), "-3.0s");
     }
 }

@@ -4,6 +4,7 @@
 #
 #   reports/tests/browser.sh            # realistic fixture (2 scenarios, telemetry, chaos)
 #   reports/tests/browser.sh large      # one-hour, ten-scenario run (downsampled charts)
+#   reports/tests/browser.sh platform   # realistic + platform queries (a chart each) and alerts
 #
 # Needs Debian's `chromium` (apt-get install -y chromium) and python3 (to read Chromium's
 # net log); exits 2 when it is missing,

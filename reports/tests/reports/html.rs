@@ -7,7 +7,7 @@ use ricochet_reports::html;
 use crate::{fixture, hostile};
 
 /// The opening tags named `tag` (`<figure ...>`), each up to its `>`.
-fn open_tags<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
+pub(crate) fn open_tags<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
     let needle = format!("<{tag}");
     let mut out = Vec::new();
     let mut rest = html;
@@ -22,7 +22,7 @@ fn open_tags<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
     out
 }
 
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     let needle = format!(" {name}=\"");
     let i = tag.find(&needle)? + needle.len();
     let len = tag[i..].find('"')?;
@@ -30,7 +30,7 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// A readable outline of the page: sections, figures (with their SVG count), table rows.
-fn outline(page: &str) -> String {
+pub(crate) fn outline(page: &str) -> String {
     let mut out = String::new();
     for s in open_tags(page, "section") {
         let _ = writeln!(out, "section #{}", attr(s, "id").unwrap());
@@ -39,9 +39,13 @@ fn outline(page: &str) -> String {
     for f in figures {
         let open = &f[..f.find('>').unwrap()];
         let body = &f[..f.find("</figure>").unwrap()];
+        // `query=` only on a platform query's chart, so older outlines read as before.
+        let query = attr(&format!(" {open}"), "data-query")
+            .map(|q| format!(" query={q:?}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "figure #{} chart={} scenario={:?} signal={:?} svg={} polylines={}",
+            "figure #{} chart={} scenario={:?} signal={:?}{query} svg={} polylines={}",
             attr(&format!(" {open}"), "id").unwrap(),
             attr(&format!(" {open}"), "data-chart").unwrap(),
             attr(&format!(" {open}"), "data-scenario"),
@@ -133,7 +137,7 @@ fn html_shows_latency_parts_probes_missing_by_fate_and_injected_beside_measured_
 }
 
 /// Every way a page could make the browser fetch something.
-fn remote_references(page: &str) -> Vec<String> {
+pub(crate) fn remote_references(page: &str) -> Vec<String> {
     let lower = page.to_ascii_lowercase();
     let mut found = Vec::new();
     for pattern in [

@@ -6,18 +6,18 @@ use quick_xml::reader::Reader;
 use crate::{fixture, hostile};
 
 #[derive(Debug, Default)]
-struct Case {
-    suite: String,
-    name: String,
-    failure: Option<(String, String)>,
+pub(crate) struct Case {
+    pub(crate) suite: String,
+    pub(crate) name: String,
+    pub(crate) failure: Option<(String, String)>,
 }
 
 #[derive(Debug, Default)]
-struct Parsed {
+pub(crate) struct Parsed {
     tests_attr: usize,
     failures_attr: usize,
     suites: Vec<(String, usize, usize)>,
-    cases: Vec<Case>,
+    pub(crate) cases: Vec<Case>,
 }
 
 fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
@@ -28,7 +28,7 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
 }
 
 /// Parses the XML strictly (quick-xml checks end tags) into suites and cases.
-fn parse(xml: &str) -> Parsed {
+pub(crate) fn parse(xml: &str) -> Parsed {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
     let mut parsed = Parsed::default();

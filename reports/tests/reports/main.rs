@@ -6,6 +6,7 @@ mod fixture;
 mod compare;
 mod html;
 mod junit;
+mod platform;
 mod schema;
 mod text_and_markdown;
 

@@ -28,7 +28,11 @@ fn written_summary_validates_against_the_committed_schema() {
         serde_json::from_str(&std::fs::read_to_string(crate_path("summary.schema.json")).unwrap())
             .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    for summary in [fixture::realistic(), fixture::large(30, 3)] {
+    for summary in [
+        fixture::realistic(),
+        fixture::large(30, 3),
+        fixture::with_platform(),
+    ] {
         let instance = serde_json::to_value(&summary).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&instance)
@@ -39,6 +43,17 @@ fn written_summary_validates_against_the_committed_schema() {
     let mut broken = serde_json::to_value(fixture::realistic()).unwrap();
     broken["run"]["outcome"] = "maybe".into();
     assert!(!validator.is_valid(&broken));
+}
+
+#[test]
+fn a_summary_with_a_platform_round_trips() {
+    let summary = fixture::with_platform();
+    let json = to_json(&summary);
+    assert!(json.contains("\"platform\": {") && json.contains("\"name\": \"errors\""));
+    assert_eq!(
+        parse_summary(&json, Path::new("summary.json")).unwrap(),
+        summary
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Fixture summaries for tests, the benchmark and the browser check: a realistic
-//! two-scenario run (thresholds pass/fail/unknown, telemetry, chaos) and a large one.
+//! two-scenario run (thresholds pass/fail/unknown, telemetry, chaos), the same with the
+//! platform's queries and alerts, and a large one.
 //!
 //! Deterministic: values come from closed-form curves, not a random generator.
 
@@ -340,11 +341,194 @@ pub fn realistic() -> Summary {
             recovery_secs: None,
         }),
         chaos: vec![ChaosEvent {
+            name: None,
             fault: "telemetryDropRate=0.05".to_owned(),
             start_secs: 60.0,
             end_secs: 90.0,
         }],
+        platform: None,
     }
+}
+
+/// [`realistic`] with the platform's own signals: its chaos window named `errors`
+/// (`errorRate=0.3`, 60–90 s), two queries (one with two labelled series, one with
+/// errors, an empty answer and a missed evaluation), an alert expected to fire during
+/// `errors` that fired, notified and resolved in time, one that had to stay silent in
+/// `baseline` but fired twice while Alertmanager could not be asked, the receiver, and
+/// the thresholds that judged them.
+pub fn with_platform() -> Summary {
+    let mut s = realistic();
+    s.chaos = vec![ChaosEvent {
+        name: Some("errors".to_owned()),
+        fault: "errorRate=0.3".to_owned(),
+        start_secs: 60.0,
+        end_secs: 90.0,
+    }];
+    let every = |values: &[f64]| -> Vec<[f64; 2]> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| [i as f64 * 15.0, *v])
+            .collect()
+    };
+    let instance = |name: &str| BTreeMap::from([("instance".to_owned(), name.to_owned())]);
+    let event = |t: f64, source: &str, state: &str| AlertEvent {
+        t,
+        source: source.to_owned(),
+        state: state.to_owned(),
+    };
+    s.platform = Some(PlatformSummary {
+        queries: vec![
+            QuerySummary {
+                name: "remote_write_lag".to_owned(),
+                language: "promql".to_owned(),
+                expr: "max by (instance) (time() - prometheus_remote_storage_queue_highest_sent_timestamp_seconds{job=\"prometheus\"}) < 1e3".to_owned(),
+                backend: "prometheus http://prometheus:9090".to_owned(),
+                every_secs: 15.0,
+                evaluations: 9,
+                errors: BTreeMap::new(),
+                empty: 0,
+                series: vec![
+                    QuerySeries {
+                        labels: instance("prom-0"),
+                        points: every(&[1.2, 1.4, 1.1, 1.3, 6.5, 18.5, 9.0, 2.2, 1.5]),
+                    },
+                    QuerySeries {
+                        labels: instance("prom-1"),
+                        points: every(&[0.8, 0.9, 0.7, 0.9, 4.25, 12.0, 5.5, 1.1, 0.9]),
+                    },
+                ],
+            },
+            QuerySummary {
+                name: "echo_error_logs".to_owned(),
+                language: "logql".to_owned(),
+                expr: "sum(count_over_time({app=\"echo-server\"} |= \"error\" != \"<healthz>\" [1m]))"
+                    .to_owned(),
+                backend: "loki http://loki:3100".to_owned(),
+                every_secs: 15.0,
+                evaluations: 9,
+                // 75 s and 105 s timed out, 120 s got a 502; 0 s had no series yet.
+                errors: BTreeMap::from([("timeout".to_owned(), 2), ("status 502".to_owned(), 1)]),
+                empty: 1,
+                series: vec![QuerySeries {
+                    labels: BTreeMap::new(),
+                    points: vec![[15.0, 3.0], [30.0, 4.0], [45.0, 3.0], [60.0, 41.0], [90.0, 52.0]],
+                }],
+            },
+        ],
+        alerts: vec![
+            AlertSummary {
+                alert: "EchoServerHighErrorRate".to_owned(),
+                matchers: BTreeMap::from([("severity".to_owned(), "page".to_owned())]),
+                expect: "fires".to_owned(),
+                during: Some("errors".to_owned()),
+                window_start_secs: 60.0,
+                window_end_secs: 90.0,
+                fires_within_secs: Some(120.0),
+                notifies_within_secs: Some(180.0),
+                resolves_within_secs: Some(300.0),
+                time_to_fire_secs: Some(12.0),
+                time_to_notify_secs: Some(14.1),
+                time_to_resolve_secs: Some(9.8),
+                unexpected: 0,
+                timeline: vec![
+                    event(64.0, "prometheus", "pending"),
+                    event(72.0, "prometheus", "firing"),
+                    event(72.4, "alertmanager", "active"),
+                    event(74.1, "receiver", "notified firing"),
+                    event(99.8, "prometheus", "resolved"),
+                    event(101.2, "receiver", "notified resolved"),
+                ],
+                unknown: Vec::new(),
+            },
+            AlertSummary {
+                alert: "EchoServerHighLatency".to_owned(),
+                matchers: BTreeMap::new(),
+                expect: "silent".to_owned(),
+                during: Some("baseline".to_owned()),
+                window_start_secs: 0.0,
+                window_end_secs: 60.0,
+                fires_within_secs: None,
+                notifies_within_secs: None,
+                resolves_within_secs: None,
+                time_to_fire_secs: None,
+                time_to_notify_secs: None,
+                time_to_resolve_secs: None,
+                unexpected: 2,
+                timeline: vec![
+                    event(20.0, "prometheus", "firing"),
+                    event(35.0, "prometheus", "resolved"),
+                    event(41.0, "prometheus", "firing"),
+                    event(52.5, "prometheus", "resolved"),
+                ],
+                unknown: vec![
+                    "alertmanager http://alertmanager:9093: connection refused".to_owned(),
+                ],
+            },
+        ],
+        receiver: Some(ReceiverSummary {
+            listen: "0.0.0.0:9097".to_owned(),
+            notifications: 2,
+            refused: 1,
+        }),
+    });
+    let threshold =
+        |metric: &str, expression: &str, observed: f64, limit: f64, verdict| ThresholdResult {
+            metric: metric.to_owned(),
+            expression: expression.to_owned(),
+            observed: Some(observed),
+            limit,
+            verdict,
+            reason: None,
+            abort_on_fail: false,
+            window_secs: None,
+            phase: None,
+        };
+    s.thresholds.extend([
+        threshold(
+            "query{name:remote_write_lag}",
+            "max<30",
+            18.5,
+            30.0,
+            Verdict::Pass,
+        ),
+        threshold(
+            "query{name:echo_error_logs}",
+            "max<40",
+            52.0,
+            40.0,
+            Verdict::Fail,
+        ),
+        threshold(
+            "alert_time_to_fire{alert:EchoServerHighErrorRate}",
+            "max<=2m",
+            12_000.0,
+            120_000.0,
+            Verdict::Pass,
+        ),
+        threshold(
+            "alert_time_to_notify{alert:EchoServerHighErrorRate}",
+            "max<=3m",
+            14_100.0,
+            180_000.0,
+            Verdict::Pass,
+        ),
+        threshold(
+            "alert_time_to_resolve{alert:EchoServerHighErrorRate}",
+            "max<=5m",
+            9_800.0,
+            300_000.0,
+            Verdict::Pass,
+        ),
+        threshold(
+            "alert_unexpected{alert:EchoServerHighLatency}",
+            "count==0",
+            2.0,
+            0.0,
+            Verdict::Fail,
+        ),
+    ]);
+    s
 }
 
 /// A `secs`-second run of `scenarios` scenarios, for the benchmark (3 600 s × 10 for
@@ -375,11 +559,13 @@ pub fn large(secs: u32, scenarios: u32) -> Summary {
     s.run.duration_secs = f64::from(secs);
     s.chaos = vec![
         ChaosEvent {
+            name: None,
             fault: "latency=200ms".to_owned(),
             start_secs: f64::from(secs) * 0.25,
             end_secs: f64::from(secs) * 0.30,
         },
         ChaosEvent {
+            name: None,
             fault: "errorRate=0.02".to_owned(),
             start_secs: f64::from(secs) * 0.6,
             end_secs: f64::from(secs) * 0.65,
