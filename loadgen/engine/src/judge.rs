@@ -126,7 +126,10 @@ impl WindowTally {
             .iter()
             .enumerate()
             .filter_map(|(i, t)| match t.scope {
-                Scope::Window(d) => Some((i, WindowTally::new(window_secs(d)))),
+                // Query checks judge their own windows, on their own series.
+                Scope::Window(d) if !t.metric.is_platform() => {
+                    Some((i, WindowTally::new(window_secs(d))))
+                }
                 _ => None,
             })
             .collect()

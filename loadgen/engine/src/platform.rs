@@ -304,12 +304,7 @@ impl Observed {
         }
     }
 
-    fn add_answer(
-        &mut self,
-        q: usize,
-        t: f64,
-        answer: Result<Vec<(Labels, f64)>, String>,
-    ) {
+    fn add_answer(&mut self, q: usize, t: f64, answer: Result<Vec<(Labels, f64)>, String>) {
         let Some(r) = self.queries.get_mut(q) else {
             return;
         };

@@ -192,6 +192,8 @@ pub struct RunOutcome {
     pub elapsed_secs: f64,
     /// The telemetry verification's results (tallies, for merging across runners).
     pub telemetry: Option<Results>,
+    /// What the query checks and alert drills saw, when the plan has them.
+    pub platform: Option<crate::platform::Observed>,
     /// Closed windows of windowed thresholds, when [`RunOptions::keep_windows`].
     pub windows: Vec<ClosedWindow>,
 }
@@ -699,6 +701,7 @@ async fn run(
     report.stats = agg.totals.clone();
     report.elapsed_secs = secs;
     report.telemetry = verified;
+    report.platform = observed.map(|(o, _)| o);
     report.windows = agg.closed_windows().to_vec();
     Ok(report)
 }
@@ -950,6 +953,7 @@ fn finish_report(
         stats: Stats::default(),
         elapsed_secs: 0.0,
         telemetry: None,
+        platform: None,
         windows: Vec::new(),
     }
 }

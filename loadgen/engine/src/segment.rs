@@ -144,7 +144,7 @@ impl Plan {
             target: self.target.clone(),
             multiplier: self.multiplier,
             scenarios,
-            thresholds: windowed_thresholds(&self.thresholds),
+            thresholds: runner_thresholds(&self.thresholds, index),
             telemetry: self
                 .telemetry
                 .as_ref()
@@ -183,12 +183,20 @@ impl Plan {
     }
 }
 
-/// The thresholds a runner keeps: the windowed ones, never aborting (the operator judges
-/// every window on the merge of all runners').
-fn windowed_thresholds(thresholds: &[Threshold]) -> Vec<Threshold> {
+/// The thresholds a runner keeps, never aborting: the windowed ones (the operator judges
+/// every window on the merge of all runners'), and on runner 0 the platform checks' (it
+/// alone runs them, and its partial result carries their verdicts).
+fn runner_thresholds(thresholds: &[Threshold], index: u32) -> Vec<Threshold> {
     thresholds
         .iter()
-        .filter(|t| matches!(t.scope, Scope::Window(_)))
+        // Runner 0 runs the platform checks, so it judges their thresholds.
+        .filter(|t| {
+            if t.metric.is_platform() {
+                index == 0
+            } else {
+                matches!(t.scope, Scope::Window(_))
+            }
+        })
         .map(|t| Threshold {
             abort_on_fail: false,
             ..t.clone()

@@ -23,6 +23,7 @@ use ricochet_engine::plan::Plan;
 use ricochet_engine::stats::{Hist, ScenarioCounters, ScenarioKey, SeriesKey, SeriesStats, Stats};
 use ricochet_engine::telemetry::TelemetryJudge;
 use ricochet_engine::thresholds::Scope;
+use ricochet_reports::model::ThresholdResult;
 use ricochet_verify::fate::MissingSplit;
 use ricochet_verify::verification::Results;
 use ricochet_verify::{ClassCounts, Signal, Tally};
@@ -106,6 +107,52 @@ pub struct Partial {
     /// Where the runner read them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exporter_source: Option<ExporterSource>,
+    /// Runner 0's query checks and alert drills: their verdicts and what they saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PartialPlatform>,
+}
+
+/// The platform checks of a run, as runner 0 judged them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialPlatform {
+    /// The verdicts of the plan's `query` and `alert_*` thresholds.
+    pub thresholds: Vec<ThresholdResult>,
+    /// The verdicts of the drilled alerts' own bounds.
+    pub expectations: Vec<ThresholdResult>,
+    /// What the checks saw (`summary.json`'s `platform`).
+    pub summary: ricochet_reports::model::PlatformSummary,
+}
+
+impl PartialPlatform {
+    /// Runner 0's platform checks: `observed` judged on its `plan`'s thresholds.
+    pub fn judge(
+        plan: &Plan,
+        observed: &ricochet_engine::platform::Observed,
+        summary: ricochet_reports::model::PlatformSummary,
+        seconds: f64,
+    ) -> Self {
+        Self {
+            thresholds: plan
+                .thresholds
+                .iter()
+                .filter(|th| th.metric.is_platform())
+                .map(|th| {
+                    ricochet_engine::summary::threshold_result(th, observed.judge(th, seconds))
+                })
+                .collect(),
+            expectations: observed.expectation_results(),
+            summary,
+        }
+    }
+
+    /// Leaves out the query series' points (the charts), keeping every verdict: for a
+    /// result that would not fit its ConfigMap otherwise.
+    pub fn without_points(&mut self) {
+        for q in &mut self.summary.queries {
+            q.series.clear();
+        }
+    }
 }
 
 /// Largest partial result a runner writes (a ConfigMap holds at most 1 MiB).
@@ -175,6 +222,8 @@ pub struct Merged {
     pub exporter: Vec<ExporterCounts>,
     /// Where they were read, all runners together.
     pub exporter_source: Option<ExporterSource>,
+    /// Runner 0's platform checks.
+    pub platform: Option<PartialPlatform>,
 }
 
 /// Merges every runner's partial result exactly over the whole run's `plan`.
@@ -206,6 +255,7 @@ pub fn merge_run(plan: &Plan, partials: &[Partial]) -> Result<Merged, PartialErr
             .map(|p| p.runner),
         exporter: merge_exporter(partials),
         exporter_source: merge_exporter_source(partials),
+        platform: partials.iter().find_map(|p| p.platform.clone()),
     })
 }
 
@@ -639,6 +689,7 @@ impl Partial {
             windows_omitted: false,
             exporter: Vec::new(),
             exporter_source: None,
+            platform: None,
         })
     }
 
@@ -850,6 +901,7 @@ pub fn merged_summary(
         s.exporter_source = merged.exporter_source.clone();
         s
     });
+    summary.platform = merged.platform.as_ref().map(|p| p.summary.clone());
     summary
 }
 
@@ -888,14 +940,30 @@ fn merged_threshold_results(
                 TelemetryEvidence::Unavailable("no runner reported telemetry verification results")
             }
         },
-        platform: PlatformEvidence::Unavailable("no runner reported query checks or alert drills"),
+        platform: PlatformEvidence::Unavailable(
+            "runner 0, which runs the query checks and alert drills, reported none",
+        ),
     };
+    let platform = merged.platform.as_ref();
     let mut results: Vec<_> = plan
         .thresholds
         .iter()
         .enumerate()
-        .map(|(i, th)| ricochet_engine::summary::threshold_result(th, evidence.judge_threshold(i)))
+        .map(|(i, th)| {
+            let judged = platform.and_then(|p| {
+                p.thresholds.iter().find(|r| {
+                    th.metric.is_platform() && r.metric == th.key && r.expression == th.expression
+                })
+            });
+            match judged {
+                Some(r) => r.clone(),
+                None => ricochet_engine::summary::threshold_result(th, evidence.judge_threshold(i)),
+            }
+        })
         .collect();
+    if let Some(p) = platform {
+        results.extend(p.expectations.iter().cloned());
+    }
     if let Some(r) = &merged.telemetry {
         results.extend(r.class_results());
     }
@@ -1024,6 +1092,96 @@ mod tests {
             prop_assert_eq!(a.max(), b.max());
             prop_assert_eq!(counters(&merged), counters(&single));
         }
+    }
+
+    #[test]
+    fn runner_0_carries_the_platform_verdicts_and_the_merge_keeps_them() {
+        let spec: ricochet_crds::LoadTestSpec = serde_saphyr::from_str(
+            "scenarios:\n- {name: api, executor: constant-arrival-rate, rate: 100, duration: 10s, requests: [{name: get, path: /a}]}\ntelemetry: {metrics: {prometheus: {url: \"http://127.0.0.1:9\"}}}\nqueries: [{name: lag, promql: max(lag), every: 5s}]\nalerts: {expect: [{alert: A, during: steady, firesWithin: 1m}]}\nthresholds:\n  query{name:lag}: [\"max<10\"]\n  http_req_failed: [\"rate<0.01\"]\n",
+        )
+        .unwrap();
+        let spec = ricochet_crds::LoadTestSpec {
+            scenarios: vec![ricochet_crds::ScenarioSpec {
+                executor: ricochet_crds::ExecutorKind::RampingArrivalRate,
+                stages: vec![ricochet_crds::Stage {
+                    target: 100.0,
+                    duration: "10s".into(),
+                    name: Some("steady".into()),
+                }],
+                rate: None,
+                duration: None,
+                ..spec.scenarios[0].clone()
+            }],
+            ..spec
+        };
+        let plan = Plan::from_spec("t", &spec, Path::new("."), &Overrides::default()).unwrap();
+        let runners = std::num::NonZeroU32::new(2).unwrap();
+        let (r0, r1) = (
+            plan.segment(0, runners).unwrap(),
+            plan.segment(1, runners).unwrap(),
+        );
+        assert!(
+            !r0.platform.is_empty() && r1.platform.is_empty(),
+            "runner 0 alone runs them"
+        );
+        assert_eq!(
+            r0.thresholds.len(),
+            1,
+            "runner 0 judges the query threshold"
+        );
+        assert!(r1.thresholds.is_empty());
+
+        let mut observed = ricochet_engine::platform::Observed::new(&r0);
+        let summary = observed.summary(&["prometheus http://127.0.0.1:9/".into()]);
+        let judged = |o: &ricochet_engine::platform::Observed| {
+            PartialPlatform::judge(&r0, o, summary.clone(), 10.0)
+        };
+        let unknown = judged(&observed);
+        assert_eq!(unknown.thresholds[0].verdict, ModelVerdict::Unknown);
+        assert_eq!(
+            unknown.expectations[0].metric,
+            "alert_time_to_fire{alert:A}"
+        );
+        observed.queries[0].evaluations = 1;
+        observed.queries[0].series = vec![(BTreeMap::new(), vec![(1.0, 4.0)])];
+        let mut partials: Vec<Partial> = (0..2)
+            .map(|i| Partial::from_stats(&stats_of(&[(0, 1000)]), &plan, i, 10.0).unwrap())
+            .collect();
+        partials[0].platform = Some(judged(&observed));
+        let partials: Vec<Partial> = partials
+            .iter()
+            .map(|p| Partial::from_json(&p.to_json(), p.runner).unwrap())
+            .collect();
+        let merged = merge_run(&plan, &partials).unwrap();
+        let now = std::time::SystemTime::now();
+        let s = merged_summary(&plan, &merged, now, now);
+        let lag = s
+            .thresholds
+            .iter()
+            .find(|r| r.metric == "query{name:lag}")
+            .unwrap();
+        assert_eq!((lag.verdict, lag.observed), (ModelVerdict::Pass, Some(4.0)));
+        assert!(
+            s.thresholds
+                .iter()
+                .any(|r| r.metric == "alert_time_to_fire{alert:A}")
+        );
+        assert_eq!(s.platform.as_ref().unwrap().queries[0].name, "lag");
+
+        // Without runner 0's platform result the query's verdict is unknown, saying why.
+        let mut lost = partials.clone();
+        lost[0].platform = None;
+        let s = merged_summary(&plan, &merge_run(&plan, &lost).unwrap(), now, now);
+        let lag = s
+            .thresholds
+            .iter()
+            .find(|r| r.metric == "query{name:lag}")
+            .unwrap();
+        assert_eq!(lag.verdict, ModelVerdict::Unknown);
+        assert!(
+            lag.reason.as_deref().unwrap().contains("runner 0"),
+            "{lag:?}"
+        );
     }
 
     #[test]

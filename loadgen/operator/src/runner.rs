@@ -17,7 +17,9 @@ use ricochet_engine::plan::Plan;
 use ricochet_engine::progress::ProgressSink;
 use ricochet_engine::run::{RunOptions, Stopper, execute};
 
-use crate::partial::{MAX_PARTIAL_BYTES, Partial, PartialTelemetry, PartialWindow};
+use crate::partial::{
+    MAX_PARTIAL_BYTES, Partial, PartialPlatform, PartialTelemetry, PartialWindow,
+};
 use crate::resources::{LABEL_PART, LABEL_RUN, LABEL_RUNNER_INDEX, PARTIAL_KEY, START_AT_KEY};
 use crate::{Error, Result};
 
@@ -185,6 +187,22 @@ pub async fn run_part(
         .map_err(|e| Error::Render("the partial result".into(), e.to_string()))?;
     partial.windows = PartialWindow::from_closed(plan, &report.windows)
         .map_err(|e| Error::Render("the partial windows".into(), e.to_string()))?;
+    if let (Some(observed), Some(summary)) = (&report.platform, &report.summary.platform) {
+        partial.platform = Some(PartialPlatform::judge(
+            plan,
+            observed,
+            summary.clone(),
+            report.elapsed_secs,
+        ));
+    }
+    if partial.to_json().len() > MAX_PARTIAL_BYTES
+        && let Some(p) = partial.platform.as_mut()
+    {
+        tracing::warn!(
+            "the query series do not fit the result ConfigMap; their charts are left out"
+        );
+        p.without_points();
+    }
     if partial.to_json().len() > MAX_PARTIAL_BYTES {
         tracing::warn!(
             windows = partial.windows.len(),
@@ -275,6 +293,7 @@ mod tests {
             windows_omitted: false,
             exporter: vec![],
             exporter_source: None,
+            platform: None,
         };
         let cm = result_config_map("r1-result-2", "r1", "uid-r1", 2, &partial);
         let mock = tokio::spawn(async move {
