@@ -1242,7 +1242,8 @@ impl Platform {
                 }
                 tokio::select! {
                     () = stop.cancelled() => {
-                        self.observed().cut_short = Some("the run was stopped".to_owned());
+                        self.observed().cut_short =
+                            Some("the run was stopped early, so watching ended".to_owned());
                         break;
                     }
                     () = tokio::time::sleep(every) => {}

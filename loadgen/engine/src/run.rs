@@ -565,7 +565,9 @@ async fn run(
         },
         async {
             let p = platform?;
-            if matches!(stopper.reason(), Some((StopKind::Interrupted, _))) {
+            // A load cut short (Ctrl-C, abortOnFail, the target gone) ended its faults
+            // early: their alerts' deadlines no longer mean anything, so no waiting.
+            if stopper.reason().is_some() {
                 platform_stop.cancel();
             }
             let interrupted = async {
