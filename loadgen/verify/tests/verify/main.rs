@@ -6,4 +6,5 @@
 mod backends;
 mod classify;
 mod ownership;
+mod platform;
 mod sink;
