@@ -114,3 +114,46 @@ spec:
         );
     });
 }
+
+#[test]
+fn a_query_threshold_with_abort_on_fail_stops_the_run_when_the_system_is_saturated() {
+    let _serial = one_at_a_time();
+    runtime().block_on(async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let addr = stub(seen.clone()).await;
+        // The stub's queue depth is always 1: above the 0.5 the gate allows.
+        let yaml = format!(
+            r#"
+apiVersion: ricochet.dev/v1alpha1
+kind: LoadTest
+metadata: {{name: saturated}}
+spec:
+  scenarios:
+    - {{name: api, executor: constant-arrival-rate, rate: 20, duration: 30s, requests: [{{name: e, path: /api/e}}]}}
+  telemetry:
+    sample: {{perSecond: 0.001}}
+    settleTimeout: 1s
+    metrics: {{prometheus: {{url: "http://{addr}"}}}}
+  queries:
+    - {{name: queue, promql: 'max(queue_depth)', every: 1s}}
+  thresholds:
+    "query{{name:queue}}": [{{threshold: "max<0.5", abortOnFail: true}}]
+"#
+        );
+        let plan = Document::parse(std::path::Path::new("saturated.yaml"), &yaml)
+            .and_then(|d| d.plan(&Overrides::default()))
+            .unwrap();
+        let started = Instant::now();
+        let out = run(&plan).await;
+        assert_eq!(out.exit, ricochet_engine::Exit::ThresholdFailed);
+        let why = out.summary.run.stop_reason.clone().unwrap_or_default();
+        assert!(
+            why.contains("query{name:queue}: max<0.5` failed") && why.contains("abortOnFail"),
+            "{why}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "stopped long before the 30 s of load"
+        );
+    });
+}
