@@ -29,7 +29,10 @@ async fn promql_and_logql_instant_queries_give_their_series_or_the_backends_own_
     .await;
     let v = c.instant("sum(x)").await.unwrap();
     assert_eq!((v.len(), v[0].value), (1, 3.0));
-    assert_eq!(stub.seen()[0].path_and_query.split('?').next(), Some("/api/v1/query"));
+    assert_eq!(
+        stub.seen()[0].path_and_query.split('?').next(),
+        Some("/api/v1/query")
+    );
 
     let (c, stub) = client(
         Language::LogQl,
@@ -41,7 +44,11 @@ async fn promql_and_logql_instant_queries_give_their_series_or_the_backends_own_
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].labels["app"], "echo-server");
     assert_eq!(v[0].value, 3.0);
-    assert!(stub.seen()[0].path_and_query.starts_with("/loki/api/v1/query?"));
+    assert!(
+        stub.seen()[0]
+            .path_and_query
+            .starts_with("/loki/api/v1/query?")
+    );
     assert_eq!(decoded_query(&stub.seen()[0]), format!("query={logql}"));
 
     let (c, _) = client(
@@ -50,7 +57,10 @@ async fn promql_and_logql_instant_queries_give_their_series_or_the_backends_own_
     )
     .await;
     let e = c.instant("sum(x").await.unwrap_err().reason;
-    assert!(e.contains("400 bad_data") && e.contains("parse error"), "{e}");
+    assert!(
+        e.contains("400 bad_data") && e.contains("parse error"),
+        "{e}"
+    );
 
     let (c, _) = client(
         Language::LogQl,
@@ -68,16 +78,27 @@ async fn promql_and_logql_instant_queries_give_their_series_or_the_backends_own_
         Canned::fixture("loki-2.9.9-query-range-found.json"),
     )
     .await;
-    let e = c.instant(r#"{app="echo-server"}"#).await.unwrap_err().reason;
+    let e = c
+        .instant(r#"{app="echo-server"}"#)
+        .await
+        .unwrap_err()
+        .reason;
     assert!(e.contains("must be a metric query"), "{e}");
 
     let (c, _) = client(
         Language::PromQl,
-        Canned::new(404, "text/html", "<html><title>404 Not Found</title></html>"),
+        Canned::new(
+            404,
+            "text/html",
+            "<html><title>404 Not Found</title></html>",
+        ),
     )
     .await;
     let e = c.instant("up").await.unwrap_err().reason;
-    assert!(e.contains("not Prometheus: check the URL's path prefix"), "{e}");
+    assert!(
+        e.contains("not Prometheus: check the URL's path prefix"),
+        "{e}"
+    );
     let (c, _) = client(
         Language::LogQl,
         Canned::new(502, "text/html", "<html><title>Bad Gateway</title></html>"),
@@ -103,7 +124,10 @@ async fn alert_state_is_read_from_prometheus_rules_and_alertmanager() {
             .await
     };
     let active = am("alertmanager-0.25-alerts-active.json").await.unwrap();
-    assert_eq!((active[0].state.as_str(), active[0].silenced_by.len()), ("active", 0));
+    assert_eq!(
+        (active[0].state.as_str(), active[0].silenced_by.len()),
+        ("active", 0)
+    );
     let silenced = am("alertmanager-0.25-alerts-silenced.json").await.unwrap();
     assert_eq!(silenced[0].state, "suppressed");
     assert_eq!(silenced[0].silenced_by.len(), 1);
@@ -123,5 +147,8 @@ async fn alert_state_is_read_from_prometheus_rules_and_alertmanager() {
     drop(closed);
     let c = AlertmanagerClient::new(backend("alertmanager", Endpoint::new(&url).unwrap()));
     let e = c.alerts().await.unwrap_err().reason;
-    assert!(e.contains(&url.replace("http://", "")), "names where it asked: {e}");
+    assert!(
+        e.contains(&url.replace("http://", "")),
+        "names where it asked: {e}"
+    );
 }
