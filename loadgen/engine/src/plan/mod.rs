@@ -469,8 +469,22 @@ impl Plan {
             TargetPlan::Embedded => "embedded echo-server".to_owned(),
             TargetPlan::Url(url) => url.base.to_string(),
         };
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let mut platform = String::new();
+        if !self.platform.queries.is_empty() {
+            platform.push_str(&format!(
+                ", {}",
+                plural(self.platform.queries.len(), "query check")
+            ));
+        }
+        if let Some(a) = &self.platform.alerts {
+            platform.push_str(&format!(
+                ", {} drilled",
+                plural(a.expect.len() + a.silent.len(), "alert")
+            ));
+        }
         format!(
-            "{}: {} scenario{} ({}), {load}, duration {}, {} threshold{}, target {target}",
+            "{}: {} scenario{} ({}), {load}, duration {}, {} threshold{}{platform}, target {target}",
             self.name,
             names.len(),
             if names.len() == 1 { "" } else { "s" },
@@ -2049,6 +2063,12 @@ spec:
         // 1/5 for the query, 2/5 for Prometheus' and Alertmanager's alert reads.
         assert!((plan.platform.queries_per_second() - 0.6).abs() < 1e-9);
         assert_eq!(plan.thresholds[0].scope, Scope::Phase("errors".into()));
+        assert!(
+            plan.summary()
+                .contains("1 threshold, 1 query check, 2 alerts drilled, target"),
+            "{}",
+            plan.summary()
+        );
     }
 
     #[test]
