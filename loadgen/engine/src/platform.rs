@@ -1158,41 +1158,24 @@ impl Platform {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         for (i, q) in p.queries.iter().enumerate() {
-            let (observed, sources, cancel) = (observed.clone(), sources.clone(), cancel.clone());
-            let every = q.every;
-            tasks.spawn(async move {
-                let mut tick = tokio::time::interval_at(run_start.into(), every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        _ = tick.tick() => {}
-                    }
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = evaluate(&sources, &observed, i, run_start) => {}
-                    }
-                }
-            });
+            let (observed, sources) = (observed.clone(), sources.clone());
+            tasks.spawn(on_interval(run_start, q.every, cancel.clone(), move || {
+                let (observed, sources) = (observed.clone(), sources.clone());
+                async move { evaluate(&sources, &observed, i, run_start).await }
+            }));
         }
-        let receiver = receiver.map(Arc::new);
         if let Some(a) = &p.alerts {
-            let (observed, sources, cancel) = (observed.clone(), sources.clone(), cancel.clone());
-            let every = a.every;
+            let (observed, sources) = (observed.clone(), sources.clone());
+            let receiver = receiver.map(Arc::new);
+            let held = receiver.clone();
+            let watching = on_interval(run_start, a.every, cancel.clone(), move || {
+                let (observed, sources, receiver) =
+                    (observed.clone(), sources.clone(), receiver.clone());
+                async move { watch(&sources, &observed, receiver.as_deref(), run_start).await }
+            });
             tasks.spawn(async move {
-                let mut tick = tokio::time::interval_at(run_start.into(), every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        _ = tick.tick() => {}
-                    }
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = watch(&sources, &observed, receiver.as_deref(), run_start) => {}
-                    }
-                }
-                if let Some(r) = receiver {
+                watching.await;
+                if let Some(r) = held {
                     r.stop();
                 }
             });
@@ -1254,6 +1237,27 @@ impl Platform {
         while self.tasks.join_next().await.is_some() {}
         let observed = self.observed().clone();
         (observed, self.sources.descriptions.clone())
+    }
+}
+
+/// Runs `f` at `start`, then every `every` (a slow `f` delays the next run rather than
+/// doubling up), until `cancel`.
+async fn on_interval<F, Fut>(start: Instant, every: Duration, cancel: CancellationToken, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(start.into(), every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = f() => {}
+        }
     }
 }
 

@@ -570,16 +570,14 @@ async fn run(
             if stopper.reason().is_some() {
                 platform_stop.cancel();
             }
-            let interrupted = async {
-                if stopper.token.is_cancelled() {
-                    stopper.hard.cancelled().await;
-                } else {
-                    stopper.token.cancelled().await;
-                }
+            let stop_on_interrupt = async {
+                interrupted(&stopper).await;
+                platform_stop.cancel();
+                std::future::pending::<()>().await
             };
             tokio::select! {
                 r = p.finish(&platform_stop) => Some(r),
-                () = async { interrupted.await; platform_stop.cancel(); std::future::pending::<()>().await } => None,
+                () = stop_on_interrupt => None,
             }
         }
     );
@@ -765,19 +763,22 @@ async fn settle(
             settle_timeout: v.settle_timeout(),
         });
     }
-    let interrupted = async {
-        if stopper.token.is_cancelled() {
-            stopper.hard.cancelled().await;
-        } else {
-            stopper.token.cancelled().await;
-        }
-    };
     tokio::select! {
         r = v.finish() => r,
-        () = interrupted => {
+        () = interrupted(stopper) => {
             cancel.cancel();
             v.finish().await
         }
+    }
+}
+
+/// Resolves when the user interrupts what follows the load: a first stop if the load
+/// ended on its own, a second (hard) stop if the load was already stopped.
+async fn interrupted(stopper: &Stopper) {
+    if stopper.token.is_cancelled() {
+        stopper.hard.cancelled().await;
+    } else {
+        stopper.token.cancelled().await;
     }
 }
 

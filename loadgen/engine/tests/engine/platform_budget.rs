@@ -146,7 +146,7 @@ spec:
         let started = Instant::now();
         let out = run(&plan).await;
         assert_eq!(out.exit, ricochet_engine::Exit::ThresholdFailed);
-        let why = out.summary.run.stop_reason.clone().unwrap_or_default();
+        let why = out.summary.run.stop_reason.unwrap_or_default();
         assert!(
             why.contains("query{name:queue}: max<0.5` failed") && why.contains("abortOnFail"),
             "{why}"
