@@ -98,7 +98,7 @@ impl ProgressSink for Terminal {
     fn notice(&self, notice: &Notice) {
         let mode = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match (&*mode, notice) {
-            (Mode::Quiet, Notice::Settling { .. }) => {}
+            (Mode::Quiet, Notice::Settling { .. } | Notice::WatchingAlerts { .. }) => {}
             (Mode::Bar(bar), _) => bar.println(notice.to_string()),
             _ => eprintln!("{notice}"),
         }

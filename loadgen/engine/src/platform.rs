@@ -37,8 +37,8 @@ pub type Points = Vec<(f64, f64)>;
 
 /// Series kept per query; more are counted as dropped.
 pub const MAX_SERIES: usize = 1_000;
-/// Points kept per series.
-pub const MAX_POINTS: usize = 100_000;
+/// Points kept per query, all its series together (about 3 MB); later ones are dropped.
+pub const MAX_POINTS: usize = 200_000;
 /// Timeline entries kept per alert.
 pub const MAX_TIMELINE: usize = 1_000;
 
@@ -72,6 +72,8 @@ pub struct QueryRecord {
     pub series: Vec<(Labels, Points)>,
     /// Series not kept beyond [`MAX_SERIES`].
     pub dropped_series: u64,
+    /// Points kept, all series together.
+    pub points: usize,
 }
 
 /// What a drilled alert is expected to do.
@@ -320,16 +322,18 @@ impl Observed {
             r.empty += 1;
         }
         for (labels, value) in values {
-            match r.series.iter().position(|(l, _)| *l == labels) {
-                Some(k) => {
-                    let points = &mut r.series[k].1;
-                    if points.len() < MAX_POINTS {
-                        points.push((t, value));
-                    }
-                }
-                None if r.series.len() < MAX_SERIES => r.series.push((labels, vec![(t, value)])),
-                None => r.dropped_series += 1,
+            if r.points >= MAX_POINTS {
+                break;
             }
+            match r.series.iter().position(|(l, _)| *l == labels) {
+                Some(k) => r.series[k].1.push((t, value)),
+                None if r.series.len() < MAX_SERIES => r.series.push((labels, vec![(t, value)])),
+                None => {
+                    r.dropped_series += 1;
+                    continue;
+                }
+            }
+            r.points += 1;
         }
     }
 

@@ -54,6 +54,12 @@ pub enum Notice {
         /// The longest wait.
         settle_timeout: Duration,
     },
+    /// The load finished; the run watches the drilled alerts until each is decided, at
+    /// most this much longer.
+    WatchingAlerts {
+        /// The longest wait.
+        at_most: Duration,
+    },
 }
 
 impl fmt::Display for Notice {
@@ -65,6 +71,11 @@ impl fmt::Display for Notice {
                 f,
                 "load finished; waiting up to {} for the sampled requests' telemetry to settle (Ctrl-C to stop waiting)",
                 crate::duration::format_duration(*settle_timeout)
+            ),
+            Self::WatchingAlerts { at_most } => write!(
+                f,
+                "load finished; watching the drilled alerts until each fired, notified and resolved as expected, at most {} more (Ctrl-C to stop waiting)",
+                crate::duration::format_duration(*at_most)
             ),
         }
     }

@@ -570,6 +570,12 @@ async fn run(
             if stopper.reason().is_some() {
                 platform_stop.cancel();
             }
+            if !platform_stop.is_cancelled()
+                && let Some(end) = plan.platform.alerts.as_ref().map(|a| a.last_deadline())
+                && let Some(left) = end.checked_sub(run_start.elapsed())
+            {
+                progress.notice(&Notice::WatchingAlerts { at_most: left });
+            }
             let stop_on_interrupt = async {
                 interrupted(&stopper).await;
                 platform_stop.cancel();

@@ -151,10 +151,7 @@ fn check(doc: &Value) -> Result<&'static str, String> {
         ("monitoring.coreos.com/v1", "PrometheusRule") => {
             // Its groups are checked with promtool, against the plain rule file, in
             // monitoring_rules.rs.
-            if !doc["spec"]["groups"]
-                .as_array()
-                .is_some_and(|g| !g.is_empty())
-            {
+            if doc["spec"]["groups"].as_array().is_none_or(Vec::is_empty) {
                 return Err("a PrometheusRule needs a non-empty spec.groups".into());
             }
         }
