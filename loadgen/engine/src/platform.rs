@@ -159,6 +159,10 @@ pub struct AlertRecord {
     fired: Option<f64>,
     notified: Option<f64>,
     resolved: Option<f64>,
+    /// When the receiver got the resolved notification (after the alert fired).
+    notified_resolved: Option<f64>,
+    /// A silent alert's current episode of firing was counted already.
+    episode: bool,
     unexpected: u64,
 }
 
@@ -173,6 +177,8 @@ impl AlertRecord {
             fired: None,
             notified: None,
             resolved: None,
+            notified_resolved: None,
+            episode: false,
             unexpected: 0,
         }
     }
@@ -180,6 +186,30 @@ impl AlertRecord {
     fn record(&mut self, t: f64, source: &'static str, state: String) {
         if self.timeline.len() < MAX_TIMELINE {
             self.timeline.push((t, source, state));
+        }
+    }
+
+    /// The alert was seen firing at `t` by a source that only ever holds firing alerts
+    /// (Alertmanager, a firing notification): it fired no later than `t`, even if the
+    /// rule-state read that shows it comes a little later.
+    fn firing_seen(&mut self, t: f64) {
+        let (start, _) = bounds(self.expectation.window());
+        if let Expectation::Fires(_) = self.expectation
+            && t >= start
+            && self.already_firing.is_none()
+            && self.resolved.is_none()
+            && self.fired.is_none_or(|f| t < f)
+        {
+            self.fired = Some(t);
+        }
+    }
+
+    /// Counts a silent alert's episode of firing (or notification) in its window once.
+    fn unexpected_at(&mut self, t: f64) {
+        let (start, end) = bounds(self.expectation.window());
+        if t >= start && t <= end && !self.episode {
+            self.unexpected += 1;
+            self.episode = true;
         }
     }
 
@@ -209,8 +239,10 @@ impl AlertRecord {
                 }
             }
             Expectation::Silent(s) => {
-                if firing && before != Some("firing") && !s.allow_firing && t >= start && t <= end {
-                    self.unexpected += 1;
+                if !firing {
+                    self.episode = false;
+                } else if !s.allow_firing {
+                    self.unexpected_at(t);
                 }
             }
         }
@@ -219,27 +251,30 @@ impl AlertRecord {
     fn manager_seen(&mut self, t: f64, state: String) {
         if self.manager_state.as_ref() != Some(&state) {
             self.record(t, "alertmanager", state.clone());
+            if state == "active" {
+                self.firing_seen(t);
+            }
             self.manager_state = Some(state);
         }
     }
 
     fn notified_at(&mut self, t: f64, status: &str) {
         self.record(t, "receiver", format!("notified {status}"));
-        let (start, end) = bounds(self.expectation.window());
-        if status != "firing" {
-            return;
-        }
-        match &self.expectation {
-            Expectation::Fires(_) => {
+        let (start, _) = bounds(self.expectation.window());
+        match (&self.expectation, status) {
+            (Expectation::Fires(_), "firing") => {
+                self.firing_seen(t);
                 if t >= start && self.notified.is_none() {
                     self.notified = Some(t);
                 }
             }
-            Expectation::Silent(_) => {
-                if t >= start && t <= end {
-                    self.unexpected += 1;
+            (Expectation::Fires(_), _) => {
+                if self.fired.is_some() && self.notified_resolved.is_none() {
+                    self.notified_resolved = Some(t);
                 }
             }
+            (Expectation::Silent(_), "firing") => self.unexpected_at(t),
+            (Expectation::Silent(_), _) => {}
         }
     }
 }
@@ -403,9 +438,13 @@ impl Observed {
                 let notify = e
                     .notifies_within
                     .is_none_or(|d| r.notified.is_some() || now > start + d.as_secs_f64());
-                let resolve = e
-                    .resolves_within
-                    .is_none_or(|d| r.resolved.is_some() || now > end + d.as_secs_f64());
+                // With the receiver, also the resolved notification (Alertmanager sends it
+                // at its next flush after the rule resolves), so the timeline holds it.
+                let heard = self.receiver.is_none() || e.notifies_within.is_none();
+                let resolve = e.resolves_within.is_none_or(|d| {
+                    (r.resolved.is_some() && (heard || r.notified_resolved.is_some()))
+                        || now > end + d.as_secs_f64()
+                });
                 fire && notify && resolve
             }
             Expectation::Silent(s) => now >= s.window.end.as_secs_f64(),
@@ -1580,6 +1619,54 @@ spec:
 
         let ttf = threshold("alert_time_to_fire{alert:HighErrors}", "max<5s", None, None);
         assert_eq!(o.judge(&ttf, 40.0).verdict, Verdict::Fail, "7s is not < 5s");
+    }
+
+    #[test]
+    fn the_earliest_source_times_the_firing_and_the_resolved_notification_is_awaited() {
+        let start = Instant::now();
+        let at = |s: f64| start + Duration::from_secs_f64(s);
+        let mut o = observed();
+        o.receiver = Some(("127.0.0.1:9".into(), 0, 0));
+        let mut notes = vec![notification(at(16.5), "firing")];
+        // The notification arrived before the rule read that shows the alert firing.
+        o.add_alert_reads(17.0, Ok(rule("firing")), None, &notes, start);
+        o.add_alert_reads(31.0, Ok(Vec::new()), None, &notes, start);
+        let fire = &o.expectation_results()[0];
+        assert_eq!(
+            fire.observed,
+            Some(6_500.0),
+            "16.5s - 10s, not the 17s read"
+        );
+        assert!(
+            !o.decided(),
+            "resolved in Prometheus, but the receiver has not heard it yet"
+        );
+        notes.push(notification(at(33.0), "resolved"));
+        o.add_alert_reads(34.0, Ok(Vec::new()), None, &notes, start);
+        assert!(o.decided());
+        let silent = o.expectation_results().pop().unwrap();
+        assert_eq!(
+            silent.verdict,
+            Verdict::Unknown,
+            "nothing was read in the baseline"
+        );
+        assert!(
+            silent
+                .reason
+                .as_deref()
+                .unwrap()
+                .ends_with("no read was made")
+        );
+
+        // One episode seen by the rules and by the receiver counts once.
+        let mut o = observed();
+        let notes = vec![notification(at(5.5), "firing")];
+        o.add_alert_reads(5.0, Ok(rule("firing")), None, &[], start);
+        o.add_alert_reads(6.0, Ok(rule("firing")), None, &notes, start);
+        o.add_alert_reads(7.0, Ok(Vec::new()), None, &notes, start);
+        o.add_alert_reads(8.0, Ok(rule("firing")), None, &notes, start);
+        let silent = o.expectation_results().pop().unwrap();
+        assert_eq!(silent.observed, Some(2.0), "two episodes: 5s and 8s");
     }
 
     #[test]

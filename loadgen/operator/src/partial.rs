@@ -1169,7 +1169,7 @@ mod tests {
         assert_eq!(s.platform.as_ref().unwrap().queries[0].name, "lag");
 
         // Without runner 0's platform result the query's verdict is unknown, saying why.
-        let mut lost = partials.clone();
+        let mut lost = partials;
         lost[0].platform = None;
         let s = merged_summary(&plan, &merge_run(&plan, &lost).unwrap(), now, now);
         let lag = s

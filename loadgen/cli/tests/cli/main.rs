@@ -2,11 +2,13 @@
 //! exit codes, stderr sentences, written reports, the deploy manifests and the runner path,
 //! a real Prometheus. Load tests take `support::one_at_a_time()`.
 
+mod alert_drill;
 mod compare_cli;
 mod deploy_cli;
 mod deploy_manifests;
 mod deploy_runner_path;
 mod exemplar_probes;
+mod monitoring_rules;
 mod no_answer_cli;
 mod prometheus_roundtrip;
 mod report_cli;

@@ -106,16 +106,20 @@ fn free_port() -> u16 {
 }
 
 pub(crate) fn start_prometheus(target: SocketAddr) -> Prometheus {
+    start_prometheus_with(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: echo-server\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+        &["--enable-feature=exemplar-storage"],
+    )
+}
+
+/// A Prometheus on a free loopback port with `config` and the `extra` flags.
+pub(crate) fn start_prometheus_with(config_text: &str, extra: &[&str]) -> Prometheus {
     let bin = prometheus_binary();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: echo-server\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let port = free_port();
     let log = dir.path().join("prometheus.log");
     let child = Command::new(&bin)
@@ -125,7 +129,7 @@ pub(crate) fn start_prometheus(target: SocketAddr) -> Prometheus {
             dir.path().join("data").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--enable-feature=exemplar-storage")
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -51,6 +51,9 @@ fn every_shipped_scenario_validates() {
         "api-3x-ga.yaml",
         "trace-storm.yaml",
         "chaos-drill.yaml",
+        "alert-drill.yaml",
+        "checks/remote-write-lag.yaml",
+        "checks/echo-server-red-slo.yaml",
     ] {
         loadgen()
             .arg("validate")
