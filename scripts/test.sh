@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine, installing what the tests need
 # from Debian's packages when absent:
-# - prometheus: loadgen/cli/tests/cli/prometheus_roundtrip.rs runs a real Prometheus. The package
+# - prometheus: loadgen/cli/tests/cli/prometheus_roundtrip.rs runs a real Prometheus, as do
+#   the alert drills, the live outputs' tests (loadgen/cli/tests/cli/live_output.rs and
+#   loadgen/output/tests/output/prometheus.rs, with its remote-write receiver) and `promtool`
+#   checks of deploy/monitoring. The package
 #   may start its own service on :9090 (hence --no-install-recommends for the node
 #   exporter); that does not matter: the test starts its own prometheus on a free
 #   loopback port with a temp config and data dir.

@@ -114,3 +114,36 @@ pub struct SilentAlertSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_firing: bool,
 }
+
+/// Live outputs of loadgen's own metrics, pushed while the run goes (each runner of a
+/// split run pushes its part, labelled `runner`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// Prometheus remote write (Prometheus' receiver, Mimir, any compatible endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_remote_write: Option<RemoteWriteSpec>,
+    /// OTLP metrics over HTTP/protobuf (`<url>/v1/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<BackendSpec>,
+    /// How often the metrics are pushed, e.g. `5s` (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval: Option<String>,
+    /// Metric name prefix: `ricochet` (default) or `k6`, so that dashboards made for k6's
+    /// remote-write output keep working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naming: Option<String>,
+}
+
+/// A Prometheus remote-write endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RemoteWriteSpec {
+    /// Connection: `url` is the write endpoint, e.g. `http://prometheus:9090/api/v1/write`.
+    #[serde(flatten)]
+    pub backend: BackendSpec,
+    /// The trend statistics pushed as gauges, as k6's `K6_PROMETHEUS_RW_TREND_STATS`
+    /// (default `p(99)`): `p(N)`, `avg`, `med`, `min`, `max`, `count`, `sum`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trend_stats: Vec<String>,
+}

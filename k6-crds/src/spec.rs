@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{CleanupPolicy, ConcurrencyPolicy, Parallelism, RunnerTemplate};
-use crate::gates::{AlertsSpec, QuerySpec};
+use crate::gates::{AlertsSpec, OutputSpec, QuerySpec};
 use crate::run::Verdict;
 use crate::telemetry::{AdminSpec, ChaosEventSpec, TelemetrySpec};
 
@@ -57,6 +57,9 @@ pub struct LoadTestSpec {
     /// stay silent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsSpec>,
+    /// Live outputs of loadgen's own metrics (Prometheus remote write, OTLP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
 
     // In cluster only (`loadgen operator`); `loadgen run` ignores these.
     /// Runner pods sharing each run, every rate split exactly between them (default 1).

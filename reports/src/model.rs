@@ -43,6 +43,28 @@ pub struct Summary {
     /// `queries` or `alerts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformSummary>,
+    /// What each live output (`spec.output`, `--output`) took of loadgen's metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputReport>,
+}
+
+/// One live output's account of the run: batches pushed, failed and dropped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputReport {
+    /// Protocol and URL, never credentials (`remote-write http://prom:9090/api/v1/write`).
+    pub target: String,
+    /// Batches the endpoint accepted.
+    pub batches_sent: u64,
+    /// Batches tried and not accepted (refused, or still failing at their next flush).
+    pub batches_failed: u64,
+    /// Batches never tried: the queue was full (the endpoint too slow or down).
+    pub batches_dropped: u64,
+    /// Samples (remote write) or data points (OTLP) accepted.
+    pub samples_sent: u64,
+    /// The first reason something went wrong, naming the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 /// Run metadata and outcome.

@@ -523,6 +523,7 @@ fn run_plan(input: &[u8]) -> u64 {
             duration: (h & 2 == 2).then(|| DURATIONS[(h >> 16) as usize % DURATIONS.len()]),
             embedded: h & 4 == 4,
             embedded_listen: None,
+            outputs: Vec::new(),
         };
         let overridden = doc.plan(&overrides);
         and(

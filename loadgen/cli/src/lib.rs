@@ -87,6 +87,10 @@ pub struct OverrideArgs {
     /// instead of an ephemeral port, so that a local Prometheus can scrape it.
     #[arg(long, value_name = "ADDR")]
     pub embedded_listen: Option<std::net::SocketAddr>,
+    /// Push loadgen's metrics live while the run goes: `prometheus-rw=URL` (Prometheus
+    /// remote write) or `otlp=URL` (OTLP/HTTP); repeatable. `--out` stays the report folder.
+    #[arg(long = "output", value_name = "KIND=URL")]
+    pub output: Vec<String>,
     /// Let `bodyFile`s be absolute paths or lie outside the scenario file's folder (by
     /// default they must lie in it or below it).
     #[arg(long)]
@@ -101,6 +105,7 @@ impl OverrideArgs {
             duration: self.duration,
             embedded: self.embedded,
             embedded_listen: self.embedded_listen,
+            outputs: self.output.clone(),
         }
     }
 

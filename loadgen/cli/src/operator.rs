@@ -148,6 +148,7 @@ impl RunnerArgs {
             duration: self.duration,
             embedded: false,
             embedded_listen: None,
+            outputs: Vec::new(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub mod embedded;
 pub mod evaluate;
 mod h1;
 pub mod judge;
+pub mod live;
 pub mod platform;
 pub mod progress;
 pub mod run;

@@ -48,6 +48,8 @@ pub enum Notice {
     /// The echo-server's exporter counters could not be read (the summary leaves them
     /// out).
     Exporter(String),
+    /// A live output lost pushes (the load went on regardless).
+    Output(String),
     /// The load finished; the run waits up to `settle_timeout` for the sampled requests'
     /// telemetry.
     Settling {
@@ -67,6 +69,7 @@ impl fmt::Display for Notice {
         match self {
             Self::Chaos(e) => write!(f, "chaos: {e}"),
             Self::Exporter(e) => write!(f, "telemetry: {e}"),
+            Self::Output(e) => write!(f, "output: {e}"),
             Self::Settling { settle_timeout } => write!(
                 f,
                 "load finished; waiting up to {} for the sampled requests' telemetry to settle (Ctrl-C to stop waiting)",

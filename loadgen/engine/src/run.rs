@@ -20,6 +20,7 @@ use crate::chaos::Admin;
 use crate::client::{Client, Prepared, Target, TargetError};
 use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::judge::{Evidence, PlatformEvidence, TelemetryEvidence};
+use crate::live::Live;
 use crate::plan::chaos::AdminPlan;
 use crate::plan::{Plan, TargetPlan};
 use crate::platform::Platform;
@@ -50,6 +51,11 @@ pub struct RunOptions {
     pub keep_windows: bool,
     /// How arrival-rate dispatchers wait for each arrival.
     pub pacing: Pacing,
+    /// The `testid` label of the live outputs (default: the run's own id); the runners of
+    /// a split run share their LoadTestRun's name.
+    pub testid: Option<String>,
+    /// This process's runner index in a split run (the live outputs' `runner` label).
+    pub runner: Option<u32>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +66,8 @@ impl Default for RunOptions {
             tick: Duration::from_secs(1),
             keep_windows: false,
             pacing: Pacing::Auto,
+            testid: None,
+            runner: None,
         }
     }
 }
@@ -141,6 +149,9 @@ pub enum RunError {
     /// The query checks or alert drills could not start (a secret, the receiver's port).
     #[error(transparent)]
     Platform(#[from] crate::platform::PlatformError),
+    /// A live output could not start (a secret, its configuration).
+    #[error(transparent)]
+    Live(#[from] crate::live::LiveError),
     /// The admin token (for `spec.chaos`) could not be read.
     #[error("cannot read the admin token that spec.chaos needs: {0}")]
     Secret(ricochet_verify::VerifyError),
@@ -169,6 +180,7 @@ impl RunError {
             | RunError::Request { .. }
             | RunError::Verify(_)
             | RunError::Platform(crate::platform::PlatformError::Backend(_))
+            | RunError::Live(_)
             | RunError::Secret(_) => Exit::InvalidInput,
             _ => Exit::RunFailed,
         }
@@ -446,6 +458,15 @@ async fn run(
             return Err(e.into());
         }
     };
+    let testid = opts.testid.clone().unwrap_or_else(|| run_id.clone());
+    let mut live = match Live::start(plan, &testid, opts.runner) {
+        Ok(l) => l,
+        Err(e) => {
+            verify_cancel.cancel();
+            stop_started(embedded, sink).await;
+            return Err(e.into());
+        }
+    };
     let chaos_stop = CancellationToken::new();
     let chaos_task = admin.map(|a| {
         tokio::spawn(crate::chaos::drive(
@@ -510,8 +531,11 @@ async fn run(
                 let elapsed = now.saturating_duration_since(run_start);
                 let sec = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
                 agg.absorb(recorder.drain(), sec.saturating_sub(1));
-                let live = verification.as_ref().map(Verification::snapshot);
-                check_aborts(plan, &agg, live.as_ref(), platform.as_ref(), elapsed, &stopper);
+                let tallies = verification.as_ref().map(Verification::snapshot);
+                check_aborts(plan, &agg, tallies.as_ref(), platform.as_ref(), elapsed, &stopper);
+                if let Some(l) = live.as_mut() {
+                    l.tick(plan, &agg.totals, tallies.as_ref());
+                }
                 if let Some((_, first)) = recorder.panics() {
                     stopper.stop(StopKind::Internal, first);
                 }
@@ -703,6 +727,25 @@ async fn run(
     }
     summary.chaos = chaos_events;
     summary.platform = observed.as_ref().map(|(o, backends)| o.summary(backends));
+    if let Some(l) = live {
+        summary.outputs = l
+            .finish(plan, &agg.totals, verified.as_ref(), &summary)
+            .await;
+        for o in &summary.outputs {
+            if o.batches_failed + o.batches_dropped > 0 {
+                progress.notice(&Notice::Output(format!(
+                    "{}: {} batches pushed, {} failed, {} dropped{}",
+                    o.target,
+                    o.batches_sent,
+                    o.batches_failed,
+                    o.batches_dropped,
+                    o.first_error
+                        .as_deref()
+                        .map_or_else(String::new, |e| format!(" (first: {e})"))
+                )));
+            }
+        }
+    }
     let mut report = finish_report(summary, exit, message, opts.out.as_deref());
     report.stats = agg.totals.clone();
     report.elapsed_secs = secs;

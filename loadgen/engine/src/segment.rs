@@ -161,6 +161,7 @@ impl Plan {
             } else {
                 crate::plan::platform::PlatformPlan::default()
             },
+            output: self.output.clone(),
             embedded_listen: self.embedded_listen,
         })
     }

@@ -239,6 +239,7 @@ pub fn build(
         time_series: agg.series.clone(),
         telemetry: None,
         platform: None,
+        outputs: Vec::new(),
         chaos: Vec::new(),
     }
 }

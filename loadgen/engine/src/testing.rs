@@ -24,6 +24,7 @@ pub fn plan_with(scenarios: Vec<ScenarioPlan>) -> Plan {
         telemetry: None,
         chaos: crate::plan::chaos::ChaosPlan::default(),
         platform: crate::plan::platform::PlatformPlan::default(),
+        output: None,
         embedded_listen: None,
     }
 }

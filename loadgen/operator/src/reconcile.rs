@@ -79,6 +79,7 @@ fn overrides(run: &LoadTestRun) -> std::result::Result<Overrides, String> {
         duration,
         embedded: false,
         embedded_listen: None,
+        outputs: Vec::new(),
     })
 }
 

@@ -171,6 +171,9 @@ pub async fn run_part(
     let opts = RunOptions {
         keep_windows: true,
         progress,
+        // The runners of one LoadTestRun push under its name, each with its index.
+        testid: args.run.clone(),
+        runner: Some(args.index),
         ..RunOptions::default()
     };
     let report = execute(plan, &opts, stopper)

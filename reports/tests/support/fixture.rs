@@ -347,6 +347,7 @@ pub fn realistic() -> Summary {
             end_secs: 90.0,
         }],
         platform: None,
+        outputs: Vec::new(),
     }
 }
 

@@ -24,6 +24,7 @@
 //! no framing, connection or trace headers ([`RESERVED_HEADERS`]) in `headers`.
 
 pub mod chaos;
+pub mod output;
 pub mod platform;
 pub mod telemetry;
 
@@ -83,6 +84,8 @@ pub struct Plan {
     pub chaos: ChaosPlan,
     /// Query checks and alert drills.
     pub platform: PlatformPlan,
+    /// Live outputs of loadgen's own metrics.
+    pub output: Option<output::OutputPlan>,
     /// Where the embedded echo-server listens (`--embedded-listen`); `None`: an ephemeral
     /// loopback port.
     pub embedded_listen: Option<std::net::SocketAddr>,
@@ -223,6 +226,9 @@ pub struct Overrides {
     /// The embedded echo-server listens here (`--embedded-listen`, loopback only), e.g. so
     /// that a local Prometheus can scrape it.
     pub embedded_listen: Option<std::net::SocketAddr>,
+    /// Live outputs from the command line (`--output prometheus-rw=URL`, `--output
+    /// otlp=URL`), added to `spec.output` (replacing an output of the same kind).
+    pub outputs: Vec<String>,
 }
 
 /// How `bodyFile`s are treated while a plan is checked.
@@ -1099,6 +1105,53 @@ impl Checker<'_> {
             a => a,
         };
 
+        let mut output_spec = spec.output.clone().unwrap_or_default();
+        for flag in &overrides.outputs {
+            let bad = || {
+                PlanError::flag(
+                    "--output",
+                    format!(
+                        "`{flag}` is not an output; write `prometheus-rw=URL` (e.g. `prometheus-rw=http://127.0.0.1:9090/api/v1/write`) or `otlp=URL` (e.g. `otlp=http://127.0.0.1:4318`)"
+                    ),
+                )
+            };
+            let (kind, url) = flag.split_once('=').ok_or_else(bad)?;
+            let backend = ricochet_crds::BackendSpec {
+                url: url.to_owned(),
+                tenant: None,
+                bearer_token: None,
+                basic_auth: None,
+                ca_file: None,
+                timeout: None,
+            };
+            match kind {
+                "prometheus-rw" => {
+                    let stats = output_spec
+                        .prometheus_remote_write
+                        .take()
+                        .map(|r| r.trend_stats)
+                        .unwrap_or_default();
+                    output_spec.prometheus_remote_write = Some(ricochet_crds::RemoteWriteSpec {
+                        backend,
+                        trend_stats: stats,
+                    });
+                }
+                "otlp" => output_spec.otlp = Some(backend),
+                _ => return Err(bad()),
+            }
+        }
+        let output = if spec.output.is_none() && overrides.outputs.is_empty() {
+            None
+        } else {
+            output::output_plan(&output_spec, self.base_dir()).map_err(|e| {
+                if overrides.outputs.is_empty() {
+                    field(e)
+                } else {
+                    PlanError::flag("--output", format!("{}: {}", e.field, e.message))
+                }
+            })?
+        };
+
         let mut plan = Plan {
             name: name.to_owned(),
             source: self.file.map(Path::to_path_buf),
@@ -1109,6 +1162,7 @@ impl Checker<'_> {
             telemetry,
             chaos,
             platform,
+            output,
             embedded_listen,
         };
         self.process_limits(spec, &plan, overrides)?;
@@ -2039,6 +2093,89 @@ spec:
     silent:
       - {alert: EchoServerHighErrorRate, during: baseline}
 ";
+
+    #[test]
+    fn outputs_come_from_the_spec_and_the_command_line() {
+        let with_output = |output: &str| format!("{BASE}  output: {output}\n");
+        let plan = plan_of(
+            &with_output("{prometheusRemoteWrite: {url: \"http://127.0.0.1:9090/api/v1/write\", tenant: t, trendStats: [\"p(95)\", avg]}, flushInterval: 2s, naming: k6}"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let out = plan.output.unwrap();
+        let (rw, stats) = out.remote_write.unwrap();
+        assert_eq!(
+            (rw.url.as_str(), rw.tenant.as_deref()),
+            ("http://127.0.0.1:9090/api/v1/write", Some("t"))
+        );
+        assert_eq!(
+            stats,
+            [output::TrendStat::Percentile(95.0), output::TrendStat::Avg]
+        );
+        assert_eq!(stats[0].suffix(), "p95");
+        assert_eq!(output::TrendStat::Percentile(99.9).suffix(), "p99_9");
+        assert_eq!(
+            (out.flush_interval, out.naming),
+            (Duration::from_secs(2), output::Naming::K6)
+        );
+
+        let flagged = Overrides {
+            outputs: vec![
+                "otlp=http://127.0.0.1:4318".into(),
+                "prometheus-rw=http://127.0.0.1:1/w".into(),
+            ],
+            ..Overrides::default()
+        };
+        let out = plan_of(BASE, &flagged).unwrap().output.unwrap();
+        assert_eq!(out.otlp.unwrap().url, "http://127.0.0.1:4318");
+        let (rw, stats) = out.remote_write.unwrap();
+        assert_eq!(
+            (rw.url.as_str(), stats),
+            (
+                "http://127.0.0.1:1/w",
+                vec![output::TrendStat::Percentile(99.0)]
+            )
+        );
+        assert!(
+            plan_of(BASE, &Overrides::default())
+                .unwrap()
+                .output
+                .is_none()
+        );
+
+        for (yaml, want) in [
+            (with_output("{}"), "spec.output: names no output"),
+            (
+                with_output("{otlp: {url: \"http://x:4318\"}, naming: prom}"),
+                "spec.output.naming: `prom` is not a naming",
+            ),
+            (
+                with_output("{prometheusRemoteWrite: {url: \"http://x/w\", trendStats: [p99]}}"),
+                "spec.output.prometheusRemoteWrite.trendStats[0]: `p99` is not a trend statistic",
+            ),
+            (
+                with_output("{otlp: {url: \"http://u:pw@x:4318\"}}"),
+                "spec.output.otlp.url",
+            ),
+            (
+                with_output("{otlp: {url: \"http://x:4318\"}, flushInterval: 10ms}"),
+                "spec.output.flushInterval: `10ms` is too short",
+            ),
+        ] {
+            let e = error_of(&yaml);
+            assert!(e.contains(want), "want `{want}` in {e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+        let bad = Overrides {
+            outputs: vec!["influx=http://x".into()],
+            ..Overrides::default()
+        };
+        let e = plan_of(BASE, &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("--output: `influx=http://x` is not an output"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn queries_and_alert_drills_lower_into_windows_on_the_timeline() {

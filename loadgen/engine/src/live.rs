@@ -1,0 +1,475 @@
+//! Live outputs: loadgen's own metrics pushed while the run goes, through
+//! `ricochet-output`, to Prometheus remote write (trends as chosen percentile gauges, as
+//! k6's remote-write output does by default) and OTLP (trends as histograms), every
+//! `flushInterval` and once at the end with the verdicts.
+//!
+//! Names are `<prefix>_<metric>` with the prefix `ricochet` (or `k6`, so dashboards made
+//! for k6 keep working): counters end in `_total` (`ricochet_http_reqs_total`), trend
+//! gauges in the statistic (`ricochet_http_req_duration_p99`, seconds), OTLP histograms in
+//! `_seconds`. Every series carries `testid` (the run's id) and, in a split run, `runner`.
+//! A backend that is down never slows the load: batches queue boundedly, drops are
+//! counted and reported at the end.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use ricochet_output::model::{Batch, Histogram, Kind, Series};
+use ricochet_output::target::{Auth, Options, Secret, Target};
+use ricochet_output::{Output, TargetReport};
+use ricochet_reports::model::{OutputReport, Summary, Verdict};
+use ricochet_verify::hist::{Hist, merge_hist, new_hist};
+use ricochet_verify::plan::BackendPlan;
+use ricochet_verify::verification::Results;
+
+use crate::metric::{Metric, RoundTrip};
+use crate::plan::Plan;
+use crate::plan::output::{OutputPlan, TrendStat};
+use crate::stats::Stats;
+
+/// Bounds of the OTLP latency histograms, seconds.
+pub const BOUNDS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Batches each target may hold queued.
+const QUEUE: usize = 32;
+/// How long the end of a run waits for the last pushes.
+const FINISH_WAIT: Duration = Duration::from_secs(10);
+
+/// A live output could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A secret could not be read.
+    #[error("spec.output: {0}")]
+    Secret(#[from] ricochet_verify::VerifyError),
+    /// The output refused its configuration.
+    #[error("spec.output: {0}")]
+    Output(#[from] ricochet_output::OutputError),
+}
+
+/// One tag set's counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    requests: u64,
+    failed: u64,
+    sent: u64,
+    received: u64,
+}
+
+/// Remote write gets trend gauges; OTLP gets histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Gauges,
+    Histograms,
+}
+
+/// The live outputs of one run.
+pub struct Live {
+    outputs: Vec<(Output, Flavor)>,
+    plan: OutputPlan,
+    labels: Vec<(String, String)>,
+    last: Instant,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("plan", &self.plan).finish()
+    }
+}
+
+fn target(mut t: Target, b: &BackendPlan) -> Result<Target, LiveError> {
+    t = t.with_timeout(b.timeout);
+    if let Some(tenant) = &b.tenant {
+        t = t.with_tenant(tenant.clone());
+    }
+    if let Some(ca) = &b.ca_file {
+        t = t.with_ca_file(ca.clone());
+    }
+    if let Some(s) = &b.bearer {
+        t = t.with_auth(Auth::Bearer(Secret::new(s.read()?.expose())));
+    } else if let Some((user, s)) = &b.basic {
+        t = t.with_auth(Auth::Basic {
+            user: user.clone(),
+            password: Secret::new(s.read()?.expose()),
+        });
+    }
+    Ok(t)
+}
+
+impl Live {
+    /// Starts the plan's outputs (`None` without any), labelling every series with
+    /// `testid` and, for a runner of a split run, `runner`.
+    pub fn start(
+        plan: &Plan,
+        testid: &str,
+        runner: Option<u32>,
+    ) -> Result<Option<Self>, LiveError> {
+        let Some(p) = &plan.output else {
+            return Ok(None);
+        };
+        let mut labels = vec![("testid".to_owned(), testid.to_owned())];
+        if let Some(r) = runner {
+            labels.push(("runner".to_owned(), r.to_string()));
+        }
+        let options = Options {
+            queue: QUEUE,
+            flush_interval: p.flush_interval,
+            resource: labels.clone(),
+        };
+        let mut outputs = Vec::new();
+        if let Some((b, _)) = &p.remote_write {
+            let t = target(Target::remote_write(b.url.clone()), b)?;
+            outputs.push((Output::start(vec![t], options.clone())?, Flavor::Gauges));
+        }
+        if let Some(b) = &p.otlp {
+            let t = target(Target::otlp(b.url.clone()), b)?;
+            outputs.push((Output::start(vec![t], options)?, Flavor::Histograms));
+        }
+        Ok(Some(Self {
+            outputs,
+            plan: p.clone(),
+            labels,
+            last: Instant::now(),
+        }))
+    }
+
+    /// Pushes the run's totals so far when a flush interval has passed since the last push.
+    pub fn tick(&mut self, plan: &Plan, stats: &Stats, telemetry: Option<&Results>) {
+        if self.last.elapsed() < self.plan.flush_interval {
+            return;
+        }
+        self.last = Instant::now();
+        self.offer(plan, stats, telemetry, None);
+    }
+
+    fn offer(
+        &self,
+        plan: &Plan,
+        stats: &Stats,
+        telemetry: Option<&Results>,
+        end: Option<&Summary>,
+    ) {
+        let at = SystemTime::now();
+        for (output, flavor) in &self.outputs {
+            let mut batch = self.batch(at, plan, stats, telemetry, *flavor);
+            if let Some(summary) = end {
+                batch.series.extend(self.verdicts(summary));
+            }
+            // A batch of this module's making is well formed; a refusal would be a bug
+            // here, and the run goes on regardless.
+            let _ = output.offer(batch);
+        }
+    }
+
+    /// Pushes the final totals and the verdicts, waits (boundedly) for the queues to
+    /// drain, and reports what each target took.
+    pub async fn finish(
+        self,
+        plan: &Plan,
+        stats: &Stats,
+        telemetry: Option<&Results>,
+        summary: &Summary,
+    ) -> Vec<OutputReport> {
+        self.offer(plan, stats, telemetry, Some(summary));
+        let mut out = Vec::new();
+        for (output, _) in self.outputs {
+            out.extend(output.finish(FINISH_WAIT).await.into_iter().map(report));
+        }
+        out
+    }
+
+    fn name(&self, metric: &str) -> String {
+        format!("{}_{metric}", self.plan.naming.prefix())
+    }
+
+    fn with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut l = self.labels.clone();
+        l.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        l
+    }
+
+    fn batch(
+        &self,
+        at: SystemTime,
+        plan: &Plan,
+        stats: &Stats,
+        telemetry: Option<&Results>,
+        flavor: Flavor,
+    ) -> Batch {
+        let mut b = Batch::new(at);
+        let counter = |name: String, labels, value: f64| Series {
+            name,
+            labels,
+            value,
+            kind: Kind::Counter,
+        };
+        let gauge = |name: String, labels, value: f64| Series {
+            name,
+            labels,
+            value,
+            kind: Kind::Gauge,
+        };
+        // Counters per tag set (scenario, name, method, status), phases merged.
+        let mut per_tags: BTreeMap<(u16, u16, u16), Counts> = BTreeMap::new();
+        let mut trends: BTreeMap<(u16, u16), [Hist; 6]> = BTreeMap::new();
+        for (k, s) in &stats.series {
+            let e = per_tags
+                .entry((k.scenario, k.request, k.status))
+                .or_default();
+            e.requests += s.requests;
+            e.failed += s.failed;
+            e.sent += s.data_sent;
+            e.received += s.data_received;
+            let t = trends
+                .entry((k.scenario, k.request))
+                .or_insert_with(|| std::array::from_fn(|_| new_hist()));
+            for (dst, src) in t.iter_mut().zip([
+                Some(&s.duration),
+                Some(&s.waiting),
+                Some(&s.service),
+                Some(&s.schedule_lag),
+                Some(&s.blocked),
+                s.stream.as_ref(),
+            ]) {
+                if let Some(src) = src {
+                    merge_hist(dst, src);
+                }
+            }
+        }
+        let names = |s: u16, r: u16| {
+            let sc = plan.scenarios.get(usize::from(s));
+            let req = sc.and_then(|sc| sc.requests.get(usize::from(r)));
+            (
+                sc.map_or("", |sc| sc.name.as_str()),
+                req.map_or("", |r| r.name.as_str()),
+                req.map_or("", |r| r.method.as_str()),
+            )
+        };
+        for ((s, r, status), c) in per_tags {
+            let Counts {
+                requests,
+                failed,
+                sent,
+                received,
+            } = c;
+            let (scenario, name, method) = names(s, r);
+            let status = status.to_string();
+            let l = self.with(&[
+                ("scenario", scenario),
+                ("name", name),
+                ("method", method),
+                ("status", &status),
+            ]);
+            b.series.push(counter(
+                self.name("http_reqs_total"),
+                l.clone(),
+                requests as f64,
+            ));
+            b.series.push(counter(
+                self.name("data_sent_total"),
+                l.clone(),
+                sent as f64,
+            ));
+            b.series.push(counter(
+                self.name("data_received_total"),
+                l.clone(),
+                received as f64,
+            ));
+            if requests > 0 {
+                let rate = failed as f64 / requests as f64;
+                b.series
+                    .push(gauge(self.name("http_req_failed_rate"), l, rate));
+            }
+        }
+        let mut scenarios: BTreeMap<u16, (u64, u64, u64)> = BTreeMap::new();
+        for (k, c) in &stats.scenarios {
+            let e = scenarios.entry(k.scenario).or_default();
+            e.0 += c.iterations;
+            e.1 += c.dropped;
+            e.2 += c.interrupted;
+        }
+        for (s, (iterations, dropped, interrupted)) in scenarios {
+            let l = self.with(&[("scenario", names(s, 0).0)]);
+            b.series.push(counter(
+                self.name("iterations_total"),
+                l.clone(),
+                iterations as f64,
+            ));
+            b.series.push(counter(
+                self.name("dropped_iterations_total"),
+                l.clone(),
+                dropped as f64,
+            ));
+            b.series.push(counter(
+                self.name("interrupted_iterations_total"),
+                l,
+                interrupted as f64,
+            ));
+        }
+        let trend_names = [
+            Metric::HttpReqDuration,
+            Metric::HttpReqWaiting,
+            Metric::HttpReqServiceDuration,
+            Metric::HttpReqScheduleLag,
+            Metric::HttpReqBlocked,
+            Metric::HttpStreamDuration,
+        ];
+        let stats_wanted = self
+            .plan
+            .remote_write
+            .as_ref()
+            .map_or(&[][..], |r| &r.1[..]);
+        for ((s, r), hists) in &trends {
+            let (scenario, name, method) = names(*s, *r);
+            let l = self.with(&[("scenario", scenario), ("name", name), ("method", method)]);
+            for (metric, h) in trend_names.iter().zip(hists) {
+                if h.is_empty() {
+                    continue;
+                }
+                match flavor {
+                    Flavor::Gauges => {
+                        for stat in stats_wanted {
+                            let value = trend_value(h, *stat);
+                            let n = self.name(&format!("{}_{}", metric.name(), stat.suffix()));
+                            b.series.push(gauge(n, l.clone(), value));
+                        }
+                    }
+                    Flavor::Histograms => b.histograms.push(histogram(
+                        self.name(&format!("{}_seconds", metric.name())),
+                        l.clone(),
+                        h,
+                    )),
+                }
+            }
+        }
+        if let Some(t) = telemetry {
+            for (_, tally) in &t.signals {
+                let signal = tally.signal.metric_label();
+                let l = self.with(&[("signal", signal)]);
+                for (what, n) in [
+                    ("sampled", tally.samples()),
+                    ("found", tally.found),
+                    ("missing", tally.missing),
+                    ("unknown", tally.unknown),
+                ] {
+                    let name = self.name(&format!("telemetry_{what}_total"));
+                    b.series.push(counter(name, l.clone(), n as f64));
+                }
+                let ingest = Metric::Telemetry(RoundTrip::IngestLatency(tally.signal));
+                if !tally.ingest_latency.is_empty() {
+                    match flavor {
+                        Flavor::Gauges => {
+                            for stat in stats_wanted {
+                                let value = trend_value(&tally.ingest_latency, *stat);
+                                let n = self.name(&format!("{}_{}", ingest.name(), stat.suffix()));
+                                b.series.push(gauge(n, l.clone(), value));
+                            }
+                        }
+                        Flavor::Histograms => b.histograms.push(histogram(
+                            self.name(&format!("{}_seconds", ingest.name())),
+                            l.clone(),
+                            &tally.ingest_latency,
+                        )),
+                    }
+                }
+            }
+        }
+        b
+    }
+
+    /// The run's verdicts: per threshold its observed value and pass (1), fail (0) or
+    /// unknown (-1); the run's verdict and duration.
+    fn verdicts(&self, summary: &Summary) -> Vec<Series> {
+        let mut out = Vec::new();
+        for t in &summary.thresholds {
+            let l = self.with(&[("threshold", &t.metric), ("expression", &t.expression)]);
+            let v = match t.verdict {
+                Verdict::Pass => 1.0,
+                Verdict::Fail => 0.0,
+                Verdict::Unknown => -1.0,
+            };
+            out.push(Series {
+                name: self.name("threshold_passed"),
+                labels: l.clone(),
+                value: v,
+                kind: Kind::Gauge,
+            });
+            if let Some(observed) = t.observed.filter(|o| o.is_finite()) {
+                out.push(Series {
+                    name: self.name("threshold_observed"),
+                    labels: l,
+                    value: observed,
+                    kind: Kind::Gauge,
+                });
+            }
+        }
+        let outcome = format!("{:?}", summary.run.outcome).to_ascii_lowercase();
+        out.push(Series {
+            name: self.name("run_passed"),
+            labels: self.with(&[("outcome", &outcome)]),
+            value: f64::from(u8::from(summary.run.exit_code == 0)),
+            kind: Kind::Gauge,
+        });
+        out.push(Series {
+            name: self.name("run_duration_seconds"),
+            labels: self.labels.clone(),
+            value: summary.run.duration_secs,
+            kind: Kind::Gauge,
+        });
+        out
+    }
+}
+
+/// A trend statistic of `h` (µs), in seconds (a count for `count`).
+fn trend_value(h: &Hist, stat: TrendStat) -> f64 {
+    let secs = |us: u64| us as f64 / 1e6;
+    match stat {
+        TrendStat::Percentile(p) => secs(h.value_at_quantile((p / 100.0).clamp(0.0, 1.0))),
+        TrendStat::Avg => h.mean() / 1e6,
+        TrendStat::Med => secs(h.value_at_quantile(0.5)),
+        TrendStat::Min => secs(h.min()),
+        TrendStat::Max => secs(h.max()),
+        TrendStat::Count => h.len() as f64,
+        TrendStat::Sum => h.mean() * h.len() as f64 / 1e6,
+    }
+}
+
+/// `h` (µs) as an explicit-bucket histogram in seconds over [`BOUNDS`].
+fn histogram(name: String, labels: Vec<(String, String)>, h: &Hist) -> Histogram {
+    let mut counts = vec![0u64; BOUNDS.len() + 1];
+    let mut sum = 0.0;
+    for v in h.iter_recorded() {
+        let secs = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+        let n = v.count_at_value();
+        sum += secs * n as f64;
+        let i = BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BOUNDS.len());
+        counts[i] += n;
+    }
+    Histogram {
+        name,
+        labels,
+        count: h.len(),
+        sum,
+        bounds: BOUNDS.to_vec(),
+        counts,
+    }
+}
+
+fn report(r: TargetReport) -> OutputReport {
+    OutputReport {
+        target: r.target,
+        batches_sent: r.batches_sent,
+        batches_failed: r.batches_failed,
+        batches_dropped: r.batches_dropped,
+        samples_sent: r.samples_sent,
+        first_error: r.first_error,
+    }
+}
