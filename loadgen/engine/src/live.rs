@@ -17,13 +17,16 @@ use ricochet_output::model::{Batch, Histogram, Kind, Series};
 use ricochet_output::target::{Auth, Options, Secret, Target};
 use ricochet_output::{Output, TargetReport};
 use ricochet_reports::model::{OutputReport, Summary, Verdict};
+use ricochet_verify::Signal;
 use ricochet_verify::hist::{Hist, merge_hist, new_hist};
 use ricochet_verify::plan::BackendPlan;
 use ricochet_verify::verification::Results;
 
+use crate::client::ErrorCause;
 use crate::metric::{Metric, RoundTrip};
 use crate::plan::Plan;
 use crate::plan::output::{OutputPlan, TrendStat};
+use crate::schedule::RateProfile;
 use crate::stats::Stats;
 
 /// Bounds of the OTLP latency histograms, seconds.
@@ -70,6 +73,7 @@ pub struct Live {
     plan: OutputPlan,
     labels: Vec<(String, String)>,
     last: Instant,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Live {
@@ -131,6 +135,7 @@ impl Live {
             plan: p.clone(),
             labels,
             last: Instant::now(),
+            started: Instant::now(),
         }))
     }
 
@@ -286,6 +291,43 @@ impl Live {
                     .push(gauge(self.name("http_req_failed_rate"), l, rate));
             }
         }
+        let mut causes: BTreeMap<(u16, u16, &'static str), u64> = BTreeMap::new();
+        for (k, e) in &stats.errors {
+            for cause in ErrorCause::ALL {
+                let n = e.get(cause);
+                if n > 0 {
+                    *causes
+                        .entry((k.scenario, k.request, cause.name()))
+                        .or_default() += n;
+                }
+            }
+        }
+        for ((s, r, cause), n) in causes {
+            let (scenario, name, _) = names(s, r);
+            let l = self.with(&[("scenario", scenario), ("name", name), ("cause", cause)]);
+            b.series
+                .push(counter(self.name("http_req_errors_total"), l, n as f64));
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        for sc in &plan.scenarios {
+            if let Some(p) = RateProfile::of(&sc.executor) {
+                let t = elapsed - sc.start_time.as_secs_f64();
+                let rate = if t > 0.0 {
+                    p.planned_between(t - 1.0, t)
+                } else {
+                    0.0
+                };
+                let l = self.with(&[("scenario", &sc.name)]);
+                b.series.push(gauge(self.name("target_rate"), l, rate));
+            }
+        }
+        for e in &plan.chaos.events {
+            let on =
+                elapsed >= e.at.as_secs_f64() && e.until.is_none_or(|u| elapsed < u.as_secs_f64());
+            let l = self.with(&[("fault", e.name.as_deref().unwrap_or(&e.label))]);
+            b.series
+                .push(gauge(self.name("chaos_active"), l, f64::from(u8::from(on))));
+        }
         let mut scenarios: BTreeMap<u16, (u64, u64, u64)> = BTreeMap::new();
         for (k, c) in &stats.scenarios {
             let e = scenarios.entry(k.scenario).or_default();
@@ -311,14 +353,6 @@ impl Live {
                 interrupted as f64,
             ));
         }
-        let trend_names = [
-            Metric::HttpReqDuration,
-            Metric::HttpReqWaiting,
-            Metric::HttpReqServiceDuration,
-            Metric::HttpReqScheduleLag,
-            Metric::HttpReqBlocked,
-            Metric::HttpStreamDuration,
-        ];
         let stats_wanted = self
             .plan
             .remote_write
@@ -327,7 +361,7 @@ impl Live {
         for ((s, r), hists) in &trends {
             let (scenario, name, method) = names(*s, *r);
             let l = self.with(&[("scenario", scenario), ("name", name), ("method", method)]);
-            for (metric, h) in trend_names.iter().zip(hists) {
+            for (metric, h) in TRENDS.iter().zip(hists) {
                 if h.is_empty() {
                     continue;
                 }
@@ -425,6 +459,68 @@ impl Live {
     }
 }
 
+/// The trends pushed as statistics (remote write) or histograms (OTLP).
+const TRENDS: [Metric; 6] = [
+    Metric::HttpReqDuration,
+    Metric::HttpReqWaiting,
+    Metric::HttpReqServiceDuration,
+    Metric::HttpReqScheduleLag,
+    Metric::HttpReqBlocked,
+    Metric::HttpStreamDuration,
+];
+
+/// Every metric name the live outputs push under the `ricochet` prefix, with the trend
+/// statistics `p(90)`, `p(95)`, `p(99)`, `p(99.9)`, `avg`, `med`, `min`, `max`, `count` and
+/// `sum` (dashboards and alert rules are checked against it).
+pub fn metric_names() -> Vec<String> {
+    let stats = [
+        TrendStat::Percentile(90.0),
+        TrendStat::Percentile(95.0),
+        TrendStat::Percentile(99.0),
+        TrendStat::Percentile(99.9),
+        TrendStat::Avg,
+        TrendStat::Med,
+        TrendStat::Min,
+        TrendStat::Max,
+        TrendStat::Count,
+        TrendStat::Sum,
+    ];
+    let ingest = [Signal::Traces, Signal::Logs, Signal::Metrics]
+        .map(|s| Metric::Telemetry(RoundTrip::IngestLatency(s)));
+    let mut out: Vec<String> = [
+        "http_reqs_total",
+        "data_sent_total",
+        "data_received_total",
+        "http_req_failed_rate",
+        "http_req_errors_total",
+        "target_rate",
+        "chaos_active",
+        "iterations_total",
+        "dropped_iterations_total",
+        "interrupted_iterations_total",
+        "telemetry_sampled_total",
+        "telemetry_found_total",
+        "telemetry_missing_total",
+        "telemetry_unknown_total",
+        "threshold_passed",
+        "threshold_observed",
+        "run_passed",
+        "run_duration_seconds",
+    ]
+    .iter()
+    .map(|n| format!("ricochet_{n}"))
+    .collect();
+    for m in TRENDS.iter().chain(&ingest) {
+        out.extend(
+            stats
+                .iter()
+                .map(|s| format!("ricochet_{}_{}", m.name(), s.suffix())),
+        );
+        out.push(format!("ricochet_{}_seconds", m.name()));
+    }
+    out
+}
+
 /// A trend statistic of `h` (µs), in seconds (a count for `count`).
 fn trend_value(h: &Hist, stat: TrendStat) -> f64 {
     let secs = |us: u64| us as f64 / 1e6;
@@ -471,5 +567,77 @@ fn report(r: TargetReport) -> OutputReport {
         batches_dropped: r.batches_dropped,
         samples_sent: r.samples_sent,
         first_error: r.first_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::output::Naming;
+    use crate::testing::{plan_with, requests, scenario};
+
+    fn live(naming: Naming) -> Live {
+        Live {
+            outputs: Vec::new(),
+            plan: OutputPlan {
+                remote_write: None,
+                otlp: None,
+                flush_interval: Duration::from_secs(5),
+                naming,
+            },
+            labels: vec![("testid".into(), "t-1".into())],
+            last: Instant::now(),
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_totals_per_tag_set_and_only_names_the_list_declares() {
+        let plan = plan_with(vec![scenario("api", 10.0, "/api/x")]);
+        let mut stats = requests(0, 1, 200, &[10, 20, 30]);
+        stats.merge(&requests(0, 2, 200, &[40]));
+        stats.merge(&requests(0, 1, 500, &[50]));
+        let mut l = live(Naming::Ricochet);
+        l.plan.remote_write = Some((
+            BackendPlan {
+                url: "http://x".into(),
+                tenant: None,
+                bearer: None,
+                basic: None,
+                ca_file: None,
+                timeout: Duration::from_secs(1),
+            },
+            vec![TrendStat::Percentile(99.0), TrendStat::Count],
+        ));
+        let b = l.batch(SystemTime::now(), &plan, &stats, None, Flavor::Gauges);
+        let names = metric_names();
+        for s in &b.series {
+            assert!(names.contains(&s.name), "{} is not listed", s.name);
+            assert!(s.labels.contains(&("testid".into(), "t-1".into())));
+        }
+        let reqs: Vec<&Series> = b
+            .series
+            .iter()
+            .filter(|s| s.name == "ricochet_http_reqs_total")
+            .collect();
+        assert_eq!(reqs.len(), 2, "status 200 and 500, phases merged");
+        assert_eq!(reqs.iter().map(|s| s.value).sum::<f64>(), 5.0);
+        let count = b
+            .series
+            .iter()
+            .find(|s| s.name == "ricochet_http_req_duration_count")
+            .unwrap();
+        assert_eq!(
+            count.value, 5.0,
+            "one trend series per scenario and request"
+        );
+        let histograms = l.batch(SystemTime::now(), &plan, &stats, None, Flavor::Histograms);
+        let h = &histograms.histograms[0];
+        assert_eq!(h.name, "ricochet_http_req_duration_seconds");
+        assert!(names.contains(&h.name));
+        assert_eq!((h.count, h.counts.iter().sum::<u64>()), (5, 5));
+
+        let k6 = live(Naming::K6).batch(SystemTime::now(), &plan, &stats, None, Flavor::Gauges);
+        assert!(k6.series.iter().any(|s| s.name == "k6_http_reqs_total"));
     }
 }

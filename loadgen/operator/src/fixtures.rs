@@ -921,6 +921,19 @@ mod tests {
                 .render()
                 .contains("ricochet_runs_finished_total{verdict=\"fail\"} 1")
         );
+        // The LoadTest's last verdict, duration, finish time and thresholds, for alerts
+        // on a failed nightly gate.
+        let metrics = ctx.metrics.render();
+        for line in [
+            "ricochet_loadtest_last_run_passed{namespace=\"ricochet\",loadtest=\"r1\"} 0",
+            "ricochet_loadtest_last_run_finished_timestamp_seconds{namespace=\"ricochet\",loadtest=\"r1\"} 1795226430",
+            "ricochet_loadtest_threshold_passed{namespace=\"ricochet\",loadtest=\"r1\",threshold=\"http_req_duration{scenario:api}\",expression=\"p(99)<800ms\"} 0",
+        ] {
+            assert!(metrics.contains(line), "{line}\n{metrics}");
+        }
+        assert!(metrics.contains(
+            "ricochet_loadtest_last_run_duration_seconds{namespace=\"ricochet\",loadtest=\"r1\"} "
+        ));
     }
 
     #[tokio::test]

@@ -139,6 +139,31 @@ pub struct Metrics {
     finished: Mutex<BTreeMap<String, u64>>,
     /// Runs created by schedules.
     pub scheduled_runs: AtomicU64,
+    /// The last finished run of each LoadTest, by namespace and name.
+    last_runs: Mutex<BTreeMap<(String, String), LastRun>>,
+}
+
+/// A LoadTest's last finished run, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    /// It passed.
+    pub passed: bool,
+    /// How long it ran, seconds.
+    pub duration_secs: f64,
+    /// When it finished, seconds since the Unix epoch.
+    pub finished_unix: f64,
+    /// Each threshold: metric, expression, and 1 pass / 0 fail / -1 unknown.
+    pub thresholds: Vec<(String, String, f64)>,
+}
+
+/// One value of a [`LastRun`], for rendering.
+type LastRunValue = fn(&LastRun) -> f64;
+
+/// Escapes a label value for the Prometheus text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -170,6 +195,14 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(verdict.to_owned())
             .or_default() += 1;
+    }
+
+    /// Records the last finished run of LoadTest `loadtest` in `namespace`.
+    pub fn last_run(&self, namespace: &str, loadtest: &str, run: LastRun) {
+        self.last_runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((namespace.to_owned(), loadtest.to_owned()), run);
     }
 
     /// Prometheus text exposition.
@@ -207,6 +240,50 @@ impl Metrics {
             "ricochet_scheduled_runs_total {}\n",
             self.scheduled_runs.load(Ordering::Relaxed)
         ));
+        let last = self
+            .last_runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let gauges: [(&str, &str, LastRunValue); 3] = [
+            (
+                "ricochet_loadtest_last_run_passed",
+                "1 when the LoadTest's last finished run passed, else 0.",
+                |r| f64::from(u8::from(r.passed)),
+            ),
+            (
+                "ricochet_loadtest_last_run_duration_seconds",
+                "How long the LoadTest's last finished run ran.",
+                |r| r.duration_secs,
+            ),
+            (
+                "ricochet_loadtest_last_run_finished_timestamp_seconds",
+                "When the LoadTest's last run finished (Unix time).",
+                |r| r.finished_unix,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for ((ns, lt), r) in last.iter() {
+                out.push_str(&format!(
+                    "{name}{{namespace=\"{}\",loadtest=\"{}\"}} {}\n",
+                    label(ns),
+                    label(lt),
+                    value(r)
+                ));
+            }
+        }
+        out.push_str("# HELP ricochet_loadtest_threshold_passed Each threshold of the LoadTest's last finished run: 1 pass, 0 fail, -1 unknown.\n# TYPE ricochet_loadtest_threshold_passed gauge\n");
+        for ((ns, lt), r) in last.iter() {
+            for (metric, expression, v) in &r.thresholds {
+                out.push_str(&format!(
+                    "ricochet_loadtest_threshold_passed{{namespace=\"{}\",loadtest=\"{}\",threshold=\"{}\",expression=\"{}\"}} {v}\n",
+                    label(ns),
+                    label(lt),
+                    label(metric),
+                    label(expression)
+                ));
+            }
+        }
         out
     }
 }

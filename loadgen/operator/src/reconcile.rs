@@ -623,6 +623,27 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
     patch_status(run, ctx, &status).await?;
     ctx.metrics
         .run_finished(if passed { "pass" } else { "fail" });
+    record_last_run(
+        run,
+        ctx,
+        crate::LastRun {
+            passed,
+            duration_secs: summary.run.duration_secs,
+            finished_unix: unix_now(ctx),
+            thresholds: summary
+                .thresholds
+                .iter()
+                .map(|t| {
+                    let v = match t.verdict {
+                        ricochet_reports::model::Verdict::Pass => 1.0,
+                        ricochet_reports::model::Verdict::Fail => 0.0,
+                        ricochet_reports::model::Verdict::Unknown => -1.0,
+                    };
+                    (t.metric.clone(), t.expression.clone(), v)
+                })
+                .collect(),
+        },
+    );
     let kind = if passed {
         EventType::Normal
     } else {
@@ -638,6 +659,23 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
     .await?;
     cleanup_runners(run, ctx, passed).await?;
     Ok(ttl_action(ttl_seconds(run, ctx).await?, ctx, &status))
+}
+
+/// Keeps `last` as the last finished run of the run's LoadTest (its `loadTestRef`, else
+/// the run itself) for the operator's `/metrics`.
+fn record_last_run(run: &LoadTestRun, ctx: &Context, last: crate::LastRun) {
+    let loadtest = run
+        .spec
+        .load_test_ref
+        .as_ref()
+        .map_or_else(|| run.name_any(), |r| r.name.clone());
+    ctx.metrics
+        .last_run(&run.namespace().unwrap_or_default(), &loadtest, last);
+}
+
+/// Seconds since the Unix epoch by the context's clock.
+fn unix_now(ctx: &Context) -> f64 {
+    ctx.clock.now().as_millisecond() as f64 / 1000.0
 }
 
 /// The run failed with `reason` (a sentence): status, conditions, Event, cleanup.
@@ -658,6 +696,16 @@ async fn fail(
     set_condition(&mut status.conditions, PASSED, false, code, &reason, &at);
     patch_status(run, ctx, &status).await?;
     ctx.metrics.run_finished("error");
+    record_last_run(
+        run,
+        ctx,
+        crate::LastRun {
+            passed: false,
+            duration_secs: 0.0,
+            finished_unix: unix_now(ctx),
+            thresholds: Vec::new(),
+        },
+    );
     event(run, ctx, EventType::Warning, code, reason).await?;
     if status.parallelism.is_some() {
         cleanup_runners(run, ctx, false).await?;
