@@ -191,11 +191,18 @@ fn the_prometheusrule_holds_exactly_the_groups_of_the_plain_rule_file() {
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-    assert_eq!(kinds, ["Service", "PrometheusRule"], "the receiver's Service and the rules");
+    assert_eq!(
+        kinds,
+        ["Service", "PrometheusRule"],
+        "the receiver's Service and the rules"
+    );
     let rule = &docs[1];
     assert_eq!(rule["metadata"]["namespace"], "ricochet");
     assert_eq!(rule["spec"]["groups"], plain["groups"]);
-    assert_eq!(docs[0]["spec"]["selector"]["ricochet.dev/runner-index"], "0");
+    assert_eq!(
+        docs[0]["spec"]["selector"]["ricochet.dev/runner-index"],
+        "0"
+    );
 }
 
 #[test]
