@@ -403,20 +403,33 @@ impl Live {
                     let name = self.name(&format!("telemetry_{what}_total"));
                     b.series.push(counter(name, l.clone(), n as f64));
                 }
-                let ingest = Metric::Telemetry(RoundTrip::IngestLatency(tally.signal));
-                if !tally.ingest_latency.is_empty() {
+                let legs = [
+                    (
+                        RoundTrip::IngestLatency(tally.signal),
+                        &tally.ingest_latency,
+                    ),
+                    (
+                        RoundTrip::BackendLatency(tally.signal),
+                        &tally.backend_latency,
+                    ),
+                ];
+                for (leg, h) in legs {
+                    if h.is_empty() {
+                        continue;
+                    }
+                    let metric = Metric::Telemetry(leg);
                     match flavor {
                         Flavor::Gauges => {
                             for stat in stats_wanted {
-                                let value = trend_value(&tally.ingest_latency, *stat);
-                                let n = self.name(&format!("{}_{}", ingest.name(), stat.suffix()));
+                                let value = trend_value(h, *stat);
+                                let n = self.name(&format!("{}_{}", metric.name(), stat.suffix()));
                                 b.series.push(gauge(n, l.clone(), value));
                             }
                         }
                         Flavor::Histograms => b.histograms.push(histogram(
-                            self.name(&format!("{}_seconds", ingest.name())),
+                            self.name(&format!("{}_seconds", metric.name())),
                             l.clone(),
-                            &tally.ingest_latency,
+                            h,
                         )),
                     }
                 }
@@ -500,8 +513,12 @@ pub fn metric_names() -> Vec<String> {
         TrendStat::Count,
         TrendStat::Sum,
     ];
-    let ingest = [Signal::Traces, Signal::Logs, Signal::Metrics]
-        .map(|s| Metric::Telemetry(RoundTrip::IngestLatency(s)));
+    let signals = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    let ingest: Vec<Metric> = signals
+        .iter()
+        .flat_map(|&s| [RoundTrip::IngestLatency(s), RoundTrip::BackendLatency(s)])
+        .map(Metric::Telemetry)
+        .collect();
     let mut out: Vec<String> = [
         "http_reqs_total",
         "data_sent_total",

@@ -174,9 +174,13 @@ fn every_yaml_under_deploy_and_scenarios_parses_into_its_type_and_validates() {
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         // Prometheus' and Alertmanager's own configs and rule files are not Kubernetes
-        // objects: monitoring_rules.rs checks them with promtool and amtool.
+        // objects: monitoring_rules.rs and live_dashboard.rs check them with promtool and
+        // amtool.
         let not_an_object = |d: &Value| d["apiVersion"].is_null() && d["kind"].is_null();
-        if path.starts_with(repo().join("deploy/monitoring")) && docs.iter().all(not_an_object) {
+        let prometheus_files = ["deploy/monitoring", "deploy/grafana"]
+            .iter()
+            .any(|dir| path.starts_with(repo().join(dir)));
+        if prometheus_files && docs.iter().all(not_an_object) {
             continue;
         }
         for doc in docs.iter().filter(|d| !d.is_null()) {

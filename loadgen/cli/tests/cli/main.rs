@@ -8,6 +8,7 @@ mod deploy_cli;
 mod deploy_manifests;
 mod deploy_runner_path;
 mod exemplar_probes;
+mod live_dashboard;
 mod live_output;
 mod monitoring_rules;
 mod no_answer_cli;
