@@ -279,21 +279,14 @@ impl Live {
                 ("method", method),
                 ("status", &status),
             ]);
-            b.series.push(counter(
-                self.name("http_reqs_total"),
-                l.clone(),
-                requests as f64,
-            ));
-            b.series.push(counter(
-                self.name("data_sent_total"),
-                l.clone(),
-                sent as f64,
-            ));
-            b.series.push(counter(
-                self.name("data_received_total"),
-                l.clone(),
-                received as f64,
-            ));
+            for (metric, n) in [
+                ("http_reqs_total", requests),
+                ("data_sent_total", sent),
+                ("data_received_total", received),
+            ] {
+                b.series
+                    .push(counter(self.name(metric), l.clone(), n as f64));
+            }
             if requests > 0 {
                 let rate = failed as f64 / requests as f64;
                 b.series
@@ -346,48 +339,20 @@ impl Live {
         }
         for (s, (iterations, dropped, interrupted)) in scenarios {
             let l = self.with(&[("scenario", names(s, 0).0)]);
-            b.series.push(counter(
-                self.name("iterations_total"),
-                l.clone(),
-                iterations as f64,
-            ));
-            b.series.push(counter(
-                self.name("dropped_iterations_total"),
-                l.clone(),
-                dropped as f64,
-            ));
-            b.series.push(counter(
-                self.name("interrupted_iterations_total"),
-                l,
-                interrupted as f64,
-            ));
+            for (metric, n) in [
+                ("iterations_total", iterations),
+                ("dropped_iterations_total", dropped),
+                ("interrupted_iterations_total", interrupted),
+            ] {
+                b.series
+                    .push(counter(self.name(metric), l.clone(), n as f64));
+            }
         }
-        let stats_wanted = self
-            .plan
-            .remote_write
-            .as_ref()
-            .map_or(&[][..], |r| &r.1[..]);
         for ((s, r), hists) in &trends {
             let (scenario, name, method) = names(*s, *r);
             let l = self.with(&[("scenario", scenario), ("name", name), ("method", method)]);
             for (metric, h) in TRENDS.iter().zip(hists) {
-                if h.is_empty() {
-                    continue;
-                }
-                match flavor {
-                    Flavor::Gauges => {
-                        for stat in stats_wanted {
-                            let value = trend_value(h, *stat);
-                            let n = self.name(&format!("{}_{}", metric.name(), stat.suffix()));
-                            b.series.push(gauge(n, l.clone(), value));
-                        }
-                    }
-                    Flavor::Histograms => b.histograms.push(histogram(
-                        self.name(&format!("{}_seconds", metric.name())),
-                        l.clone(),
-                        h,
-                    )),
-                }
+                self.trend(&mut b, *metric, &l, h, flavor);
             }
         }
         if let Some(t) = telemetry {
@@ -414,28 +379,48 @@ impl Live {
                     ),
                 ];
                 for (leg, h) in legs {
-                    if h.is_empty() {
-                        continue;
-                    }
-                    let metric = Metric::Telemetry(leg);
-                    match flavor {
-                        Flavor::Gauges => {
-                            for stat in stats_wanted {
-                                let value = trend_value(h, *stat);
-                                let n = self.name(&format!("{}_{}", metric.name(), stat.suffix()));
-                                b.series.push(gauge(n, l.clone(), value));
-                            }
-                        }
-                        Flavor::Histograms => b.histograms.push(histogram(
-                            self.name(&format!("{}_seconds", metric.name())),
-                            l.clone(),
-                            h,
-                        )),
-                    }
+                    self.trend(&mut b, Metric::Telemetry(leg), &l, h, flavor);
                 }
             }
         }
         b
+    }
+
+    /// One trend of `metric` (µs): the chosen statistics as gauges in seconds, or an
+    /// OTLP histogram; nothing when it has no values.
+    fn trend(
+        &self,
+        b: &mut Batch,
+        metric: Metric,
+        labels: &[(String, String)],
+        h: &Hist,
+        flavor: Flavor,
+    ) {
+        if h.is_empty() {
+            return;
+        }
+        match flavor {
+            Flavor::Gauges => {
+                let stats = self
+                    .plan
+                    .remote_write
+                    .as_ref()
+                    .map_or(&[][..], |r| &r.1[..]);
+                for stat in stats {
+                    b.series.push(Series {
+                        name: self.name(&format!("{}_{}", metric.name(), stat.suffix())),
+                        labels: labels.to_vec(),
+                        value: trend_value(h, *stat),
+                        kind: Kind::Gauge,
+                    });
+                }
+            }
+            Flavor::Histograms => b.histograms.push(histogram(
+                self.name(&format!("{}_seconds", metric.name())),
+                labels.to_vec(),
+                h,
+            )),
+        }
     }
 
     /// Per threshold its observed value and pass (1), fail (0) or unknown (-1), as judged

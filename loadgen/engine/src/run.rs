@@ -840,14 +840,15 @@ fn storm_window(plan: &Plan) -> Option<(Duration, Duration)> {
         .map(|(_, p)| (p.start, p.end))
 }
 
-/// Every threshold judged on what the run measured so far (live outputs).
-fn judged_so_far(
-    plan: &Plan,
+/// What the run measured so far, handed to `f` as the thresholds' evidence: the
+/// aggregates, the live telemetry tallies and the platform checks, when given.
+fn with_live_evidence<R>(
     agg: &Aggregator,
     live: Option<&Results>,
     platform: Option<&Platform>,
     elapsed: Duration,
-) -> Vec<ricochet_reports::model::ThresholdResult> {
+    f: impl FnOnce(&Evidence<'_>) -> R,
+) -> R {
     let observed = platform.map(Platform::observed);
     let evidence = Evidence {
         platform: match &observed {
@@ -859,11 +860,24 @@ fn judged_so_far(
             live.map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
         )
     };
-    plan.thresholds
-        .iter()
-        .enumerate()
-        .map(|(i, th)| threshold_result(th, evidence.judge_threshold(i)))
-        .collect()
+    f(&evidence)
+}
+
+/// Every threshold judged on what the run measured so far (live outputs).
+fn judged_so_far(
+    plan: &Plan,
+    agg: &Aggregator,
+    live: Option<&Results>,
+    platform: Option<&Platform>,
+    elapsed: Duration,
+) -> Vec<ricochet_reports::model::ThresholdResult> {
+    with_live_evidence(agg, live, platform, elapsed, |evidence| {
+        plan.thresholds
+            .iter()
+            .enumerate()
+            .map(|(i, th)| threshold_result(th, evidence.judge_threshold(i)))
+            .collect()
+    })
 }
 
 /// Judges `abortOnFail` thresholds past their `delayAbortEval`.
@@ -875,23 +889,18 @@ fn check_aborts(
     elapsed: Duration,
     stopper: &Stopper,
 ) {
-    let observed = platform
-        .filter(|_| {
-            plan.thresholds
-                .iter()
-                .any(|t| t.abort_on_fail && t.metric.is_platform())
-        })
-        .map(Platform::observed);
-    let evidence = Evidence {
-        platform: match &observed {
-            Some(o) => PlatformEvidence::Observed(o),
-            None => PlatformEvidence::Unavailable("no platform check observations yet"),
-        },
-        ..agg.evidence(
-            elapsed.as_secs_f64(),
-            live.map_or(TelemetryEvidence::NotVerified, TelemetryEvidence::Verified),
-        )
-    };
+    let platform = platform.filter(|_| {
+        plan.thresholds
+            .iter()
+            .any(|t| t.abort_on_fail && t.metric.is_platform())
+    });
+    with_live_evidence(agg, live, platform, elapsed, |evidence| {
+        abort_on(plan, evidence, elapsed, stopper);
+    });
+}
+
+/// Stops the run on the first `abortOnFail` threshold that `evidence` fails.
+fn abort_on(plan: &Plan, evidence: &Evidence<'_>, elapsed: Duration, stopper: &Stopper) {
     for (i, th) in plan.thresholds.iter().enumerate() {
         if !th.abort_on_fail || elapsed < th.delay_abort_eval || stopper.token.is_cancelled() {
             continue;
