@@ -1,5 +1,5 @@
-//! `loadgen`: ricochet's command line (`run | validate | report | compare | operator |
-//! runner | crd`).
+//! `loadgen`: ricochet's command line (`run | validate | report | compare | canary |
+//! operator | runner | crd`).
 //!
 //! The edge of the program, in the ripgrep shape: clap parses the flags into the
 //! argument types here, each command makes one library call (`ricochet-engine`,
@@ -15,11 +15,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ricochet_engine::{Exit, Overrides, Plan, PlanError};
 
+mod canary;
 mod operator;
 mod progress;
 mod report;
 mod run;
 
+pub use canary::CanaryArgs;
 pub use operator::{OperatorArgs, RunnerArgs};
 pub use report::{CompareArgs, CompareFormat, ReportArgs};
 pub use run::{PacingArg, RunArgs};
@@ -42,6 +44,11 @@ pub enum Command {
     /// Run a LoadTest: exit 0 (thresholds passed), 1 (a threshold failed), 2 (invalid
     /// input) or 3 (the run could not be carried out); `--out DIR` writes summary.json.
     Run(RunArgs),
+    /// Run the plan continuously in rounds (a low, steady rate) and serve `/metrics` with
+    /// the round trip's found / missing / unknown per signal, ingest latency and request
+    /// latency over totals and a rolling window; exit 2 on a configuration error, 0 on
+    /// SIGTERM.
+    Canary(CanaryArgs),
     /// Run the Kubernetes operator: reconcile LoadTestRuns over runner pods, create runs on
     /// LoadTest schedules (in cluster; see deploy/README.md).
     Operator(OperatorArgs),
@@ -176,6 +183,7 @@ pub fn execute(command: Command) -> CommandResult {
     match command {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => run::run(&args),
+        Command::Canary(args) => canary::canary(&args),
         Command::Operator(args) => operator::operator(&args),
         Command::Crd => operator::crd(),
         Command::Runner(args) => operator::runner(&args),

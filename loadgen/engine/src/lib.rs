@@ -37,6 +37,7 @@ pub mod thresholds;
 
 pub mod accounting;
 pub mod aggregate;
+pub mod canary;
 pub mod chaos;
 pub mod client;
 pub mod embedded;

@@ -25,7 +25,7 @@ use ricochet_verify::verification::Results;
 use crate::client::ErrorCause;
 use crate::metric::{Metric, RoundTrip};
 use crate::plan::Plan;
-use crate::plan::output::{OutputPlan, TrendStat};
+use crate::plan::output::{Naming, TrendStat};
 use crate::schedule::RateProfile;
 use crate::stats::Stats;
 
@@ -60,25 +60,39 @@ struct Counts {
     received: u64,
 }
 
-/// Remote write gets trend gauges; OTLP gets histograms.
+/// How trends are shown: remote write gets chosen statistics as gauges; OTLP and the
+/// canary's `/metrics` get histograms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavor {
+pub enum Flavor {
+    /// Each trend statistic of [`Batcher::trend_stats`] as a gauge.
     Gauges,
+    /// An explicit-bucket histogram over [`BOUNDS`].
     Histograms,
+}
+
+/// Turns a run's measurements into a [`Batch`]: the metric names (prefix), the labels
+/// every series carries, and the trend statistics of [`Flavor::Gauges`].
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    naming: Naming,
+    trend_stats: Vec<TrendStat>,
+    labels: Vec<(String, String)>,
 }
 
 /// The live outputs of one run.
 pub struct Live {
     outputs: Vec<(Output, Flavor)>,
-    plan: OutputPlan,
-    labels: Vec<(String, String)>,
+    flush_interval: Duration,
+    batcher: Batcher,
     last: Instant,
     started: Instant,
 }
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live").field("plan", &self.plan).finish()
+        f.debug_struct("Live")
+            .field("batcher", &self.batcher)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,10 +144,14 @@ impl Live {
             let t = target(Target::otlp(b.url.clone()), b)?;
             outputs.push((Output::start(vec![t], options)?, Flavor::Histograms));
         }
+        let trend_stats = p
+            .remote_write
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.1.clone());
         Ok(Some(Self {
             outputs,
-            plan: p.clone(),
-            labels,
+            flush_interval: p.flush_interval,
+            batcher: Batcher::new(p.naming, trend_stats, labels),
             last: Instant::now(),
             started: Instant::now(),
         }))
@@ -148,7 +166,7 @@ impl Live {
         telemetry: Option<&Results>,
         judged: impl FnOnce() -> Vec<ThresholdResult>,
     ) {
-        if self.last.elapsed() < self.plan.flush_interval {
+        if self.last.elapsed() < self.flush_interval {
             return;
         }
         self.last = Instant::now();
@@ -164,11 +182,13 @@ impl Live {
         end: Option<&Summary>,
     ) {
         let at = SystemTime::now();
+        let b = &self.batcher;
         for (output, flavor) in &self.outputs {
-            let mut batch = self.batch(at, plan, stats, telemetry, *flavor);
-            batch.series.extend(self.threshold_series(thresholds));
+            let elapsed = self.started.elapsed();
+            let mut batch = b.batch(at, elapsed, plan, stats, telemetry, *flavor);
+            batch.series.extend(b.threshold_series(thresholds));
             if let Some(summary) = end {
-                batch.series.extend(self.run_series(summary));
+                batch.series.extend(b.run_series(summary));
             }
             // A batch of this module's making is well formed; a refusal would be a bug
             // here, and the run goes on regardless.
@@ -192,12 +212,25 @@ impl Live {
         }
         out
     }
+}
 
-    fn name(&self, metric: &str) -> String {
-        format!("{}_{metric}", self.plan.naming.prefix())
+impl Batcher {
+    /// A batcher naming metrics by `naming`, with `labels` on every series.
+    pub fn new(naming: Naming, trend_stats: Vec<TrendStat>, labels: Vec<(String, String)>) -> Self {
+        Self {
+            naming,
+            trend_stats,
+            labels,
+        }
     }
 
-    fn with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// The full name of `metric` (`ricochet_<metric>`).
+    pub fn name(&self, metric: &str) -> String {
+        format!("{}_{metric}", self.naming.prefix())
+    }
+
+    /// The common labels plus `extra`.
+    pub fn with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut l = self.labels.clone();
         l.extend(
             extra
@@ -207,9 +240,14 @@ impl Live {
         l
     }
 
-    fn batch(
+    /// The run's totals so far as counters, gauges and trends: requests, data, failures
+    /// and errors by cause per tag set, iterations, target rate, chaos phases, and the
+    /// telemetry round trip per signal. `elapsed` is the run's time so far, for the
+    /// target rate and the chaos phases.
+    pub fn batch(
         &self,
         at: SystemTime,
+        elapsed: Duration,
         plan: &Plan,
         stats: &Stats,
         telemetry: Option<&Results>,
@@ -310,7 +348,7 @@ impl Live {
             b.series
                 .push(counter(self.name("http_req_errors_total"), l, n as f64));
         }
-        let elapsed = self.started.elapsed().as_secs_f64();
+        let elapsed = elapsed.as_secs_f64();
         for sc in &plan.scenarios {
             if let Some(p) = RateProfile::of(&sc.executor) {
                 let t = elapsed - sc.start_time.as_secs_f64();
@@ -324,8 +362,8 @@ impl Live {
             }
         }
         for e in &plan.chaos.events {
-            let on =
-                elapsed >= e.at.as_secs_f64() && e.until.is_none_or(|u| elapsed < u.as_secs_f64());
+            let until = e.until.unwrap_or_else(|| plan.max_duration());
+            let on = elapsed >= e.at.as_secs_f64() && elapsed < until.as_secs_f64();
             let l = self.with(&[("fault", e.name.as_deref().unwrap_or(&e.label))]);
             b.series
                 .push(gauge(self.name("chaos_active"), l, f64::from(u8::from(on))));
@@ -377,6 +415,10 @@ impl Live {
                         RoundTrip::BackendLatency(tally.signal),
                         &tally.backend_latency,
                     ),
+                    (
+                        RoundTrip::QueryDuration(tally.signal),
+                        &tally.query_duration,
+                    ),
                 ];
                 for (leg, h) in legs {
                     self.trend(&mut b, Metric::Telemetry(leg), &l, h, flavor);
@@ -401,12 +443,7 @@ impl Live {
         }
         match flavor {
             Flavor::Gauges => {
-                let stats = self
-                    .plan
-                    .remote_write
-                    .as_ref()
-                    .map_or(&[][..], |r| &r.1[..]);
-                for stat in stats {
+                for stat in &self.trend_stats {
                     b.series.push(Series {
                         name: self.name(&format!("{}_{}", metric.name(), stat.suffix())),
                         labels: labels.to_vec(),
@@ -425,7 +462,7 @@ impl Live {
 
     /// Per threshold its observed value and pass (1), fail (0) or unknown (-1), as judged
     /// so far (live) or at the end.
-    fn threshold_series(&self, thresholds: &[ThresholdResult]) -> Vec<Series> {
+    pub fn threshold_series(&self, thresholds: &[ThresholdResult]) -> Vec<Series> {
         let mut out = Vec::new();
         for t in thresholds {
             let l = self.with(&[("threshold", &t.metric), ("expression", &t.expression)]);
@@ -453,7 +490,7 @@ impl Live {
     }
 
     /// The run's verdict and duration.
-    fn run_series(&self, summary: &Summary) -> Vec<Series> {
+    pub fn run_series(&self, summary: &Summary) -> Vec<Series> {
         let mut out = Vec::new();
         let outcome = format!("{:?}", summary.run.outcome).to_ascii_lowercase();
         out.push(Series {
@@ -482,6 +519,32 @@ const TRENDS: [Metric; 6] = [
     Metric::HttpStreamDuration,
 ];
 
+/// The trends and round-trip legs, each pushed as statistics (remote write) or as a
+/// histogram `<name>_seconds` (OTLP, the canary's `/metrics`).
+fn trend_metrics() -> Vec<Metric> {
+    let signals = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    let legs = signals.iter().flat_map(|&s| {
+        [
+            RoundTrip::IngestLatency(s),
+            RoundTrip::BackendLatency(s),
+            RoundTrip::QueryDuration(s),
+        ]
+    });
+    TRENDS
+        .iter()
+        .copied()
+        .chain(legs.map(Metric::Telemetry))
+        .collect()
+}
+
+/// The histograms' names under the `ricochet` prefix (`ricochet_http_req_duration_seconds`).
+pub fn histogram_names() -> Vec<String> {
+    trend_metrics()
+        .iter()
+        .map(|m| format!("ricochet_{}_seconds", m.name()))
+        .collect()
+}
+
 /// Every metric name the live outputs push under the `ricochet` prefix, with the trend
 /// statistics `p(90)`, `p(95)`, `p(99)`, `p(99.9)`, `avg`, `med`, `min`, `max`, `count` and
 /// `sum` (dashboards and alert rules are checked against it).
@@ -498,12 +561,6 @@ pub fn metric_names() -> Vec<String> {
         TrendStat::Count,
         TrendStat::Sum,
     ];
-    let signals = [Signal::Traces, Signal::Logs, Signal::Metrics];
-    let ingest: Vec<Metric> = signals
-        .iter()
-        .flat_map(|&s| [RoundTrip::IngestLatency(s), RoundTrip::BackendLatency(s)])
-        .map(Metric::Telemetry)
-        .collect();
     let mut out: Vec<String> = [
         "http_reqs_total",
         "data_sent_total",
@@ -527,14 +584,14 @@ pub fn metric_names() -> Vec<String> {
     .iter()
     .map(|n| format!("ricochet_{n}"))
     .collect();
-    for m in TRENDS.iter().chain(&ingest) {
+    for m in trend_metrics() {
         out.extend(
             stats
                 .iter()
                 .map(|s| format!("ricochet_{}_{}", m.name(), s.suffix())),
         );
-        out.push(format!("ricochet_{}_seconds", m.name()));
     }
+    out.extend(histogram_names());
     out
 }
 
@@ -590,22 +647,10 @@ fn report(r: TargetReport) -> OutputReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::output::Naming;
     use crate::testing::{plan_with, requests, scenario};
 
-    fn live(naming: Naming) -> Live {
-        Live {
-            outputs: Vec::new(),
-            plan: OutputPlan {
-                remote_write: None,
-                otlp: None,
-                flush_interval: Duration::from_secs(5),
-                naming,
-            },
-            labels: vec![("testid".into(), "t-1".into())],
-            last: Instant::now(),
-            started: Instant::now(),
-        }
+    fn batcher(naming: Naming, trend_stats: Vec<TrendStat>) -> Batcher {
+        Batcher::new(naming, trend_stats, vec![("testid".into(), "t-1".into())])
     }
 
     #[test]
@@ -614,19 +659,18 @@ mod tests {
         let mut stats = requests(0, 1, 200, &[10, 20, 30]);
         stats.merge(&requests(0, 2, 200, &[40]));
         stats.merge(&requests(0, 1, 500, &[50]));
-        let mut l = live(Naming::Ricochet);
-        l.plan.remote_write = Some((
-            BackendPlan {
-                url: "http://x".into(),
-                tenant: None,
-                bearer: None,
-                basic: None,
-                ca_file: None,
-                timeout: Duration::from_secs(1),
-            },
+        let l = batcher(
+            Naming::Ricochet,
             vec![TrendStat::Percentile(99.0), TrendStat::Count],
-        ));
-        let b = l.batch(SystemTime::now(), &plan, &stats, None, Flavor::Gauges);
+        );
+        let b = l.batch(
+            SystemTime::now(),
+            Duration::ZERO,
+            &plan,
+            &stats,
+            None,
+            Flavor::Gauges,
+        );
         let names = metric_names();
         for s in &b.series {
             assert!(names.contains(&s.name), "{} is not listed", s.name);
@@ -648,13 +692,27 @@ mod tests {
             count.value, 5.0,
             "one trend series per scenario and request"
         );
-        let histograms = l.batch(SystemTime::now(), &plan, &stats, None, Flavor::Histograms);
+        let histograms = l.batch(
+            SystemTime::now(),
+            Duration::ZERO,
+            &plan,
+            &stats,
+            None,
+            Flavor::Histograms,
+        );
         let h = &histograms.histograms[0];
         assert_eq!(h.name, "ricochet_http_req_duration_seconds");
         assert!(names.contains(&h.name));
         assert_eq!((h.count, h.counts.iter().sum::<u64>()), (5, 5));
 
-        let k6 = live(Naming::K6).batch(SystemTime::now(), &plan, &stats, None, Flavor::Gauges);
+        let k6 = batcher(Naming::K6, Vec::new()).batch(
+            SystemTime::now(),
+            Duration::ZERO,
+            &plan,
+            &stats,
+            None,
+            Flavor::Gauges,
+        );
         assert!(k6.series.iter().any(|s| s.name == "k6_http_reqs_total"));
     }
 }

@@ -56,6 +56,15 @@ pub struct RunOptions {
     pub testid: Option<String>,
     /// This process's runner index in a split run (the live outputs' `runner` label).
     pub runner: Option<u32>,
+    /// Sees the totals at every tick (the canary's `/metrics`).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Sees a run's measurements while it goes.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Called at every collection tick with the run's time so far, everything measured so
+    /// far and the telemetry samples settled so far.
+    fn tick(&self, elapsed: Duration, stats: &Stats, telemetry: Option<&Results>);
 }
 
 impl Default for RunOptions {
@@ -68,6 +77,7 @@ impl Default for RunOptions {
             pacing: Pacing::Auto,
             testid: None,
             runner: None,
+            observer: None,
         }
     }
 }
@@ -533,6 +543,9 @@ async fn run(
                 agg.absorb(recorder.drain(), sec.saturating_sub(1));
                 let tallies = verification.as_ref().map(Verification::snapshot);
                 check_aborts(plan, &agg, tallies.as_ref(), platform.as_ref(), elapsed, &stopper);
+                if let Some(o) = &opts.observer {
+                    o.tick(elapsed, &agg.totals, tallies.as_ref());
+                }
                 if let Some(l) = live.as_mut() {
                     let judged = || judged_so_far(plan, &agg, tallies.as_ref(), platform.as_ref(), elapsed);
                     l.tick(plan, &agg.totals, tallies.as_ref(), judged);

@@ -58,6 +58,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod exposition;
 mod http;
 mod lane;
 pub mod model;

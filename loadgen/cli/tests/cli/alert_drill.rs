@@ -22,6 +22,7 @@ use ricochet_reports::model::{AlertSummary, Summary, ThresholdResult, Verdict};
 use serde_json::{Value, json};
 
 use crate::prometheus_roundtrip::{patience, tail};
+use crate::support::free_port;
 
 /// The alert the drills provoke.
 const ALERT: &str = "EchoServerHighErrorRate";
@@ -34,11 +35,6 @@ fn repo() -> PathBuf {
 
 fn monitoring(file: &str) -> PathBuf {
     repo().join("deploy/monitoring").join(file)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// `n` distinct free loopback ports.

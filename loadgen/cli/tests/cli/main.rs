@@ -3,6 +3,7 @@
 //! a real Prometheus. Load tests take `support::one_at_a_time()`.
 
 mod alert_drill;
+mod canary;
 mod compare_cli;
 mod deploy_cli;
 mod deploy_manifests;

@@ -7,6 +7,7 @@
 //! request total of 3, polling with a patience of `RICOCHET_TEST_PATIENCE_SECS` (default
 //! 30 s). Without prometheus installed the test fails; it is never skipped.
 
+use crate::support::free_port;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,11 +99,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 pub(crate) fn start_prometheus(target: SocketAddr) -> Prometheus {

@@ -1,4 +1,5 @@
-//! Shared helpers: one load test at a time within this binary, a runtime per test.
+//! Shared helpers: one load test at a time within this binary, a runtime per test, free
+//! loopback ports.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -15,4 +16,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A loopback port nothing listens on (now).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
