@@ -19,6 +19,8 @@
 #   prometheus, the package's own service is not used: each test starts its own on a free port.
 # - bsdutils (`script`): loadgen/cli/tests/cli/run_cli.rs runs loadgen on a pseudo-terminal
 #   to check the live progress bar and the coloured summary.
+# - lua5.4: loadgen/operator/tests/operator/argocd_health.rs runs deploy/argocd/health.lua,
+#   the Argo CD health check of LoadTestRuns, on each recorded run under deploy/argocd/testdata.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,7 @@ command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing+=(pro
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "scripts/test.sh: installing Debian packages the tests need: ${missing[*]}" >&2
