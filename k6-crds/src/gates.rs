@@ -146,4 +146,10 @@ pub struct RemoteWriteSpec {
     /// (default `p(99)`): `p(N)`, `avg`, `med`, `min`, `max`, `count`, `sum`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trend_stats: Vec<String>,
+    /// Push trends as Prometheus native histograms (`<name>_seconds`, exponential buckets
+    /// of schema 3, about 9 % wide) instead of the `trendStats` gauges, as k6's
+    /// `K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM`; the receiver must accept them
+    /// (Prometheus: `--enable-feature=native-histograms`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub native_histograms: bool,
 }

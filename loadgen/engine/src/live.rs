@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use ricochet_output::model::{Batch, Histogram, Kind, Series};
+use ricochet_output::model::{Batch, Histogram, Kind, NativeHistogram, Series};
 use ricochet_output::target::{Auth, Options, Secret, Target};
 use ricochet_output::{Output, TargetReport};
 use ricochet_reports::model::{OutputReport, Summary, ThresholdResult, Verdict};
@@ -68,7 +68,13 @@ pub enum Flavor {
     Gauges,
     /// An explicit-bucket histogram over [`BOUNDS`].
     Histograms,
+    /// A native histogram of schema [`NATIVE_SCHEMA`] (remote write with
+    /// `nativeHistograms`).
+    NativeHistograms,
 }
+
+/// The schema of native histograms: 8 buckets per power of two, each about 9 % wide.
+pub const NATIVE_SCHEMA: i8 = 3;
 
 /// Turns a run's measurements into a [`Batch`]: the metric names (prefix), the labels
 /// every series carries, and the trend statistics of [`Flavor::Gauges`].
@@ -138,7 +144,12 @@ impl Live {
         let mut outputs = Vec::new();
         if let Some((b, _)) = &p.remote_write {
             let t = target(Target::remote_write(b.url.clone()), b)?;
-            outputs.push((Output::start(vec![t], options.clone())?, Flavor::Gauges));
+            let flavor = if p.native_histograms {
+                Flavor::NativeHistograms
+            } else {
+                Flavor::Gauges
+            };
+            outputs.push((Output::start(vec![t], options.clone())?, flavor));
         }
         if let Some(b) = &p.otlp {
             let t = target(Target::otlp(b.url.clone()), b)?;
@@ -457,6 +468,15 @@ impl Batcher {
                 labels.to_vec(),
                 h,
             )),
+            Flavor::NativeHistograms => {
+                let name = self.name(&format!("{}_seconds", metric.name()));
+                let mut n = NativeHistogram::new(name, labels.to_vec(), NATIVE_SCHEMA);
+                for v in h.iter_recorded() {
+                    let secs = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+                    n.observe(secs, v.count_at_value());
+                }
+                b.native.push(n);
+            }
         }
     }
 

@@ -72,7 +72,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-pub use model::{Batch, Histogram, Kind, Series};
+pub use model::{Batch, Histogram, Kind, NativeHistogram, Series};
 pub use target::{Auth, Options, Protocol, Secret, Target};
 
 use lane::Lane;

@@ -13,6 +13,9 @@ pub struct Batch {
     pub series: Vec<Series>,
     /// Explicit-bucket histograms.
     pub histograms: Vec<Histogram>,
+    /// Native (exponential-bucket) histograms: encoded by remote write only; the other
+    /// encodings leave them out.
+    pub native: Vec<NativeHistogram>,
 }
 
 /// One counter or gauge value with its labels.
@@ -62,18 +65,90 @@ impl Batch {
             at,
             series: Vec::new(),
             histograms: Vec::new(),
+            native: Vec::new(),
         }
     }
 
     /// True when there is nothing to send.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.histograms.is_empty()
+        self.series.is_empty() && self.histograms.is_empty() && self.native.is_empty()
     }
 
-    /// Checks each histogram's shape: finite ascending bounds, one more count than bounds.
+    /// Checks each histogram's shape: finite ascending bounds, one more count than bounds;
+    /// native schemas within -4..=8.
     pub fn validate(&self) -> Result<()> {
-        self.histograms.iter().try_for_each(Histogram::validate)
+        self.histograms.iter().try_for_each(Histogram::validate)?;
+        match self.native.iter().find(|h| !(-4..=8).contains(&h.schema)) {
+            Some(h) => Err(OutputError::Histogram {
+                name: h.name.clone(),
+                reason: format!("schema {} is not one of -4 to 8", h.schema),
+            }),
+            None => Ok(()),
+        }
     }
+}
+
+/// A cumulative native histogram (Prometheus' sparse exponential buckets): bucket `i` of
+/// schema `s` holds the observations in `(2^((i-1)/2^s), 2^(i/2^s)]`; observations of 0
+/// (or below) are counted in the zero bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeHistogram {
+    /// Metric name (`ricochet_http_req_duration_seconds`).
+    pub name: String,
+    /// Label pairs, in any order.
+    pub labels: Vec<(String, String)>,
+    /// Resolution: `2^s` buckets per power of two (-4 to 8).
+    pub schema: i8,
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Observations of zero or less.
+    pub zero_count: u64,
+    /// Observations per bucket index, positive values only.
+    pub buckets: std::collections::BTreeMap<i32, u64>,
+}
+
+impl NativeHistogram {
+    /// An empty histogram of `schema`.
+    pub fn new(name: String, labels: Vec<(String, String)>, schema: i8) -> Self {
+        Self {
+            name,
+            labels,
+            schema,
+            count: 0,
+            sum: 0.0,
+            zero_count: 0,
+            buckets: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Counts `n` observations of `value`.
+    pub fn observe(&mut self, value: f64, n: u64) {
+        self.count += n;
+        self.sum += value * n as f64;
+        if value > 0.0 && value.is_finite() {
+            *self.buckets.entry(bucket_index(value, self.schema)).or_default() += n;
+        } else {
+            self.zero_count += n;
+        }
+    }
+}
+
+/// The index of the bucket of `schema` that holds `v` (> 0): the `i` with
+/// `2^((i-1)/2^s) < v <= 2^(i/2^s)`.
+pub fn bucket_index(v: f64, schema: i8) -> i32 {
+    let per_octave = 2f64.powi(i32::from(schema));
+    let upper = |i: i32| 2f64.powf(f64::from(i) / per_octave);
+    let mut i = (v.log2() * per_octave).ceil() as i32;
+    // log2 rounds: settle on the bucket whose bounds hold v.
+    while upper(i) < v {
+        i += 1;
+    }
+    while upper(i - 1) >= v {
+        i -= 1;
+    }
+    i
 }
 
 impl Histogram {
@@ -130,6 +205,29 @@ mod tests {
         assert!(err.contains("2 bounds and 2 counts"), "{err}");
         batch.histograms[0].counts.push(3);
         batch.validate().unwrap();
+    }
+
+    #[test]
+    fn native_buckets_hold_their_values_between_their_bounds() {
+        // Schema 0: one bucket per power of two, (1, 2] is index 1, (0.5, 1] index 0.
+        assert_eq!(bucket_index(1.0, 0), 0);
+        assert_eq!(bucket_index(1.5, 0), 1);
+        assert_eq!(bucket_index(2.0, 0), 1);
+        assert_eq!(bucket_index(0.75, 0), 0);
+        // Schema 3: 8 per octave; every value lies within its bucket's bounds.
+        for v in [0.000_123, 0.001, 0.0123, 0.5, 1.0, 3.7, 1000.0] {
+            let i = bucket_index(v, 3);
+            let (lo, hi) = (2f64.powf(f64::from(i - 1) / 8.0), 2f64.powf(f64::from(i) / 8.0));
+            assert!(lo < v && v <= hi, "{v} in ({lo}, {hi}] of {i}");
+        }
+        let mut h = NativeHistogram::new("lat".into(), Vec::new(), 3);
+        h.observe(0.0, 2);
+        h.observe(0.25, 3);
+        assert_eq!((h.count, h.zero_count, h.sum), (5, 2, 0.75));
+        assert_eq!(h.buckets.into_iter().collect::<Vec<_>>(), [(-16, 3)]);
+        let mut batch = Batch::new(SystemTime::UNIX_EPOCH);
+        batch.native.push(NativeHistogram::new("x".into(), Vec::new(), 9));
+        assert!(batch.validate().unwrap_err().to_string().contains("schema 9"));
     }
 
     #[test]

@@ -227,6 +227,7 @@ mod tests {
                 bounds: vec![0.1],
                 counts: vec![1, 2],
             }],
+            native: Vec::new(),
         };
         let req = export_request(&batch, &[("testid".into(), "t1".into())], at(90));
         let rm = &req.resource_metrics[0];

@@ -5,14 +5,17 @@
 //! `value = 2`; Sample `value = 1` double, `timestamp = 2` int64 milliseconds). Each
 //! series carries `__name__` and its labels sorted by name, with names sanitized to what
 //! the specification allows; histograms become classic `_bucket{le}` (cumulative),
-//! `_sum` and `_count` series. The body is snappy block-compressed.
+//! `_sum` and `_count` series, and native histograms the `histograms` field of their
+//! series (TimeSeries `histograms = 4`, Prometheus' `types.proto` `Histogram`: integer
+//! counts, sparse positive buckets as spans and delta-encoded counts). The body is snappy
+//! block-compressed.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prost::Message as _;
 
-use crate::model::{Batch, Histogram};
+use crate::model::{Batch, Histogram, NativeHistogram};
 use crate::{OutputError, Result};
 
 /// A remote-write request: the series of one push.
@@ -32,6 +35,50 @@ pub struct TimeSeries {
     /// Samples in timestamp order.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// Native histogram samples in timestamp order.
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<NativeSample>,
+}
+
+/// One native histogram at one instant (`prometheus.Histogram`, integer counts).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NativeSample {
+    /// Observations (`count_int` of the `count` oneof).
+    #[prost(uint64, optional, tag = "1")]
+    pub count: Option<u64>,
+    /// Sum of the observations.
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    /// Resolution.
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    /// Width of the zero bucket, `[-t, t]`.
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket (`zero_count_int`).
+    #[prost(uint64, optional, tag = "6")]
+    pub zero_count: Option<u64>,
+    /// Runs of consecutive positive buckets.
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    /// The positive buckets' counts, each as the difference from the previous one.
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    /// Milliseconds since the Unix epoch.
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+}
+
+/// A run of consecutive buckets: its gap from the previous run's end (or, for the first,
+/// its first index) and its length.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BucketSpan {
+    /// Gap to the previous span, or the first index.
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    /// Buckets in the span.
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
 }
 
 /// A label pair.
@@ -66,6 +113,12 @@ pub fn write_request(batch: &Batch) -> WriteRequest {
     for h in &batch.histograms {
         push_histogram(&mut timeseries, h, ts);
     }
+    for h in &batch.native {
+        let mut t = series(&h.name, &h.labels, None, 0.0, ts);
+        t.samples.clear();
+        t.histograms.push(native_sample(h, ts));
+        timeseries.push(t);
+    }
     WriteRequest { timeseries }
 }
 
@@ -75,7 +128,7 @@ pub fn encode(batch: &Batch) -> Result<(Bytes, u64)> {
     let samples = request
         .timeseries
         .iter()
-        .map(|t| t.samples.len() as u64)
+        .map(|t| (t.samples.len() + t.histograms.len()) as u64)
         .sum();
     let body = snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
@@ -83,6 +136,41 @@ pub fn encode(batch: &Batch) -> Result<(Bytes, u64)> {
             reason: format!("snappy compression failed: {e}"),
         })?;
     Ok((Bytes::from(body), samples))
+}
+
+/// `h` as a remote-write histogram sample: buckets in index order, grouped into spans of
+/// consecutive indices.
+fn native_sample(h: &NativeHistogram, timestamp: i64) -> NativeSample {
+    let mut spans: Vec<BucketSpan> = Vec::new();
+    let mut deltas = Vec::with_capacity(h.buckets.len());
+    let (mut next, mut previous) = (None::<i32>, 0i64);
+    for (&index, &n) in &h.buckets {
+        match (next, spans.last_mut()) {
+            (Some(expected), Some(span)) if expected == index => span.length += 1,
+            (Some(expected), _) => spans.push(BucketSpan {
+                offset: index - expected,
+                length: 1,
+            }),
+            (None, _) => spans.push(BucketSpan {
+                offset: index,
+                length: 1,
+            }),
+        }
+        next = Some(index + 1);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        deltas.push(n - previous);
+        previous = n;
+    }
+    NativeSample {
+        count: Some(h.count),
+        sum: h.sum,
+        schema: i32::from(h.schema),
+        zero_threshold: 0.0,
+        zero_count: Some(h.zero_count),
+        positive_spans: spans,
+        positive_deltas: deltas,
+        timestamp,
+    }
 }
 
 fn push_histogram(out: &mut Vec<TimeSeries>, h: &Histogram, ts: i64) {
@@ -150,6 +238,7 @@ fn series(
     TimeSeries {
         labels: out,
         samples: vec![Sample { value, timestamp }],
+        histograms: Vec::new(),
     }
 }
 
@@ -225,6 +314,7 @@ mod tests {
                 bounds: vec![0.05, 0.1, 0.25],
                 counts: vec![2, 3, 4, 1],
             }],
+            native: Vec::new(),
         }
     }
 
@@ -297,6 +387,32 @@ mod tests {
             ("__name__", "ricochet_latency_seconds_count")
         );
         assert_eq!(req.timeseries[6].samples[0].value, 10.0);
+    }
+
+    #[test]
+    fn native_histograms_are_spans_of_consecutive_buckets_with_delta_counts() {
+        let mut h = NativeHistogram::new("lat_seconds".into(), labels(&[("s", "x")]), 0);
+        // Buckets 1, 2 and 5 (schema 0: (1,2], (2,4], (16,32]) and one zero.
+        h.observe(1.5, 3);
+        h.observe(3.0, 1);
+        h.observe(20.0, 4);
+        h.observe(0.0, 2);
+        let mut b = Batch::new(UNIX_EPOCH + Duration::from_millis(7));
+        b.native.push(h);
+        let (body, samples) = encode(&b).unwrap();
+        assert_eq!(samples, 1);
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let req = WriteRequest::decode(raw.as_slice()).unwrap();
+        let t = &req.timeseries[0];
+        assert_eq!(pairs(t), [("__name__", "lat_seconds"), ("s", "x")]);
+        assert!(t.samples.is_empty());
+        let n = &t.histograms[0];
+        assert_eq!((n.count, n.zero_count, n.schema), (Some(10), Some(2), 0));
+        assert_eq!(n.sum, 1.5 * 3.0 + 3.0 + 80.0);
+        assert_eq!(n.timestamp, 7);
+        let spans: Vec<(i32, u32)> = n.positive_spans.iter().map(|s| (s.offset, s.length)).collect();
+        assert_eq!(spans, [(1, 2), (2, 1)]);
+        assert_eq!(n.positive_deltas, [3, -2, 3]);
     }
 
     #[test]

@@ -143,6 +143,57 @@ fn a_run_pushes_its_metrics_to_prometheus_remote_write_and_they_match_the_summar
 }
 
 #[test]
+fn native_histograms_reach_prometheus_with_every_request_counted() {
+    let _serial = one_at_a_time();
+    let prom = start_prometheus_with(
+        "global: {scrape_interval: 1m}\n",
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=native-histograms",
+        ],
+    );
+    let ready = Instant::now();
+    while get(&format!("{}/-/ready", prom.url)).is_none_or(|(status, _)| status != 200) {
+        assert!(
+            ready.elapsed() < patience(),
+            "prometheus never ready:\n{}",
+            tail(&prom.log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = SCENARIO
+        .replace("URL", &format!("{}/api/v1/write", prom.url))
+        .replace(
+            "trendStats: [\"p(95)\", \"p(99)\", \"max\"]",
+            "nativeHistograms: true",
+        );
+    assert!(scenario.contains("nativeHistograms: true"));
+    let (code, summary, stderr) = run(dir.path(), &scenario, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let outputs = &summary["outputs"][0];
+    assert_eq!(outputs["batchesFailed"], 0, "Prometheus took every push: {outputs}");
+    let sent = summary["metrics"]["http_reqs"]["count"].as_u64().unwrap();
+    let series = "ricochet_http_req_duration_seconds{scenario=\"api\",name=\"orders\"}";
+    let count = query(&prom.url, &format!("histogram_count({series})"));
+    assert_eq!(count.len(), 1, "{count:?}");
+    assert_eq!(value(&count[0]) as u64, sent, "{count:?}");
+    // The p99 from the buckets is within one bucket (2^(1/8), 9 %) of the summary's.
+    let p99 = query(&prom.url, &format!("histogram_quantile(0.99, {series})"));
+    let want = summary["metrics"]["http_req_duration{scenario:api}"]["trend"]["p99"]
+        .as_f64()
+        .unwrap()
+        / 1000.0;
+    let got = value(&p99[0]);
+    assert!(
+        got / want < 1.0905 && want / got < 1.0905,
+        "p99 {got} s from the native histogram vs {want} s in the summary"
+    );
+    // Trends come as histograms instead of statistic gauges.
+    assert!(query(&prom.url, "ricochet_http_req_duration_p99").is_empty());
+}
+
+#[test]
 fn with_the_receiver_down_the_run_still_passes_and_reports_the_lost_pushes() {
     let _serial = one_at_a_time();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

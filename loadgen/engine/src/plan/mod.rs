@@ -1126,14 +1126,15 @@ impl Checker<'_> {
             };
             match kind {
                 "prometheus-rw" => {
-                    let stats = output_spec
+                    let (trend_stats, native_histograms) = output_spec
                         .prometheus_remote_write
                         .take()
-                        .map(|r| r.trend_stats)
+                        .map(|r| (r.trend_stats, r.native_histograms))
                         .unwrap_or_default();
                     output_spec.prometheus_remote_write = Some(ricochet_crds::RemoteWriteSpec {
                         backend,
-                        trend_stats: stats,
+                        trend_stats,
+                        native_histograms,
                     });
                 }
                 "otlp" => output_spec.otlp = Some(backend),

@@ -79,6 +79,8 @@ pub struct OutputPlan {
     pub flush_interval: Duration,
     /// Metric names.
     pub naming: Naming,
+    /// Remote write gets trends as native histograms rather than statistic gauges.
+    pub native_histograms: bool,
 }
 
 /// Parses a trend statistic (`p(99)`, `avg`, ...).
@@ -165,6 +167,10 @@ pub fn output_plan(spec: &OutputSpec, base_dir: &Path) -> Result<Option<OutputPl
         }
     };
     Ok(Some(OutputPlan {
+        native_histograms: spec
+            .prometheus_remote_write
+            .as_ref()
+            .is_some_and(|r| r.native_histograms),
         remote_write,
         otlp,
         flush_interval,

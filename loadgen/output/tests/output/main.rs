@@ -145,5 +145,6 @@ fn batch(at: SystemTime, requests: f64, vus: f64, counts: [u64; 3]) -> Batch {
             bounds: vec![0.1, 0.5],
             counts: counts.to_vec(),
         }],
+        native: Vec::new(),
     }
 }
