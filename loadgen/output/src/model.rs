@@ -128,7 +128,10 @@ impl NativeHistogram {
         self.count += n;
         self.sum += value * n as f64;
         if value > 0.0 && value.is_finite() {
-            *self.buckets.entry(bucket_index(value, self.schema)).or_default() += n;
+            *self
+                .buckets
+                .entry(bucket_index(value, self.schema))
+                .or_default() += n;
         } else {
             self.zero_count += n;
         }
@@ -217,7 +220,10 @@ mod tests {
         // Schema 3: 8 per octave; every value lies within its bucket's bounds.
         for v in [0.000_123, 0.001, 0.0123, 0.5, 1.0, 3.7, 1000.0] {
             let i = bucket_index(v, 3);
-            let (lo, hi) = (2f64.powf(f64::from(i - 1) / 8.0), 2f64.powf(f64::from(i) / 8.0));
+            let (lo, hi) = (
+                2f64.powf(f64::from(i - 1) / 8.0),
+                2f64.powf(f64::from(i) / 8.0),
+            );
             assert!(lo < v && v <= hi, "{v} in ({lo}, {hi}] of {i}");
         }
         let mut h = NativeHistogram::new("lat".into(), Vec::new(), 3);
@@ -226,8 +232,16 @@ mod tests {
         assert_eq!((h.count, h.zero_count, h.sum), (5, 2, 0.75));
         assert_eq!(h.buckets.into_iter().collect::<Vec<_>>(), [(-16, 3)]);
         let mut batch = Batch::new(SystemTime::UNIX_EPOCH);
-        batch.native.push(NativeHistogram::new("x".into(), Vec::new(), 9));
-        assert!(batch.validate().unwrap_err().to_string().contains("schema 9"));
+        batch
+            .native
+            .push(NativeHistogram::new("x".into(), Vec::new(), 9));
+        assert!(
+            batch
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("schema 9")
+        );
     }
 
     #[test]

@@ -410,7 +410,11 @@ mod tests {
         assert_eq!((n.count, n.zero_count, n.schema), (Some(10), Some(2), 0));
         assert_eq!(n.sum, 1.5 * 3.0 + 3.0 + 80.0);
         assert_eq!(n.timestamp, 7);
-        let spans: Vec<(i32, u32)> = n.positive_spans.iter().map(|s| (s.offset, s.length)).collect();
+        let spans: Vec<(i32, u32)> = n
+            .positive_spans
+            .iter()
+            .map(|s| (s.offset, s.length))
+            .collect();
         assert_eq!(spans, [(1, 2), (2, 1)]);
         assert_eq!(n.positive_deltas, [3, -2, 3]);
     }

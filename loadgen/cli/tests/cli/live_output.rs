@@ -172,7 +172,10 @@ fn native_histograms_reach_prometheus_with_every_request_counted() {
     let (code, summary, stderr) = run(dir.path(), &scenario, &[]);
     assert_eq!(code, 0, "{stderr}");
     let outputs = &summary["outputs"][0];
-    assert_eq!(outputs["batchesFailed"], 0, "Prometheus took every push: {outputs}");
+    assert_eq!(
+        outputs["batchesFailed"], 0,
+        "Prometheus took every push: {outputs}"
+    );
     let sent = summary["metrics"]["http_reqs"]["count"].as_u64().unwrap();
     let series = "ricochet_http_req_duration_seconds{scenario=\"api\",name=\"orders\"}";
     let count = query(&prom.url, &format!("histogram_count({series})"));
