@@ -1,7 +1,8 @@
 //! `LoadTestRun`: one execution of a `LoadTest`, as a Job is one execution of a CronJob.
 //!
-//! `kubectl wait --for=condition=Passed loadtestrun/NAME` is a promotion gate: the
-//! operator sets `Passed` (or `Failed`) once the merged results of all runners are judged.
+//! The operator sets `Finished` to True once a run is over, passed or failed, and `Passed`
+//! to True or False with it: a pipeline waits with `kubectl wait --for=condition=Finished
+//! loadtestrun/NAME`, which returns at once either way, then reads `Passed`.
 
 use std::collections::BTreeMap;
 
@@ -190,7 +191,8 @@ pub struct LoadTestRunStatus {
     /// Each threshold's verdict, in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdVerdict>,
-    /// `Started`, `Passed`, `Failed`.
+    /// `Started`; once the run is over `Finished` (True, passed or failed), `Passed` (True
+    /// or False, with the failed thresholds and their observed values) and `Failed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Where the reports are.

@@ -136,6 +136,28 @@ pub struct Target {
     /// may be one load-balanced address that hides the replicas).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
+    /// `https://` targets: a PEM file of CA certificates trusted beside the system roots,
+    /// e.g. a mounted Secret's `/etc/ricochet/target-tls/ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// `https://` targets: the client certificate presented for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<ClientCert>,
+    /// `https://` targets: accept any server certificate, unverified. Every report of the
+    /// run says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+/// A client certificate and its private key, PEM files (e.g. a mounted `kubernetes.io/tls`
+/// Secret's `tls.crt` and `tls.key`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientCert {
+    /// The certificate chain, leaf first.
+    pub cert_file: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 /// Traffic as a multiple of the GA baseline.

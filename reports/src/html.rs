@@ -95,6 +95,13 @@ pub fn render(summary: &Summary) -> String {
         esc(&verdict_sentence(summary)),
         run.exit_code
     );
+    if run.insecure_skip_verify {
+        let _ = writeln!(
+            out,
+            "<p class=\"warning\" id=\"insecure-skip-verify\"><strong>Warning:</strong> {}.</p>",
+            esc(units::INSECURE_SKIP_VERIFY)
+        );
+    }
     thresholds(&mut out, summary);
     timeline(&mut out, summary);
     latency(&mut out, summary);

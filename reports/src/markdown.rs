@@ -28,6 +28,13 @@ pub fn render(summary: &Summary) -> String {
         capitalise(&md(&verdict_sentence(summary))),
         summary.run.exit_code
     );
+    if summary.run.insecure_skip_verify {
+        let _ = writeln!(
+            out,
+            "> ⚠️ **Warning:** {}.\n",
+            md(units::INSECURE_SKIP_VERIFY)
+        );
+    }
     thresholds(&mut out, summary);
     latency(&mut out, summary);
     telemetry(&mut out, summary);

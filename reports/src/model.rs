@@ -105,6 +105,10 @@ pub struct RunInfo {
     /// Why the run ended early, if it did (abortOnFail, signal, target failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// The target's TLS certificate went unverified (`spec.target.insecureSkipVerify`):
+    /// whoever answered was measured, whether or not it was the service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 /// How a run ended.

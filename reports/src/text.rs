@@ -114,6 +114,16 @@ fn verdict(out: &mut String, summary: &Summary, p: &Paint) {
             )
         )
     );
+    if summary.run.insecure_skip_verify {
+        let _ = writeln!(
+            out,
+            "  {}",
+            p.paint(
+                &format!("{BOLD}{RED}"),
+                &format!("⚠ WARNING: {}", units::INSECURE_SKIP_VERIFY)
+            )
+        );
+    }
 }
 
 fn thresholds(out: &mut String, thresholds: &[ThresholdResult], p: &Paint) {

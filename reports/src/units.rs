@@ -222,6 +222,9 @@ pub(crate) fn metric<'a>(
     summary.metrics.get(&key)
 }
 
+/// The warning every report shows for a run whose target certificate went unverified.
+pub(crate) const INSECURE_SKIP_VERIFY: &str = "the target's TLS certificate was NOT verified (spec.target.insecureSkipVerify: true): the answers measured may not come from the service";
+
 /// The run-metadata rows (label, value) that the Markdown and HTML reports show, with
 /// user-supplied text passed through `text` and literal values (paths, URLs) through
 /// `code`, each renderer escaping for its own format.
@@ -241,6 +244,9 @@ pub(crate) fn metadata_rows(
         ""
     };
     rows.push(("Target", format!("{}{embedded}", code(&run.target))));
+    if run.insecure_skip_verify {
+        rows.push(("TLS", text(INSECURE_SKIP_VERIFY)));
+    }
     if let Some(rps) = run.target_rps {
         rows.push(("Target rate", per_sec(rps)));
     }

@@ -28,6 +28,7 @@ fn sample(t0: Instant, i: u64) -> Measurement {
         end: scheduled + Duration::from_micros(500 + (i * 7919) % 200_000),
         bytes_sent: 120,
         bytes_received: 200,
+        connected: None,
     }
 }
 

@@ -1,6 +1,9 @@
 //! The HTTP client of the hot loop: HTTP/1.1 spoken inline over a bounded keep-alive pool
-//! (or one connection per VU), or hyper's connection API over one multiplexed connection
-//! (HTTP/2 prior knowledge).
+//! (or one connection per VU), in clear or over TLS (`https://`, see [`crate::tls`]), or
+//! hyper's connection API over one multiplexed connection (HTTP/2 prior knowledge).
+//!
+//! A request that opened its connection carries how long the TCP connect and the TLS
+//! handshake took ([`Connected`]), k6's `http_req_connecting` and `http_req_tls_handshaking`.
 //!
 //! Every request carries a fresh W3C `traceparent` (sampled) and an `X-Request-Id`.
 
@@ -18,9 +21,11 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
 
-use crate::h1::{self, describe_io};
+use crate::h1::{self, Stream, describe_io};
 use crate::plan::{RequestPlan, TargetUrl};
+use crate::tls::{Roots, client_config, server_name};
 
 use echo_server::contract::{PROBE_HEADER, REPLICA_HEADER, TRACEPARENT};
 
@@ -29,8 +34,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Why a target URL cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    /// Only `http://` is spoken.
-    #[error("target {url}: only http:// targets are supported (got scheme `{scheme}`)")]
+    /// Only `http://` and `https://` are spoken.
+    #[error(
+        "target {url}: only http:// and https:// targets are supported (got scheme `{scheme}`)"
+    )]
     Scheme {
         /// The URL.
         url: String,
@@ -45,7 +52,7 @@ pub enum TargetError {
     },
     /// The URL's port is not a usable TCP port.
     #[error(
-        "target {url}: `{port}` is not a usable port, expected 1 to 65535 (or no port: 80 for http://)"
+        "target {url}: `{port}` is not a usable port, expected 1 to 65535 (or no port: 80 for http://, 443 for https://)"
     )]
     Port {
         /// The URL.
@@ -61,7 +68,7 @@ pub enum TargetError {
         /// Why.
         reason: String,
     },
-    /// The probe connection failed.
+    /// The probe connection failed (TLS handshake included).
     #[error("cannot reach target {url}: {reason}")]
     Unreachable {
         /// The URL.
@@ -69,6 +76,90 @@ pub enum TargetError {
         /// Why, e.g. `connection refused`.
         reason: String,
     },
+    /// The TLS settings cannot be used (a CA, certificate or key file), or ask for what is
+    /// not spoken.
+    #[error("target {url}: {reason}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// TLS towards one target: the connector and the name checked and sent as SNI.
+#[derive(Clone)]
+struct TlsConnect {
+    connector: TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnect")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long opening a request's connection took: k6's `http_req_connecting` (TCP) and
+/// `http_req_tls_handshaking` (`None` in clear).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connected {
+    /// The TCP connect.
+    pub connecting: Duration,
+    /// The TLS handshake, `https://` only.
+    pub tls_handshaking: Option<Duration>,
+}
+
+/// A TCP connection to `addr`, Nagle off.
+async fn tcp(addr: SocketAddr) -> Result<TcpStream, FailureKind> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| FailureKind::Connect {
+            cause: ErrorCause::of_connect(&e),
+            detail: describe_io(&e),
+        })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens a connection to `addr`, TLS over it when `tls` is given.
+async fn open(
+    addr: SocketAddr,
+    tls: Option<&TlsConnect>,
+) -> Result<(Stream, Connected), FailureKind> {
+    let start = Instant::now();
+    let tcp = tcp(addr).await?;
+    let connected = Instant::now();
+    let connecting = connected - start;
+    let Some(tls) = tls else {
+        return Ok((
+            Stream::Plain(tcp),
+            Connected {
+                connecting,
+                tls_handshaking: None,
+            },
+        ));
+    };
+    let stream = tls
+        .connector
+        .connect(tls.name.clone(), tcp)
+        .await
+        .map_err(|e| FailureKind::Connect {
+            cause: match ErrorCause::of_io(&e) {
+                ErrorCause::Tls => ErrorCause::Tls,
+                _ => ErrorCause::of_connect(&e),
+            },
+            detail: format!("TLS handshake failed: {}", describe_io(&e)),
+        })?;
+    Ok((
+        Stream::Tls(Box::new(stream)),
+        Connected {
+            connecting,
+            tls_handshaking: Some(connected.elapsed()),
+        },
+    ))
 }
 
 /// A resolved target: address, `Host` header, path prefix.
@@ -83,6 +174,8 @@ pub struct Target {
     http2: bool,
     max_connections: usize,
     timeout: Duration,
+    tls: Option<TlsConnect>,
+    insecure_skip_verify: bool,
 }
 
 impl Target {
@@ -90,6 +183,7 @@ impl Target {
     pub async fn resolve(target: &TargetUrl) -> Result<Self, TargetError> {
         let url = target.base.to_string().trim_end_matches('/').to_owned();
         let scheme = target.base.scheme_str().unwrap_or_default();
+        let https = scheme == "https";
         let Some(default_port) = default_port(scheme) else {
             return Err(TargetError::Scheme {
                 url,
@@ -118,8 +212,33 @@ impl Target {
         };
         let authority_value = HeaderValue::from_str(authority.as_str())
             .map_err(|_| TargetError::NoHost { url: url.clone() })?;
+        let tls = if https {
+            if target.http2 {
+                return Err(TargetError::Tls {
+                    url,
+                    reason: "HTTP/2 over TLS (ALPN h2) is not spoken; drop `http2`".into(),
+                });
+            }
+            let config =
+                client_config(&target.tls, Roots::System).map_err(|e| TargetError::Tls {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+            let name = server_name(authority.host()).ok_or_else(|| TargetError::Tls {
+                url: url.clone(),
+                reason: format!("`{}` is not a valid TLS server name", authority.host()),
+            })?;
+            Some(TlsConnect {
+                connector: TlsConnector::from(Arc::new(config)),
+                name,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             scheme_authority: format!("http://{}", authority.as_str()),
+            tls,
+            insecure_skip_verify: https && target.tls.insecure_skip_verify,
             prefix: target.base.path().trim_end_matches('/').to_owned(),
             url,
             addr,
@@ -135,6 +254,12 @@ impl Target {
         self.timeout
     }
 
+    /// Whether the target's certificate goes unverified (`insecureSkipVerify`), which the
+    /// reports flag.
+    pub fn insecure_skip_verify(&self) -> bool {
+        self.insecure_skip_verify
+    }
+
     /// A loopback target at `addr` (the embedded echo-server).
     pub fn loopback(addr: SocketAddr, max_connections: usize, timeout: Duration) -> Self {
         let authority = addr.to_string();
@@ -148,17 +273,20 @@ impl Target {
             http2: false,
             max_connections: max_connections.max(1),
             timeout,
+            tls: None,
+            insecure_skip_verify: false,
         }
     }
 
-    /// Opens and closes one connection, so an unreachable target fails fast and clearly.
+    /// Opens and closes one connection (TLS handshake included), so an unreachable target
+    /// or a certificate it would refuse fails fast and clearly.
     pub async fn probe(&self) -> Result<(), TargetError> {
         let wait = self.timeout.min(Duration::from_secs(5));
-        match tokio::time::timeout(wait, TcpStream::connect(self.addr)).await {
+        match tokio::time::timeout(wait, open(self.addr, self.tls.as_ref())).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(TargetError::Unreachable {
+            Ok(Err(kind)) => Err(TargetError::Unreachable {
                 url: self.url.clone(),
-                reason: describe_io(&e),
+                reason: kind.detail().to_owned(),
             }),
             Err(_) => Err(TargetError::Unreachable {
                 url: self.url.clone(),
@@ -224,11 +352,11 @@ impl Target {
     }
 }
 
-/// The port a scheme's URLs use when they name none; `None` for schemes not spoken
-/// (only `http`: `https` is refused, not sent in clear to port 80).
+/// The port a scheme's URLs use when they name none; `None` for schemes not spoken.
 fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
+        "https" => Some(443),
         _ => None,
     }
 }
@@ -293,6 +421,8 @@ pub struct Exchange {
     pub ids: TraceIds,
     /// The replica that answered, as its `x-ricochet-replica` header named it.
     pub replica: Option<Arc<str>>,
+    /// How the connection was opened, when this request opened it (HTTP/1.1).
+    pub connected: Option<Connected>,
 }
 
 /// Why a request got no answer: k6's `error_code`, by name. A response of any status (5xx
@@ -315,7 +445,8 @@ pub enum ErrorCause {
     /// The answer was not valid HTTP: a malformed head or body framing, an HTTP/2 protocol
     /// error.
     Protocol,
-    /// The TLS handshake failed. Reserved for `https://` targets, not spoken yet.
+    /// The TLS handshake failed, or the TLS layer refused the connection (e.g. an alert
+    /// from a server that wants a client certificate).
     Tls,
 }
 
@@ -363,6 +494,9 @@ impl ErrorCause {
     /// the connection, so it counts as `reset`.
     pub fn of_io(e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return ErrorCause::Tls;
+        }
         match e.kind() {
             K::ConnectionRefused => ErrorCause::Refused,
             K::TimedOut => ErrorCause::Timeout,
@@ -729,6 +863,7 @@ impl Client {
         };
         let (traceparent, request_id) = ids.header_bytes();
         let mut attempts = 0;
+        let mut opened = None;
         loop {
             attempts += 1;
             // The last attempt always gets a fresh connection: when a server closes its idle
@@ -744,7 +879,9 @@ impl Client {
                     sent.connecting(true);
                     let conn = self.connect_h1().await;
                     sent.connecting(false);
-                    (conn.map_err(|k| fail(k, sent.get()))?, false)
+                    let (conn, connected) = conn.map_err(|k| fail(k, sent.get()))?;
+                    opened = Some(connected);
+                    (conn, false)
                 }
             };
             let t = Instant::now();
@@ -770,6 +907,7 @@ impl Client {
                         bytes_received: r.received,
                         ids,
                         replica: r.replica,
+                        connected: if reused { None } else { opened },
                     });
                 }
                 // A kept-alive connection the server closed meanwhile: retry on another
@@ -807,19 +945,10 @@ impl Client {
             .push((c, Instant::now()));
     }
 
-    async fn tcp(&self) -> Result<TcpStream, FailureKind> {
-        let stream = TcpStream::connect(self.inner.target.addr)
-            .await
-            .map_err(|e| FailureKind::Connect {
-                cause: ErrorCause::of_connect(&e),
-                detail: describe_io(&e),
-            })?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
-
-    async fn connect_h1(&self) -> Result<h1::Conn, FailureKind> {
-        Ok(h1::Conn::new(self.tcp().await?))
+    async fn connect_h1(&self) -> Result<(h1::Conn, Connected), FailureKind> {
+        let target = &self.inner.target;
+        let (stream, connected) = open(target.addr, target.tls.as_ref()).await?;
+        Ok((h1::Conn::new(stream), connected))
     }
     async fn h2_sender(&self) -> Result<H2, FailureKind> {
         let mut slot = self.inner.h2.lock().await;
@@ -828,7 +957,8 @@ impl Client {
         {
             return Ok(s.clone());
         }
-        let io = TokioIo::new(self.tcp().await?);
+        // Prior knowledge, in clear: `Target::resolve` refuses HTTP/2 over TLS.
+        let io = TokioIo::new(tcp(self.inner.target.addr).await?);
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| FailureKind::Connect {
@@ -881,6 +1011,7 @@ async fn read_response(
         bytes_received: received,
         ids,
         replica,
+        connected: None,
     })
 }
 
@@ -1031,7 +1162,8 @@ mod tests {
         assert_eq!(port("http://h:0"), Err("0".to_owned()));
         assert_eq!(port("http://h:"), Err(String::new()));
         assert_eq!(default_port("http"), Some(80));
-        assert_eq!(default_port("https"), None);
+        assert_eq!(default_port("https"), Some(443));
+        assert_eq!(default_port("ftp"), None);
         assert_eq!(default_port(""), None);
     }
 
@@ -1046,10 +1178,13 @@ mod tests {
         let e = resolve("http://127.0.0.1:99999").await.expect_err("port");
         assert_eq!(
             e.to_string(),
-            "target http://127.0.0.1:99999: `99999` is not a usable port, expected 1 to 65535 (or no port: 80 for http://)"
+            "target http://127.0.0.1:99999: `99999` is not a usable port, expected 1 to 65535 (or no port: 80 for http://, 443 for https://)"
         );
-        let e = resolve("https://127.0.0.1").await.expect_err("scheme");
+        let e = resolve("ftp://127.0.0.1").await.expect_err("scheme");
         assert!(matches!(e, TargetError::Scheme { .. }), "{e}");
+        let t = resolve("https://127.0.0.1").await.expect("https");
+        assert_eq!(t.addr.port(), 443);
+        assert!(t.tls.is_some());
         let t = resolve("http://127.0.0.1").await.expect("default port");
         assert_eq!(t.addr.port(), 80);
     }

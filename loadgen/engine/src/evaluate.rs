@@ -208,6 +208,8 @@ pub fn select(
         Metric::HttpReqServiceDuration => |s| Some(&s.service),
         Metric::HttpReqScheduleLag => |s| Some(&s.schedule_lag),
         Metric::HttpReqBlocked => |s| Some(&s.blocked),
+        Metric::HttpReqConnecting => |s| s.connecting.as_ref(),
+        Metric::HttpReqTlsHandshaking => |s| s.tls_handshaking.as_ref(),
         Metric::Telemetry(_) | Metric::Query | Metric::Alert(_) => return None,
     };
     let mut h = new_hist();

@@ -1,4 +1,5 @@
-//! HTTP/1.1 spoken inline on an owned `TcpStream` (any byte stream in tests): the request is serialized once into a
+//! HTTP/1.1 spoken inline on an owned [`Stream`], plain TCP or TLS (any byte stream in
+//! tests): the request is serialized once into a
 //! [`Template`] (only the two per-request trace headers are patched in place, and a metric
 //! probe's header inserted), written with
 //! one `write_all`, and the response is read into a per-connection buffer and parsed with
@@ -6,15 +7,18 @@
 //! connection task, no channel, no `HeaderMap` per response.
 
 use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use echo_server::contract::{PROBE_HEADER, REPLICA_HEADER, TRACEPARENT};
 
 use crate::client::ErrorCause;
 use http::{HeaderMap, Method};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// Largest response head (status line and headers) accepted, and the bound on one chunk-size
 /// line and on a chunked body's trailer section.
@@ -166,8 +170,69 @@ enum Framing {
     Close,
 }
 
+/// A connection's byte stream: plain TCP, or TLS over TCP (boxed: rustls' state is large,
+/// and a plain connection pays only the branch).
+pub(crate) enum Stream {
+    /// `http://`.
+    Plain(TcpStream),
+    /// `https://`.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One HTTP/1.1 connection with its reusable buffers.
-pub(crate) struct Conn<S = TcpStream> {
+pub(crate) struct Conn<S = Stream> {
     stream: S,
     wbuf: Vec<u8>,
     rbuf: Vec<u8>,
@@ -183,7 +248,8 @@ pub(crate) struct Conn<S = TcpStream> {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.stream.tcp().peer_addr().ok())
+            .field("tls", &matches!(self.stream, Stream::Tls(_)))
             .finish_non_exhaustive()
     }
 }
@@ -191,10 +257,12 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// Whether the peer closed (or wrote to) this connection while it sat idle: a
     /// non-blocking read finds end of stream, an error or bytes nobody asked for. No system
-    /// call unless the socket was reported readable.
+    /// call unless the socket was reported readable. Over TLS the probe reads the socket
+    /// under the TLS layer: any record that arrived unasked (a `close_notify`) drops the
+    /// connection just the same.
     pub(crate) fn closed_while_idle(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        !matches!(self.stream.tcp().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 
@@ -235,6 +303,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         self.got_any = false;
         if let Err(e) = self.stream.write_all(&self.wbuf).await {
+            return Err(Error::io(&e, false));
+        }
+        // TLS may hold records back until flushed; a no-op for plain TCP.
+        if let Err(e) = self.stream.flush().await {
             return Err(Error::io(&e, false));
         }
         let (status, framing, mut reusable, head_len, head, replica) =

@@ -52,6 +52,7 @@ pub mod schedule;
 pub mod stats;
 pub mod summary;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;
 
 #[cfg(any(test, feature = "test-util"))]

@@ -58,6 +58,11 @@ pub enum Metric {
     HttpReqScheduleLag,
     /// `http_req_blocked`: actual send − the iteration's start (waiting for a connection).
     HttpReqBlocked,
+    /// `http_req_connecting`: the TCP connect, requests that opened their connection.
+    HttpReqConnecting,
+    /// `http_req_tls_handshaking`: the TLS handshake, `https://` requests that opened
+    /// their connection.
+    HttpReqTlsHandshaking,
     /// `http_stream_duration`: last byte − scheduled instant (streamed requests only).
     HttpStreamDuration,
     /// `http_req_failed`: the fraction of failed requests.
@@ -134,7 +139,7 @@ impl RoundTrip {
 impl Metric {
     /// Every built-in metric, in table order (the order of the "unknown metric" error and of
     /// the summary's metrics).
-    pub const ALL: [Metric; 35] = {
+    pub const ALL: [Metric; 37] = {
         use RoundTrip as R;
         use Signal::{Logs, Metrics, Traces};
         [
@@ -144,6 +149,8 @@ impl Metric {
             Metric::HttpReqServiceDuration,
             Metric::HttpReqScheduleLag,
             Metric::HttpReqBlocked,
+            Metric::HttpReqConnecting,
+            Metric::HttpReqTlsHandshaking,
             Metric::HttpStreamDuration,
             Metric::HttpReqFailed,
             Metric::Iterations,
@@ -192,6 +199,8 @@ impl Metric {
             Metric::HttpReqServiceDuration => "http_req_service_duration",
             Metric::HttpReqScheduleLag => "http_req_schedule_lag",
             Metric::HttpReqBlocked => "http_req_blocked",
+            Metric::HttpReqConnecting => "http_req_connecting",
+            Metric::HttpReqTlsHandshaking => "http_req_tls_handshaking",
             Metric::HttpStreamDuration => "http_stream_duration",
             Metric::HttpReqFailed => "http_req_failed",
             Metric::Iterations => "iterations",
@@ -247,6 +256,8 @@ impl Metric {
             | Metric::HttpReqServiceDuration
             | Metric::HttpReqScheduleLag
             | Metric::HttpReqBlocked
+            | Metric::HttpReqConnecting
+            | Metric::HttpReqTlsHandshaking
             | Metric::HttpStreamDuration
             | Metric::Alert(
                 AlertMeasure::TimeToFire | AlertMeasure::TimeToNotify | AlertMeasure::TimeToResolve,
@@ -344,6 +355,8 @@ mod tests {
         assert_eq!(kind("data_received"), Some(MetricKind::Counter));
         assert_eq!(kind("http_req_failed"), Some(MetricKind::Rate));
         assert_eq!(kind("http_req_blocked"), Some(MetricKind::Trend));
+        assert_eq!(kind("http_req_connecting"), Some(MetricKind::Trend));
+        assert_eq!(kind("http_req_tls_handshaking"), Some(MetricKind::Trend));
         assert_eq!(kind("telemetry_trace_incomplete"), Some(MetricKind::Rate));
         assert_eq!(kind("telemetry_metric_unknown"), Some(MetricKind::Rate));
         assert_eq!(

@@ -68,6 +68,11 @@ pub struct SeriesStats {
     pub blocked: Hist,
     /// `http_stream_duration`: last byte − scheduled instant (streamed requests only).
     pub stream: Option<Hist>,
+    /// `http_req_connecting`: the TCP connect of requests that opened their connection.
+    pub connecting: Option<Hist>,
+    /// `http_req_tls_handshaking`: the TLS handshake of `https://` requests that opened
+    /// their connection.
+    pub tls_handshaking: Option<Hist>,
 }
 
 impl Default for SeriesStats {
@@ -83,6 +88,8 @@ impl Default for SeriesStats {
             schedule_lag: new_hist(),
             blocked: new_hist(),
             stream: None,
+            connecting: None,
+            tls_handshaking: None,
         }
     }
 }
@@ -99,8 +106,14 @@ impl SeriesStats {
         merge_hist(&mut self.service, &other.service);
         merge_hist(&mut self.schedule_lag, &other.schedule_lag);
         merge_hist(&mut self.blocked, &other.blocked);
-        if let Some(src) = &other.stream {
-            merge_hist(self.stream.get_or_insert_with(new_hist), src);
+        for (dst, src) in [
+            (&mut self.stream, &other.stream),
+            (&mut self.connecting, &other.connecting),
+            (&mut self.tls_handshaking, &other.tls_handshaking),
+        ] {
+            if let Some(src) = src {
+                merge_hist(dst.get_or_insert_with(new_hist), src);
+            }
         }
     }
 }
@@ -230,6 +243,12 @@ impl Stats {
                 s.end.saturating_duration_since(s.scheduled),
             );
         }
+        if let Some(c) = s.connected {
+            record_duration(series.connecting.get_or_insert_with(new_hist), c.connecting);
+            if let Some(tls) = c.tls_handshaking {
+                record_duration(series.tls_handshaking.get_or_insert_with(new_hist), tls);
+            }
+        }
         self.scenarios
             .entry(ScenarioKey {
                 scenario: s.key.scenario,
@@ -284,6 +303,8 @@ pub struct Measurement {
     pub bytes_sent: u64,
     /// Response bytes (approximate wire size).
     pub bytes_received: u64,
+    /// How the request's connection was opened, when the request opened it.
+    pub connected: Option<crate::client::Connected>,
 }
 
 /// One shard: buckets of [`Stats`] by second of completion since the run's start.
@@ -521,6 +542,7 @@ mod tests {
             end: scheduled + Duration::from_micros(end_us),
             bytes_sent: 10,
             bytes_received: 20,
+            connected: None,
         }
     }
 

@@ -122,7 +122,12 @@ fn metrics(plan: &Plan, agg: &Aggregator, seconds: f64) -> BTreeMap<String, Metr
         if let Some(sel) = select(metric, filter, None, stats, index) {
             if let Selected::Trend(h) = &sel
                 && h.is_empty()
-                && metric == Metric::HttpStreamDuration
+                && matches!(
+                    metric,
+                    Metric::HttpStreamDuration
+                        | Metric::HttpReqConnecting
+                        | Metric::HttpReqTlsHandshaking
+                )
             {
                 return;
             }
@@ -231,6 +236,10 @@ pub fn build(
             outcome: facts.outcome,
             exit_code: facts.exit.code(),
             stop_reason: facts.stop_reason.clone(),
+            insecure_skip_verify: matches!(
+                &plan.target,
+                crate::plan::TargetPlan::Url(u) if u.tls.insecure_skip_verify
+            ),
         },
         scenarios: scenario_summaries(plan, agg),
         metrics: metrics(plan, agg, seconds),
@@ -434,6 +443,7 @@ mod tests {
                     end: t,
                     bytes_sent: 1,
                     bytes_received: 0,
+                    connected: None,
                 },
                 cause,
             );

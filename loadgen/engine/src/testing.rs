@@ -37,6 +37,7 @@ pub fn target(url: &str) -> TargetPlan {
         max_connections: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
         timeout: Duration::from_secs(10),
         replicas: Vec::new(),
+        tls: Box::default(),
     })
 }
 
@@ -133,6 +134,7 @@ pub fn requests(scenario: u16, phase: u16, status: u16, latencies_ms: &[u64]) ->
             end: t0 + Duration::from_millis(ms),
             bytes_sent: 1,
             bytes_received: 1,
+            connected: None,
         });
     }
     stats

@@ -171,6 +171,7 @@ impl ScenarioCtx {
                     end: ex.end,
                     bytes_sent: ex.bytes_sent,
                     bytes_received: ex.bytes_received,
+                    connected: ex.connected,
                 }
             }
             Err(f) => {
@@ -190,6 +191,7 @@ impl ScenarioCtx {
                     end: f.end,
                     bytes_sent: f.bytes_sent,
                     bytes_received: 0,
+                    connected: None,
                 };
                 self.recorder.record_failure(&sample, cause);
                 return;

@@ -556,6 +556,12 @@ pub struct PartialSeries {
     /// `http_stream_duration`, streamed requests only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// `http_req_connecting`, requests that opened their connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connecting: Option<String>,
+    /// `http_req_tls_handshaking`, `https://` requests that opened their connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshaking: Option<String>,
     /// Requests without an answer by cause (`timeout`, `refused`, ...), when any.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, u64>,
@@ -598,6 +604,16 @@ fn encode_stats(
             schedule_lag: encode(&s.schedule_lag, &label)?,
             blocked: encode(&s.blocked, &label)?,
             stream: s.stream.as_ref().map(|h| encode(h, &label)).transpose()?,
+            connecting: s
+                .connecting
+                .as_ref()
+                .map(|h| encode(h, &label))
+                .transpose()?,
+            tls_handshaking: s
+                .tls_handshaking
+                .as_ref()
+                .map(|h| encode(h, &label))
+                .transpose()?,
             errors: stats
                 .errors
                 .get(key)
@@ -765,6 +781,16 @@ fn merge_stats(
                 .stream
                 .as_deref()
                 .map(|t| decode(t, runner, &label, "stream"))
+                .transpose()?,
+            connecting: s
+                .connecting
+                .as_deref()
+                .map(|t| decode(t, runner, &label, "connecting"))
+                .transpose()?,
+            tls_handshaking: s
+                .tls_handshaking
+                .as_deref()
+                .map(|t| decode(t, runner, &label, "tlsHandshaking"))
                 .transpose()?,
         };
         let key = SeriesKey {

@@ -635,35 +635,20 @@ impl HttpBackend {
 fn tls_config(name: &'static str, endpoint: &Endpoint) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     if endpoint.base.scheme() == "https" {
-        // Unreadable system certs are skipped; a custom CA still works without them.
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
+        add_system_roots(&mut roots);
     }
     if let Some(path) = &endpoint.ca_file {
-        let pem = std::fs::read(path).map_err(|source| VerifyError::File {
-            what: "CA",
-            path: path.clone(),
-            source,
+        add_ca_file(&mut roots, path).map_err(|e| match e {
+            CaFileError::Read(source) => VerifyError::File {
+                what: "CA",
+                path: path.clone(),
+                source,
+            },
+            CaFileError::Invalid(reason) => VerifyError::Ca {
+                path: path.clone(),
+                reason,
+            },
         })?;
-        let mut n = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| VerifyError::Ca {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            roots.add(cert).map_err(|e| VerifyError::Ca {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(VerifyError::Ca {
-                path: path.clone(),
-                reason: "no CERTIFICATE block".into(),
-            });
-        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -675,6 +660,51 @@ fn tls_config(name: &'static str, endpoint: &Endpoint) -> Result<rustls::ClientC
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// Adds the system's root certificates to `roots`; unreadable ones are skipped, so a custom
+/// CA still works without them.
+pub fn add_system_roots(roots: &mut rustls::RootCertStore) {
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+}
+
+/// Why a CA file (`caFile`) cannot be used.
+#[derive(Debug)]
+pub enum CaFileError {
+    /// The file cannot be read.
+    Read(std::io::Error),
+    /// It is not PEM with at least one valid `CERTIFICATE` block.
+    Invalid(String),
+}
+
+impl fmt::Display for CaFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaFileError::Read(e) => e.fmt(f),
+            CaFileError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Adds every certificate of the PEM file at `path` to `roots`: the one CA-file loader of
+/// the telemetry backends and of `https://` load targets. A file without a `CERTIFICATE`
+/// block is an error, never an empty trust store.
+pub fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), CaFileError> {
+    let pem = std::fs::read(path).map_err(CaFileError::Read)?;
+    let mut n = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| CaFileError::Invalid(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| CaFileError::Invalid(e.to_string()))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(CaFileError::Invalid("no CERTIFICATE block".into()));
+    }
+    Ok(())
 }
 
 struct RawAnswer {

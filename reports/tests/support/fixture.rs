@@ -109,6 +109,7 @@ pub fn realistic() -> Summary {
             outcome: Outcome::Failed,
             exit_code: 1,
             stop_reason: None,
+            insecure_skip_verify: false,
         },
         scenarios,
         metrics,

@@ -114,6 +114,8 @@ pub struct TargetUrl {
     /// Where the replicas' run accounting is read (`spec.target.replicas`): base URLs
     /// whose hosts resolve to the replicas; empty for the target itself.
     pub replicas: Vec<http::Uri>,
+    /// `https://` targets: CA file, client certificate, verification opt-out.
+    pub tls: Box<crate::tls::TlsPlan>,
 }
 
 /// One scenario, validated.
@@ -1433,7 +1435,7 @@ impl Checker<'_> {
             self.err(
                 "spec.target.url",
                 format!(
-                    "`{}` is not a usable target URL, expected `http://HOST[:PORT][/PREFIX]`, e.g. `http://echo-server.observability.svc:8080` (omit `target` for the embedded echo-server)",
+                    "`{}` is not a usable target URL, expected `http://HOST[:PORT][/PREFIX]` or `https://HOST[:PORT][/PREFIX]`, e.g. `http://echo-server.observability.svc:8080` (omit `target` for the embedded echo-server)",
                     t.url
                 ),
             )
@@ -1451,10 +1453,14 @@ impl Checker<'_> {
             return Err(self.err("spec.target.admin.url", problem));
         }
         let base: http::Uri = t.url.parse().map_err(|_| bad_url())?;
-        if base.scheme_str() != Some("http") || base.authority().is_none() || base.query().is_some()
+        let https = base.scheme_str() == Some("https");
+        if !(https || base.scheme_str() == Some("http"))
+            || base.authority().is_none()
+            || base.query().is_some()
         {
             return Err(bad_url());
         }
+        let tls = self.target_tls(t, https)?;
         let max_connections = match t.max_connections {
             None => NonZeroU32::new(DEFAULT_MAX_CONNECTIONS).unwrap_or(NonZeroU32::MIN),
             Some(n) if n > MAX_IN_FLIGHT_PER_PROCESS => {
@@ -1507,7 +1513,71 @@ impl Checker<'_> {
             max_connections,
             timeout,
             replicas,
+            tls: Box::new(tls),
         })
+    }
+
+    /// `spec.target`'s TLS fields: for `https://` targets only; each file read and checked
+    /// now when files are read (a missing or unusable one is invalid input), paths
+    /// relative to the scenario file's folder.
+    fn target_tls(
+        &self,
+        t: &ricochet_crds::Target,
+        https: bool,
+    ) -> Result<crate::tls::TlsPlan, PlanError> {
+        use crate::tls::{ClientCertPlan, Roots, TlsPlan, client_config};
+        let base_dir = self.base_dir();
+        let tls = TlsPlan {
+            ca_file: t.ca_file.as_ref().map(|f| base_dir.join(f)),
+            client_cert: t.client_cert.as_ref().map(|c| ClientCertPlan {
+                cert_file: base_dir.join(&c.cert_file),
+                key_file: base_dir.join(&c.key_file),
+            }),
+            insecure_skip_verify: t.insecure_skip_verify,
+        };
+        if !https {
+            let field = if t.ca_file.is_some() {
+                "spec.target.caFile"
+            } else if t.client_cert.is_some() {
+                "spec.target.clientCert"
+            } else {
+                "spec.target.insecureSkipVerify"
+            };
+            if tls.is_set() {
+                return Err(self.err(
+                    field,
+                    format!(
+                        "applies to `https://` targets only, and `{}` is plain HTTP; use an `https://` URL or drop the field",
+                        t.url
+                    ),
+                ));
+            }
+            return Ok(tls);
+        }
+        if t.http2 {
+            return Err(self.err(
+                "spec.target.http2",
+                "HTTP/2 over TLS (ALPN `h2`) is not spoken yet: an `https://` target is loaded over HTTP/1.1; drop `http2` (it means HTTP/2 with prior knowledge, for `http://` targets)",
+            ));
+        }
+        if t.insecure_skip_verify && t.ca_file.is_some() {
+            return Err(self.err(
+                "spec.target.caFile",
+                "is never used with `insecureSkipVerify: true`, which accepts any certificate; drop one of the two",
+            ));
+        }
+        if matches!(self.body_files, BodyFiles::Read { .. }) {
+            client_config(&tls, Roots::FilesOnly).map_err(|e| {
+                self.err(
+                    e.field(),
+                    format!(
+                        "cannot use {}; paths are relative to the scenario file",
+                        e.reason()
+                    ),
+                )
+            })?;
+        }
+        Ok(tls)
     }
 
     fn scenario(
@@ -2488,9 +2558,9 @@ spec:
             (
                 with(
                     "  traffic: {gaBaselineRps: 100}",
-                    "  target: {url: \"https://x:1\"}\n  traffic: {gaBaselineRps: 100}",
+                    "  target: {url: \"ftp://x:1\"}\n  traffic: {gaBaselineRps: 100}",
                 ),
-                "x.yaml:5:12: spec.target.url: `https://x:1` is not a usable target URL, expected `http://HOST[:PORT][/PREFIX]`, e.g. `http://echo-server.observability.svc:8080` (omit `target` for the embedded echo-server)",
+                "x.yaml:5:12: spec.target.url: `ftp://x:1` is not a usable target URL, expected `http://HOST[:PORT][/PREFIX]` or `https://HOST[:PORT][/PREFIX]`, e.g. `http://echo-server.observability.svc:8080` (omit `target` for the embedded echo-server)",
             ),
         ];
         let wrong: Vec<String> = cases
@@ -2507,7 +2577,7 @@ spec:
         let cases = [
             (
                 "    http_req_duraton: [\"p(99)<800ms\"]\n",
-                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`, `query`, `alert_time_to_fire`, `alert_time_to_notify`, `alert_time_to_resolve`, `alert_unexpected`",
+                "x.yaml:14:5: spec.thresholds.http_req_duraton: unknown metric `http_req_duraton`, expected one of `http_reqs`, `http_req_duration`, `http_req_waiting`, `http_req_service_duration`, `http_req_schedule_lag`, `http_req_blocked`, `http_req_connecting`, `http_req_tls_handshaking`, `http_stream_duration`, `http_req_failed`, `iterations`, `dropped_iterations`, `interrupted_iterations`, `data_sent`, `data_received`, `telemetry_trace_missing`, `telemetry_log_missing`, `telemetry_metric_missing`, `telemetry_trace_incomplete`, `telemetry_trace_unknown`, `telemetry_log_unknown`, `telemetry_metric_unknown`, `telemetry_trace_ingest_latency`, `telemetry_log_ingest_latency`, `telemetry_metric_ingest_latency`, `telemetry_trace_query_duration`, `telemetry_log_query_duration`, `telemetry_metric_query_duration`, `telemetry_trace_export_wait`, `telemetry_log_export_wait`, `telemetry_trace_backend_latency`, `telemetry_log_backend_latency`, `query`, `alert_time_to_fire`, `alert_time_to_notify`, `alert_time_to_resolve`, `alert_unexpected`",
             ),
             (
                 "    http_req_duration: [\"p(99)<800ms\", \"p(95)<2 seconds\"]\n",

@@ -3,6 +3,7 @@
 
 mod executors;
 mod exit_paths;
+mod https;
 mod no_answer;
 mod open_model;
 mod platform_budget;
