@@ -1,5 +1,5 @@
 //! `loadgen`: ricochet's command line (`run | validate | report | compare | canary |
-//! operator | runner | crd`).
+//! gate | operator | runner | crd`).
 //!
 //! The edge of the program, in the ripgrep shape: clap parses the flags into the
 //! argument types here, each command makes one library call (`ricochet-engine`,
@@ -16,12 +16,14 @@ use clap::{Args, Parser, Subcommand};
 use ricochet_engine::{Exit, Overrides, Plan, PlanError};
 
 mod canary;
+mod gate;
 mod operator;
 mod progress;
 mod report;
 mod run;
 
 pub use canary::CanaryArgs;
+pub use gate::GateArgs;
 pub use operator::{OperatorArgs, RunnerArgs};
 pub use report::{CompareArgs, CompareFormat, ReportArgs};
 pub use run::{PacingArg, RunArgs};
@@ -49,6 +51,10 @@ pub enum Command {
     /// latency over totals and a rolling window; exit 2 on a configuration error, 0 on
     /// SIGTERM.
     Canary(CanaryArgs),
+    /// Create a LoadTestRun from a LoadTest (in cluster), wait for it and exit with its
+    /// verdict: 0 passed, 1 failed, 2 no such LoadTest, 3 no verdict (see
+    /// deploy/argo-rollouts).
+    Gate(GateArgs),
     /// Run the Kubernetes operator: reconcile LoadTestRuns over runner pods, create runs on
     /// LoadTest schedules (in cluster; see deploy/README.md).
     Operator(OperatorArgs),
@@ -184,6 +190,7 @@ pub fn execute(command: Command) -> CommandResult {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => run::run(&args),
         Command::Canary(args) => canary::canary(&args),
+        Command::Gate(args) => gate::gate(&args),
         Command::Operator(args) => operator::operator(&args),
         Command::Crd => operator::crd(),
         Command::Runner(args) => operator::runner(&args),

@@ -46,6 +46,10 @@ pub struct OperatorArgs {
     /// into `DIR/<namespace>/<run>/`, e.g. a mounted PersistentVolumeClaim.
     #[arg(long, value_name = "DIR", env = "RICOCHET_REPORT_DIR")]
     pub report_dir: Option<std::path::PathBuf>,
+    /// Serve Flagger's canary webhooks (POST /flagger) on this address, e.g.
+    /// `0.0.0.0:8090` (default: off). See deploy/flagger/README.md.
+    #[arg(long, value_name = "ADDR", env = "RICOCHET_FLAGGER_ADDR")]
+    pub flagger_addr: Option<SocketAddr>,
 }
 
 /// `loadgen operator`: runs until SIGTERM/Ctrl-C; 3 when it cannot start.
@@ -58,6 +62,7 @@ pub(crate) fn operator(args: &OperatorArgs) -> CommandResult {
         namespace: args.namespace.clone(),
         metrics_addr: args.metrics_addr,
         report_dir: args.report_dir.clone(),
+        flagger_addr: args.flagger_addr,
     };
     runtime()?
         .block_on(ricochet_operator::run(config))

@@ -33,6 +33,11 @@ impl FixedClock {
     pub fn at(t: &str) -> Arc<Self> {
         Arc::new(Self(Mutex::new(t.parse().unwrap())))
     }
+
+    /// Moves the clock to `t`.
+    pub fn set(&self, t: &str) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = t.parse().unwrap();
+    }
 }
 
 impl Clock for FixedClock {
@@ -75,6 +80,8 @@ impl Context {
 /// A recorded request.
 #[derive(Debug)]
 pub struct Seen {
+    /// The method.
+    pub method: Method,
     /// Path and query.
     pub uri: String,
     /// JSON body (Null when empty).
@@ -106,7 +113,8 @@ pub enum Scenario {
         /// Runners.
         n: u32,
     },
-    /// Running, one Job failed: LIST jobs, status Failed, Event, delete the runner Jobs.
+    /// Running, one Job failed: LIST jobs, LIST its pod (its termination message), status
+    /// Failed, Event, delete the runner Jobs.
     RunnerFailed {
         /// Runners.
         n: u32,
@@ -125,7 +133,7 @@ pub enum Scenario {
     DeleteExpired,
     /// The first call fails with a 500.
     ServerError,
-    /// A scheduled LoadTest: LIST its runs, DELETE `prune` then `replace`, POST the run
+    /// A scheduled LoadTest: GET it, LIST its runs, DELETE `prune` then `replace`, POST the run
     /// `create` (when set), PATCH the LoadTest's status.
     Schedule {
         /// The scheduled LoadTest.
@@ -241,7 +249,23 @@ impl ApiServerVerifier {
                         )
                         .await,
                     );
+                    // The failed runner's pod, for its termination message.
+                    seen.push(
+                        self.expect(Method::GET, "/api/v1/namespaces/ricochet/pods", |_| {
+                            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+                                "metadata": {"name": format!("{name}-runner-{failed}-abcde")},
+                                "status": {"phase": "Failed", "containerStatuses": [{
+                                    "name": "runner", "image": "ricochet/loadgen:test", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": 3, "reason": "Error",
+                                        "message": "cannot reach the target http://echo:8080: connection refused\n"}}
+                                }]}
+                            }]})
+                        })
+                        .await,
+                    );
                     seen.push(self.expect_status(&run).await);
+
                     seen.push(self.expect_event().await);
                     seen.push(
                         self.expect(
@@ -311,6 +335,16 @@ impl ApiServerVerifier {
                     replace,
                     create,
                 } => {
+                    // The fresh read of the LoadTest the decisions are taken on.
+                    let fresh = serde_json::to_value(&load_test).unwrap();
+                    seen.push(
+                        self.expect(
+                            Method::GET,
+                            &format!("{base}/loadtests/{}", load_test.name_any()),
+                            |_| fresh,
+                        )
+                        .await,
+                    );
                     seen.push(
                         self.expect(Method::GET, &format!("{base}/loadtestruns"), |_| {
                             runs.clone()
@@ -351,6 +385,7 @@ impl ApiServerVerifier {
                 Scenario::ServerError => {
                     let (request, send) = self.0.next_request().await.expect("service not called");
                     seen.push(Seen {
+                        method: request.method().clone(),
                         uri: request.uri().to_string(),
                         body: Value::Null,
                     });
@@ -405,7 +440,43 @@ impl ApiServerVerifier {
                 .body(Body::from(serde_json::to_vec(&answer).unwrap()))
                 .unwrap(),
         );
-        Seen { uri, body }
+        Seen {
+            method: method.clone(),
+            uri,
+            body,
+        }
+    }
+
+    /// Answers every request with `answer(method, path, body)` — `(status code, body)` —
+    /// until the client is dropped (the test drops its context), like a small API
+    /// server, returning every request seen in order.
+    pub fn serve(
+        mut self,
+        mut answer: impl FnMut(&Method, &str, &Value) -> (u16, Value) + Send + 'static,
+    ) -> tokio::task::JoinHandle<Vec<Seen>> {
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((request, send)) = self.0.next_request().await {
+                let method = request.method().clone();
+                let uri = request.uri().to_string();
+                let path = request.uri().path().to_owned();
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                };
+                let (code, reply) = answer(&method, &path, &body);
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+                seen.push(Seen { method, uri, body });
+            }
+            seen
+        })
     }
 
     async fn expect_status(&mut self, run: &LoadTestRun) -> Seen {
@@ -616,6 +687,7 @@ mod tests {
             let c = &pod["containers"][0];
             assert_eq!(c["image"], "ricochet/loadgen:test");
             assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+            assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
             let args: Vec<&str> = c["args"]
                 .as_array()
                 .unwrap()
@@ -774,11 +846,13 @@ mod tests {
         let mock = server.run(Scenario::RunnerFailed { n: 3, failed: 1 }, run.clone());
         reconcile_run(Arc::new(run), ctx.clone()).await.unwrap();
         let seen = timeout_after_1s(mock).await;
-        let status = &seen[1].body["status"];
+        let status = &seen[2].body["status"];
         assert_eq!(status["phase"], "Failed");
         assert_eq!(
             status["message"],
-            "runner 1 failed: Job has reached the specified backoff limit"
+            // The runner's own error, from its termination message, not the Job's
+            // "backoff limit". See: #18.
+            "runner 1 failed: cannot reach the target http://echo:8080: connection refused"
         );
         assert_eq!(status["runners"][1]["phase"], "Failed");
         let failed = status["conditions"]
@@ -789,12 +863,12 @@ mod tests {
             .unwrap();
         assert_eq!(failed["status"], "True");
         assert_eq!(failed["reason"], "RunnerFailed");
-        assert_eq!(seen[2].body["type"], "Warning");
+        assert_eq!(seen[3].body["type"], "Warning");
         // The remaining runners are deleted, foreground.
         assert!(
-            seen[3].body["propagationPolicy"] == "Foreground",
+            seen[4].body["propagationPolicy"] == "Foreground",
             "{:?}",
-            seen[3]
+            seen[4]
         );
     }
 
@@ -915,6 +989,21 @@ mod tests {
             .find(|c| c["type"] == "Passed")
             .unwrap();
         assert_eq!(passed["status"], "False");
+        // Which threshold failed, and by how much, for `kubectl describe`. See: #18.
+        let why = passed["message"].as_str().unwrap();
+        assert!(
+            why.contains("http_req_duration{scenario:api} p(99)<800ms is Fail (observed 9"),
+            "{why}"
+        );
+        // `kubectl wait --for=condition=Finished` returns at once, failed or not.
+        let finished = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Finished")
+            .unwrap_or_else(|| panic!("no Finished condition: {status}"));
+        assert_eq!(finished["status"], "True");
+        assert_eq!(finished["reason"], "ThresholdsFailed");
         assert_eq!(seen[5].body["reason"], "Failed");
         assert!(
             ctx.metrics
@@ -1096,7 +1185,7 @@ mod tests {
             action,
             Action::requeue(Duration::from_secs(24 * 3600 - 30 + 1))
         );
-        let created = &seen[3].body;
+        let created = &seen[4].body;
         assert_eq!(created["spec"]["loadTestRef"]["name"], "nightly");
         assert_eq!(
             created["metadata"]["ownerReferences"][0]["kind"],
@@ -1106,8 +1195,8 @@ mod tests {
             created["metadata"]["labels"]["ricochet.dev/load-test"],
             "nightly"
         );
-        assert_eq!(seen[4].body["reason"], "RunCreated");
-        let status = &seen[5].body["status"];
+        assert_eq!(seen[5].body["reason"], "RunCreated");
+        let status = &seen[6].body["status"];
         assert_eq!(status["lastRun"], create);
         assert_eq!(status["lastScheduleTime"], "2026-11-21T02:00:00Z");
         // The newest finished run (nightly-5) failed.
@@ -1136,8 +1225,8 @@ mod tests {
         );
         reconcile_load_test(Arc::new(lt), ctx).await.unwrap();
         let seen = timeout_after_1s(mock).await;
-        assert_eq!(seen[1].body["reason"], "RunSkipped");
-        let status = &seen[2].body["status"];
+        assert_eq!(seen[2].body["reason"], "RunSkipped");
+        let status = &seen[3].body["status"];
         assert_eq!(status["active"], json!(["nightly-9"]));
         assert!(
             status["message"].as_str().unwrap().contains("skipped"),
@@ -1163,6 +1252,402 @@ mod tests {
         );
         reconcile_load_test(Arc::new(lt), ctx).await.unwrap();
         let seen = timeout_after_1s(mock).await;
-        assert_eq!(seen[1].body["propagationPolicy"], "Foreground");
+        assert_eq!(seen[2].body["propagationPolicy"], "Foreground");
+    }
+
+    const BASE: &str = "/apis/ricochet.dev/v1alpha1/namespaces/ricochet";
+
+    /// A small API server holding the runs of LoadTest `nightly`: every read of the
+    /// LoadTest (GET, and so the watch cache) answers `stale`, the object as it was before
+    /// the operator's status patches, as a lagging watch cache does; runs are created and
+    /// deleted for real; status patches and Events are accepted.
+    fn lagging_server(
+        server: ApiServerVerifier,
+        stale: &LoadTest,
+        runs: Value,
+    ) -> tokio::task::JoinHandle<Vec<Seen>> {
+        let lt = serde_json::to_value(stale).unwrap();
+        let mut runs: Vec<Value> = runs["items"].as_array().unwrap().clone();
+        server.serve(move |method, path, body| {
+            let runs_path = format!("{BASE}/loadtestruns");
+            match *method {
+                Method::GET if path == format!("{BASE}/loadtests/nightly") => (200, lt.clone()),
+                Method::GET if path == runs_path => (
+                    200,
+                    json!({"apiVersion": "ricochet.dev/v1alpha1", "kind": "LoadTestRunList", "metadata": {}, "items": runs}),
+                ),
+                Method::POST if path == runs_path => {
+                    runs.push(body.clone());
+                    (201, body.clone())
+                }
+                Method::DELETE => {
+                    let name = path.rsplit('/').next().unwrap_or_default();
+                    runs.retain(|r| r["metadata"]["name"] != name);
+                    (200, status_success())
+                }
+                Method::PATCH if path.ends_with("/status") => (200, lt.clone()),
+                Method::POST | Method::PATCH if path.contains("/events") => (201, body.clone()),
+                _ => panic!("unexpected {method} {path}"),
+            }
+        })
+    }
+
+    fn tick_run(tick: &str) -> String {
+        crate::schedule::run_name("nightly", tick.parse().unwrap())
+    }
+
+    fn status_patches(seen: &[Seen]) -> Vec<&Value> {
+        seen.iter()
+            .filter(|s| s.method == Method::PATCH && s.uri.contains("/loadtests/nightly/status"))
+            .map(|s| &s.body["status"])
+            .collect()
+    }
+
+    // See: #18 (a real kube-apiserver: the schedule reconcile after the operator's own status
+    // patch read the LoadTest without it).
+    #[tokio::test]
+    async fn a_tick_read_from_a_stale_cache_neither_deletes_its_own_run_nor_skips_falsely() {
+        let yesterday = tick_run("2026-11-20T02:00:00Z");
+        let today = tick_run("2026-11-21T02:00:00Z");
+        for (policy, phase, done) in [
+            ("Replace", "Running", ""),
+            ("Forbid", "Passed", "2026-11-20T02:10:00Z"),
+        ] {
+            let clock = FixedClock::at(NOW);
+            let (ctx, server) = Context::test(clock.clone());
+            let mut lt = nightly(policy);
+            lt.status.as_mut().unwrap().last_run = Some(yesterday.clone());
+            let mock = lagging_server(server, &lt, run_list(&[(&yesterday, Some(phase), done)]));
+            // The tick: creates today's run (deleting yesterday's under Replace) and
+            // patches the status, which the next read does not show.
+            reconcile_load_test(Arc::new(lt.clone()), ctx.clone())
+                .await
+                .unwrap();
+            // The watch event of the new run: the cache still holds `lt`.
+            clock.set("2026-11-21T02:00:31Z");
+            reconcile_load_test(Arc::new(lt), ctx.clone())
+                .await
+                .unwrap();
+            drop(ctx);
+            let seen = timeout_after_1s(mock).await;
+            let deleted: Vec<&str> = seen
+                .iter()
+                .filter(|s| s.method == Method::DELETE)
+                .map(|s| s.uri.as_str())
+                .collect();
+            assert!(
+                deleted.iter().all(|uri| !uri.contains(&today)),
+                "{policy}: deleted its own run: {deleted:?}"
+            );
+            let created = seen
+                .iter()
+                .filter(|s| {
+                    s.method == Method::POST && s.uri.starts_with(&format!("{BASE}/loadtestruns"))
+                })
+                .count();
+            assert_eq!(created, 1, "{policy}");
+            let skipped = seen.iter().find(|s| s.body["reason"] == "RunSkipped");
+            assert!(skipped.is_none(), "{policy}: false skip {skipped:?}");
+            let last = status_patches(&seen).last().copied().unwrap().clone();
+            assert_eq!(last["lastRun"], today, "{policy}: {last}");
+            assert_eq!(last["lastScheduleTime"], "2026-11-21T02:00:00Z", "{policy}");
+            assert_eq!(last["active"], json!([today]), "{policy}: {last}");
+        }
+    }
+
+    // See: #18 (a merge patch without the emptied fields left them as they were).
+    #[tokio::test]
+    async fn an_emptied_active_list_and_an_outdated_message_are_cleared_under_the_operators_manager()
+     {
+        let yesterday = tick_run("2026-11-20T02:00:00Z");
+        let (ctx, server) = Context::test(FixedClock::at("2026-11-21T03:00:00Z"));
+        let mut lt = nightly("Forbid");
+        lt.metadata.resource_version = Some("41".into());
+        // Today's tick was skipped while yesterday's run was still going; it has finished.
+        lt.status = Some(ricochet_crds::LoadTestStatus {
+            last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-21T02:00:00Z".parse().unwrap(),
+            )),
+            last_run: Some(yesterday.clone()),
+            last_verdict: None,
+            active: vec![yesterday.clone()],
+            message: Some(format!(
+                "tick 2026-11-21T02:00:00Z skipped: run {yesterday} is still active (concurrencyPolicy Forbid)"
+            )),
+        });
+        let runs = run_list(&[(&yesterday, Some("Passed"), "2026-11-21T02:20:00Z")]);
+        let mock = lagging_server(server, &lt, runs);
+        reconcile_load_test(Arc::new(lt), ctx.clone())
+            .await
+            .unwrap();
+        drop(ctx);
+        let seen = timeout_after_1s(mock).await;
+        let patch = seen
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.uri.contains("/status"))
+            .unwrap();
+        assert!(
+            patch.uri.contains("fieldManager=ricochet-operator"),
+            "{}",
+            patch.uri
+        );
+        let status = patch.body["status"].as_object().unwrap();
+        for field in ["active", "message"] {
+            assert_eq!(status.get(field), Some(&Value::Null), "{field}: {status:?}");
+        }
+        assert_eq!(status["lastVerdict"], "Pass");
+        // Written against the version it was read at: a newer status is not overwritten.
+        assert_eq!(patch.body["metadata"]["resourceVersion"], "41");
+    }
+
+    // See: #18 (`kubectl describe lt` named the first tick's run on every later one).
+    #[tokio::test]
+    async fn each_created_run_gets_its_own_event_naming_it() {
+        let clock = FixedClock::at(NOW);
+        let (ctx, server) = Context::test(clock.clone());
+        let lt = nightly("Allow");
+        let mock = lagging_server(server, &lt, run_list(&[]));
+        reconcile_load_test(Arc::new(lt.clone()), ctx.clone())
+            .await
+            .unwrap();
+        clock.set("2026-11-22T02:00:30Z");
+        reconcile_load_test(Arc::new(lt), ctx.clone())
+            .await
+            .unwrap();
+        drop(ctx);
+        let seen = timeout_after_1s(mock).await;
+        let events: Vec<&Seen> = seen.iter().filter(|s| s.uri.contains("/events")).collect();
+        assert_eq!(events.len(), 2, "{events:?}");
+        for (event, tick) in events
+            .iter()
+            .zip(["2026-11-21T02:00:00Z", "2026-11-22T02:00:00Z"])
+        {
+            let run = tick_run(tick);
+            assert_eq!(
+                event.method,
+                Method::POST,
+                "a new Event, not a fold: {event:?}"
+            );
+            assert_eq!(event.body["reason"], "RunCreated");
+            assert_eq!(event.body["related"]["kind"], "LoadTestRun");
+            assert_eq!(event.body["related"]["name"], run);
+            let note = event.body["note"].as_str().unwrap();
+            assert!(note.contains(&run), "{note}");
+        }
+    }
+
+    fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} condition: {status}"))
+    }
+
+    // See: #18 (OpenShift's OwnerReferencesPermissionEnforcement refused the runner Jobs;
+    // the run sat with an empty status, retried every 30 s).
+    #[tokio::test]
+    async fn a_forbidden_job_create_fails_the_run_at_once_naming_the_job_and_the_api_servers_words()
+    {
+        let forbidden = "jobs.batch \"r1-runner-0\" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set finalizers on: , <nil>";
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let mut run = test_run("r1", inline(api_spec()));
+        run.metadata.resource_version = Some("7".into());
+        let run_json = serde_json::to_value(&run).unwrap();
+        let mock = server.serve(move |method, path, body| match *method {
+            Method::PATCH if path.ends_with("/configmaps/r1-spec") => (200, body.clone()),
+            Method::PATCH if path.contains("/jobs/") => (
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "message": forbidden, "reason": "Forbidden",
+                       "details": {"name": "r1-runner-0", "group": "batch", "kind": "jobs"}, "code": 403}),
+            ),
+            Method::PATCH if path.ends_with("/loadtestruns/r1/status") => (200, run_json.clone()),
+            Method::POST if path.contains("/events") => (201, body.clone()),
+            Method::DELETE if path.ends_with("/jobs") => (200, empty_list("JobList", "batch/v1")),
+            _ => panic!("unexpected {method} {path}"),
+        });
+        let action = reconcile_run(Arc::new(run), ctx.clone()).await.unwrap();
+        drop(ctx);
+        let seen = timeout_after_1s(mock).await;
+        assert_eq!(action, Action::await_change());
+        let jobs: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| s.method == Method::PATCH && s.uri.contains("/jobs/"))
+            .collect();
+        assert_eq!(jobs.len(), 1, "no further Job after the refusal");
+        let patch = seen
+            .iter()
+            .find(|s| s.uri.contains("/loadtestruns/r1/status"))
+            .expect("the run's status is written");
+        assert!(
+            patch.uri.contains("fieldManager=ricochet-operator"),
+            "{}",
+            patch.uri
+        );
+        assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
+        let status = &patch.body["status"];
+        let message = format!("cannot create Job r1-runner-0 (HTTP 403): {forbidden}");
+        assert_eq!(status["phase"], "Failed");
+        assert_eq!(status["message"], message.as_str());
+        assert_eq!(condition(status, "Failed")["reason"], "CreateRefused");
+        assert_eq!(condition(status, "Passed")["status"], "False");
+        assert_eq!(condition(status, "Finished")["status"], "True");
+        let event = seen.iter().find(|s| s.uri.contains("/events")).unwrap();
+        assert_eq!(event.body["type"], "Warning");
+        assert_eq!(event.body["reason"], "CreateRefused");
+        assert_eq!(event.body["note"], message.as_str());
+        // The runner Jobs that may exist are deleted.
+        assert!(
+            seen.iter()
+                .any(|s| s.method == Method::DELETE && s.uri.contains("/jobs?")),
+            "{seen:?}"
+        );
+    }
+
+    // See: #18: an exceeded quota can heal (runs finish, the quota is raised): shown, retried.
+    #[tokio::test]
+    async fn an_exceeded_quota_is_shown_in_the_status_and_retried_without_failing_the_run() {
+        let quota = "jobs.batch \"r1-runner-0\" is forbidden: exceeded quota: batch-quota, requested: count/jobs.batch=1, used: count/jobs.batch=10, limited: count/jobs.batch=10";
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let run = test_run("r1", inline(api_spec()));
+        let run_json = serde_json::to_value(&run).unwrap();
+        let mock = server.serve(move |method, path, body| match *method {
+            Method::PATCH if path.ends_with("/configmaps/r1-spec") => (200, body.clone()),
+            Method::PATCH if path.contains("/jobs/") => (
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "message": quota, "reason": "Forbidden", "code": 403}),
+            ),
+            Method::PATCH if path.ends_with("/loadtestruns/r1/status") => (200, run_json.clone()),
+            Method::POST if path.contains("/events") => (201, body.clone()),
+            _ => panic!("unexpected {method} {path}"),
+        });
+        let action = reconcile_run(Arc::new(run), ctx.clone()).await.unwrap();
+        drop(ctx);
+        let seen = timeout_after_1s(mock).await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+        let status = &seen
+            .iter()
+            .find(|s| s.uri.contains("/loadtestruns/r1/status"))
+            .expect("the run's status is written")
+            .body["status"];
+        assert_eq!(status["phase"], Value::Null, "not failed: {status}");
+        assert_eq!(
+            status["message"],
+            format!("cannot create Job r1-runner-0 (HTTP 403): {quota}; retrying")
+        );
+        assert_eq!(condition(status, "Started")["reason"], "CreateFailed");
+        let event = seen.iter().find(|s| s.uri.contains("/events")).unwrap();
+        assert_eq!(event.body["reason"], "CreateFailed");
+    }
+
+    // See: #18: `kubectl wait --for=condition=Finished` must return for a run that failed
+    // before judging, too.
+    #[tokio::test]
+    async fn a_run_that_fails_is_finished_and_not_passed() {
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let mut run = test_run("r1", inline(api_spec()));
+        run.status = Some(status_with(RunPhase::Running, 3, |_| RunnerPhase::Running));
+        let mock = server.run(Scenario::RunnerFailed { n: 3, failed: 1 }, run.clone());
+        reconcile_run(Arc::new(run), ctx).await.unwrap();
+        let seen = timeout_after_1s(mock).await;
+        let status = &seen[2].body["status"];
+        assert_eq!(condition(status, "Finished")["status"], "True");
+        assert_eq!(condition(status, "Finished")["reason"], "RunnerFailed");
+        assert_eq!(condition(status, "Passed")["status"], "False");
+    }
+
+    // See: #18: a runner image that cannot be pulled showed only at the 600 s start timeout.
+    #[tokio::test]
+    async fn a_runner_pod_that_cannot_pull_its_image_is_shown_in_the_status_at_once() {
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let mut run = test_run("r1", inline(api_spec()));
+        run.status = Some(status_with(RunPhase::Pending, 3, |_| RunnerPhase::Pending));
+        let run_json = serde_json::to_value(&run).unwrap();
+        let pull = "Back-off pulling image \"ricochet/loadgen:tset\": ErrImagePull: failed to pull and unpack image \"docker.io/ricochet/loadgen:tset\": not found";
+        let mut pods = pod_list("r1", 3, "Pending");
+        pods["items"][1]["status"]["containerStatuses"] = json!([{
+            "name": "runner", "image": "ricochet/loadgen:tset", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": pull}}
+        }]);
+        let mock = server.serve(move |method, path, body| match *method {
+            Method::GET if path == "/api/v1/namespaces/ricochet/pods" => (200, pods.clone()),
+            Method::PATCH if path.ends_with("/loadtestruns/r1/status") => (200, run_json.clone()),
+            Method::POST if path.contains("/events") => (201, body.clone()),
+            _ => panic!("unexpected {method} {path}"),
+        });
+        let action = reconcile_run(Arc::new(run), ctx.clone()).await.unwrap();
+        drop(ctx);
+        let seen = timeout_after_1s(mock).await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+        let status = &seen
+            .iter()
+            .find(|s| s.uri.contains("/loadtestruns/r1/status"))
+            .expect("the run's status is written")
+            .body["status"];
+        let why = format!("pod r1-runner-1-abcde ImagePullBackOff: {pull}");
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(status["runners"][1]["reason"], why.as_str());
+        assert_eq!(
+            status["message"],
+            format!("runner pods not starting: runner 1: {why}")
+        );
+        let event = seen.iter().find(|s| s.uri.contains("/events")).unwrap();
+        assert_eq!(event.body["type"], "Warning");
+        assert_eq!(event.body["reason"], "RunnerNotStarting");
+    }
+
+    // See: #18: a runner pod that PodSecurity admission refuses never exists; the Job
+    // controller says so in a FailedCreate Event, which the run now shows at once.
+    #[tokio::test]
+    async fn a_runner_pod_the_job_controller_cannot_create_is_shown_in_the_status_at_once() {
+        let (ctx, server) = Context::test(FixedClock::at(NOW));
+        let mut run = test_run("r1", inline(api_spec()));
+        run.status = Some(status_with(RunPhase::Pending, 3, |_| RunnerPhase::Pending));
+        let run_json = serde_json::to_value(&run).unwrap();
+        let refused = "Error creating: pods \"r1-runner-1-x7k2p\" is forbidden: violates PodSecurity \"restricted:latest\": seccompProfile (pod or container \"runner\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")";
+        // Runners 0 and 2 have pods; runner 1's cannot be created.
+        let mut pods = pod_list("r1", 3, "Pending");
+        pods["items"].as_array_mut().unwrap().remove(1);
+        let events = json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [
+            {"metadata": {"name": "r1-runner-1.1"}, "involvedObject": {"kind": "Job", "name": "r1-runner-1"},
+             "reason": "FailedCreate", "message": refused, "lastTimestamp": "2026-11-21T02:00:20Z"},
+            {"metadata": {"name": "other.1"}, "involvedObject": {"kind": "Job", "name": "other-runner-0"},
+             "reason": "FailedCreate", "message": "exceeded quota", "lastTimestamp": "2026-11-21T02:00:21Z"}
+        ]});
+        let mock = server.serve(move |method, path, body| match *method {
+            Method::GET if path == "/api/v1/namespaces/ricochet/pods" => (200, pods.clone()),
+            Method::GET if path == "/api/v1/namespaces/ricochet/events" => (200, events.clone()),
+            Method::PATCH if path.ends_with("/loadtestruns/r1/status") => (200, run_json.clone()),
+            Method::POST if path.contains("/events") => (201, body.clone()),
+            _ => panic!("unexpected {method} {path}"),
+        });
+        reconcile_run(Arc::new(run), ctx.clone()).await.unwrap();
+        drop(ctx);
+        let seen = timeout_after_1s(mock).await;
+        let list = seen
+            .iter()
+            .find(|s| s.uri.starts_with("/api/v1/namespaces/ricochet/events"))
+            .expect("the Job controller's Events are read");
+        assert!(
+            list.uri
+                .contains("fieldSelector=involvedObject.kind%3DJob%2Creason%3DFailedCreate"),
+            "{}",
+            list.uri
+        );
+        let status = &seen
+            .iter()
+            .find(|s| s.uri.contains("/loadtestruns/r1/status"))
+            .expect("the run's status is written")
+            .body["status"];
+        let why = format!("its Job cannot create the pod: {refused}");
+        assert_eq!(status["runners"][1]["reason"], why.as_str());
+        assert_eq!(status["runners"][2]["reason"], Value::Null);
+        assert_eq!(
+            status["message"],
+            format!("runner pods not starting: runner 1: {why}")
+        );
     }
 }

@@ -28,6 +28,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod flagger;
+pub mod gate;
 pub mod partial;
 pub mod reconcile;
 pub mod resources;
@@ -98,6 +100,8 @@ pub struct OperatorConfig {
     pub metrics_addr: std::net::SocketAddr,
     /// Also write every run's reports (HTML included) under this directory (a volume).
     pub report_dir: Option<std::path::PathBuf>,
+    /// Serve Flagger's webhooks on this address ([`flagger`]); off when `None`.
+    pub flagger_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for OperatorConfig {
@@ -109,6 +113,7 @@ impl Default for OperatorConfig {
             namespace: None,
             metrics_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
             report_dir: None,
+            flagger_addr: None,
         }
     }
 }
@@ -346,7 +351,7 @@ pub fn error_policy<K>(_obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
 }
 
 /// Runs the operator until the process is stopped: the run controller (owning Jobs), the
-/// schedule controller (owning runs) and `/metrics`.
+/// schedule controller (owning runs), `/metrics` and, when configured, Flagger's webhooks.
 pub async fn run(config: OperatorConfig) -> Result<()> {
     let client = Client::try_default().await?;
     let ctx = Arc::new(Context::new(client.clone(), config.clone()));
@@ -367,6 +372,13 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         .map_err(|e| Error::Startup(format!("cannot listen on {}: {e}", config.metrics_addr)))?;
     let metrics = Arc::clone(&ctx.metrics);
     tokio::spawn(serve_metrics(listener, metrics));
+    if let Some(addr) = config.flagger_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Error::Startup(format!("cannot listen on {addr} (--flagger-addr): {e}"))
+        })?;
+        tokio::spawn(flagger::serve(listener, client.clone()));
+        tracing::info!(%addr, path = flagger::PATH, "serving Flagger webhooks");
+    }
     let owned_jobs = watcher::Config::default().labels(resources::LABEL_RUN);
     let run_controller = Controller::new(runs.clone(), watcher::Config::default())
         .owns(jobs, owned_jobs)

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -20,7 +20,6 @@ use ricochet_crds::{
     LoadTest, LoadTestRun, LoadTestRunStatus, LoadTestSpec, ReportLocation, RunPhase, RunnerPhase,
     RunnerStatus, Verdict,
 };
-use serde_json::json;
 
 use super::partial::{Partial, counters, judge_merged, merge_run, merged_summary, p99};
 use super::resources::{self, MANAGER, PARTIAL_KEY, WHOLE_SPEC_KEY};
@@ -42,6 +41,9 @@ pub const STARTED: &str = "Started";
 pub const PASSED: &str = "Passed";
 /// Condition type: a threshold failed, or the run could not be carried out.
 pub const FAILED: &str = "Failed";
+/// Condition type: the run is over, passed or failed (`kubectl wait
+/// --for=condition=Finished` returns at once either way; then read `Passed`).
+pub const FINISHED: &str = "Finished";
 
 /// Reconciles one run (the controller's entry point).
 #[tracing::instrument(skip(run, ctx), fields(run = %run.name_any()))]
@@ -172,8 +174,11 @@ async fn patch_status(run: &LoadTestRun, ctx: &Context, status: &LoadTestRunStat
     let api: Api<LoadTestRun> = Api::namespaced(ctx.client.clone(), &namespace(run)?);
     api.patch_status(
         &run.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
+        &resources::status_params(),
+        &Patch::Merge(resources::status_patch::<LoadTestRun>(
+            status,
+            run.metadata.resource_version.as_deref(),
+        )?),
     )
     .await?;
     Ok(())
@@ -217,18 +222,20 @@ async fn start(run: &LoadTestRun, ctx: &Context) -> Result<Action> {
     let apply = PatchParams::apply(MANAGER).force();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let cm = resources::spec_config_map(run, &spec)?;
-    config_maps
-        .patch(
-            &resources::spec_config_map_name(&name),
-            &apply,
-            &Patch::Apply(&cm),
-        )
-        .await?;
+    let cm_name = resources::spec_config_map_name(&name);
+    if let Err(e) = config_maps
+        .patch(&cm_name, &apply, &Patch::Apply(&cm))
+        .await
+    {
+        return not_created(run, ctx, n, "ConfigMap", &cm_name, e).await;
+    }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     for i in 0..n.get() {
         let job = resources::runner_job(run, i, n.get(), spec.runner.as_ref(), &ctx.config)?;
-        jobs.patch(&resources::job_name(&name, i), &apply, &Patch::Apply(&job))
-            .await?;
+        let job_name = resources::job_name(&name, i);
+        if let Err(e) = jobs.patch(&job_name, &apply, &Patch::Apply(&job)).await {
+            return not_created(run, ctx, n, "Job", &job_name, e).await;
+        }
     }
     let at = now(ctx);
     let mut status = LoadTestRunStatus {
@@ -258,6 +265,56 @@ async fn start(run: &LoadTestRun, ctx: &Context) -> Result<Action> {
     )
     .await?;
     Ok(Action::requeue(POLL))
+}
+
+/// Creating the run's `kind` `object` failed. A refusal that cannot heal by itself — 403
+/// Forbidden (RBAC, OwnerReferencesPermissionEnforcement, PodSecurity admission) or 422
+/// (an admission webhook or validation) — fails the run at once, naming the object and
+/// the API server's words; anything else (an exceeded quota, an unavailable API server) is
+/// shown in the status and an Event, and retried. See: #18.
+async fn not_created(
+    run: &LoadTestRun,
+    ctx: &Context,
+    n: NonZeroU32,
+    kind: &str,
+    object: &str,
+    err: kube::Error,
+) -> Result<Action> {
+    let kube::Error::Api(refusal) = &err else {
+        return Err(err.into());
+    };
+    let message = format!(
+        "cannot create {kind} {object} (HTTP {}): {}",
+        refusal.code, refusal.message
+    );
+    let quota = refusal.message.contains("exceeded quota");
+    if matches!(refusal.code, 403 | 422) && !quota {
+        // Some runner Jobs may exist already: `fail` deletes them.
+        let status = LoadTestRunStatus {
+            parallelism: Some(n.get()),
+            ..LoadTestRunStatus::default()
+        };
+        return fail(run, ctx, status, "CreateRefused", message).await;
+    }
+    let mut status = run.status.clone().unwrap_or_default();
+    let retrying = format!("{message}; retrying");
+    // Unchanged: no write, so that the status patch does not trigger the next attempt.
+    if status.message.as_deref() != Some(retrying.as_str()) {
+        status.message = Some(retrying);
+        status.observed_generation = run.metadata.generation;
+        let at = now(ctx);
+        set_condition(
+            &mut status.conditions,
+            STARTED,
+            false,
+            "CreateFailed",
+            &message,
+            &at,
+        );
+        patch_status(run, ctx, &status).await?;
+        event(run, ctx, EventType::Warning, "CreateFailed", message).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(10)))
 }
 
 fn runner_states(
@@ -321,9 +378,19 @@ async fn await_barrier(
                         .unwrap_or_else(|| "no reason given".into())
                 )),
             ),
-            _ => (RunnerPhase::Pending, None),
+            _ => (RunnerPhase::Pending, not_starting(pod)),
         };
         phases.insert(i, state);
+    }
+    let podless: Vec<u32> = (0..n.get()).filter(|i| !phases.contains_key(i)).collect();
+    if !podless.is_empty() {
+        let refused = failed_creates(ctx, &ns).await?;
+        for i in podless {
+            if let Some(why) = refused.get(&resources::job_name(&name, i)) {
+                let why = format!("its Job cannot create the pod: {why}");
+                phases.insert(i, (RunnerPhase::Pending, Some(why)));
+            }
+        }
     }
     let runners = runner_states(&name, n, |i| {
         phases
@@ -401,10 +468,82 @@ async fn await_barrier(
         return fail(run, ctx, status, "RunnersNotStarted", reason).await;
     }
     if status.runners != runners {
+        let stuck: Vec<String> = runners
+            .iter()
+            .filter_map(|r| Some(format!("runner {}: {}", r.index, r.reason.as_ref()?)))
+            .collect();
         status.runners = runners;
-        patch_status(run, ctx, &status).await?;
+        if stuck.is_empty() {
+            status.message = Some(format!("waiting for {n} runner pods to be running"));
+            patch_status(run, ctx, &status).await?;
+        } else {
+            let message = format!("runner pods not starting: {}", stuck.join("; "));
+            status.message = Some(message.clone());
+            patch_status(run, ctx, &status).await?;
+            event(run, ctx, EventType::Warning, "RunnerNotStarting", message).await?;
+        }
     }
     Ok(Action::requeue(Duration::from_secs(2)))
+}
+
+/// The latest `FailedCreate` Event's message of each Job in `ns` by Job name: the Job
+/// controller's word when it cannot create a runner pod (PodSecurity admission, an
+/// exceeded quota), which no pod would show. See: #18.
+async fn failed_creates(ctx: &Context, ns: &str) -> Result<BTreeMap<String, String>> {
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), ns);
+    let list = events
+        .list(&ListParams::default().fields("involvedObject.kind=Job,reason=FailedCreate"))
+        .await?;
+    let mut latest: BTreeMap<String, (Option<Time>, String)> = BTreeMap::new();
+    for e in list.items {
+        let (Some(job), Some(message)) = (e.involved_object.name, e.message) else {
+            continue;
+        };
+        let at = e.last_timestamp.or(e.first_timestamp);
+        if latest.get(&job).is_none_or(|(seen, _)| at >= *seen) {
+            latest.insert(job, (at, message));
+        }
+    }
+    Ok(latest.into_iter().map(|(job, (_, m))| (job, m)).collect())
+}
+
+/// Why a pending runner pod is not starting, as the kubelet or the scheduler says it (an
+/// image that cannot be pulled, a missing Secret, no node with room), so that it shows in
+/// the run's status at once rather than at the start timeout. See: #18.
+fn not_starting(pod: &Pod) -> Option<String> {
+    const STUCK: [&str; 6] = [
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImageNeverPull",
+    ];
+    let status = pod.status.as_ref()?;
+    let waiting = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find(|w| w.reason.as_deref().is_some_and(|r| STUCK.contains(&r)));
+    if let Some(w) = waiting {
+        let reason = w.reason.clone().unwrap_or_default();
+        return Some(match &w.message {
+            Some(m) => format!("pod {} {reason}: {m}", pod.name_any()),
+            None => format!("pod {} {reason}", pod.name_any()),
+        });
+    }
+    let unschedulable = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    Some(format!(
+        "pod {} {}: {}",
+        pod.name_any(),
+        unschedulable.reason.as_deref().unwrap_or("not scheduled"),
+        unschedulable.message.as_deref().unwrap_or("no node given")
+    ))
 }
 
 fn job_state(job: &Job) -> (RunnerPhase, Option<String>) {
@@ -433,6 +572,33 @@ fn job_state(job: &Job) -> (RunnerPhase, Option<String>) {
     (RunnerPhase::Running, None)
 }
 
+/// What runner `index`'s failed pod said as it ended: its termination message (the
+/// runner writes its error there, or the kubelet keeps the tail of its output), rather than
+/// the Job's "backoff limit". See: #18.
+async fn termination_message(
+    ctx: &Context,
+    ns: &str,
+    run: &str,
+    index: u32,
+) -> Result<Option<String>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "{},{}={index}",
+        resources::selector(run, Some("runner")),
+        resources::LABEL_RUNNER_INDEX
+    );
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .filter(|t| t.exit_code != 0)
+        .filter_map(|t| Some(t.message.as_deref()?.trim().to_owned()))
+        .find(|m| !m.is_empty()))
+}
+
 /// `Running`: follow the Jobs; one failure fails the run, all done → merge and judge.
 async fn watch_runners(
     run: &LoadTestRun,
@@ -458,11 +624,15 @@ async fn watch_runners(
             Some("its Job is gone (runner lost)".into()),
         ),
     });
-    if let Some(failed) = runners.iter().find(|r| r.phase == RunnerPhase::Failed) {
+    if let Some(failed) = runners.iter().position(|r| r.phase == RunnerPhase::Failed) {
+        let mut runners = runners;
+        let index = runners[failed].index;
+        if let Some(own) = termination_message(ctx, &ns, &name, index).await? {
+            runners[failed].reason = Some(own);
+        }
         let reason = format!(
-            "runner {} failed: {}",
-            failed.index,
-            failed.reason.clone().unwrap_or_default()
+            "runner {index} failed: {}",
+            runners[failed].reason.clone().unwrap_or_default()
         );
         status.runners = runners;
         return fail(run, ctx, status, "RunnerFailed", reason).await;
@@ -578,7 +748,14 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
         .thresholds
         .iter()
         .filter(|t| t.verdict != Verdict::Pass)
-        .map(|t| format!("{} {} is {:?}", t.metric, t.condition, t.verdict))
+        .map(|t| match (&t.observed, &t.reason) {
+            (Some(v), _) => format!(
+                "{} {} is {:?} (observed {v})",
+                t.metric, t.condition, t.verdict
+            ),
+            (None, Some(why)) => format!("{} {} is {:?} ({why})", t.metric, t.condition, t.verdict),
+            (None, None) => format!("{} {} is {:?}", t.metric, t.condition, t.verdict),
+        })
         .collect();
     let message = if let Some(sentence) = &no_answer {
         format!("{sentence} (all {n} runners)")
@@ -616,6 +793,14 @@ async fn finish(run: &LoadTestRun, ctx: &Context, mut status: LoadTestRunStatus)
         &mut status.conditions,
         FAILED,
         !passed,
+        reason,
+        &message,
+        &at,
+    );
+    set_condition(
+        &mut status.conditions,
+        FINISHED,
+        true,
         reason,
         &message,
         &at,
@@ -694,6 +879,7 @@ async fn fail(
     status.observed_generation = run.metadata.generation;
     set_condition(&mut status.conditions, FAILED, true, code, &reason, &at);
     set_condition(&mut status.conditions, PASSED, false, code, &reason, &at);
+    set_condition(&mut status.conditions, FINISHED, true, code, &reason, &at);
     patch_status(run, ctx, &status).await?;
     ctx.metrics.run_finished("error");
     record_last_run(

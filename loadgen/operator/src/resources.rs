@@ -79,6 +79,48 @@ pub fn selector(run: &str, part: Option<&str>) -> String {
     }
 }
 
+/// Patch parameters of every status write: the operator's field manager, so that
+/// `managedFields` name it (not `unknown`).
+pub fn status_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..kube::api::PatchParams::default()
+    }
+}
+
+/// The merge-patch body `{"status": ...}` of `K`'s `status`, with every status field the
+/// CRD declares and `status` leaves out (empty lists, `None`) written as null: a merge
+/// patch leaves absent fields as they were, so an emptied `active` or a cleared `message`
+/// would otherwise stay. With the `resource_version` the status was derived from, the API
+/// server refuses the write (409) when the object has changed since, instead of letting a
+/// decision taken on a stale read overwrite a newer status. See: #18.
+pub fn status_patch<K: kube::CustomResourceExt>(
+    status: &impl serde::Serialize,
+    resource_version: Option<&str>,
+) -> Result<serde_json::Value, Error> {
+    let mut body = serde_json::to_value(status)
+        .map_err(|e| Error::Render(K::crd_name().into(), e.to_string()))?;
+    if let Some(fields) = body.as_object_mut() {
+        let crd = K::crd();
+        let declared = crd
+            .spec
+            .versions
+            .iter()
+            .filter_map(|v| v.schema.as_ref()?.open_api_v3_schema.as_ref())
+            .filter_map(|s| s.properties.as_ref()?.get("status")?.properties.as_ref())
+            .flat_map(|p| p.keys());
+        for field in declared {
+            fields
+                .entry(field.clone())
+                .or_insert(serde_json::Value::Null);
+        }
+    }
+    Ok(match resource_version {
+        Some(rv) => serde_json::json!({ "metadata": { "resourceVersion": rv }, "status": body }),
+        None => serde_json::json!({ "status": body }),
+    })
+}
+
 fn owner(run: &LoadTestRun) -> Result<OwnerReference, Error> {
     let mut owner = run
         .controller_owner_ref(&())
@@ -284,6 +326,9 @@ pub fn runner_job(
             ..SecurityContext::default()
         }),
         volume_mounts: Some(mounts),
+        // The runner writes its error to /dev/termination-log; should it die before, the
+        // tail of its output stands in, and the operator reads either into the run's status.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Container::default()
     };
     let pod_labels = metadata.labels.clone();

@@ -132,14 +132,52 @@ pub async fn write_result(client: Client, namespace: &str, cm: &ConfigMap) -> Re
     Ok(())
 }
 
+/// Where the kubelet reads a container's termination message from.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Writes `message` as the container's termination message (the kubelet keeps at most
+/// 4 KiB), so that the operator can put the runner's own error in the run's status instead
+/// of the Job's "backoff limit". A failure to write is logged, never raised: the error
+/// being reported matters more. See: #18.
+pub fn write_termination_message(path: &std::path::Path, message: &str) {
+    let mut cut = message.len().min(4000);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if let Err(e) = std::fs::write(path, &message[..cut]) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the termination message");
+    }
+}
+
 /// Runs one runner's part of a run: waits at the start barrier (in cluster) or until
 /// `start_at`, runs `plan` (the runner's segment of the whole plan, [`Plan::segment`]),
-/// and writes the partial result to its ConfigMap or file.
+/// and writes the partial result to its ConfigMap or file. In a cluster, an error is also
+/// written to [`TERMINATION_LOG`] for the operator to read.
 pub async fn run_part(
     args: &RunnerOptions,
     plan: &Plan,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<()> {
+    let result = run_part_here(args, plan, progress).await;
+    if let Err(e) = &result
+        && args.run.is_some()
+    {
+        write_termination_message(std::path::Path::new(TERMINATION_LOG), &e.to_string());
+    }
+    result
+}
+
+async fn run_part_here(
+    args: &RunnerOptions,
+    plan: &Plan,
+    progress: Arc<dyn ProgressSink>,
+) -> Result<()> {
+    tracing::info!(
+        runner = args.index,
+        runners = args.runners,
+        run = args.run.as_deref().unwrap_or("-"),
+        "runner starting"
+    );
     let cluster = match &args.run {
         Some(run) => {
             let client = Client::try_default().await?;
@@ -162,6 +200,7 @@ pub async fn run_part(
         _ => args.start_at,
     };
     if let Some(at) = start_at {
+        tracing::info!(start_at = %at, "start barrier passed");
         let wait = at.duration_since(Timestamp::now());
         if let Ok(wait) = Duration::try_from(wait) {
             tokio::time::sleep(wait).await;
@@ -179,6 +218,13 @@ pub async fn run_part(
     let report = execute(plan, &opts, stopper)
         .await
         .map_err(|e| Error::Startup(e.to_string()))?;
+    tracing::info!(
+        requests = report.stats.series.values().map(|s| s.requests).sum::<u64>(),
+        elapsed_secs = report.elapsed_secs,
+        verdict = ?report.exit,
+        message = report.message.as_deref().unwrap_or(""),
+        "runner's part done (the run's verdict is the operator's, on the merged results)"
+    );
     if report.exit == Exit::RunFailed {
         return Err(Error::Startup(
             report
@@ -228,10 +274,16 @@ pub async fn run_part(
         (Some((client, ns, run)), Some(name), _) => {
             let uid = std::env::var("RICOCHET_RUN_UID").unwrap_or_default();
             let cm = result_config_map(name, &run, &uid, args.index, &partial);
-            write_result(client, &ns, &cm).await
+            write_result(client, &ns, &cm).await?;
+            tracing::info!(config_map = %name, "partial result written");
+            Ok(())
         }
-        (_, _, Some(file)) => std::fs::write(file, partial.to_json())
-            .map_err(|e| Error::Render(file.display().to_string(), e.to_string())),
+        (_, _, Some(file)) => {
+            std::fs::write(file, partial.to_json())
+                .map_err(|e| Error::Render(file.display().to_string(), e.to_string()))?;
+            tracing::info!(file = %file.display(), "partial result written");
+            Ok(())
+        }
         _ => Err(Error::Startup(
             "no --result-file or --result-config-map to write the partial result to".into(),
         )),
@@ -325,5 +377,24 @@ mod tests {
         let back =
             Partial::from_json(seen.body["data"]["partial.json"].as_str().unwrap(), 2).unwrap();
         assert_eq!(back, partial);
+    }
+
+    // See: #18: the runner's error showed only in its output; the run said "Job has
+    // reached the specified backoff limit".
+    #[test]
+    fn a_runner_error_becomes_its_termination_message_within_the_kubelets_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("termination-log");
+        write_termination_message(&path, "cannot reach the target http://echo:8080");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "cannot reach the target http://echo:8080"
+        );
+        // The kubelet keeps 4 KiB: cut below it, on a character boundary.
+        let long = "é".repeat(3000);
+        write_termination_message(&path, &long);
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept.len(), 4000);
+        assert!(long.starts_with(&kept));
     }
 }

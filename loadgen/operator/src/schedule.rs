@@ -10,22 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::resources::{LABEL_LOAD_TEST, status_params, status_patch};
+use super::{Context, Error, Result};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use ricochet_crds::{
     ConcurrencyPolicy, DEFAULT_FAILED_RUNS_HISTORY_LIMIT, DEFAULT_SUCCESSFUL_RUNS_HISTORY_LIMIT,
     LoadTest, LoadTestRef, LoadTestRun, LoadTestRunSpec, LoadTestStatus, RunPhase,
 };
-use serde_json::json;
-
-use super::resources::LABEL_LOAD_TEST;
-use super::{Context, Error, Result};
 
 /// Parses a 5-field cron expression, or says what is wrong.
 pub fn parse_cron(expr: &str) -> std::result::Result<Cron, String> {
@@ -139,18 +137,41 @@ fn requeue_at(now: Timestamp, next: Option<Timestamp>) -> Action {
     }
 }
 
+/// The tick of a run a schedule created, read back from its name (`<loadtest>-<minutes>`,
+/// [`run_name`]); `None` for runs named otherwise (created by hand).
+pub fn tick_of(load_test: &str, run: &str) -> Option<Timestamp> {
+    let minutes: i64 = run
+        .strip_prefix(load_test)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()?;
+    Timestamp::from_second(minutes.checked_mul(60)?).ok()
+}
+
 /// Reconciles one `LoadTest`: prune history, create (or skip) the due run, update status.
+///
+/// The object the controller hands over comes from its watch cache, which can lag the
+/// operator's own last status patch by a tick: decisions are taken on a fresh GET of the
+/// LoadTest and a LIST of its runs, and a tick whose run exists is handled whatever the
+/// status says, so a tick never deletes (`Replace`) or skips (`Forbid`) its own run and
+/// `lastRun` never goes back. See: #18.
 #[tracing::instrument(skip(lt, ctx), fields(load_test = %lt.name_any()))]
 pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciliations.fetch_add(1, Ordering::Relaxed);
-    let Some(expr) = lt.spec.schedule.clone() else {
+    if lt.spec.schedule.is_none() {
         return Ok(Action::await_change());
-    };
+    }
     let name = lt.name_any();
     let ns = lt
         .namespace()
         .ok_or_else(|| Error::MissingField(name.clone(), "metadata.namespace"))?;
     let tests: Api<LoadTest> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(lt) = tests.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let Some(expr) = lt.spec.schedule.clone() else {
+        return Ok(Action::await_change());
+    };
     let old = lt.status.clone().unwrap_or_default();
     let cron = match parse_cron(&expr) {
         Ok(c) => c,
@@ -160,13 +181,7 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
                     message: Some(message),
                     ..old
                 };
-                tests
-                    .patch_status(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "status": status })),
-                    )
-                    .await?;
+                patch_status(&tests, &lt, &status).await?;
             }
             return Ok(Action::await_change());
         }
@@ -179,9 +194,16 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
     let mut active = Vec::new();
     let mut finished = Vec::new();
     let mut newest: Option<(Timestamp, String, Option<ricochet_crds::Verdict>)> = None;
+    // The latest tick whose run exists, and that run: the status may not know it yet.
+    let mut latest: Option<(Timestamp, String)> = None;
     for run in &list.items {
         let status = run.status.clone().unwrap_or_default();
         let run_name = run.name_any();
+        if let Some(tick) = tick_of(&name, &run_name)
+            && latest.as_ref().is_none_or(|l| tick > l.0)
+        {
+            latest = Some((tick, run_name.clone()));
+        }
         match status.phase {
             Some(phase) if phase.is_finished() => {
                 let at = status
@@ -209,8 +231,20 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
     for old_run in &prune {
         runs.delete(old_run, &DeleteParams::foreground()).await?;
     }
-    let last = old
-        .last_schedule_time
+    let mut last_schedule_time = old.last_schedule_time.clone();
+    let mut last_run = old.last_run.clone();
+    if let Some((tick, _)) = &latest
+        && last_schedule_time.as_ref().is_none_or(|t| t.0 < *tick)
+    {
+        last_schedule_time = Some(Time(*tick));
+    }
+    if let Some((tick, run)) = &latest {
+        let known = last_run.as_deref().and_then(|r| tick_of(&name, r));
+        if known.is_none_or(|k| k < *tick) {
+            last_run = Some(run.clone());
+        }
+    }
+    let last = last_schedule_time
         .as_ref()
         .map(|t| t.0)
         .or_else(|| lt.metadata.creation_timestamp.as_ref().map(|t| t.0))
@@ -223,34 +257,38 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
     };
     let mut status = LoadTestStatus {
         active: active.clone(),
-        last_run: old.last_run.clone(),
+        last_run,
         last_verdict: newest.as_ref().and_then(|n| n.2).or(old.last_verdict),
-        last_schedule_time: old.last_schedule_time.clone(),
+        last_schedule_time,
         message: None,
     };
     let next = match decision {
         Decision::Wait { next } => next,
         Decision::Skip { due, next } => {
             status.last_schedule_time = Some(Time(due));
-            let message = format!(
-                "tick {due} skipped: run {} is still active (concurrencyPolicy Forbid)",
-                active.join(", ")
+            let blocking = active.join(", ");
+            let note = format!(
+                "skipped a tick: run {blocking} is still active (concurrencyPolicy Forbid)"
             );
-            event(&lt, &ctx, EventType::Warning, "RunSkipped", message.clone()).await?;
-            status.message = Some(message);
+            if let Some(blocker) = list.items.iter().find(|r| active.contains(&r.name_any())) {
+                event(&lt, &ctx, EventType::Warning, "RunSkipped", note, blocker).await?;
+            }
+            status.message = Some(format!(
+                "tick {due} skipped: run {blocking} is still active (concurrencyPolicy Forbid)"
+            ));
             next
         }
         Decision::Create { due, replace, next } => {
-            for old_run in &replace {
+            let run_name = run_name(&name, due);
+            for old_run in replace.iter().filter(|r| **r != run_name) {
                 runs.delete(old_run, &DeleteParams::foreground()).await?;
             }
-            let run_name = run_name(&name, due);
             let run = scheduled_run(&lt, &run_name)?;
             match runs.create(&PostParams::default(), &run).await {
-                Ok(_) => {
+                Ok(created) => {
                     ctx.metrics.scheduled_runs.fetch_add(1, Ordering::Relaxed);
                     let note = format!("created run {run_name} for tick {due}");
-                    event(&lt, &ctx, EventType::Normal, "RunCreated", note).await?;
+                    event(&lt, &ctx, EventType::Normal, "RunCreated", note, &created).await?;
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e.into()),
@@ -265,25 +303,42 @@ pub async fn reconcile_load_test(lt: Arc<LoadTest>, ctx: Arc<Context>) -> Result
         }
     };
     if status != old {
-        tests
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await?;
+        patch_status(&tests, &lt, &status).await?;
     }
     Ok(requeue_at(now, next))
 }
 
+/// Publishes an Event on the LoadTest about `run`, its `related` object. kube's Recorder
+/// folds repeated Events by (type, reason, action, regarding, related) and keeps the first
+/// one's note: with the run as `related`, an Event about another run is another Event, and
+/// the note says nothing the fold could make wrong. See: #18.
 async fn event(
     lt: &LoadTest,
     ctx: &Context,
     type_: EventType,
     reason: &str,
     note: String,
+    run: &LoadTestRun,
 ) -> Result<()> {
-    ctx.publish(lt, "Schedule", type_, reason, note).await
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Schedule".into(),
+        secondary: Some(run.object_ref(&())),
+    };
+    ctx.recorder.publish(&event, &lt.object_ref(&())).await?;
+    Ok(())
+}
+
+/// Writes the LoadTest's status as the operator's field manager; absent fields are written
+/// as null, so that an emptied `active` or `message` is cleared. See: #18.
+async fn patch_status(tests: &Api<LoadTest>, lt: &LoadTest, status: &LoadTestStatus) -> Result<()> {
+    let body = status_patch::<LoadTest>(status, lt.metadata.resource_version.as_deref())?;
+    tests
+        .patch_status(&lt.name_any(), &status_params(), &Patch::Merge(body))
+        .await?;
+    Ok(())
 }
 
 /// The run a tick creates: a reference to the LoadTest, owned by it, labelled with it; the

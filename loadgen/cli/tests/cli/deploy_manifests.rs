@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use ricochet_crds::{LoadTest, LoadTestRun};
@@ -155,6 +156,10 @@ fn check(doc: &Value) -> Result<&'static str, String> {
                 return Err("a PrometheusRule needs a non-empty spec.groups".into());
             }
         }
+        ("networking.k8s.io/v1", "NetworkPolicy") => typed::<NetworkPolicy>(doc)?,
+        // Checked against Flagger's and Argo Rollouts' CRD schemas in
+        // loadgen/operator/tests/operator/gates.rs.
+        ("flagger.app/v1beta1", "Canary") | ("argoproj.io/v1alpha1", "AnalysisTemplate") => {}
         ("kustomize.config.k8s.io/v1beta1", "Kustomization") => {}
         _ => return Err(format!("no type known for {api_version} {kind}")),
     }

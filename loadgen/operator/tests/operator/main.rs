@@ -1,8 +1,9 @@
 //! `ricochet-operator`'s integration tests, one module per topic, over what `deploy/`
-//! ships beside the operator: the Argo CD health check of LoadTestRuns and the RBAC of the
-//! operator and its runners.
+//! ships beside the operator: the Argo CD health check of LoadTestRuns, the Flagger and
+//! Argo Rollouts gates and the RBAC of the operator and its runners.
 
 mod argocd_health;
+mod gates;
 mod rbac;
 
 use std::path::{Path, PathBuf};

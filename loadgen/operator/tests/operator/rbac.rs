@@ -1,5 +1,6 @@
-//! The Roles in `deploy/` grant the operator and the runners exactly what their code uses:
-//! every (apiGroup, resource, verb) below is granted, and nothing else is. See: #18.
+//! The Roles in `deploy/` grant the operator, the runners and the gate Job exactly what
+//! their code uses: every (apiGroup, resource, verb) below is granted, and nothing else
+//! is. See: #18.
 //!
 //! The lists are read off the code's kube `Api` calls; when a call is added or removed,
 //! change the list and the Role together.
@@ -47,11 +48,16 @@ const OPERATOR_USES: &[Use] = &[
     // finalizers (the objects are checked below).
     ("ricochet.dev", "loadtestruns/finalizers", "update", "blockOwnerDeletion on the run's Jobs and ConfigMaps"),
     // schedule.rs
-    ("ricochet.dev", "loadtestruns", "create", "schedule.rs creates a due run"),
+    ("ricochet.dev", "loadtestruns", "create", "schedule.rs creates a due run; flagger.rs a canary's run"),
     ("ricochet.dev", "loadtests/status", "patch", "schedule.rs patches lastScheduleTime, active, message"),
+    // flagger.rs (`--flagger-addr`): reads the LoadTest (get, above), reuses or creates the
+    // canary's run.
+    ("ricochet.dev", "loadtestruns", "get", "flagger.rs answer reuses a canary revision's run (get_opt, get after a 409)"),
     // kube's Recorder (lib.rs Context::publish): create, then patch a repeated Event.
     ("events.k8s.io", "events", "create", "Recorder::publish"),
     ("events.k8s.io", "events", "patch", "Recorder::publish of a repeated Event"),
+    // reconcile.rs failed_creates: the Job controller's FailedCreate Events on runner Jobs.
+    ("", "events", "list", "reconcile.rs await_barrier reads FailedCreate of runner Jobs without a pod"),
 ];
 
 /// What a runner (`loadgen runner`, runner.rs) does with the API.
@@ -62,6 +68,14 @@ const RUNNER_USES: &[Use] = &[
     ("", "configmaps", "create", "server-side apply of a ConfigMap that does not exist yet (authorized as create)"),
     // runner.rs result_config_map: the result is owned by the run with blockOwnerDeletion.
     ("ricochet.dev", "loadtestruns/finalizers", "update", "blockOwnerDeletion on <run>-result-<i>"),
+];
+
+/// What `loadgen gate` (gate.rs; the Job of deploy/argo-rollouts) does with the API.
+#[rustfmt::skip]
+const GATE_USES: &[Use] = &[
+    ("ricochet.dev", "loadtests", "get", "gate.rs gate reads the LoadTest (get_opt)"),
+    ("ricochet.dev", "loadtestruns", "get", "gate.rs gate finds the run (get_opt) and polls it"),
+    ("ricochet.dev", "loadtestruns", "create", "gate.rs gate creates the run"),
 ];
 
 type Grant = (String, String, String);
@@ -148,6 +162,44 @@ fn the_runners_role_grants_exactly_what_a_runner_uses() {
         wrong.is_empty(),
         "deploy/base/runner/role.yaml:\n{}",
         wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_gate_jobs_role_grants_exactly_what_loadgen_gate_uses_and_binds_the_jobs_account() {
+    let file = "deploy/argo-rollouts/rbac.yaml";
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let of = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("{file}: no {kind}"))
+            .clone()
+    };
+    let role: Role = serde_json::from_value(of("Role")).unwrap();
+    let wrong = match granted(&role.rules.unwrap_or_default()) {
+        Ok(grants) => differences(GATE_USES, &grants),
+        Err(e) => vec![e],
+    };
+    assert!(wrong.is_empty(), "{file}:\n{}", wrong.join("\n"));
+    let account = of("ServiceAccount");
+    let binding = of("RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role.metadata.name.unwrap());
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        account["metadata"]["namespace"]
+    );
+    let template: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/argo-rollouts/analysis-template.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let pod = &template["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert_eq!(
+        template["metadata"]["namespace"],
+        account["metadata"]["namespace"]
     );
 }
 
