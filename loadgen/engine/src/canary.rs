@@ -33,7 +33,7 @@ pub const WINDOW_SNAPSHOTS: u32 = 10;
 /// target unreachable, the embedded echo-server failing to start).
 pub const RETRY_PAUSE: Duration = Duration::from_secs(10);
 /// Most `/metrics` connections served at once.
-const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// The counters shown over the window, without the prefix.
 const WINDOW_COUNTERS: [&str; 6] = [

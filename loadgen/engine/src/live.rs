@@ -64,7 +64,7 @@ struct Counts {
 /// canary's `/metrics` get histograms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
-    /// Each trend statistic of [`Batcher::trend_stats`] as a gauge.
+    /// Each chosen trend statistic (`trendStats`) as a gauge.
     Gauges,
     /// An explicit-bucket histogram over [`BOUNDS`].
     Histograms,
