@@ -76,8 +76,7 @@ pub enum TargetError {
         /// Why, e.g. `connection refused`.
         reason: String,
     },
-    /// The TLS settings cannot be used (a CA, certificate or key file), or ask for what is
-    /// not spoken.
+    /// The TLS settings cannot be used (a CA, certificate or key file).
     #[error("target {url}: {reason}")]
     Tls {
         /// The URL.
@@ -213,17 +212,16 @@ impl Target {
         let authority_value = HeaderValue::from_str(authority.as_str())
             .map_err(|_| TargetError::NoHost { url: url.clone() })?;
         let tls = if https {
-            if target.http2 {
-                return Err(TargetError::Tls {
-                    url,
-                    reason: "HTTP/2 over TLS (ALPN h2) is not spoken; drop `http2`".into(),
-                });
-            }
-            let config =
+            let mut config =
                 client_config(&target.tls, Roots::System).map_err(|e| TargetError::Tls {
                     url: url.clone(),
                     reason: e.to_string(),
                 })?;
+            if target.http2 {
+                // HTTP/2 over TLS is agreed by ALPN: offer `h2` alone, so a server that
+                // does not speak it refuses the handshake rather than the requests.
+                config.alpn_protocols = vec![b"h2".to_vec()];
+            }
             let name = server_name(authority.host()).ok_or_else(|| TargetError::Tls {
                 url: url.clone(),
                 reason: format!("`{}` is not a valid TLS server name", authority.host()),
@@ -236,7 +234,11 @@ impl Target {
             None
         };
         Ok(Self {
-            scheme_authority: format!("http://{}", authority.as_str()),
+            scheme_authority: format!(
+                "{}://{}",
+                if https { "https" } else { "http" },
+                authority.as_str()
+            ),
             tls,
             insecure_skip_verify: https && target.tls.insecure_skip_verify,
             prefix: target.base.path().trim_end_matches('/').to_owned(),
@@ -957,8 +959,11 @@ impl Client {
         {
             return Ok(s.clone());
         }
-        // Prior knowledge, in clear: `Target::resolve` refuses HTTP/2 over TLS.
-        let io = TokioIo::new(tcp(self.inner.target.addr).await?);
+        // Prior knowledge in clear, or `h2` agreed by ALPN over TLS (the only protocol
+        // offered, so the handshake fails with a server that does not speak it).
+        let target = &self.inner.target;
+        let (stream, _) = open(target.addr, target.tls.as_ref()).await?;
+        let io = TokioIo::new(stream);
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| FailureKind::Connect {

@@ -3,8 +3,8 @@
 //! use, [`ricochet_verify::http::add_ca_file`]), an optional client certificate for mutual
 //! TLS, and an explicit opt-out of certificate verification that every report flags.
 //!
-//! ALPN offers `http/1.1` only: the engine's own HTTP/1.1 client speaks over the TLS
-//! stream; HTTP/2 over TLS is not spoken.
+//! ALPN offers `http/1.1` (the engine's own HTTP/1.1 client speaks over the TLS stream),
+//! or `h2` alone when the target asks for `http2` (hyper's HTTP/2 client then does).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

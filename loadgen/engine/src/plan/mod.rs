@@ -1554,12 +1554,6 @@ impl Checker<'_> {
             }
             return Ok(tls);
         }
-        if t.http2 {
-            return Err(self.err(
-                "spec.target.http2",
-                "HTTP/2 over TLS (ALPN `h2`) is not spoken yet: an `https://` target is loaded over HTTP/1.1; drop `http2` (it means HTTP/2 with prior knowledge, for `http://` targets)",
-            ));
-        }
         if t.insecure_skip_verify && t.ca_file.is_some() {
             return Err(self.err(
                 "spec.target.caFile",

@@ -56,6 +56,17 @@ fn issue(ca_name: &str) -> Issued {
 /// A TLS server answering every request `200 ok` over HTTP/1.1, requiring a client
 /// certificate issued by `client_ca` when given; counts completed handshakes.
 async fn tls_server(server: &Issued, client_ca: Option<&Issued>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let (addr, handshakes, _) = tls_server_alpn(server, client_ca, false).await;
+    (addr, handshakes)
+}
+
+/// [`tls_server`] offering `h2` alone by ALPN when `h2`, serving HTTP/2 then; also
+/// counts the requests it answered over HTTP/2.
+async fn tls_server_alpn(
+    server: &Issued,
+    client_ca: Option<&Issued>,
+    h2: bool,
+) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -78,8 +89,14 @@ async fn tls_server(server: &Issued, client_ca: Option<&Issued>) -> (SocketAddr,
     let mut config = builder
         .with_single_cert(vec![server.leaf.clone()], key)
         .expect("server config");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let h2_requests = Arc::new(AtomicUsize::new(0));
+    let h2_counted = h2_requests.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let handshakes = Arc::new(AtomicUsize::new(0));
@@ -88,21 +105,38 @@ async fn tls_server(server: &Issued, client_ca: Option<&Issued>) -> (SocketAddr,
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             let counted = counted.clone();
+            let h2_counted = h2_counted.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 counted.fetch_add(1, Ordering::Relaxed);
-                let svc = service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                let negotiated_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    if req.version() == hyper::Version::HTTP_2 {
+                        h2_counted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    async {
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"ok",
+                        ))))
+                    }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                if negotiated_h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
                     .serve_connection(TokioIo::new(tls), svc)
                     .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                }
             });
         }
     });
-    (addr, handshakes)
+    (addr, handshakes, h2_requests)
 }
 
 /// A LoadTest of 100 requests (100/s for 1 s) against `url`, with `target_extra` lines
@@ -342,6 +376,51 @@ fn tls_files_and_fields_are_checked_before_the_run() {
         msg.contains("spec.target.insecureSkipVerify: applies to `https://` targets only"),
         "{msg}"
     );
-    let (msg, _) = err("    http2: true", "https://127.0.0.1:1");
-    assert!(msg.contains("spec.target.http2: HTTP/2 over TLS"), "{msg}");
+}
+
+#[test]
+fn http2_over_tls_is_agreed_by_alpn_and_refused_by_a_server_without_it() {
+    let _guard = crate::support::one_at_a_time();
+    let pki = issue("ricochet test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let rt = crate::support::runtime();
+    let (addr, _, h2_requests) = rt.block_on(tls_server_alpn(&pki, None, true));
+    let path = scenario(
+        dir.path(),
+        &format!("https://{addr}"),
+        "    caFile: ca.pem\n    http2: true",
+        "    http_req_failed: [\"rate==0\"]",
+    );
+    let out = run_file_on(&rt, &path);
+    assert_eq!(
+        out.exit,
+        Exit::Passed,
+        "{:?} {:?}",
+        out.message,
+        out.summary.thresholds
+    );
+    let reqs = trend_count(&out.summary, "http_reqs");
+    assert!((90..=101).contains(&reqs), "http_reqs {reqs}");
+    assert_eq!(
+        h2_requests.load(Ordering::Relaxed) as u64,
+        reqs,
+        "every request went over HTTP/2"
+    );
+
+    // A server that speaks only HTTP/1.1 refuses the handshake: no load, the reason said.
+    let (addr, _) = rt.block_on(tls_server(&pki, None));
+    let path = scenario(
+        dir.path(),
+        &format!("https://{addr}"),
+        "    caFile: ca.pem\n    http2: true",
+        "",
+    );
+    let out = run_file_on(&rt, &path);
+    assert_eq!(out.exit, Exit::RunFailed, "{:?}", out.message);
+    let message = out.message.unwrap_or_default();
+    assert!(
+        message.contains("TLS handshake failed") && message.contains("NoApplicationProtocol"),
+        "{message}"
+    );
 }
