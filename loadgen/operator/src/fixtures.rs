@@ -544,6 +544,23 @@ pub fn test_run(name: &str, spec: LoadTestRunSpec) -> LoadTestRun {
     run
 }
 
+/// The mock API server's answer to a GET of an object that does not exist.
+pub fn not_found() -> Response<Body> {
+    Response::builder()
+        .status(404)
+        .body(Body::from(
+            serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}))
+                .unwrap(),
+        ))
+        .unwrap()
+}
+
+/// A client of the mock API server and the server's side, at a fixed instant.
+pub fn mock() -> (Client, ApiServerVerifier) {
+    let (ctx, server) = Context::test(FixedClock::at("2026-11-21T02:00:30Z"));
+    (ctx.client.clone(), server)
+}
+
 /// A `LoadTest` fixture in namespace `ricochet`, with a uid.
 pub fn test_load_test(name: &str, spec: LoadTestSpec) -> LoadTest {
     let mut lt = LoadTest::new(name, spec);

@@ -396,8 +396,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::Context;
-    use crate::fixtures::{ApiServerVerifier, FixedClock, test_load_test};
+    use crate::fixtures::{ApiServerVerifier, mock, not_found, test_load_test};
     use ricochet_crds::{LoadTestRunStatus, LoadTestSpec, ThresholdVerdict, Verdict};
     use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -464,21 +463,6 @@ mod tests {
             ..LoadTestRunStatus::default()
         });
         serde_json::to_value(run).unwrap()
-    }
-
-    fn not_found() -> Response<kube::client::Body> {
-        Response::builder()
-            .status(404)
-            .body(kube::client::Body::from(
-                serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}))
-                    .unwrap(),
-            ))
-            .unwrap()
-    }
-
-    fn mock() -> (Client, ApiServerVerifier) {
-        let (ctx, server) = Context::test(FixedClock::at("2026-11-21T02:00:30Z"));
-        (ctx.client.clone(), server)
     }
 
     /// Answers `body` while `script` plays the API server; both under a 1 s timeout (a

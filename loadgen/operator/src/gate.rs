@@ -257,13 +257,12 @@ mod tests {
 
     use std::sync::{Arc, Mutex};
 
-    use http::{Method, Response};
+    use http::Method;
     use ricochet_crds::{LoadTestRunStatus, LoadTestSpec, ThresholdVerdict};
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::Context;
-    use crate::fixtures::{ApiServerVerifier, FixedClock, test_load_test};
+    use crate::fixtures::{mock, not_found, test_load_test};
 
     const LT: &str = "/apis/ricochet.dev/v1alpha1/namespaces/ricochet/loadtests/podinfo-canary";
     const RUN: &str = "/apis/ricochet.dev/v1alpha1/namespaces/ricochet/loadtestruns/podinfo-7d9f";
@@ -311,21 +310,6 @@ mod tests {
             ..LoadTestRunStatus::default()
         });
         serde_json::to_value(run).unwrap()
-    }
-
-    fn not_found() -> Response<kube::client::Body> {
-        Response::builder()
-            .status(404)
-            .body(kube::client::Body::from(
-                serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}))
-                    .unwrap(),
-            ))
-            .unwrap()
-    }
-
-    fn mock() -> (Client, ApiServerVerifier) {
-        let (ctx, server) = Context::test(FixedClock::at("2026-11-21T02:00:30Z"));
-        (ctx.client.clone(), server)
     }
 
     #[tokio::test]

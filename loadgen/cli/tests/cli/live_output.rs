@@ -61,6 +61,19 @@ fn get(url: &str) -> Option<(u16, Vec<u8>)> {
     })
 }
 
+/// Waits for `prom` to answer `/-/ready`, within the tests' patience.
+fn wait_ready(prom: &crate::prometheus_roundtrip::Prometheus) {
+    let ready = Instant::now();
+    while get(&format!("{}/-/ready", prom.url)).is_none_or(|(status, _)| status != 200) {
+        assert!(
+            ready.elapsed() < patience(),
+            "prometheus never ready:\n{}",
+            tail(&prom.log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn query(prom: &str, promql: &str) -> Vec<Value> {
     let mut url = reqwest::Url::parse(&format!("{prom}/api/v1/query")).unwrap();
     url.query_pairs_mut().append_pair("query", promql);
@@ -84,15 +97,7 @@ fn a_run_pushes_its_metrics_to_prometheus_remote_write_and_they_match_the_summar
         "global: {scrape_interval: 1m}\n",
         &["--web.enable-remote-write-receiver"],
     );
-    let ready = Instant::now();
-    while get(&format!("{}/-/ready", prom.url)).is_none_or(|(status, _)| status != 200) {
-        assert!(
-            ready.elapsed() < patience(),
-            "prometheus never ready:\n{}",
-            tail(&prom.log)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&prom);
     let dir = tempfile::tempdir().unwrap();
     let scenario = SCENARIO.replace("URL", &format!("{}/api/v1/write", prom.url));
     let (code, summary, stderr) = run(dir.path(), &scenario, &[]);
@@ -152,15 +157,7 @@ fn native_histograms_reach_prometheus_with_every_request_counted() {
             "--enable-feature=native-histograms",
         ],
     );
-    let ready = Instant::now();
-    while get(&format!("{}/-/ready", prom.url)).is_none_or(|(status, _)| status != 200) {
-        assert!(
-            ready.elapsed() < patience(),
-            "prometheus never ready:\n{}",
-            tail(&prom.log)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&prom);
     let dir = tempfile::tempdir().unwrap();
     let scenario = SCENARIO
         .replace("URL", &format!("{}/api/v1/write", prom.url))
